@@ -1,0 +1,41 @@
+"""fedbench: a Jupyter-native workbench for federated learning (PSI, vertical and horizontal modeling).
+
+Start with `wb = fedbench.connect()`: it brings up the local sandbox federation if needed and returns a
+`Workbench` on the `guest` party's node.
+"""
+
+__version__ = "0.1.0"
+
+from fedbench.client import Dataset, Datasets, NodeClient, PeerStatus, Workbench, connect  # noqa: E402
+from fedbench.errors import (  # noqa: E402
+    CertificateError,
+    CodecError,
+    ConfigError,
+    DatasetError,
+    FedbenchError,
+    NotFound,
+    PeerUnavailable,
+    RecvTimeout,
+    Refused,
+    Unauthenticated,
+)
+
+__all__ = [
+    "CertificateError",
+    "CodecError",
+    "ConfigError",
+    "Dataset",
+    "DatasetError",
+    "Datasets",
+    "FedbenchError",
+    "NodeClient",
+    "NotFound",
+    "PeerStatus",
+    "PeerUnavailable",
+    "RecvTimeout",
+    "Refused",
+    "Unauthenticated",
+    "Workbench",
+    "__version__",
+    "connect",
+]

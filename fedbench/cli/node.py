@@ -1,0 +1,59 @@
+"""`fedbench node init|start`: set up and run one party node."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import Any
+
+from fedbench.node.config import NodeConfig, NodeHome
+
+__all__ = ["add_parser"]
+
+
+def add_parser(sub: Any) -> None:
+    """Register `fedbench node ...`."""
+    parser = sub.add_parser("node", help="run a party node")
+    actions = parser.add_subparsers(dest="action", required=True)
+
+    start = actions.add_parser("start", help="serve the federation and control APIs until SIGTERM")
+    start.add_argument("--home", required=True, help="the node's home directory (holds node.json)")
+    start.add_argument("--log-level", default="INFO")
+    start.set_defaults(func=_start)
+
+    init = actions.add_parser("init", help="write a node.json for a new party")
+    init.add_argument("--home", required=True)
+    init.add_argument("--party", required=True)
+    init.add_argument("--federation-port", type=int, default=50051)
+    init.add_argument("--control-port", type=int, default=50052)
+    init.add_argument("--federation-host", default="0.0.0.0")
+    init.add_argument("--advertised-address", default=None, help="host:port peers use to reach this node")
+    init.add_argument("--peer", action="append", default=[], metavar="NAME=HOST:PORT")
+    init.add_argument("--database-url", default=None)
+    init.set_defaults(func=_init)
+
+
+def _start(args: argparse.Namespace) -> int:
+    from fedbench.node.server import PartyNode
+
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    PartyNode(args.home).serve_forever()
+    return 0
+
+
+def _init(args: argparse.Namespace) -> int:
+    peers = dict(item.split("=", 1) for item in args.peer)
+    config = NodeConfig(
+        party=args.party,
+        federation_host=args.federation_host,
+        federation_port=args.federation_port,
+        advertised_address=args.advertised_address,
+        control_port=args.control_port,
+        peers=peers,
+        database_url=args.database_url,
+    )
+    home = NodeHome(args.home)
+    home.save_config(config)
+    home.api_token(create=True)
+    print(f"wrote {home.config_file}; now put the party's TLS files in {home.tls_dir} (`fedbench certs ...`)")
+    return 0

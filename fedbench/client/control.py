@@ -1,0 +1,92 @@
+"""`NodeClient`: the raw control-API client a kernel uses to talk to its own node.
+
+Every call carries the node's API token. Errors come back as (code, reason) values and are raised here as
+the matching `FedbenchError`, so a notebook shows "dataset 'x' not found" rather than a gRPC traceback.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import grpc
+
+from fedbench.net import codec
+from fedbench.net.rpc import CHUNK_BYTES, chunked, error_from_rpc
+from fedbench.node.config import NodeHome
+from fedbench.node.control import CONTROL_SERVICE
+
+__all__ = ["NodeClient"]
+
+
+class NodeClient:
+    """A connection to a node's control API at `address`, authenticated with `token`."""
+
+    def __init__(self, address: str, token: str | None) -> None:
+        self.address = address
+        self._channel = grpc.insecure_channel(
+            address,
+            options=[
+                ("grpc.max_receive_message_length", 4 * CHUNK_BYTES),
+                ("grpc.max_send_message_length", 4 * CHUNK_BYTES),
+            ],
+        )
+        self._metadata = [("authorization", f"Bearer {token}")] if token else []
+        self._call = self._channel.unary_unary(f"/{CONTROL_SERVICE}/Call")
+        self._upload = self._channel.stream_unary(f"/{CONTROL_SERVICE}/Upload")
+        self._download = self._channel.unary_stream(f"/{CONTROL_SERVICE}/Download")
+
+    @classmethod
+    def for_home(cls, home: str | NodeHome) -> NodeClient:
+        """The client of the node whose home directory is `home` (reads its address and token)."""
+        node_home = home if isinstance(home, NodeHome) else NodeHome(home)
+        config = node_home.load_config()
+        return cls(config.control_address, node_home.api_token())
+
+    def close(self) -> None:
+        """Close the channel."""
+        self._channel.close()
+
+    def call(self, method: str, timeout: float | None = 60.0, **args: Any) -> Any:
+        """Invoke a small control method and return its decoded answer."""
+        request = codec.encode({"method": method, "args": args})
+        try:
+            reply = self._call(request, metadata=self._metadata, timeout=timeout)
+        except grpc.RpcError as exc:
+            raise error_from_rpc(exc, what=f"node at {self.address} ({method})") from None
+        return codec.decode(reply)
+
+    def upload(self, method: str, data: bytes | list[bytes | memoryview], **args: Any) -> Any:
+        """Invoke a method that takes a streamed body (`data`) plus small named arguments."""
+        parts = data if isinstance(data, list) else [data]
+        metadata = [*self._metadata, ("fb-method", method), ("fb-args", json.dumps(args))]
+        try:
+            reply = self._upload(chunked(parts), metadata=metadata)
+        except grpc.RpcError as exc:
+            raise error_from_rpc(exc, what=f"node at {self.address} ({method})") from None
+        return codec.decode(reply)
+
+    def download(self, method: str, **args: Any) -> bytearray:
+        """Invoke a method whose answer streams back; returns the reassembled bytes."""
+        request = codec.encode({"method": method, "args": args})
+        body = bytearray()
+        try:
+            for chunk in self._download(request, metadata=self._metadata):
+                body += chunk
+        except grpc.RpcError as exc:
+            raise error_from_rpc(exc, what=f"node at {self.address} ({method})") from None
+        return body
+
+    def health(self, timeout: float = 5.0) -> dict[str, Any]:
+        """The node's health answer (no token needed)."""
+        answer: dict[str, Any] = self.call("health", timeout=timeout)
+        return answer
+
+    def send(self, party: str, key: str, payload: Any, deadline: float = 60.0) -> bool:
+        """Have the node deliver `payload` to `party` under `key`."""
+        answer = self.upload("send", codec.encode_parts(payload), party=party, key=key, deadline=deadline)
+        return bool(answer["delivered"])
+
+    def recv(self, party: str, key: str, timeout: float = 60.0) -> Any:
+        """The next payload from `party` under `key` in the node's mailbox."""
+        return codec.decode(self.download("recv", party=party, key=key, timeout=timeout))

@@ -1,0 +1,77 @@
+"""`Workbench`: what `fedbench.connect()` returns, the analyst's handle on their party's node."""
+
+from __future__ import annotations
+
+import html
+import time
+from dataclasses import dataclass
+
+import pandas as pd
+
+from fedbench.client.control import NodeClient
+from fedbench.client.datasets import Datasets
+from fedbench.errors import FedbenchError
+
+__all__ = ["PeerStatus", "Workbench"]
+
+
+@dataclass(frozen=True)
+class PeerStatus:
+    """One peer as seen from our node right now, through the real mutual-TLS channel."""
+
+    party: str
+    address: str
+    reachable: bool
+    latency_ms: float | None
+    version: str | None
+    error: str | None
+
+
+class Workbench:
+    """A connection to our party's node: datasets, peers and (in later releases) projects and runs."""
+
+    def __init__(self, node: NodeClient) -> None:
+        self._node = node
+        health = node.health()
+        self.party: str = health["party"]
+        self.datasets = Datasets(node)
+
+    @property
+    def node(self) -> NodeClient:
+        """The raw control-API client (for advanced use and tests)."""
+        return self._node
+
+    def health(self) -> dict[str, object]:
+        """The node's health answer."""
+        return self._node.health()
+
+    def peers(self, timeout: float = 5.0) -> list[PeerStatus]:
+        """Every configured peer, each pinged live through the federation channel."""
+        statuses = []
+        for peer in self._node.call("peers"):
+            started = time.perf_counter()
+            try:
+                answer = self._node.call("ping_peer", party=peer["party"], timeout=timeout)
+            except FedbenchError as exc:
+                statuses.append(PeerStatus(peer["party"], peer["address"], False, None, None, str(exc)))
+                continue
+            latency = (time.perf_counter() - started) * 1000
+            statuses.append(
+                PeerStatus(peer["party"], peer["address"], True, round(latency, 1), answer["version"], None)
+            )
+        return statuses
+
+    def close(self) -> None:
+        """Close the connection to the node."""
+        self._node.close()
+
+    def __repr__(self) -> str:
+        return f"Workbench(party={self.party!r}, node={self._node.address})"
+
+    def _repr_html_(self) -> str:
+        peers = pd.DataFrame([vars(p) for p in self.peers(timeout=2.0)])
+        table = peers.to_html(index=False, border=0) if not peers.empty else "<i>no peers configured</i>"
+        return (
+            f'<div class="fb-workbench"><b>fedbench</b> party <code>{html.escape(self.party)}</code> '
+            f"via {html.escape(self._node.address)}<br>{table}</div>"
+        )

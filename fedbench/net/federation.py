@@ -1,0 +1,150 @@
+"""The federation service a party node serves to its peers over mutual TLS: Ping and Push.
+
+Before anything is read, each call is checked: the TLS layer has already verified the client certificate
+against the federation CA; here we check that it is not revoked, that the party it names is the party the
+call claims to come from, and that this party is one of our configured peers. Push then streams the payload
+in chunks under a declared size, decodes it with the safe codec under size and type limits, and files it in
+the mailbox exactly once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+
+import grpc
+
+from fedbench import __version__
+from fedbench.errors import CodecError, FedbenchError, Refused, Unauthenticated
+from fedbench.net import codec
+from fedbench.net.certs import RevocationList, certificate_serial, peer_identity
+from fedbench.net.mailbox import Mailbox
+from fedbench.net.rpc import guarded
+
+__all__ = ["FEDERATION_SERVICE", "FederationService", "PushHeader"]
+
+FEDERATION_SERVICE = "fedbench.Federation"
+MAX_KEY_LENGTH = 512
+
+
+@dataclass(frozen=True)
+class PushHeader:
+    """What a Push call declares in its metadata before the payload streams in."""
+
+    sender: str
+    key: str
+    message_id: str
+    size: int
+
+    @classmethod
+    def from_metadata(cls, metadata: Mapping[str, str]) -> PushHeader:
+        """Parse and bound the call metadata; a missing or malformed field is a codec error."""
+        try:
+            size = int(metadata["fb-size"])
+            header = cls(metadata["fb-party"], metadata["fb-key"], metadata["fb-msg-id"], size)
+        except (KeyError, ValueError) as exc:
+            raise CodecError(f"malformed push header: missing or invalid field {exc}") from None
+        if size < 0 or not header.key or len(header.key) > MAX_KEY_LENGTH or not header.message_id:
+            raise CodecError("malformed push header: empty key or message id, or negative size")
+        return header
+
+    def metadata(self) -> list[tuple[str, str]]:
+        """The header as call metadata."""
+        return [
+            ("fb-party", self.sender),
+            ("fb-key", self.key),
+            ("fb-msg-id", self.message_id),
+            ("fb-size", str(self.size)),
+        ]
+
+
+class FederationService:
+    """Serves Ping and Push for one party node; `on_refusal` lets the node audit refused calls."""
+
+    def __init__(
+        self,
+        party: str,
+        peers: Callable[[], Mapping[str, str]],
+        mailbox: Mailbox,
+        revocations: RevocationList | None,
+        limits: codec.CodecLimits,
+        on_refusal: Callable[[str, str], None] | None = None,
+    ) -> None:
+        self.party = party
+        self._peers = peers
+        self.mailbox = mailbox
+        self._revocations = revocations
+        self._limits = limits
+        self._on_refusal = on_refusal
+
+    def handler(self) -> grpc.GenericRpcHandler:
+        """The generic gRPC handler (raw bytes in and out) for `grpc.Server.add_generic_rpc_handlers`."""
+        return grpc.method_handlers_generic_handler(
+            FEDERATION_SERVICE,
+            {
+                "Ping": grpc.unary_unary_rpc_method_handler(guarded(self.ping)),
+                "Push": grpc.stream_unary_rpc_method_handler(guarded(self.push)),
+            },
+        )
+
+    def authenticate(self, context: grpc.ServicerContext, claimed: str | None) -> str:
+        """The verified party name of the caller; refuses revoked, mismatched or unknown identities."""
+        try:
+            return self._authenticate(context, claimed)
+        except FedbenchError as exc:
+            if self._on_refusal is not None:
+                self._on_refusal(claimed or "?", str(exc))
+            raise
+
+    def _authenticate(self, context: grpc.ServicerContext, claimed: str | None) -> str:
+        certs = context.auth_context().get("x509_pem_cert")
+        if not certs:
+            raise Unauthenticated("no client certificate: connect with mutual TLS using a federation cert")
+        pem = certs[0]
+        identity = peer_identity(pem)
+        if self._revocations is not None:
+            self._revocations.refresh()
+            if self._revocations.is_revoked(certificate_serial(pem)):
+                raise Unauthenticated(
+                    f"the certificate of {identity!r} has been revoked by the federation CA"
+                )
+        if claimed is not None and claimed != identity:
+            raise Unauthenticated(
+                f"the request claims to come from {claimed!r} but its certificate names {identity!r}"
+            )
+        if identity not in self._peers():
+            raise Refused(f"party {identity!r} is not a configured peer of {self.party!r}")
+        return identity
+
+    def ping(self, request: bytes, context: grpc.ServicerContext) -> bytes:
+        """Answer a reachability check with our party name and version."""
+        metadata = dict(context.invocation_metadata())
+        caller = self.authenticate(context, metadata.get("fb-party"))
+        return codec.encode({"party": self.party, "version": __version__, "caller": caller})
+
+    def push(self, chunks: Iterator[bytes], context: grpc.ServicerContext) -> bytes:
+        """Receive one message in chunks, validate it and file it in the mailbox."""
+        header = PushHeader.from_metadata(dict(context.invocation_metadata()))
+        self.authenticate(context, header.sender)
+        if header.size > self._limits.max_bytes:
+            raise Refused(
+                f"message of {header.size} bytes is over this node's limit of {self._limits.max_bytes} bytes"
+            )
+        if self.mailbox.seen(header.message_id):
+            return codec.encode({"delivered": False, "duplicate": True})
+        self.mailbox.reserve(header.size)
+        buffer = bytearray(header.size)
+        view = memoryview(buffer)
+        received = 0
+        for chunk in chunks:
+            end = received + len(chunk)
+            if end > header.size:
+                raise CodecError(f"message is longer than its declared size of {header.size} bytes")
+            view[received:end] = chunk
+            received = end
+        if received != header.size:
+            raise CodecError(f"message ended after {received} of its declared {header.size} bytes")
+        view.release()
+        payload = codec.decode(buffer, self._limits)
+        delivered = self.mailbox.put(header.sender, header.key, header.message_id, payload, header.size)
+        return codec.encode({"delivered": delivered, "duplicate": not delivered})

@@ -1,0 +1,115 @@
+"""A party node's configuration and the layout of its home directory.
+
+One file, `<home>/node.json`, holds everything a node needs (party name, ports, peers, database URL, limits);
+it is validated by one pydantic model, so there is no second configuration system. Secrets never go in it:
+TLS material lives under `<home>/tls/` and the control-API token in `<home>/api_token` (both 0600).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from pathlib import Path
+
+from pydantic import BaseModel, Field, ValidationError, field_validator
+
+from fedbench.errors import ConfigError
+from fedbench.names import check_party_name
+
+__all__ = ["NodeConfig", "NodeHome"]
+
+
+class NodeConfig(BaseModel):
+    """Settings of one party node; unknown keys are refused so a typo never passes silently."""
+
+    model_config = {"extra": "forbid"}
+
+    party: str
+    federation_host: str = "127.0.0.1"
+    federation_port: int = Field(ge=0, le=65535)
+    advertised_address: str | None = Field(
+        default=None, description="host:port peers use to reach us (default federation_host:port)"
+    )
+    control_host: str = "127.0.0.1"
+    control_port: int = Field(ge=0, le=65535)
+    database_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite in the home")
+    peers: dict[str, str] = Field(default_factory=dict, description="party name -> host:port")
+    crl_path: str | None = Field(default=None, description="revocation list checked on every peer call")
+    max_message_mb: int = Field(default=4096, ge=1, description="largest message a peer may send us")
+    workers: int = Field(default=16, ge=2, le=256, description="gRPC server threads")
+
+    @field_validator("party")
+    @classmethod
+    def _party_name(cls, value: str) -> str:
+        return check_party_name(value)
+
+    @field_validator("peers")
+    @classmethod
+    def _peer_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, address in value.items():
+            check_party_name(name)
+            if ":" not in address:
+                raise ValueError(f"peer {name!r} address {address!r} must be host:port")
+        return value
+
+    @property
+    def federation_address(self) -> str:
+        """The address peers dial to reach this node."""
+        return self.advertised_address or f"{self.federation_host}:{self.federation_port}"
+
+    @property
+    def control_address(self) -> str:
+        """The loopback address local kernels dial."""
+        return f"{self.control_host}:{self.control_port}"
+
+
+class NodeHome:
+    """The files of one node's home directory, by name."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root).expanduser().resolve()
+
+    config_file = property(lambda self: self.root / "node.json")
+    tls_dir = property(lambda self: self.root / "tls")
+    token_file = property(lambda self: self.root / "api_token")
+    pid_file = property(lambda self: self.root / "node.pid")
+    log_file = property(lambda self: self.root / "node.log")
+    artifacts_dir = property(lambda self: self.root / "artifacts")
+
+    def database_url(self, config: NodeConfig) -> str:
+        """The configured database URL, or SQLite under the home."""
+        return config.database_url or f"sqlite:///{self.root / 'fedbench.db'}"
+
+    def load_config(self) -> NodeConfig:
+        """Read and validate `node.json`, with a message that says what is wrong and where."""
+        if not self.config_file.exists():
+            raise ConfigError(
+                f"no node configuration at {self.config_file}; create one with `fedbench node init` "
+                "or start a local federation with `fedbench sandbox up`"
+            )
+        try:
+            return NodeConfig.model_validate(json.loads(self.config_file.read_text()))
+        except (ValueError, ValidationError) as exc:
+            raise ConfigError(f"{self.config_file} is not a valid node configuration: {exc}") from None
+
+    def save_config(self, config: NodeConfig) -> None:
+        """Write `node.json` atomically."""
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = self.config_file.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(config.model_dump(exclude_none=True), indent=2) + "\n")
+        os.replace(tmp, self.config_file)
+
+    def api_token(self, *, create: bool = False) -> str:
+        """The local control-API token, created with mode 0600 on first use when `create` is set."""
+        if not self.token_file.exists():
+            if not create:
+                raise ConfigError(
+                    f"no control-API token at {self.token_file}; is {self.root} a node home? "
+                    "(start the node once with `fedbench node start --home ...`)"
+                )
+            self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd = os.open(self.token_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_urlsafe(32))
+        return self.token_file.read_text().strip()

@@ -1,0 +1,173 @@
+"""The party node: one long-running process per organisation, serving its peers and its local kernels.
+
+It owns the party's store (metadata database, artifact files, dataset registry), its TLS identity, a mailbox
+for messages from peers, and two gRPC servers: the federation server (mutual TLS, reachable by peers) and the
+control server (loopback, token-guarded, for kernels). SIGTERM or SIGINT stops it cleanly.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from concurrent import futures
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from fedbench.errors import CertificateError, ConfigError
+from fedbench.net import codec
+from fedbench.net.certs import PartyCredentials, RevocationList, peer_identity
+from fedbench.net.federation import FederationService
+from fedbench.net.mailbox import Mailbox
+from fedbench.net.peer import PeerClient
+from fedbench.net.rpc import CHUNK_BYTES
+from fedbench.net.tls import TlsMaterial, server_credentials
+from fedbench.net.transport import GrpcTransport
+from fedbench.node.config import NodeHome
+from fedbench.node.control import ControlService
+from fedbench.store import ArtifactFiles, Database, DatasetRegistry
+
+__all__ = ["PartyNode"]
+
+log = logging.getLogger("fedbench.node")
+
+_SERVER_OPTIONS = [
+    ("grpc.max_receive_message_length", 4 * CHUNK_BYTES),
+    ("grpc.max_send_message_length", 4 * CHUNK_BYTES),
+    ("grpc.so_reuseport", 0),
+]
+
+
+class PartyNode:
+    """A party node bound to one home directory; `start()` serves, `stop()` shuts down."""
+
+    def __init__(self, home: str | os.PathLike[str]) -> None:
+        self.home = NodeHome(home)
+        self.config = self.home.load_config()
+        self.tls = _load_tls(self.home, self.config.party)
+        self.api_token = self.home.api_token(create=True)
+        self.db = Database(self.home.database_url(self.config))
+        self.files = ArtifactFiles(self.home.artifacts_dir)
+        self.datasets = DatasetRegistry(self.db, self.files)
+        self.mailbox = Mailbox()
+        self.limits = codec.CodecLimits(max_bytes=self.config.max_message_mb << 20)
+        self._peers: dict[str, PeerClient] = {}
+        self._peers_lock = threading.Lock()
+        self._servers: list[grpc.Server] = []
+        self._stopped = threading.Event()
+
+    def revocations(self) -> RevocationList | None:
+        """The revocation list the node checks on every peer call, if one is configured or installed."""
+        path = Path(self.config.crl_path) if self.config.crl_path else self.home.tls_dir / "crl.pem"
+        if not path.exists():
+            if self.config.crl_path:
+                raise ConfigError(f"crl_path {path} does not exist; fix node.json or copy the CA's crl.pem")
+            return None
+        return RevocationList(path, self.tls.ca)
+
+    def peer(self, party: str) -> PeerClient:
+        """The channel to a configured peer (opened on first use)."""
+        address = self.config.peers.get(party)
+        if address is None:
+            raise ConfigError(
+                f"{party!r} is not a peer of {self.config.party!r}; known: {sorted(self.config.peers)}"
+            )
+        with self._peers_lock:
+            if party not in self._peers:
+                self._peers[party] = PeerClient(self.config.party, party, address, self.tls)
+            return self._peers[party]
+
+    def ping_peer(self, party: str, timeout: float = 5.0) -> dict[str, Any]:
+        """Ping a peer through the mutual-TLS channel and check it is who we think."""
+        answer = self.peer(party).ping(timeout)
+        if answer.get("party") != party:
+            raise CertificateError(f"peer at {self.config.peers[party]} answered as {answer.get('party')!r}")
+        return answer
+
+    def transport(self) -> GrpcTransport:
+        """The transport for protocol code running inside this node."""
+        return GrpcTransport(self.config.party, self.peer, self.mailbox.get)
+
+    def start(self) -> None:
+        """Bind both servers and start serving; raises ConfigError when a port is taken."""
+        federation = FederationService(
+            self.config.party,
+            lambda: self.config.peers,
+            self.mailbox,
+            self.revocations(),
+            self.limits,
+            on_refusal=lambda who, why: log.warning("refused a call from %s: %s", who, why),
+        )
+        fed_server = self._server(federation.handler())
+        _bind(fed_server, f"{self.config.federation_host}:{self.config.federation_port}", self.tls)
+        control_server = self._server(ControlService(self).handler())
+        _bind(control_server, self.config.control_address, None)
+        for server in (fed_server, control_server):
+            server.start()
+        self._servers = [fed_server, control_server]
+        self.home.pid_file.write_text(str(os.getpid()))
+        log.info(
+            "node %s serving federation on %s, control on %s",
+            self.config.party,
+            self.config.federation_address,
+            self.config.control_address,
+        )
+
+    def stop(self, grace: float = 5.0) -> None:
+        """Stop serving (letting calls in flight finish for `grace` seconds) and release the store."""
+        for server in self._servers:
+            server.stop(grace).wait()
+        self._servers = []
+        with self._peers_lock:
+            for client in self._peers.values():
+                client.close()
+            self._peers.clear()
+        self.db.close()
+        if self.home.pid_file.exists() and self.home.pid_file.read_text().strip() == str(os.getpid()):
+            self.home.pid_file.unlink()
+        self._stopped.set()
+
+    def serve_forever(self) -> None:
+        """Start, then block until SIGTERM or SIGINT, then stop cleanly."""
+        self.start()
+        stop_requested = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop_requested.set())
+        stop_requested.wait()
+        log.info("node %s stopping", self.config.party)
+        self.stop()
+
+    def _server(self, handler: grpc.GenericRpcHandler) -> grpc.Server:
+        pool = futures.ThreadPoolExecutor(max_workers=self.config.workers)
+        server = grpc.server(pool, options=_SERVER_OPTIONS)
+        server.add_generic_rpc_handlers((handler,))
+        return server
+
+
+def _load_tls(home: NodeHome, party: str) -> TlsMaterial:
+    key, cert, ca = PartyCredentials.from_dir(home.tls_dir).load()
+    named = peer_identity(cert)
+    if named != party:
+        raise CertificateError(
+            f"the certificate in {home.tls_dir} is for {named!r}, but this node is {party!r}"
+        )
+    return TlsMaterial(key=key, cert=cert, ca=ca)
+
+
+def _bind(server: grpc.Server, address: str, tls: TlsMaterial | None) -> None:
+    try:
+        port = (
+            server.add_secure_port(address, server_credentials(tls))
+            if tls is not None
+            else server.add_insecure_port(address)
+        )
+    except RuntimeError as exc:
+        port = 0
+        reason = str(exc)
+    else:
+        reason = "address in use?"
+    if port == 0:
+        raise ConfigError(f"cannot listen on {address} ({reason}); pick a free port in node.json")

@@ -1,0 +1,280 @@
+"""The sandbox: a real federation of party nodes on this machine, with nothing to configure.
+
+`up` creates (once) a federation CA, a certificate per party, a node home per party with free loopback ports,
+starts each node as a background process, waits until it answers, and registers the demo data sets. It is
+idempotent: running it again starts only what is not running. Layout of the sandbox home:
+
+    <home>/ca/            the federation CA (its crl.pem is checked by every node)
+    <home>/<party>/       one node home per party (node.json, tls/, api_token, fedbench.db, artifacts/, node.log)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from fedbench.client.control import NodeClient
+from fedbench.errors import ConfigError, FedbenchError, NodeError
+from fedbench.net.certs import init_ca, issue_party
+from fedbench.node.config import NodeConfig, NodeHome
+
+__all__ = ["DEFAULT_PARTIES", "NodeStatus", "default_home", "down", "status", "up"]
+
+DEFAULT_PARTIES = ("guest", "host")
+_MANIFEST = "sandbox.json"
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+"""Nodes this process started: polled so that a node that exited is not mistaken for a live one (zombie)."""
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    """One sandbox node: where it lives, where it listens, whether it runs."""
+
+    party: str
+    home: str
+    running: bool
+    pid: int | None
+    federation_address: str
+    control_address: str
+
+
+def default_home() -> Path:
+    """`$FEDBENCH_SANDBOX_HOME`, else `~/.fedbench/sandbox`."""
+    return Path(os.environ.get("FEDBENCH_SANDBOX_HOME", "~/.fedbench/sandbox")).expanduser().resolve()
+
+
+def up(
+    home: str | os.PathLike[str] | None = None,
+    *,
+    parties: tuple[str, ...] | None = None,
+    demo_data: bool = True,
+    timeout: float = 60.0,
+) -> list[NodeStatus]:
+    """Create what is missing, start what is not running, register demo data; returns each node's status."""
+    root = Path(home).expanduser().resolve() if home else default_home()
+    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with _locked(root):
+        members = _members(root, parties)
+        _ensure_federation(root, members)
+        for party in members:
+            if not _running(NodeHome(root / party)):
+                _spawn(NodeHome(root / party))
+        for party in members:
+            _wait_healthy(NodeHome(root / party), timeout)
+        if demo_data:
+            _register_demo_data(root, members)
+    return status(root)
+
+
+def status(home: str | os.PathLike[str] | None = None) -> list[NodeStatus]:
+    """The status of every node of the sandbox (empty if there is no sandbox there)."""
+    root = Path(home).expanduser().resolve() if home else default_home()
+    manifest = root / _MANIFEST
+    if not manifest.exists():
+        return []
+    result = []
+    for party in json.loads(manifest.read_text())["parties"]:
+        node_home = NodeHome(root / party)
+        config = node_home.load_config()
+        pid = _running(node_home)
+        result.append(
+            NodeStatus(
+                party,
+                str(node_home.root),
+                pid is not None,
+                pid,
+                config.federation_address,
+                config.control_address,
+            )
+        )
+    return result
+
+
+def down(home: str | os.PathLike[str] | None = None, *, timeout: float = 15.0) -> list[str]:
+    """Stop every running node of the sandbox (SIGTERM, then SIGKILL after `timeout`); returns who stopped."""
+    stopped = []
+    for node in status(home):
+        if node.pid is None:
+            continue
+        _terminate(node.pid, timeout)
+        with contextlib.suppress(FileNotFoundError):
+            NodeHome(node.home).pid_file.unlink()
+        stopped.append(node.party)
+    return stopped
+
+
+def as_json(nodes: list[NodeStatus]) -> str:
+    """The status as JSON, for `fedbench sandbox status --json`."""
+    return json.dumps({"nodes": [asdict(n) for n in nodes]}, indent=2)
+
+
+@contextlib.contextmanager
+def _locked(root: Path) -> Iterator[None]:
+    with open(root / ".lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _members(root: Path, parties: tuple[str, ...] | None) -> list[str]:
+    manifest = root / _MANIFEST
+    if manifest.exists():
+        existing: list[str] = json.loads(manifest.read_text())["parties"]
+        if parties and set(parties) != set(existing):
+            raise ConfigError(
+                f"the sandbox at {root} has parties {existing}; use another --home for {list(parties)}"
+            )
+        return existing
+    members = list(parties or DEFAULT_PARTIES)
+    if len(set(members)) != len(members) or len(members) < 2:
+        raise ConfigError(f"a sandbox needs two or more distinct parties, got {members}")
+    manifest.write_text(json.dumps({"parties": members}) + "\n")
+    return members
+
+
+def _ensure_federation(root: Path, members: list[str]) -> None:
+    ca_dir = root / "ca"
+    if not (ca_dir / "ca.pem").exists():
+        init_ca(ca_dir, name="fedbench sandbox CA")
+    new = [p for p in members if not NodeHome(root / p).config_file.exists()]
+    ports = {party: (_free_port(), _free_port()) for party in new}
+    for party in members:
+        node_home = NodeHome(root / party)
+        if not (node_home.tls_dir / "party.pem").exists():
+            issue_party(ca_dir, node_home.tls_dir, party)
+        if party in ports:
+            fed_port, control_port = ports[party]
+            node_home.save_config(
+                NodeConfig(
+                    party=party,
+                    federation_port=fed_port,
+                    control_port=control_port,
+                    crl_path=str(ca_dir / "crl.pem"),
+                )
+            )
+            node_home.api_token(create=True)
+    addresses = {p: NodeHome(root / p).load_config().federation_address for p in members}
+    for party in members:
+        node_home = NodeHome(root / party)
+        config = node_home.load_config()
+        peers = {p: a for p, a in addresses.items() if p != party}
+        if config.peers != peers:
+            node_home.save_config(config.model_copy(update={"peers": peers}))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _running(node_home: NodeHome) -> int | None:
+    """The pid of the node if its process is alive (a stale pid file is removed)."""
+    try:
+        pid = int(node_home.pid_file.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+    child = _CHILDREN.get(pid)
+    if child is not None and child.poll() is not None:
+        node_home.pid_file.unlink(missing_ok=True)
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        node_home.pid_file.unlink(missing_ok=True)
+        return None
+    except PermissionError:
+        pass
+    return pid
+
+
+def _spawn(node_home: NodeHome) -> None:
+    with open(node_home.log_file, "ab") as log:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "fedbench", "node", "start", "--home", str(node_home.root)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            cwd=node_home.root,
+        )
+    _CHILDREN[child.pid] = child
+
+
+def _wait_healthy(node_home: NodeHome, timeout: float) -> None:
+    client = NodeClient.for_home(node_home)
+    give_up = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                client.health(timeout=2.0)
+                if _running(node_home):
+                    return
+            except FedbenchError:
+                pass
+            if time.monotonic() > give_up:
+                tail = (
+                    node_home.log_file.read_text(errors="replace")[-2000:]
+                    if node_home.log_file.exists()
+                    else ""
+                )
+                raise NodeError(
+                    f"node {node_home.root.name} did not start within {timeout:g} s; log:\n{tail}"
+                )
+            time.sleep(0.2)
+    finally:
+        client.close()
+
+
+def _terminate(pid: int, timeout: float) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    give_up = time.monotonic() + timeout
+    child = _CHILDREN.pop(pid, None)
+    while time.monotonic() < give_up:
+        if child is not None and child.poll() is not None:
+            return
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+
+
+def _register_demo_data(root: Path, members: list[str]) -> None:
+    from fedbench.client.datasets import Datasets
+    from fedbench.datasets import breast_cancer_vertical, credit_vertical
+
+    credit = credit_vertical()
+    cancer = breast_cancer_vertical()
+    demo: dict[str, dict[str, tuple[pd.DataFrame, str | None]]] = {
+        members[0]: {"credit_guest": (credit[0], "default"), "breast_cancer_guest": (cancer[0], "y")},
+        members[1]: {"credit_host": (credit[1], None), "breast_cancer_host": (cancer[1], None)},
+    }
+    for party, tables in demo.items():
+        client = NodeClient.for_home(NodeHome(root / party))
+        try:
+            datasets = Datasets(client)
+            known = {d.name for d in datasets.list()}
+            for name, (frame, label) in tables.items():
+                if name not in known:
+                    datasets.upload(frame, name=name, id_column="id", label_column=label)
+        finally:
+            client.close()

@@ -1,0 +1,165 @@
+"""The node's metadata database: one engine per node, SQLite under the home by default or any SQLAlchemy URL.
+
+Opening a `Database` creates the tables, so a node can start on an empty home; every failure to parse, load a
+driver for, or reach the database becomes a `StoreError` naming the URL (password masked) and the fix.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
+from sqlalchemy.pool import StaticPool
+from sqlmodel import Session, create_engine
+
+from fedbench.errors import StoreError
+from fedbench.store.models import METADATA
+
+SQLITE_BUSY_TIMEOUT_S = 30.0
+CONNECT_TIMEOUT_S = 10
+_EXAMPLES = (
+    "for example 'sqlite:////srv/fedbench/fedbench.db' or 'postgresql+psycopg://user:pw@host:5432/fedbench'"
+)
+_DRIVER_PACKAGES = {
+    "psycopg2": "psycopg2-binary",
+    "psycopg": "'psycopg[binary]'",
+    "pg8000": "pg8000",
+    "asyncpg": "asyncpg",
+    "pymysql": "pymysql",
+    "mysqldb": "mysqlclient",
+}
+
+
+def sqlite_url(home: Path) -> str:
+    """Return the URL of the default SQLite database of a node home: `sqlite:///<home>/fedbench.db`."""
+    return f"sqlite:///{Path(home).expanduser().absolute() / 'fedbench.db'}"
+
+
+def mask_url(url: str | URL) -> str:
+    """Return `url` as text with its password replaced by '***', even when it cannot be parsed."""
+    if isinstance(url, URL):
+        return url.render_as_string(hide_password=True)
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError, TypeError):
+        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", str(url))
+
+
+def _reason(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None) or exc
+    lines = str(orig).strip().splitlines()
+    return lines[0] if lines else type(orig).__name__
+
+
+def _set_sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+    finally:
+        cursor.close()
+
+
+class Database:
+    """The metadata database of a node; `session()` gives a transaction that commits on success."""
+
+    def __init__(self, url: str) -> None:
+        """Open (creating tables if needed) the database at `url`; raise StoreError if it is unusable."""
+        try:
+            parsed = make_url(url)
+        except (ArgumentError, ValueError, TypeError) as exc:
+            raise StoreError(
+                f"database URL {mask_url(str(url))!r} is not valid ({_reason(exc)}); "
+                f"give a SQLAlchemy URL, {_EXAMPLES}"
+            ) from exc
+        self.url = parsed.render_as_string(hide_password=True)
+        self.engine = self._create_engine(parsed)
+        try:
+            METADATA.create_all(self.engine)
+        except SQLAlchemyError as exc:
+            self.engine.dispose()
+            raise StoreError(self._unreachable_message(parsed, exc)) from exc
+
+    def _create_engine(self, parsed: URL) -> Engine:
+        kwargs: dict[str, Any] = {}
+        backend, _, driver = parsed.drivername.partition("+")
+        if backend == "sqlite":
+            kwargs["connect_args"] = {"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_S}
+            if parsed.database in (None, "", ":memory:"):
+                kwargs["poolclass"] = StaticPool
+        else:
+            kwargs["pool_pre_ping"] = True
+            if backend == "postgresql" and driver in ("", "psycopg2", "psycopg"):
+                kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
+        try:
+            engine = create_engine(parsed, **kwargs)
+        except NoSuchModuleError as exc:
+            raise StoreError(
+                f"database URL {self.url!r} names an unknown database kind {parsed.drivername!r}; "
+                f"use a SQLAlchemy URL, {_EXAMPLES}"
+            ) from exc
+        except ImportError as exc:
+            module = str(getattr(exc, "name", None) or driver or backend).split(".")[0]
+            package = _DRIVER_PACKAGES.get(module, module)
+            raise StoreError(
+                f"database URL {self.url!r} needs the Python driver {module!r}, which is not installed; "
+                f"install it (pip install {package}) or use another URL, {_EXAMPLES}"
+            ) from exc
+        except (SQLAlchemyError, TypeError, ValueError) as exc:
+            raise StoreError(
+                f"cannot use database URL {self.url!r}: {_reason(exc)}; fix the URL, {_EXAMPLES}"
+            ) from exc
+        if backend == "sqlite":
+            event.listen(engine, "connect", _set_sqlite_pragmas)
+        return engine
+
+    def _unreachable_message(self, parsed: URL, exc: BaseException) -> str:
+        if parsed.get_backend_name() == "sqlite":
+            where = Path(parsed.database or "").parent
+            return (
+                f"cannot open the SQLite database {self.url!r}: {_reason(exc)}; check that the directory "
+                f"'{where}' exists and is writable, and that no other program holds the file locked"
+            )
+        return (
+            f"cannot reach the database {self.url!r}: {_reason(exc)}; check that the server is running and "
+            "that the host, port, user, password and database name in the URL are right"
+        )
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """Yield a Session in a transaction: committed if the block succeeds, rolled back if it raises."""
+        session = Session(self.engine, expire_on_commit=False)
+        try:
+            yield session
+            session.commit()
+        except OperationalError as exc:
+            session.rollback()
+            raise StoreError(
+                f"database {self.url!r} failed: {_reason(exc)}; retry, or check the database"
+            ) from exc
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    def close(self) -> None:
+        """Release every pooled connection; the object must not be used afterwards."""
+        self.engine.dispose()
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Database({self.url!r})"

@@ -1,0 +1,402 @@
+"""The dataset registry of a node: validate a table, store it as parquet, record it in the metadata database.
+
+Registration checks everything first and writes after, and leaves nothing behind when it fails; every problem
+is one `DatasetError` that names the culprit (column, ids, rows) and the fix. The fingerprint identifies a
+table's content independently of pandas/pyarrow versions, so partners can compare what was used.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import hashlib
+import html
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+from pandas.api import types as ptypes
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy import func
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlmodel import col, select
+
+from fedbench.errors import DatasetError, NotFound, StoreError
+from fedbench.names import check_dataset_name
+from fedbench.store.artifacts import ArtifactFiles
+from fedbench.store.database import Database
+from fedbench.store.models import Dataset
+from fedbench.store.tables import table_from_parquet_bytes, table_to_parquet_bytes
+
+_FINGERPRINT_DOMAIN = b"fedbench-table-fingerprint-v1\x00"
+_CANONICAL_NAN = np.uint64(0x7FF8000000000000)
+_MAX_EXAMPLES = 5
+
+
+class DatasetInfo(BaseModel):
+    """What the registry knows about a dataset; `model_dump(mode="json")` is plain JSON."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    owner: str
+    id_column: str
+    label_column: str | None
+    features: list[str]
+    dtypes: dict[str, str]
+    n_rows: int
+    fingerprint: str
+    created_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Dataset) -> DatasetInfo:
+        """Build the info of a `Dataset` database row."""
+        return cls(
+            name=row.name,
+            owner=row.owner,
+            id_column=row.id_column,
+            label_column=row.label_column,
+            features=list(row.features),
+            dtypes=dict(row.dtypes),
+            n_rows=row.n_rows,
+            fingerprint=row.fingerprint,
+            created_at=row.created_at,
+        )
+
+    def _repr_html_(self) -> str:
+        esc = html.escape
+        shown = ", ".join(esc(f) for f in self.features[:8])
+        more = f", … (+{len(self.features) - 8})" if len(self.features) > 8 else ""
+        label = f"<code>{esc(self.label_column)}</code>" if self.label_column else "<i>none</i>"
+        return (
+            '<div class="fedbench-dataset" style="display:inline-block;border:1px solid #d0d7de;'
+            'border-radius:6px;padding:6px 10px;font-family:sans-serif;font-size:13px;line-height:1.5">'
+            f"<b>{esc(self.name)}</b> <span style='color:#57606a'>({esc(self.owner)})</span><br>"
+            f"{self.n_rows:,} rows &middot; id <code>{esc(self.id_column)}</code> &middot; label {label}<br>"
+            f"{len(self.features)} features: {shown}{more}<br>"
+            f"<span style='color:#57606a'>fingerprint <code>{esc(self.fingerprint[:12])}</code></span>"
+            "</div>"
+        )
+
+
+def _positions(mask: np.ndarray) -> str:
+    where = np.flatnonzero(mask)
+    shown = ", ".join(str(int(i)) for i in where[:_MAX_EXAMPLES])
+    return shown + (", …" if len(where) > _MAX_EXAMPLES else "")
+
+
+def _is_numeric(dtype: object) -> bool:
+    return bool(ptypes.is_bool_dtype(dtype)) or (
+        bool(ptypes.is_numeric_dtype(dtype)) and not ptypes.is_complex_dtype(dtype)
+    )
+
+
+def _id_strings(series: pd.Series) -> pd.Series:
+    """Return the ids as strings: integers (and integral floats) without '.0', everything else with str()."""
+    if ptypes.is_float_dtype(series.dtype):
+        values = series.to_numpy(dtype=np.float64, na_value=np.nan)
+        finite = values[np.isfinite(values)]
+        if (
+            len(finite) == len(values)
+            and np.all(finite == np.round(finite))
+            and np.all(np.abs(finite) < 2**63)
+        ):
+            return series.astype("int64").astype(str)
+        return series.astype(str)
+    if ptypes.is_object_dtype(series.dtype):
+        return pd.Series(
+            [str(int(v)) if isinstance(v, float) and v.is_integer() else str(v) for v in series],
+            index=series.index,
+        ).astype(str)
+    return series.astype(str)
+
+
+def _as_float64(series: pd.Series, column: str) -> np.ndarray:
+    if not _is_numeric(series.dtype):
+        raise DatasetError(
+            f"column {column!r} ({series.dtype}) is not numeric; encode it as numbers or drop it"
+        )
+    return series.to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def _canonical_float_bytes(values: np.ndarray) -> bytes:
+    arr = np.array(values, dtype="<f8", copy=True)
+    arr[arr == 0.0] = 0.0
+    bits = arr.view("<u8")
+    bits[np.isnan(arr)] = _CANONICAL_NAN
+    return bits.tobytes()
+
+
+def _length_prefixed(text: str) -> bytes:
+    data = text.encode("utf-8")
+    return len(data).to_bytes(8, "little") + data
+
+
+def table_fingerprint(df: pd.DataFrame, id_column: str, label_column: str | None = None) -> str:
+    """Return the sha256 hex of a canonical form of `df`, stable across pandas/pyarrow versions.
+
+    It covers the column names in order, the roles, the ids as strings, and every other column as float64
+    little-endian (NaN canonicalised, -0.0 as 0.0); the index and the original dtypes do not count.
+    """
+    digest = hashlib.sha256(_FINGERPRINT_DOMAIN)
+    digest.update(len(df).to_bytes(8, "little"))
+    digest.update(len(df.columns).to_bytes(8, "little"))
+    for name in df.columns:
+        digest.update(_length_prefixed(str(name)))
+    digest.update(_length_prefixed(id_column))
+    digest.update(_length_prefixed(label_column or ""))
+    digest.update(b"\x01" if label_column is not None else b"\x00")
+    digest.update(b"".join(_length_prefixed(i) for i in _id_strings(df[id_column])))
+    for name in df.columns:
+        if name != id_column:
+            digest.update(_canonical_float_bytes(_as_float64(df[name], str(name))))
+    return digest.hexdigest()
+
+
+class DatasetRegistry:
+    """The datasets of a node: rows in the metadata database, content in parquet files among the artifacts."""
+
+    def __init__(self, db: Database, files: ArtifactFiles) -> None:
+        """Use the database `db` for records and `files` for the tables' content."""
+        self._db = db
+        self._files = files
+
+    def register(
+        self,
+        df: pd.DataFrame,
+        *,
+        name: str,
+        id_column: str,
+        label_column: str | None = None,
+        owner: str = "local",
+    ) -> DatasetInfo:
+        """Validate `df`, store it and record it as dataset `name`; DatasetError, nothing stored, if unusable.
+
+        Ids become strings, the label and every other column (the features) become float64 (bools as 0/1).
+        """
+        check_dataset_name(name)
+        if self._row(name) is not None:
+            raise DatasetError(
+                f"dataset name {name!r} is already taken; choose another name or delete the existing dataset "
+                f"(registry.delete({name!r}))"
+            )
+        table = self._validated(df, id_column=id_column, label_column=label_column)
+        features = [str(c) for c in table.columns if c not in (id_column, label_column)]
+        data = table_to_parquet_bytes(table)
+        stored = self._files.write_bytes(data, suffix=".parquet")
+        row = Dataset(
+            name=name,
+            owner=owner,
+            id_column=id_column,
+            label_column=label_column,
+            features=features,
+            dtypes={str(c): str(table[c].dtype) for c in table.columns},
+            n_rows=len(table),
+            fingerprint=table_fingerprint(table, id_column, label_column),
+            path=stored.path,
+            sha256=stored.sha256,
+            size_bytes=stored.size,
+        )
+        try:
+            with self._db.session() as session:
+                session.add(row)
+        except IntegrityError as exc:
+            self._discard_file(stored.path)
+            raise DatasetError(
+                f"dataset name {name!r} was taken while registering; choose another name or delete the "
+                f"existing dataset (registry.delete({name!r}))"
+            ) from exc
+        except BaseException:
+            self._discard_file(stored.path)
+            raise
+        if not self._files.verify(stored):
+            self._files.write_bytes(data, suffix=".parquet")
+        return DatasetInfo.from_row(row)
+
+    def _validated(self, df: pd.DataFrame, *, id_column: str, label_column: str | None) -> pd.DataFrame:
+        """Check `df` against every rule and return the table to store (str ids, float64 elsewhere)."""
+        if not isinstance(df, pd.DataFrame):
+            raise DatasetError(
+                f"expected a pandas DataFrame, got {type(df).__name__}; "
+                "read files with read_table_source(path)"
+            )
+        bad_names = [c for c in df.columns if not isinstance(c, str)]
+        if bad_names:
+            raise DatasetError(
+                f"column names must be text, these are not: {', '.join(repr(c) for c in bad_names[:10])}; "
+                "rename them, e.g. df.columns = [str(c) for c in df.columns]"
+            )
+        duplicated = sorted({c for c in df.columns if list(df.columns).count(c) > 1})
+        if duplicated:
+            raise DatasetError(
+                f"column names appear more than once: {', '.join(map(repr, duplicated))}; rename or drop them"
+            )
+        if len(df) == 0:
+            raise DatasetError("the table has no rows; give a table with data")
+        available = ", ".join(repr(c) for c in df.columns)
+        if id_column not in df.columns:
+            raise DatasetError(
+                f"id column {id_column!r} is not in the table; available columns: {available}; "
+                "pass one of them as id_column="
+            )
+        if label_column is not None and label_column not in df.columns:
+            raise DatasetError(
+                f"label column {label_column!r} is not in the table; available columns: {available}; "
+                "pass one of them as label_column=, or None if this party has no label"
+            )
+        if label_column == id_column:
+            raise DatasetError(
+                f"column {id_column!r} cannot be both the id column and the label column; "
+                "pick a different label_column (or None)"
+            )
+        ids = df[id_column]
+        missing = ids.isna().to_numpy()
+        if not missing.any() and not ptypes.is_numeric_dtype(ids.dtype):
+            missing = (ids.astype(str).str.strip() == "").to_numpy()
+        if missing.any():
+            raise DatasetError(
+                f"id column {id_column!r} has {int(missing.sum())} missing or empty values "
+                f"(row positions {_positions(missing)}); drop those rows or fill in their ids"
+            )
+        id_strings = _id_strings(ids)
+        dup_mask = id_strings.duplicated(keep=False).to_numpy()
+        if dup_mask.any():
+            repeated = pd.unique(id_strings[dup_mask])
+            examples = ", ".join(repr(v) for v in repeated[:_MAX_EXAMPLES])
+            raise DatasetError(
+                f"id column {id_column!r} has {len(repeated)} duplicated ids over {int(dup_mask.sum())} rows "
+                f"(for example {examples}); every id must be unique: deduplicate, e.g. "
+                f"df.drop_duplicates(subset={id_column!r})"
+            )
+        if label_column is not None:
+            label = df[label_column]
+            if not _is_numeric(label.dtype):
+                raise DatasetError(
+                    f"label column {label_column!r} is not numeric (dtype {label.dtype}); encode it as "
+                    f"numbers, e.g. df[{label_column!r}] = (df[{label_column!r}] == 'yes').astype(int)"
+                )
+            label_missing = label.isna().to_numpy()
+            if label_missing.any():
+                raise DatasetError(
+                    f"label column {label_column!r} has {int(label_missing.sum())} missing values "
+                    f"(row positions {_positions(label_missing)}); drop those rows or fill in their labels"
+                )
+        non_numeric = [
+            (str(c), str(df[c].dtype))
+            for c in df.columns
+            if c not in (id_column, label_column) and not _is_numeric(df[c].dtype)
+        ]
+        if non_numeric:
+            names = [c for c, _ in non_numeric]
+            listing = ", ".join(f"{c!r} ({t})" for c, t in non_numeric)
+            raise DatasetError(
+                f"{len(non_numeric)} feature column(s) are not numeric: {listing}; every column other than "
+                f"the id and label must be numeric: encode them (e.g. pd.get_dummies(df, columns={names!r})) "
+                f"or drop them (df.drop(columns={names!r}))"
+            )
+        out: dict[str, object] = {}
+        for c in df.columns:
+            out[c] = id_strings.to_numpy() if c == id_column else _as_float64(df[c], c)
+        table = pd.DataFrame(out)
+        table[id_column] = table[id_column].astype(str)
+        return table
+
+    def _row(self, name: str) -> Dataset | None:
+        with self._db.session() as session:
+            return session.exec(select(Dataset).where(Dataset.name == name)).first()
+
+    def _names(self) -> builtins.list[str]:
+        with self._db.session() as session:
+            return builtins.list(session.exec(select(Dataset.name).order_by(col(Dataset.name))).all())
+
+    def _discard_file(self, path: str) -> None:
+        """Delete a just-written file unless a dataset row uses it; keep it if the database cannot tell."""
+        with contextlib.suppress(StoreError, SQLAlchemyError):
+            with self._db.session() as session:
+                users = session.exec(
+                    select(func.count()).select_from(Dataset).where(Dataset.path == path)
+                ).one()
+            if users == 0:
+                self._files.delete(path)
+
+    def _get_row(self, name: str) -> Dataset:
+        row = self._row(name)
+        if row is None:
+            names = self._names()
+            if not names:
+                known = (
+                    "no dataset is registered yet; register one with register(df, name=..., id_column=...)"
+                )
+            else:
+                shown = ", ".join(repr(n) for n in names[:20]) + (", …" if len(names) > 20 else "")
+                known = f"known datasets: {shown}"
+            raise NotFound(f"dataset {name!r} not found; {known}")
+        return row
+
+    def list(self) -> builtins.list[DatasetInfo]:
+        """Return every registered dataset, sorted by name."""
+        with self._db.session() as session:
+            rows = session.exec(select(Dataset).order_by(col(Dataset.name))).all()
+        return [DatasetInfo.from_row(r) for r in rows]
+
+    def get(self, name: str) -> DatasetInfo:
+        """Return the info of dataset `name`; NotFound (listing the known names) if there is none."""
+        return DatasetInfo.from_row(self._get_row(name))
+
+    def load(self, name: str) -> pd.DataFrame:
+        """Return the stored table of dataset `name`, after checking its file against the recorded sha256."""
+        row = self._get_row(name)
+        try:
+            data = self._files.read_bytes(row.path)
+        except NotFound as exc:
+            raise StoreError(
+                f"artifact missing: the file '{row.path}' of dataset {name!r} is not under "
+                f"'{self._files.root}'; restore it from a backup, or delete and re-register the dataset"
+            ) from exc
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != row.sha256 or len(data) != row.size_bytes:
+            raise StoreError(
+                f"artifact corrupted: the file '{row.path}' of dataset {name!r} has sha256 {actual[:12]}… "
+                f"({len(data)} bytes) instead of {row.sha256[:12]}… ({row.size_bytes} bytes); "
+                "restore it from a backup, or delete and re-register the dataset"
+            )
+        return table_from_parquet_bytes(data)
+
+    def preview(self, name: str, n: int = 10) -> pd.DataFrame:
+        """Return the first `n` rows of dataset `name`."""
+        return self.load(name).head(n)
+
+    def summary(self, name: str) -> pd.DataFrame:
+        """Return per column: dtype, count, missing, missing_rate, mean, std, min, quartiles, max, unique."""
+        df = self.load(name)
+        rows = []
+        for c in df.columns:
+            s = df[c]
+            missing = int(s.isna().sum())
+            stats: dict[str, object] = {
+                "dtype": str(s.dtype),
+                "count": int(s.count()),
+                "missing": missing,
+                "missing_rate": missing / len(s) if len(s) else float("nan"),
+            }
+            values = s.to_numpy(dtype=np.float64, na_value=np.nan) if _is_numeric(s.dtype) else np.empty(0)
+            present = values[~np.isnan(values)]
+            stats["mean"] = float(np.mean(present)) if len(present) else float("nan")
+            stats["std"] = float(np.std(present, ddof=1)) if len(present) > 1 else float("nan")
+            for key, q in (("min", 0.0), ("25%", 0.25), ("50%", 0.5), ("75%", 0.75), ("max", 1.0)):
+                stats[key] = float(np.quantile(present, q)) if len(present) else float("nan")
+            stats["unique"] = int(s.nunique(dropna=True))
+            rows.append(stats)
+        return pd.DataFrame(rows, index=pd.Index([str(c) for c in df.columns], name="column"))
+
+    def delete(self, name: str) -> None:
+        """Remove dataset `name` and its file (kept if another dataset shares it); NotFound if absent."""
+        row = self._get_row(name)
+        with self._db.session() as session:
+            current = session.exec(select(Dataset).where(Dataset.name == name)).first()
+            if current is not None:
+                session.delete(current)
+        self._discard_file(row.path)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self._row(name) is not None

@@ -1,0 +1,165 @@
+"""Table models of a node's metadata database: parties, datasets, projects, jobs, tasks, artifacts, audit.
+
+They are plain sqlmodel tables, kept small on purpose so later work can add fields; every timestamp is stored
+and returned as a timezone-aware UTC datetime, whatever the database backend.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import JSON, CheckConstraint, Column, DateTime
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+ARTIFACT_KINDS = ("table", "model", "metrics", "bytes")
+METADATA = SQLModel.metadata
+
+
+def utcnow() -> datetime:
+    """Return the current time as a timezone-aware UTC datetime."""
+    return datetime.now(timezone.utc)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A DateTime column that refuses naive datetimes and gives back aware UTC ones (SQLite included)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(
+                f"naive datetime {value!r} given: use a timezone-aware one, e.g. datetime.now(UTC)"
+            )
+        value = value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+def _json_column() -> Any:
+    return Column(JSON, nullable=False)
+
+
+class Party(SQLModel, table=True):
+    """A known party (this node itself when `is_self`), with its address and certificate fingerprint."""
+
+    __tablename__ = "party"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, index=True)
+    address: str = ""
+    cert_fingerprint: str = ""
+    is_self: bool = False
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class Dataset(SQLModel, table=True):
+    """A registered table: its roles (id, label, features) and the content-addressed parquet file."""
+
+    __tablename__ = "dataset"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, index=True)
+    owner: str = "local"
+    id_column: str
+    label_column: str | None = None
+    features: list[str] = Field(default_factory=list, sa_column=_json_column())
+    dtypes: dict[str, str] = Field(default_factory=dict, sa_column=_json_column())
+    n_rows: int
+    fingerprint: str
+    path: str = Field(index=True)
+    sha256: str
+    size_bytes: int
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class Project(SQLModel, table=True):
+    """A collaboration between parties; the token hash authenticates its members' requests."""
+
+    __tablename__ = "project"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, index=True)
+    token_hash: str = ""
+    state: str = "open"
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class Job(SQLModel, table=True):
+    """One run of a pipeline inside a project."""
+
+    __tablename__ = "job"
+
+    id: str = Field(primary_key=True)
+    project: str = Field(index=True)
+    state: str = "pending"
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class Task(SQLModel, table=True):
+    """One component of a job as run by one party in one role."""
+
+    __tablename__ = "task"
+
+    id: str = Field(primary_key=True)
+    job_id: str = Field(index=True)
+    component: str
+    role: str
+    party: str
+    state: str = "pending"
+    error: str | None = None
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class Artifact(SQLModel, table=True):
+    """A file produced by a task (table, model, metrics or raw bytes), stored under the artifact root."""
+
+    __tablename__ = "artifact"
+    __table_args__ = (
+        CheckConstraint(
+            "kind IN (" + ", ".join(f"'{k}'" for k in ARTIFACT_KINDS) + ")", name="artifact_kind"
+        ),
+    )
+
+    key: str = Field(primary_key=True)
+    project: str = Field(index=True)
+    job_id: str | None = Field(default=None, index=True)
+    task_id: str | None = None
+    name: str
+    kind: str = "bytes"
+    path: str = Field(index=True)
+    sha256: str
+    size_bytes: int
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class AuditEvent(SQLModel, table=True):
+    """One decision about data use, chained to the previous event by hash so tampering shows."""
+
+    __tablename__ = "audit_event"
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    id: int | None = Field(default=None, primary_key=True)
+    ts: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)
+    actor: str
+    peer: str | None = None
+    project: str | None = Field(default=None, index=True)
+    action: str
+    datasets: list[str] = Field(default_factory=list, sa_column=_json_column())
+    allowed: bool
+    reason: str = ""
+    prev_hash: str = ""
+    hash: str = ""

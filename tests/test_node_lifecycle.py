@@ -1,0 +1,99 @@
+"""Nodes as processes: sandbox CLI from a clean home, connect(), SIGKILL and restart with the store intact."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import fedbench
+from fedbench import sandbox
+from fedbench.errors import ConfigError
+from fedbench.store import ArtifactFiles
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "fedbench", *args], capture_output=True, text=True, timeout=180, check=False
+    )
+
+
+def test_sandbox_up_from_clean_home_then_connect_sees_host_reachable(tmp_path):
+    home = tmp_path / "clean"
+    try:
+        result = _cli("sandbox", "up", "--home", str(home))
+        assert result.returncode == 0, result.stderr
+        status = json.loads(_cli("sandbox", "status", "--home", str(home), "--json").stdout)
+        parties = {n["party"]: n for n in status["nodes"]}
+        assert set(parties) == {"guest", "host"}
+        assert all(n["running"] for n in parties.values())
+
+        wb = fedbench.connect(home=home)
+        assert wb.party == "guest"
+        (peer,) = wb.peers()
+        assert (peer.party, peer.reachable, peer.error) == ("host", True, None)
+        names = {d.name for d in wb.datasets.list()}
+        assert {"credit_guest", "breast_cancer_guest"} <= names
+        assert "<table" in wb._repr_html_()
+        host = fedbench.connect("host", home=home)
+        assert {d.name for d in host.datasets.list()} >= {"credit_host", "breast_cancer_host"}
+
+        again = _cli("sandbox", "up", "--home", str(home))
+        assert again.returncode == 0, again.stderr
+        pids = {
+            n["party"]: n["pid"]
+            for n in json.loads(_cli("sandbox", "status", "--home", str(home), "--json").stdout)["nodes"]
+        }
+        assert pids == {p: n["pid"] for p, n in parties.items()}, "a second `up` must not restart nodes"
+    finally:
+        _cli("sandbox", "down", "--home", str(home))
+    assert not any(n.running for n in sandbox.status(home))
+
+
+def test_node_killed_and_restarted_keeps_datasets_and_artifacts(fresh_federation):
+    frame = pd.DataFrame(
+        {"id": [f"u{i}" for i in range(100)], "y": np.arange(100) % 2, "x": np.linspace(0, 1, 100)}
+    )
+    wb = fedbench.connect(home=fresh_federation.home("guest").root)
+    info = wb.datasets.upload(frame, name="kept", id_column="id", label_column="y").info
+    files = ArtifactFiles(fresh_federation.home("guest").artifacts_dir)
+    stored = files.write_bytes(b"a model artifact")
+
+    pid = int(fresh_federation.home("guest").pid_file.read_text())
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while any(n.running for n in sandbox.status(fresh_federation.root) if n.party == "guest"):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    sandbox.up(fresh_federation.root, demo_data=False)
+
+    wb = fedbench.connect(home=fresh_federation.home("guest").root)
+    again = wb.datasets.get("kept")
+    assert again.info.fingerprint == info.fingerprint
+    pd.testing.assert_series_equal(again.to_pandas()["x"], frame["x"], check_names=False)
+    assert files.read_bytes(stored.path) == b"a model artifact"
+    assert files.verify(stored)
+
+
+def test_node_stops_cleanly_on_sigterm(fresh_federation):
+    home = fresh_federation.home("host")
+    pid = int(home.pid_file.read_text())
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    while home.pid_file.exists():
+        assert time.monotonic() < deadline, "the node did not remove its pid file on SIGTERM"
+        time.sleep(0.1)
+    assert "stopping" in home.log_file.read_text()
+
+
+def test_connect_to_a_folder_that_is_no_node_says_how_to_start_one(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match="sandbox up"):
+        fedbench.connect(home=tmp_path / "empty")
