@@ -146,7 +146,7 @@ def table_fingerprint(df: pd.DataFrame, id_column: str, label_column: str | None
     digest.update(_length_prefixed(id_column))
     digest.update(_length_prefixed(label_column or ""))
     digest.update(b"\x01" if label_column is not None else b"\x00")
-    digest.update(b"".join(_length_prefixed(i) for i in _id_strings(df[id_column])))
+    digest.update(b"".join(_length_prefixed(str(i)) for i in _id_strings(df[id_column])))
     for name in df.columns:
         if name != id_column:
             digest.update(_canonical_float_bytes(_as_float64(df[name], str(name))))
@@ -209,7 +209,8 @@ class DatasetRegistry:
         except BaseException:
             self._discard_file(stored.path)
             raise
-        if not self._files.verify(stored):
+        # A concurrent registration of identical content that failed may have just removed the shared file.
+        if not self._files.absolute(stored.path).is_file():
             self._files.write_bytes(data, suffix=".parquet")
         return DatasetInfo.from_row(row)
 
@@ -226,7 +227,7 @@ class DatasetRegistry:
                 f"column names must be text, these are not: {', '.join(repr(c) for c in bad_names[:10])}; "
                 "rename them, e.g. df.columns = [str(c) for c in df.columns]"
             )
-        duplicated = sorted({c for c in df.columns if list(df.columns).count(c) > 1})
+        duplicated = sorted(set(df.columns[df.columns.duplicated()]))
         if duplicated:
             raise DatasetError(
                 f"column names appear more than once: {', '.join(map(repr, duplicated))}; rename or drop them"
