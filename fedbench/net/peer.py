@@ -17,7 +17,7 @@ import grpc
 from fedbench.errors import PeerUnavailable
 from fedbench.net import codec
 from fedbench.net.federation import FEDERATION_SERVICE, PushHeader
-from fedbench.net.rpc import chunked, error_from_rpc
+from fedbench.net.rpc import CHUNK_BYTES, chunked, error_from_rpc
 from fedbench.net.tls import TlsMaterial, channel_options, client_credentials
 
 __all__ = ["PeerClient"]
@@ -35,6 +35,7 @@ class PeerClient:
         self._channel = grpc.secure_channel(address, client_credentials(tls), options=channel_options(peer))
         self._ping = self._channel.unary_unary(f"/{FEDERATION_SERVICE}/Ping")
         self._push = self._channel.stream_unary(f"/{FEDERATION_SERVICE}/Push")
+        self._deliver = self._channel.unary_unary(f"/{FEDERATION_SERVICE}/Deliver")
 
     def close(self) -> None:
         """Close the channel."""
@@ -74,7 +75,11 @@ class PeerClient:
         delay = 0.05
         while True:
             try:
-                reply = self._push(chunked(parts), metadata=header.metadata(), wait_for_ready=False)
+                if header.size <= CHUNK_BYTES:
+                    body = b"".join(parts)
+                    reply = self._deliver(body, metadata=header.metadata(), wait_for_ready=False)
+                else:
+                    reply = self._push(chunked(parts), metadata=header.metadata(), wait_for_ready=False)
                 return bool(codec.decode(reply).get("delivered"))
             except grpc.RpcError as exc:
                 if exc.code() not in _RETRYABLE:

@@ -102,20 +102,24 @@ def error_from_rpc(exc: grpc.RpcError, *, what: str) -> FedbenchError:
 
 
 def chunked(parts: Sequence[bytes | memoryview], size: int = CHUNK_BYTES) -> Iterator[bytes]:
-    """Cut a list of buffers into chunks of at most `size` bytes, copying each byte once."""
-    buffer = bytearray()
+    """Cut buffers into chunks of at most `size` bytes, copying each byte once.
+
+    Small parts (headers) are gathered into one chunk; a large part is sliced straight into chunks.
+    """
+    pending = bytearray()
     for part in parts:
         view = memoryview(part).cast("B")
-        offset = 0
-        while offset < len(view):
-            take = min(size - len(buffer), len(view) - offset)
-            if not buffer and take == size:
-                yield bytes(view[offset : offset + take])
+        if len(pending) + len(view) <= size:
+            pending += view
+            continue
+        if pending:
+            yield bytes(pending)
+            pending = bytearray()
+        for start in range(0, len(view), size):
+            piece = view[start : start + size]
+            if len(piece) < size:
+                pending += piece
             else:
-                buffer += view[offset : offset + take]
-                if len(buffer) == size:
-                    yield bytes(buffer)
-                    buffer = bytearray()
-            offset += take
-    if buffer:
-        yield bytes(buffer)
+                yield bytes(piece)
+    if pending:
+        yield bytes(pending)
