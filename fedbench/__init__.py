@@ -6,7 +6,16 @@ Start with `wb = fedbench.connect()`: it brings up the local sandbox federation 
 
 __version__ = "0.1.0"
 
-from fedbench.client import Dataset, Datasets, NodeClient, PeerStatus, Workbench, connect  # noqa: E402
+from fedbench.client import (  # noqa: E402
+    Dataset,
+    Datasets,
+    NodeClient,
+    PeerStatus,
+    Project,
+    Projects,
+    Workbench,
+    connect,
+)
 from fedbench.errors import (  # noqa: E402
     CertificateError,
     CodecError,
@@ -32,6 +41,8 @@ __all__ = [
     "NotFound",
     "PeerStatus",
     "PeerUnavailable",
+    "Project",
+    "Projects",
     "RecvTimeout",
     "Refused",
     "Unauthenticated",

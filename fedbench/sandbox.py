@@ -75,6 +75,7 @@ def up(
             _wait_healthy(NodeHome(root / party), timeout)
         if demo_data:
             _register_demo_data(root, members)
+            _create_demo_project(root, members)
     return status(root)
 
 
@@ -278,3 +279,32 @@ def _register_demo_data(root: Path, members: list[str]) -> None:
                     datasets.upload(frame, name=name, id_column="id", label_column=label)
         finally:
             client.close()
+
+
+DEMO_PROJECT = "demo"
+
+
+def _create_demo_project(root: Path, members: list[str]) -> None:
+    """A ready, accepted project between the first two parties, so a new user can run a PSI at once."""
+    from fedbench.client.projects import Projects
+
+    initiator = NodeClient.for_home(NodeHome(root / members[0]))
+    partner = NodeClient.for_home(NodeHome(root / members[1]))
+    try:
+        if any(p.name == DEMO_PROJECT for p in Projects(initiator).list()):
+            return
+        Projects(initiator).propose(
+            DEMO_PROJECT,
+            partners=[members[1]],
+            datasets=["credit_guest", "breast_cancer_guest"],
+            purpose="sandbox demo: PSI, training and scoring on the generated credit data",
+            asks={members[1]: "the host's credit bureau features (credit_host, breast_cancer_host)"},
+            jobs_per_day=1000,
+            psi_runs=1000,
+            min_intersection=10,
+            release="both",
+        )
+        Projects(partner).accept(DEMO_PROJECT, datasets=["credit_host", "breast_cancer_host"])
+    finally:
+        initiator.close()
+        partner.close()

@@ -56,3 +56,12 @@ def fresh_federation(tmp_path: Path) -> Iterator[Federation]:
     sandbox.up(tmp_path / "sb", demo_data=False)
     yield Federation(tmp_path / "sb")
     sandbox.down(tmp_path / "sb")
+
+
+@pytest.fixture(scope="session")
+def trio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]:
+    """Three nodes (guest, host, mallory): mallory holds a valid federation certificate but joins no project."""
+    root = tmp_path_factory.mktemp("trio")
+    sandbox.up(root, parties=("guest", "host", "mallory"), demo_data=False)
+    yield Federation(root)
+    sandbox.down(root)

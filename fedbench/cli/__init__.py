@@ -1,4 +1,4 @@
-"""The `fedbench` command: one sub-command module per noun (node, sandbox, certs), each adding its parser."""
+"""The `fedbench` command: one sub-command module per noun (node, sandbox, certs, users, audit)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from fedbench.errors import FedbenchError
 
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser; each sub-command module registers itself through `add_parser`."""
-    from fedbench.cli import certs, node, sandbox
+    from fedbench.cli import audit, certs, node, sandbox, users
 
     parser = argparse.ArgumentParser(prog="fedbench", description="Federated learning workbench.")
     sub = parser.add_subparsers(dest="command", required=True)
-    for module in (node, sandbox, certs):
+    for module in (node, sandbox, certs, users, audit):
         module.add_parser(sub)
     return parser
 

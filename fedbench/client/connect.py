@@ -14,11 +14,14 @@ from fedbench.node.config import NodeHome
 __all__ = ["connect"]
 
 
-def connect(party: str | None = None, home: str | os.PathLike[str] | None = None) -> Workbench:
+def connect(
+    party: str | None = None, home: str | os.PathLike[str] | None = None, *, token: str | None = None
+) -> Workbench:
     """A `Workbench` on a party's node.
 
     `home` may be a node home (it holds node.json) or a sandbox home; with neither argument, the sandbox's
-    first party (`guest`) in the default sandbox home, which is started if it is not running.
+    first party (`guest`) in the default sandbox home, which is started if it is not running. `token` acts as
+    a user made by `fedbench users add`; without it, as the node's admin (the token in <home>/api_token).
     """
     root = Path(home).expanduser().resolve() if home is not None else sandbox.default_home()
     if NodeHome(root).config_file.exists():
@@ -38,4 +41,4 @@ def connect(party: str | None = None, home: str | os.PathLike[str] | None = None
         if chosen not in nodes:
             raise ConfigError(f"the sandbox at {root} has parties {sorted(nodes)}, not {chosen!r}")
         node_home = NodeHome(nodes[chosen].home)
-    return Workbench(NodeClient.for_home(node_home))
+    return Workbench(NodeClient.for_home(node_home, token))

@@ -37,11 +37,11 @@ class NodeClient:
         self._download = self._channel.unary_stream(f"/{CONTROL_SERVICE}/Download")
 
     @classmethod
-    def for_home(cls, home: str | NodeHome) -> NodeClient:
-        """The client of the node whose home directory is `home` (reads its address and token)."""
+    def for_home(cls, home: str | NodeHome, token: str | None = None) -> NodeClient:
+        """The client of the node whose home is `home`: as the user of `token`, else as its admin."""
         node_home = home if isinstance(home, NodeHome) else NodeHome(home)
         config = node_home.load_config()
-        return cls(config.control_address, node_home.api_token())
+        return cls(config.control_address, token or node_home.api_token())
 
     def close(self) -> None:
         """Close the channel."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import io
 import time
 from dataclasses import dataclass
 
@@ -10,6 +11,7 @@ import pandas as pd
 
 from fedbench.client.control import NodeClient
 from fedbench.client.datasets import Datasets
+from fedbench.client.projects import Project, Projects
 from fedbench.errors import FedbenchError
 
 __all__ = ["PeerStatus", "Workbench"]
@@ -35,6 +37,23 @@ class Workbench:
         health = node.health()
         self.party: str = health["party"]
         self.datasets = Datasets(node)
+        self.projects = Projects(node)
+
+    def project(self, name: str) -> Project:
+        """One project by name."""
+        return self.projects.get(name)
+
+    def audit(self, project: str | None = None) -> pd.DataFrame:
+        """The audit trail on our node (of one project; the whole log needs the admin role)."""
+        return pd.read_parquet(io.BytesIO(self._node.call("audit.events", project=project)))
+
+    def whoami(self) -> dict[str, str]:
+        """The user this connection acts as, with its role."""
+        return dict(self._node.call("whoami"))
+
+    def add_user(self, name: str, role: str) -> str:
+        """Create a user of our node (admin only); returns its token, shown once."""
+        return str(self._node.call("users.add", name=name, role=role)["token"])
 
     @property
     def node(self) -> NodeClient:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 
@@ -22,10 +23,15 @@ from fedbench.net.certs import RevocationList, certificate_serial, peer_identity
 from fedbench.net.mailbox import Mailbox
 from fedbench.net.rpc import guarded
 
-__all__ = ["FEDERATION_SERVICE", "FederationService", "PushHeader"]
+__all__ = ["FEDERATION_SERVICE", "FederationService", "PushHeader", "RequestHandler"]
 
 FEDERATION_SERVICE = "fedbench.Federation"
 MAX_KEY_LENGTH = 512
+MAX_REQUEST_BYTES = 16 << 20
+_REQUEST_LIMITS = codec.CodecLimits(max_bytes=MAX_REQUEST_BYTES, max_depth=16, max_items=1_000_000)
+
+RequestHandler = Callable[[str, str, "str | None", "str | None", Any], Any]
+"""(verified sender, action, project id, token, body) -> answer; raises our errors to refuse."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +76,7 @@ class FederationService:
         revocations: RevocationList | None,
         limits: codec.CodecLimits,
         on_refusal: Callable[[str, str], None] | None = None,
+        on_request: RequestHandler | None = None,
     ) -> None:
         self.party = party
         self._peers = peers
@@ -77,6 +84,7 @@ class FederationService:
         self._revocations = revocations
         self._limits = limits
         self._on_refusal = on_refusal
+        self._on_request = on_request
 
     def handler(self) -> grpc.GenericRpcHandler:
         """The generic gRPC handler (raw bytes in and out) for `grpc.Server.add_generic_rpc_handlers`."""
@@ -86,6 +94,7 @@ class FederationService:
                 "Ping": grpc.unary_unary_rpc_method_handler(guarded(self.ping)),
                 "Push": grpc.stream_unary_rpc_method_handler(guarded(self.push)),
                 "Deliver": grpc.unary_unary_rpc_method_handler(guarded(self.deliver)),
+                "Request": grpc.unary_unary_rpc_method_handler(guarded(self.request)),
             },
         )
 
@@ -122,6 +131,24 @@ class FederationService:
         metadata = dict(context.invocation_metadata())
         caller = self.authenticate(context, metadata.get("fb-party"))
         return codec.encode({"party": self.party, "version": __version__, "caller": caller})
+
+    def request(self, body: bytes, context: grpc.ServicerContext) -> bytes:
+        """Answer a peer's request (project negotiation, job admission) through the node's handler."""
+        metadata = dict(context.invocation_metadata())
+        sender = self.authenticate(context, metadata.get("fb-party"))
+        if len(body) > MAX_REQUEST_BYTES:
+            raise CodecError(f"a request is limited to {MAX_REQUEST_BYTES} bytes; stream data with Push")
+        message = codec.decode(body, _REQUEST_LIMITS)
+        if not isinstance(message, dict) or not isinstance(message.get("action"), str):
+            raise CodecError(
+                "a request is {'action': str, 'project': str|None, 'token': str|None, 'body': dict}"
+            )
+        if self._on_request is None:
+            raise Refused(f"{self.party!r} answers no requests")
+        answer = self._on_request(
+            sender, message["action"], message.get("project"), message.get("token"), message.get("body") or {}
+        )
+        return codec.encode(answer)
 
     def deliver(self, body: bytes, context: grpc.ServicerContext) -> bytes:
         """Receive a small message in one call (cheaper than a stream for the many small messages)."""

@@ -36,6 +36,7 @@ class PeerClient:
         self._ping = self._channel.unary_unary(f"/{FEDERATION_SERVICE}/Ping")
         self._push = self._channel.stream_unary(f"/{FEDERATION_SERVICE}/Push")
         self._deliver = self._channel.unary_unary(f"/{FEDERATION_SERVICE}/Deliver")
+        self._request = self._channel.unary_unary(f"/{FEDERATION_SERVICE}/Request")
 
     def close(self) -> None:
         """Close the channel."""
@@ -51,6 +52,23 @@ class PeerClient:
         if not isinstance(answer, dict):
             raise PeerUnavailable(f"{self._describe()} sent a malformed ping answer")
         return answer
+
+    def request(
+        self,
+        action: str,
+        body: dict[str, Any],
+        *,
+        project: str | None = None,
+        token: str | None = None,
+        timeout: float = 30.0,
+    ) -> Any:
+        """Ask the peer's node to do `action`; its refusal comes back as our error (not retried)."""
+        message = codec.encode({"action": action, "project": project, "token": token, "body": body})
+        try:
+            reply = self._request(message, timeout=timeout, metadata=[("fb-party", self.party)])
+        except grpc.RpcError as exc:
+            raise error_from_rpc(exc, what=self._describe()) from None
+        return codec.decode(reply)
 
     def push(self, key: str, payload: Any, *, deadline: float = 60.0, message_id: str | None = None) -> bool:
         """Deliver `payload` under `key` exactly once; returns False if the peer had it already."""

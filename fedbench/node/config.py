@@ -76,6 +76,7 @@ class NodeHome:
     pid_file = property(lambda self: self.root / "node.pid")
     log_file = property(lambda self: self.root / "node.log")
     artifacts_dir = property(lambda self: self.root / "artifacts")
+    secrets_dir = property(lambda self: self.root / "secrets")
 
     def database_url(self, config: NodeConfig) -> str:
         """The configured database URL, or SQLite under the home."""

@@ -1,24 +1,28 @@
 """The control API: how a local kernel (notebook, dashboard, CLI) talks to its own party node.
 
-It listens on loopback only and every call but `health` and `version` must carry the node's API token
-(`authorization: Bearer <token>`, the token read from the 0600 file in the node home). Three raw-bytes RPCs
-cover every method: `Call` (small request, small answer), `Upload` (a streamed body, e.g. a table to register
-or a payload to send) and `Download` (a streamed answer, e.g. a received payload or a table).
+It listens on loopback only. Every call but `health` and `version` carries a user token
+(`authorization: Bearer <token>`): the built-in admin's from `<home>/api_token`, or one made by
+`fedbench users add`. Each method declares the least role it needs and whether it changes something (then
+it is audited, allowed or refused). Three raw-bytes RPCs carry every method: `Call` (small request, small
+answer), `Upload` (a streamed body: a table to register, a payload to send) and `Download` (a streamed
+answer: a received payload, a table).
 """
 
 from __future__ import annotations
 
-import hmac
 import json
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import grpc
 
 from fedbench import __version__
-from fedbench.errors import CodecError, ConfigError, NotFound, Unauthenticated
+from fedbench.errors import CodecError, ConfigError, FedbenchError, NotFound, Refused
 from fedbench.net import codec
 from fedbench.net.rpc import chunked, guarded, guarded_stream
+from fedbench.node.users import Caller
+from fedbench.store.datasets import DatasetInfo
 from fedbench.store.tables import read_table_source, table_to_parquet_bytes
 
 if TYPE_CHECKING:
@@ -28,7 +32,15 @@ __all__ = ["CONTROL_SERVICE", "ControlService", "MAX_UPLOAD_BYTES"]
 
 CONTROL_SERVICE = "fedbench.Control"
 MAX_UPLOAD_BYTES = 16 << 30
-_OPEN_METHODS = {"health", "version"}
+_ANONYMOUS = Caller("anonymous", "viewer")
+
+
+@dataclass(frozen=True)
+class _Method:
+    function: Callable[..., Any]
+    role: str | None = "viewer"
+    changes: bool = False
+    audits_itself: bool = False
 
 
 class ControlService:
@@ -36,26 +48,49 @@ class ControlService:
 
     def __init__(self, node: PartyNode) -> None:
         self.node = node
-        self._calls: dict[str, Callable[..., Any]] = {
-            "health": self.health,
-            "version": lambda: {"version": __version__},
-            "peers": self.peers,
-            "ping_peer": self.ping_peer,
-            "datasets.list": lambda: [d.model_dump(mode="json") for d in node.datasets.list()],
-            "datasets.get": lambda name: node.datasets.get(name).model_dump(mode="json"),
-            "datasets.preview": lambda name, n=10: table_to_parquet_bytes(node.datasets.preview(name, n)),
-            "datasets.summary": lambda name: table_to_parquet_bytes(
-                node.datasets.summary(name).reset_index()
+        projects = node.projects
+        self._calls: dict[str, _Method] = {
+            "health": _Method(lambda caller: self.health(), role=None),
+            "version": _Method(lambda caller: {"version": __version__}, role=None),
+            "whoami": _Method(lambda caller: {"name": caller.name, "role": caller.role}),
+            "peers": _Method(lambda caller: self.peers()),
+            "ping_peer": _Method(lambda caller, party, timeout=5.0: node.ping_peer(party, timeout)),
+            "datasets.list": _Method(self.datasets_list),
+            "datasets.get": _Method(lambda caller, name: self._dataset(caller, name).model_dump(mode="json")),
+            "datasets.preview": _Method(self.datasets_preview),
+            "datasets.summary": _Method(self.datasets_summary),
+            "datasets.delete": _Method(self.datasets_delete, role="analyst", changes=True),
+            "datasets.share": _Method(self.datasets_share, role="analyst", changes=True),
+            "projects.list": _Method(projects.list_for),
+            "projects.pending": _Method(projects.pending),
+            "projects.get": _Method(projects.describe),
+            "projects.propose": _Method(projects.propose, role="analyst", changes=True, audits_itself=True),
+            "projects.accept": _Method(projects.accept, role="analyst", changes=True, audits_itself=True),
+            "projects.reject": _Method(projects.reject, role="analyst", changes=True, audits_itself=True),
+            "projects.set_state": _Method(
+                projects.change_state, role="analyst", changes=True, audits_itself=True
             ),
-            "datasets.delete": lambda name: node.datasets.delete(name),
+            "projects.add_member": _Method(
+                projects.add_member, role="analyst", changes=True, audits_itself=True
+            ),
+            "projects.authorize_job": _Method(
+                projects.authorize_job, role="analyst", changes=True, audits_itself=True
+            ),
+            "audit.events": _Method(self.audit_events),
+            "audit.verify": _Method(self.audit_verify, role="admin"),
+            "users.add": _Method(self.users_add, role="admin", changes=True),
+            "users.list": _Method(lambda caller: node.users.list(), role="admin"),
+            "users.remove": _Method(self.users_remove, role="admin", changes=True),
         }
-        self._uploads: dict[str, Callable[..., Any]] = {
-            "datasets.register": self.register_dataset,
-            "send": self.send,
+        self._uploads: dict[str, _Method] = {
+            "datasets.register": _Method(self.register_dataset, role="analyst", changes=True),
+            "send": _Method(self.send, role="analyst"),
         }
-        self._downloads: dict[str, Callable[..., list[bytes | memoryview]]] = {
-            "recv": self.recv,
-            "datasets.load": lambda name: [table_to_parquet_bytes(node.datasets.load(name))],
+        self._downloads: dict[str, _Method] = {
+            "recv": _Method(self.recv, role="analyst"),
+            "datasets.load": _Method(
+                lambda caller, name: [table_to_parquet_bytes(self._load(caller, name))], role="analyst"
+            ),
         }
 
     def handler(self) -> grpc.GenericRpcHandler:
@@ -84,43 +119,138 @@ class ControlService:
         """The configured peers and their addresses."""
         return [{"party": p, "address": a} for p, a in sorted(self.node.config.peers.items())]
 
-    def ping_peer(self, party: str, timeout: float = 5.0) -> dict[str, Any]:
-        """A live check of one peer through the real mutual-TLS channel."""
-        return self.node.ping_peer(party, timeout)
+    def _dataset(self, caller: Caller, name: str) -> DatasetInfo:
+        info = self.node.datasets.get(name)
+        if caller.is_admin or info.owner == caller.name or caller.name in info.shared_with:
+            return info
+        raise NotFound(f"no dataset {name!r} visible to user {caller.name!r}; see wb.datasets.list()")
+
+    def _load(self, caller: Caller, name: str) -> Any:
+        return self.node.datasets.load(self._dataset(caller, name).name)
+
+    def datasets_list(self, caller: Caller) -> list[dict[str, Any]]:
+        """The datasets the caller owns or that are shared with it (all, for an admin)."""
+        return [
+            d.model_dump(mode="json")
+            for d in self.node.datasets.list()
+            if caller.is_admin or d.owner == caller.name or caller.name in d.shared_with
+        ]
+
+    def datasets_preview(self, caller: Caller, name: str, n: int = 10) -> bytes:
+        """The first rows of a visible dataset, as parquet."""
+        return table_to_parquet_bytes(self.node.datasets.preview(self._dataset(caller, name).name, n))
+
+    def datasets_summary(self, caller: Caller, name: str) -> bytes:
+        """Per-column statistics of a visible dataset, as parquet."""
+        summary = self.node.datasets.summary(self._dataset(caller, name).name)
+        return table_to_parquet_bytes(summary.reset_index())
+
+    def datasets_delete(self, caller: Caller, name: str) -> None:
+        """Remove a dataset the caller owns."""
+        info = self._dataset(caller, name)
+        if not (caller.is_admin or info.owner == caller.name):
+            raise Refused(f"only the owner of {name!r} ({info.owner}) or an admin may delete it")
+        self.node.datasets.delete(name)
+
+    def datasets_share(self, caller: Caller, name: str, user: str) -> dict[str, Any]:
+        """Let another local user use a dataset the caller owns."""
+        info = self._dataset(caller, name)
+        if not (caller.is_admin or info.owner == caller.name):
+            raise Refused(f"only the owner of {name!r} ({info.owner}) or an admin may share it")
+        return self.node.datasets.share(name, user).model_dump(mode="json")
 
     def register_dataset(
-        self, data: bytes, name: str, id_column: str, label_column: str | None = None
+        self, caller: Caller, data: bytes, name: str, id_column: str, label_column: str | None = None
     ) -> Any:
-        """Register an uploaded parquet table as a dataset of this party."""
+        """Register an uploaded parquet table as a dataset owned by the caller."""
         table = read_table_source(data, fmt="parquet")
-        info = self.node.datasets.register(table, name=name, id_column=id_column, label_column=label_column)
+        info = self.node.datasets.register(
+            table, name=name, id_column=id_column, label_column=label_column, owner=caller.name
+        )
         return info.model_dump(mode="json")
 
-    def send(self, data: bytes, party: str, key: str, deadline: float = 60.0) -> dict[str, bool]:
+    def send(
+        self, caller: Caller, data: bytes, party: str, key: str, deadline: float = 60.0
+    ) -> dict[str, bool]:
         """Forward an already encoded payload to a peer (validated first, so we never relay garbage)."""
         codec.decode(data)
         delivered = self.node.peer(party).push_encoded(key, [data], deadline=deadline)
         return {"delivered": delivered}
 
-    def recv(self, party: str, key: str, timeout: float = 60.0) -> list[bytes | memoryview]:
+    def recv(self, caller: Caller, party: str, key: str, timeout: float = 60.0) -> list[bytes | memoryview]:
         """Wait for a message in the mailbox and hand it over encoded."""
         return codec.encode_parts(self.node.mailbox.get(party, key, timeout))
 
-    def _authorize(self, method: str, context: grpc.ServicerContext) -> None:
-        if method in _OPEN_METHODS:
-            return
-        given = dict(context.invocation_metadata()).get("authorization", "")
-        expected = f"Bearer {self.node.api_token}"
-        if not hmac.compare_digest(given.encode(), expected.encode()):
-            raise Unauthenticated(
-                "missing or wrong control-API token; use fedbench.connect(home=...) on the node's machine "
-                "(it reads the token from <home>/api_token)"
-            )
+    def audit_events(self, caller: Caller, project: str | None = None) -> bytes:
+        """The audit trail (of one project, by name) as parquet; non-admins see only their projects'."""
+        project_id = None
+        if project is not None:
+            project_id = self.node.projects.describe(caller, project)["id"]
+        elif not caller.is_admin:
+            raise Refused("name a project: only an admin reads the whole audit log")
+        frame = self.node.audit.frame(project_id)
+        frame["datasets"] = frame["datasets"].map(lambda d: ", ".join(d))
+        return table_to_parquet_bytes(frame)
 
-    def _lookup(self, table: dict[str, Callable[..., Any]], method: str) -> Callable[..., Any]:
-        if method not in table:
-            raise NotFound(f"unknown control method {method!r}; available: {sorted(table)}")
-        return table[method]
+    def audit_verify(self, caller: Caller) -> dict[str, Any]:
+        """Check the audit hash chain."""
+        check = self.node.audit.verify()
+        return {
+            "ok": check.ok,
+            "entries": check.entries,
+            "first_bad_id": check.first_bad_id,
+            "problem": check.problem,
+        }
+
+    def users_add(self, caller: Caller, name: str, role: str) -> dict[str, str]:
+        """Create a user; its token is returned once."""
+        return {"name": name, "role": role, "token": self.node.users.add(name, role)}
+
+    def users_remove(self, caller: Caller, name: str) -> None:
+        """Delete a user."""
+        self.node.users.remove(name)
+
+    def _admit(
+        self, name: str, method: _Method, context: grpc.ServicerContext, args: dict[str, Any]
+    ) -> Caller:
+        """Authenticate the caller and check its role; a refused change is audited."""
+        if method.role is None:
+            return _ANONYMOUS
+        given = dict(context.invocation_metadata()).get("authorization", "")
+        caller = self.node.users.authenticate(given.removeprefix("Bearer ").strip())
+        try:
+            caller.require(method.role, name)
+        except Refused as exc:
+            if method.changes:
+                self._audit(caller, name, args, allowed=False, reason=str(exc))
+            raise
+        return caller
+
+    def _run(self, name: str, method: _Method, caller: Caller, args: dict[str, Any]) -> Any:
+        record = method.changes and not method.audits_itself
+        try:
+            result = _invoke(method.function, {"caller": caller, **args})
+        except FedbenchError as exc:
+            if record:
+                self._audit(caller, name, args, allowed=False, reason=str(exc))
+            raise
+        if record:
+            self._audit(caller, name, args, allowed=True)
+        return result
+
+    def _audit(
+        self, caller: Caller, name: str, args: dict[str, Any], *, allowed: bool, reason: str = ""
+    ) -> None:
+        touched = [args["name"]] if name.startswith("datasets.") and isinstance(args.get("name"), str) else []
+        self.node.audit.record(
+            actor=caller.name, action=name, allowed=allowed, reason=reason, datasets=touched
+        )
+
+    @staticmethod
+    def _lookup(table: dict[str, _Method], name: str) -> _Method:
+        if name not in table:
+            raise NotFound(f"unknown control method {name!r}; available: {sorted(table)}")
+        return table[name]
 
     @staticmethod
     def _request(data: bytes) -> tuple[str, dict[str, Any]]:
@@ -128,35 +258,37 @@ class ControlService:
         if not isinstance(request, dict) or not isinstance(request.get("method"), str):
             raise CodecError("a control request is {'method': str, 'args': dict}")
         args = request.get("args") or {}
-        if not isinstance(args, dict):
-            raise CodecError("control request args must be a dict")
+        if not isinstance(args, dict) or "caller" in args:
+            raise CodecError("control request args must be a dict of named arguments")
         return request["method"], args
 
     def _call(self, data: bytes, context: grpc.ServicerContext) -> bytes:
-        method, args = self._request(data)
-        self._authorize(method, context)
-        return codec.encode(_invoke(self._lookup(self._calls, method), args))
+        name, args = self._request(data)
+        method = self._lookup(self._calls, name)
+        return codec.encode(self._run(name, method, self._admit(name, method, context, args), args))
 
     def _upload(self, chunks: Iterator[bytes], context: grpc.ServicerContext) -> bytes:
         metadata = dict(context.invocation_metadata())
-        method = metadata.get("fb-method", "")
-        self._authorize(method, context)
-        target = self._lookup(self._uploads, method)
+        name = metadata.get("fb-method", "")
+        method = self._lookup(self._uploads, name)
         try:
             args = json.loads(metadata.get("fb-args", "{}"))
         except ValueError:
             raise CodecError("fb-args metadata must be a JSON object") from None
+        if not isinstance(args, dict) or "caller" in args:
+            raise CodecError("fb-args metadata must be a JSON object of named arguments")
+        caller = self._admit(name, method, context, args)
         body = bytearray()
         for chunk in chunks:
             body += chunk
             if len(body) > MAX_UPLOAD_BYTES:
                 raise CodecError(f"upload over {MAX_UPLOAD_BYTES} bytes")
-        return codec.encode(_invoke(target, {**args, "data": bytes(body)}))
+        return codec.encode(self._run(name, method, caller, {**args, "data": bytes(body)}))
 
     def _download(self, data: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
-        method, args = self._request(data)
-        self._authorize(method, context)
-        yield from chunked(_invoke(self._lookup(self._downloads, method), args))
+        name, args = self._request(data)
+        method = self._lookup(self._downloads, name)
+        yield from chunked(self._run(name, method, self._admit(name, method, context, args), args))
 
 
 def _invoke(function: Callable[..., Any], args: dict[str, Any]) -> Any:

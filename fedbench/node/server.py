@@ -26,8 +26,11 @@ from fedbench.net.peer import PeerClient
 from fedbench.net.rpc import CHUNK_BYTES
 from fedbench.net.tls import TlsMaterial, server_credentials
 from fedbench.net.transport import GrpcTransport
+from fedbench.node.audit import AuditLog
 from fedbench.node.config import NodeHome
 from fedbench.node.control import ControlService
+from fedbench.node.projects import ProjectService
+from fedbench.node.users import Users
 from fedbench.store import ArtifactFiles, Database, DatasetRegistry
 
 __all__ = ["PartyNode"]
@@ -53,6 +56,19 @@ class PartyNode:
         self.files = ArtifactFiles(self.home.artifacts_dir)
         self.datasets = DatasetRegistry(self.db, self.files)
         self.mailbox = Mailbox()
+        self.audit = AuditLog(self.db)
+        self.users = Users(self.db)
+        self.users.ensure_admin(self.api_token)
+        self.projects = ProjectService(
+            self.config.party,
+            self.db,
+            self.datasets,
+            self.audit,
+            self.home.secrets_dir,
+            lambda party, action, project, token, body: self.peer(party).request(
+                action, body, project=project, token=token
+            ),
+        )
         self.limits = codec.CodecLimits(max_bytes=self.config.max_message_mb << 20)
         self._peers: dict[str, PeerClient] = {}
         self._peers_lock = threading.Lock()
@@ -99,7 +115,8 @@ class PartyNode:
             self.mailbox,
             self.revocations(),
             self.limits,
-            on_refusal=lambda who, why: log.warning("refused a call from %s: %s", who, why),
+            on_refusal=self._refused,
+            on_request=self.projects.handle,
         )
         fed_server = self._server(federation.handler())
         _bind(fed_server, f"{self.config.federation_host}:{self.config.federation_port}", self.tls)
@@ -139,6 +156,10 @@ class PartyNode:
         stop_requested.wait()
         log.info("node %s stopping", self.config.party)
         self.stop()
+
+    def _refused(self, claimed: str, reason: str) -> None:
+        log.warning("refused a call claiming to come from %s: %s", claimed, reason)
+        self.audit.record(actor=claimed, peer=claimed, action="federation.call", allowed=False, reason=reason)
 
     def _server(self, handler: grpc.GenericRpcHandler) -> grpc.Server:
         pool = futures.ThreadPoolExecutor(max_workers=self.config.workers)

@@ -12,6 +12,7 @@ from fedbench.store.models import (
     Party,
     Project,
     Task,
+    User,
     utcnow,
 )
 from fedbench.store.tables import read_table_source, table_from_parquet_bytes, table_to_parquet_bytes
@@ -28,6 +29,7 @@ __all__ = [
     "Job",
     "Party",
     "Project",
+    "User",
     "StoredFile",
     "Task",
     "mask_url",

@@ -40,6 +40,7 @@ class DatasetInfo(BaseModel):
 
     name: str
     owner: str
+    shared_with: list[str] = []
     id_column: str
     label_column: str | None
     features: list[str]
@@ -54,6 +55,7 @@ class DatasetInfo(BaseModel):
         return cls(
             name=row.name,
             owner=row.owner,
+            shared_with=list(row.shared_with or []),
             id_column=row.id_column,
             label_column=row.label_column,
             features=list(row.features),
@@ -339,6 +341,19 @@ class DatasetRegistry:
         with self._db.session() as session:
             rows = session.exec(select(Dataset).order_by(col(Dataset.name))).all()
         return [DatasetInfo.from_row(r) for r in rows]
+
+    def share(self, name: str, user: str) -> DatasetInfo:
+        """Let local user `user` see and use dataset `name` (the owner always can)."""
+        with self._db.session() as session:
+            row = session.exec(select(Dataset).where(Dataset.name == name)).first()
+            if row is None:
+                self._get_row(name)
+            assert row is not None
+            if user not in row.shared_with:
+                row.shared_with = [*row.shared_with, user]
+                session.add(row)
+            info = DatasetInfo.from_row(row)
+        return info
 
     def get(self, name: str) -> DatasetInfo:
         """Return the info of dataset `name`; NotFound (listing the known names) if there is none."""

@@ -72,6 +72,7 @@ class Dataset(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(unique=True, index=True)
     owner: str = "local"
+    shared_with: list[str] = Field(default_factory=list, sa_column=_json_column())
     id_column: str
     label_column: str | None = None
     features: list[str] = Field(default_factory=list, sa_column=_json_column())
@@ -85,14 +86,41 @@ class Dataset(SQLModel, table=True):
 
 
 class Project(SQLModel, table=True):
-    """A collaboration between parties; the token hash authenticates its members' requests."""
+    """A collaboration between parties, as this node knows it; the id is the same on every member node.
+
+    `datasets` maps each party to the datasets it authorised (name, fingerprint, row count, pinned at
+    acceptance); `terms` holds the uses, quotas and PSI release policy every member agreed to. The token
+    itself never enters the database: only its hash does.
+    """
 
     __tablename__ = "project"
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: str = Field(primary_key=True)
     name: str = Field(unique=True, index=True)
+    purpose: str = ""
+    initiator: str
+    members: list[str] = Field(default_factory=list, sa_column=_json_column())
+    accepted_by: list[str] = Field(default_factory=list, sa_column=_json_column())
+    asks: dict[str, str] = Field(default_factory=dict, sa_column=_json_column())
+    datasets: dict[str, list[dict[str, Any]]] = Field(default_factory=dict, sa_column=_json_column())
+    terms: dict[str, Any] = Field(default_factory=dict, sa_column=_json_column())
+    local_members: list[str] = Field(default_factory=list, sa_column=_json_column())
     token_hash: str = ""
-    state: str = "open"
+    state: str = "proposed"
+    state_by: str = ""
+    reason: str = ""
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class User(SQLModel, table=True):
+    """A person (or service) using this node through the control API, with one role and a token hash."""
+
+    __tablename__ = "user"
+
+    name: str = Field(primary_key=True)
+    role: str
+    token_hash: str = Field(index=True)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
@@ -103,6 +131,9 @@ class Job(SQLModel, table=True):
 
     id: str = Field(primary_key=True)
     project: str = Field(index=True)
+    use: str = ""
+    initiator: str = ""
+    datasets: dict[str, list[str]] = Field(default_factory=dict, sa_column=_json_column())
     state: str = "pending"
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

@@ -1,0 +1,163 @@
+"""Projects as an analyst sees them: propose, answer proposals, inspect, suspend or revoke."""
+
+from __future__ import annotations
+
+import html
+import io
+from typing import Any
+
+import pandas as pd
+
+from fedbench.client.control import NodeClient
+
+__all__ = ["Project", "Projects"]
+
+
+class Project:
+    """One collaboration project, as our node knows it."""
+
+    def __init__(self, node: NodeClient, info: dict[str, Any]) -> None:
+        self._node = node
+        self.info = info
+
+    @property
+    def name(self) -> str:
+        """The project's name."""
+        return str(self.info["name"])
+
+    @property
+    def state(self) -> str:
+        """proposed, pending, active, suspended, rejected or revoked (as of the last refresh)."""
+        return str(self.info["state"])
+
+    @property
+    def quotas(self) -> dict[str, Any]:
+        """The agreed uses, quotas and PSI release policy."""
+        return dict(self.info["terms"])
+
+    def refresh(self) -> Project:
+        """Reload the project from the node."""
+        self.info = self._node.call("projects.get", name=self.name)
+        return self
+
+    def usage(self) -> dict[str, int]:
+        """Jobs today, PSI runs and jobs in all, as counted against the quotas."""
+        return dict(self.refresh().info["usage"])
+
+    def suspend(self, reason: str = "") -> Project:
+        """Stop every request of the project at once (resume with `resume()`)."""
+        return self._set("suspended", reason)
+
+    def resume(self, reason: str = "") -> Project:
+        """Resume a project we suspended."""
+        return self._set("active", reason)
+
+    def revoke(self, reason: str = "") -> Project:
+        """End the project for good, on every member; running jobs are cancelled."""
+        return self._set("revoked", reason)
+
+    def authorize_job(
+        self, use: str, datasets: dict[str, list[str]], psi_rows: dict[str, int] | None = None
+    ) -> dict[str, Any]:
+        """Have every member admit a job (checks and quotas) before any data moves; returns its job id."""
+        return dict(
+            self._node.call(
+                "projects.authorize_job", name=self.name, use=use, datasets=datasets, psi_rows=psi_rows or {}
+            )
+        )
+
+    def add_member(self, user: str) -> Project:
+        """Give a local user access to this project."""
+        self.info = self._node.call("projects.add_member", name=self.name, user=user)
+        return self
+
+    def audit(self) -> pd.DataFrame:
+        """The audit trail of this project on our node."""
+        return pd.read_parquet(io.BytesIO(self._node.call("audit.events", project=self.name)))
+
+    def _set(self, state: str, reason: str) -> Project:
+        self.info = self._node.call("projects.set_state", name=self.name, state=state, reason=reason)
+        return self
+
+    def __repr__(self) -> str:
+        return f"Project({self.name!r}, state={self.state!r}, members={self.info['members']})"
+
+    def _repr_html_(self) -> str:
+        esc = html.escape
+        datasets = "".join(
+            f"<li><b>{esc(party)}</b>: {esc(', '.join(d['name'] for d in items)) or '<i>none yet</i>'}</li>"
+            for party, items in self.info["datasets"].items()
+        )
+        terms = self.info["terms"]
+        return (
+            f'<div class="fb-project"><b>{esc(self.name)}</b> <code>{esc(self.state)}</code> '
+            f"initiated by {esc(self.info['initiator'])}<br>{esc(self.info['purpose'])}"
+            f"<ul>{datasets}</ul>uses {esc(', '.join(terms['uses']))}; {terms['jobs_per_day']} jobs/day; "
+            f"{terms['psi_runs']} PSI runs; min intersection {terms['min_intersection']}; "
+            f"release: {esc(terms['release'])}</div>"
+        )
+
+
+class Projects:
+    """The projects our node takes part in."""
+
+    def __init__(self, node: NodeClient) -> None:
+        self._node = node
+
+    def propose(
+        self,
+        name: str,
+        *,
+        partners: list[str] | str,
+        datasets: list[str],
+        purpose: str = "",
+        asks: dict[str, str] | None = None,
+        **terms: Any,
+    ) -> Project:
+        """Propose a project; `terms` are uses, jobs_per_day, psi_runs, max_psi_rows, min_intersection, release."""
+        partner_list = [partners] if isinstance(partners, str) else list(partners)
+        info = self._node.call(
+            "projects.propose",
+            name=name,
+            partners=partner_list,
+            datasets=list(datasets),
+            purpose=purpose,
+            asks=asks or {},
+            terms=terms,
+        )
+        return Project(self._node, info)
+
+    def pending(self) -> list[Project]:
+        """Proposals from partners that wait for our answer."""
+        return [Project(self._node, p) for p in self._node.call("projects.pending")]
+
+    def accept(self, name: str, *, datasets: list[str], max_psi_rows: int | None = None) -> Project:
+        """Accept a proposal, authorising our `datasets` for it (their content is pinned)."""
+        info = self._node.call(
+            "projects.accept", name=name, datasets=list(datasets), max_psi_rows=max_psi_rows
+        )
+        return Project(self._node, info)
+
+    def reject(self, name: str, reason: str = "") -> Project:
+        """Decline a proposal."""
+        return Project(self._node, self._node.call("projects.reject", name=name, reason=reason))
+
+    def list(self) -> list[Project]:
+        """Every project we may see."""
+        return [Project(self._node, p) for p in self._node.call("projects.list")]
+
+    def get(self, name: str) -> Project:
+        """One project by name."""
+        return Project(self._node, self._node.call("projects.get", name=name))
+
+    def to_frame(self) -> pd.DataFrame:
+        """The projects as a table."""
+        rows = [
+            {k: p.info[k] for k in ("name", "state", "initiator", "members", "purpose", "created_at")}
+            for p in self.list()
+        ]
+        return pd.DataFrame(rows)
+
+    def _repr_html_(self) -> str:
+        frame = self.to_frame()
+        return str(frame.to_html(index=False, border=0)) if not frame.empty else "<i>no projects yet</i>"
