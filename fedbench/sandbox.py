@@ -61,13 +61,17 @@ def up(
     parties: tuple[str, ...] | None = None,
     demo_data: bool = True,
     timeout: float = 60.0,
+    component_modules: list[str] | None = None,
 ) -> list[NodeStatus]:
-    """Create what is missing, start what is not running, register demo data; returns each node's status."""
+    """Create what is missing, start what is not running, register demo data; returns each node's status.
+
+    `component_modules` (new sandboxes only) lists extra component modules every node imports.
+    """
     root = Path(home).expanduser().resolve() if home else default_home()
     root.mkdir(parents=True, exist_ok=True, mode=0o700)
     with _locked(root):
         members = _members(root, parties)
-        _ensure_federation(root, members)
+        _ensure_federation(root, members, component_modules or [])
         for party in members:
             if not _running(NodeHome(root / party)):
                 _spawn(NodeHome(root / party))
@@ -147,7 +151,7 @@ def _members(root: Path, parties: tuple[str, ...] | None) -> list[str]:
     return members
 
 
-def _ensure_federation(root: Path, members: list[str]) -> None:
+def _ensure_federation(root: Path, members: list[str], component_modules: list[str]) -> None:
     ca_dir = root / "ca"
     if not (ca_dir / "ca.pem").exists():
         init_ca(ca_dir, name="fedbench sandbox CA")
@@ -165,6 +169,7 @@ def _ensure_federation(root: Path, members: list[str]) -> None:
                     federation_port=fed_port,
                     control_port=control_port,
                     crl_path=str(ca_dir / "crl.pem"),
+                    component_modules=component_modules,
                 )
             )
             node_home.api_token(create=True)
@@ -266,8 +271,8 @@ def _register_demo_data(root: Path, members: list[str]) -> None:
     credit = credit_vertical()
     cancer = breast_cancer_vertical()
     demo: dict[str, dict[str, tuple[pd.DataFrame, str | None]]] = {
-        members[0]: {"credit_guest": (credit[0], "default"), "breast_cancer_guest": (cancer[0], "y")},
-        members[1]: {"credit_host": (credit[1], None), "breast_cancer_host": (cancer[1], None)},
+        members[0]: {"credit": (credit[0], "default"), "breast_cancer": (cancer[0], "y")},
+        members[1]: {"credit": (credit[1], None), "breast_cancer": (cancer[1], None)},
     }
     for party, tables in demo.items():
         client = NodeClient.for_home(NodeHome(root / party))
@@ -296,15 +301,15 @@ def _create_demo_project(root: Path, members: list[str]) -> None:
         Projects(initiator).propose(
             DEMO_PROJECT,
             partners=[members[1]],
-            datasets=["credit_guest", "breast_cancer_guest"],
+            datasets=["credit", "breast_cancer"],
             purpose="sandbox demo: PSI, training and scoring on the generated credit data",
-            asks={members[1]: "the host's credit bureau features (credit_host, breast_cancer_host)"},
+            asks={members[1]: "the host's side of the credit and breast-cancer tables"},
             jobs_per_day=1000,
             psi_runs=1000,
             min_intersection=10,
             release="both",
         )
-        Projects(partner).accept(DEMO_PROJECT, datasets=["credit_host", "breast_cancer_host"])
+        Projects(partner).accept(DEMO_PROJECT, datasets=["credit", "breast_cancer"])
     finally:
         initiator.close()
         partner.close()

@@ -40,10 +40,12 @@ def test_sandbox_up_from_clean_home_then_connect_sees_host_reachable(tmp_path):
         (peer,) = wb.peers()
         assert (peer.party, peer.reachable, peer.error) == ("host", True, None)
         names = {d.name for d in wb.datasets.list()}
-        assert {"credit_guest", "breast_cancer_guest"} <= names
+        assert {"credit", "breast_cancer"} <= names
+        assert wb.project("demo").state == "active"
         assert "<table" in wb._repr_html_()
         host = fedbench.connect("host", home=home)
-        assert {d.name for d in host.datasets.list()} >= {"credit_host", "breast_cancer_host"}
+        assert {d.name for d in host.datasets.list()} >= {"credit", "breast_cancer"}
+        assert host.datasets.get("credit").info.label_column is None
 
         again = _cli("sandbox", "up", "--home", str(home))
         assert again.returncode == 0, again.stderr

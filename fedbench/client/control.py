@@ -7,6 +7,7 @@ the matching `FedbenchError`, so a notebook shows "dataset 'x' not found" rather
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import grpc
@@ -35,6 +36,7 @@ class NodeClient:
         self._call = self._channel.unary_unary(f"/{CONTROL_SERVICE}/Call")
         self._upload = self._channel.stream_unary(f"/{CONTROL_SERVICE}/Upload")
         self._download = self._channel.unary_stream(f"/{CONTROL_SERVICE}/Download")
+        self._watch = self._channel.unary_stream(f"/{CONTROL_SERVICE}/Watch")
 
     @classmethod
     def for_home(cls, home: str | NodeHome, token: str | None = None) -> NodeClient:
@@ -76,6 +78,15 @@ class NodeClient:
         except grpc.RpcError as exc:
             raise error_from_rpc(exc, what=f"node at {self.address} ({method})") from None
         return body
+
+    def watch(self, method: str, **args: Any) -> Iterator[Any]:
+        """Invoke a method whose answer is a stream of events; yields each decoded event."""
+        request = codec.encode({"method": method, "args": args})
+        try:
+            for message in self._watch(request, metadata=self._metadata):
+                yield codec.decode(message)
+        except grpc.RpcError as exc:
+            raise error_from_rpc(exc, what=f"node at {self.address} ({method})") from None
 
     def health(self, timeout: float = 5.0) -> dict[str, Any]:
         """The node's health answer (no token needed)."""

@@ -9,6 +9,8 @@ from typing import Any
 import pandas as pd
 
 from fedbench.client.control import NodeClient
+from fedbench.client.runs import Run
+from fedbench.pipeline import Pipeline, PipelineError
 
 __all__ = ["Project", "Projects"]
 
@@ -65,6 +67,57 @@ class Project:
                 "projects.authorize_job", name=self.name, use=use, datasets=datasets, psi_rows=psi_rows or {}
             )
         )
+
+    def run(
+        self,
+        component: str,
+        *,
+        force: bool = False,
+        roles: dict[str, list[str]] | None = None,
+        **inputs_and_params: Any,
+    ) -> Run:
+        """Run one component: arguments named like its inputs are inputs, the rest are params."""
+        described = {c["name"]: c for c in self._node.call("components.list")}
+        if component not in described:
+            raise PipelineError(f"unknown component {component!r}; available: {sorted(described)}")
+        input_names = {p["name"] for p in described[component]["inputs"]}
+        inputs = {k: v for k, v in inputs_and_params.items() if k in input_names}
+        params = {k: v for k, v in inputs_and_params.items() if k not in input_names}
+        return self.run_pipeline(
+            Pipeline(component).add(component, component, inputs=inputs, **params), force=force, roles=roles
+        )
+
+    def run_pipeline(
+        self, pipeline: Pipeline, *, force: bool = False, roles: dict[str, list[str]] | None = None
+    ) -> Run:
+        """Run a pipeline; steps whose cache key exists on every party are reused, not run again."""
+        info = self._node.call(
+            "runs.submit", project=self.name, pipeline=pipeline.to_dict(), roles=roles, force=force
+        )
+        return Run(self._node, info)
+
+    def runs(self) -> pd.DataFrame:
+        """The project's runs on our node, newest first."""
+        rows = [
+            {
+                "job_id": r["job_id"],
+                "name": r["name"],
+                "state": r["state"],
+                "steps": len(r["steps"]),
+                "error": r["error"],
+                "created_at": r["created_at"],
+            }
+            for r in self._node.call("runs.list", project=self.name)
+        ]
+        return pd.DataFrame(rows)
+
+    def run_by_id(self, job_id: str) -> Run:
+        """One run of the project by its id (to pick up a run after a kernel restart)."""
+        return Run(self._node, self._node.call("runs.get", job_id=job_id))
+
+    def artifacts(self) -> pd.DataFrame:
+        """Every artifact our node holds for the project: id, name, kind, step, when."""
+        return pd.DataFrame(self._node.call("artifacts.list", project=self.name))
 
     def add_member(self, user: str) -> Project:
         """Give a local user access to this project."""

@@ -38,6 +38,9 @@ class NodeConfig(BaseModel):
     crl_path: str | None = Field(default=None, description="revocation list checked on every peer call")
     max_message_mb: int = Field(default=4096, ge=1, description="largest message a peer may send us")
     workers: int = Field(default=16, ge=2, le=256, description="gRPC server threads")
+    component_modules: list[str] = Field(
+        default_factory=list, description="Python modules with extra components, imported at start"
+    )
 
     @field_validator("party")
     @classmethod

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from fedbench import __version__
+from fedbench import __version__, components
 from fedbench.errors import CodecError, ConfigError, FedbenchError, NotFound, Refused
 from fedbench.net import codec
 from fedbench.net.rpc import chunked, guarded, guarded_stream
@@ -76,6 +76,14 @@ class ControlService:
             "projects.authorize_job": _Method(
                 projects.authorize_job, role="analyst", changes=True, audits_itself=True
             ),
+            "components.list": _Method(lambda caller: components.list_components()),
+            "runs.submit": _Method(node.jobs.submit, role="analyst", changes=True, audits_itself=True),
+            "runs.get": _Method(node.jobs.get),
+            "runs.list": _Method(node.jobs.list_for),
+            "runs.cancel": _Method(node.jobs.cancel, role="analyst", changes=True),
+            "runs.metrics": _Method(node.jobs.metrics),
+            "runs.logs": _Method(node.jobs.logs),
+            "artifacts.list": _Method(node.jobs.artifacts),
             "audit.events": _Method(self.audit_events),
             "audit.verify": _Method(self.audit_verify, role="admin"),
             "users.add": _Method(self.users_add, role="admin", changes=True),
@@ -91,6 +99,7 @@ class ControlService:
             "datasets.load": _Method(
                 lambda caller, name: [table_to_parquet_bytes(self._load(caller, name))], role="analyst"
             ),
+            "artifacts.load": _Method(self.artifact_bytes),
         }
 
     def handler(self) -> grpc.GenericRpcHandler:
@@ -101,6 +110,7 @@ class ControlService:
                 "Call": grpc.unary_unary_rpc_method_handler(guarded(self._call)),
                 "Upload": grpc.stream_unary_rpc_method_handler(guarded(self._upload)),
                 "Download": grpc.unary_stream_rpc_method_handler(guarded_stream(self._download)),
+                "Watch": grpc.unary_stream_rpc_method_handler(guarded_stream(self._watch)),
             },
         )
 
@@ -180,6 +190,11 @@ class ControlService:
     def recv(self, caller: Caller, party: str, key: str, timeout: float = 60.0) -> list[bytes | memoryview]:
         """Wait for a message in the mailbox and hand it over encoded."""
         return codec.encode_parts(self.node.mailbox.get(party, key, timeout))
+
+    def artifact_bytes(self, caller: Caller, artifact_id: str) -> list[bytes | memoryview]:
+        """The stored file of an artifact (parquet for tables, codec bytes otherwise)."""
+        item = self.node.jobs.artifact(caller, artifact_id)
+        return [self.node.files.read_bytes(item.path)]
 
     def audit_events(self, caller: Caller, project: str | None = None) -> bytes:
         """The audit trail (of one project, by name) as parquet; non-admins see only their projects'."""
@@ -289,6 +304,14 @@ class ControlService:
         name, args = self._request(data)
         method = self._lookup(self._downloads, name)
         yield from chunked(self._run(name, method, self._admit(name, method, context, args), args))
+
+    def _watch(self, data: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
+        """Stream a job's events as they happen (progress, metrics, step states) until it ends."""
+        name, args = self._request(data)
+        method = _Method(self.node.jobs.watch)
+        caller = self._admit(name, method, context, args)
+        for event in _invoke(method.function, {"caller": caller, **args}):
+            yield codec.encode(event)
 
 
 def _invoke(function: Callable[..., Any], args: dict[str, Any]) -> Any:

@@ -71,6 +71,10 @@ class ProjectService:
             "project.state": self._on_state,
             "job.submit": self._on_job_submit,
         }
+        self.on_stop: Callable[[str, str], None] | None = None
+        """Set by the job service: cancels the running jobs of a project that was suspended or revoked."""
+        self.on_job: Callable[[str, Project, dict[str, Any]], dict[str, Any]] | None = None
+        """Set by the job service: validates a submitted job's spec and answers which steps it can reuse."""
 
     # ----- our side -------------------------------------------------------------------------------------
 
@@ -216,12 +220,24 @@ class ProjectService:
         use: str,
         datasets: dict[str, list[str]],
         psi_rows: dict[str, int] | None = None,
+        uses: list[str] | None = None,
+        job_id: str | None = None,
+        spec: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Ask every member (ourselves first) to admit a job; returns the job id once all have."""
+        """Ask every member (ourselves first) to admit a job; returns its id and each member's answer."""
         caller.require("analyst", "run jobs")
         project = self._get(caller, name)
-        job_id = uuid.uuid4().hex
-        body = {"job_id": job_id, "use": use, "datasets": datasets, "psi_rows": psi_rows or {}}
+        job_id = job_id or uuid.uuid4().hex
+        body: dict[str, Any] = {
+            "job_id": job_id,
+            "use": use,
+            "datasets": datasets,
+            "psi_rows": psi_rows or {},
+        }
+        if uses:
+            body["uses"] = uses
+        if spec is not None:
+            body["spec"] = spec
         try:
             if project.state != "active":
                 raise Refused(f"project {project.name!r} is {project.state}" + _by(project))
@@ -236,11 +252,14 @@ class ProjectService:
                 reason=str(exc),
             )
             raise
+        answers: dict[str, Any] = {}
         for member in project.members:
             if member == self.party:
                 continue
             try:
-                self._request(member, "job.submit", project.id, self._token(project.id), body)
+                answers[member] = self._request(
+                    member, "job.submit", project.id, self._token(project.id), body
+                )
             except Refused as exc:
                 self._audit.record(
                     actor=caller.name,
@@ -259,7 +278,7 @@ class ProjectService:
             project=project.id,
             datasets=datasets.get(self.party, []),
         )
-        return {"job_id": job_id, "project": project.name, "use": use}
+        return {"job_id": job_id, "project": project.name, "use": use, "answers": answers}
 
     def list_for(self, caller: Caller) -> list[dict[str, Any]]:
         """The projects the caller may see (an admin sees all)."""
@@ -448,6 +467,13 @@ class ProjectService:
     def _on_job_submit(self, sender: str, project: Project | None, body: dict[str, Any]) -> dict[str, Any]:
         assert project is not None
         self._admit_job(sender, project, body)
+        answer: dict[str, Any] = {"admitted": True, "job_id": body["job_id"]}
+        if self.on_job is not None and "spec" in body:
+            try:
+                answer.update(self.on_job(sender, project, body))
+            except FedbenchError as exc:
+                self._set_job_state(str(body["job_id"]), "refused")
+                raise Refused(str(exc)) from None
         self._audit.record(
             actor=sender,
             peer=sender,
@@ -456,7 +482,15 @@ class ProjectService:
             project=project.id,
             datasets=_touched(body, self.party),
         )
-        return {"admitted": True, "job_id": body["job_id"]}
+        return answer
+
+    def add_handler(self, action: str, handler: Callable[[str, Project | None, dict[str, Any]], Any]) -> None:
+        """Serve one more project-scoped action (the token and membership are checked first)."""
+        self._handlers[action] = handler
+
+    def project_row(self, caller: Caller, name: str) -> Project:
+        """The project's row, if the caller may see it."""
+        return self._get(caller, name)
 
     # ----- shared checks ----------------------------------------------------------------------------------
 
@@ -464,8 +498,11 @@ class ProjectService:
         """Every check a job passes on each member before any data moves; records the job when admitted."""
         terms = ProjectTerms.model_validate(project.terms)
         use = body.get("use")
-        if use not in terms.uses:
-            raise Refused(f"use {use!r} is not allowed in project {project.name!r} (allowed: {terms.uses})")
+        for wanted in body.get("uses") or [use]:
+            if wanted not in terms.uses:
+                raise Refused(
+                    f"use {wanted!r} is not allowed in project {project.name!r} (allowed: {terms.uses})"
+                )
         requested = body.get("datasets")
         if not isinstance(requested, dict):
             raise Refused("a job request names its datasets per party: {party: [names]}")
@@ -486,7 +523,7 @@ class ProjectService:
         usage = self._usage(project.id)
         if usage["jobs_today"] >= terms.jobs_per_day:
             raise Refused(f"quota exhausted: {terms.jobs_per_day} jobs per day in project {project.name!r}")
-        if use == "psi":
+        if "psi" in (body.get("uses") or [use]):
             if usage["psi_runs"] >= terms.psi_runs:
                 raise Refused(f"quota exhausted: {terms.psi_runs} PSI runs in project {project.name!r}")
             for party, rows in dict(body.get("psi_rows") or {}).items():
@@ -519,7 +556,7 @@ class ProjectService:
             psi_runs = session.exec(
                 select(func.count())
                 .select_from(Job)
-                .where(Job.project == project_id, Job.use == "psi", admitted)
+                .where(Job.project == project_id, col(Job.use).contains("psi"), admitted)
             ).one()
             jobs = session.exec(
                 select(func.count()).select_from(Job).where(Job.project == project_id, admitted)

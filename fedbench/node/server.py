@@ -17,6 +17,7 @@ from typing import Any
 
 import grpc
 
+from fedbench import components
 from fedbench.errors import CertificateError, ConfigError
 from fedbench.net import codec
 from fedbench.net.certs import PartyCredentials, RevocationList, peer_identity
@@ -29,6 +30,7 @@ from fedbench.net.transport import GrpcTransport
 from fedbench.node.audit import AuditLog
 from fedbench.node.config import NodeHome
 from fedbench.node.control import ControlService
+from fedbench.node.jobs import JobService
 from fedbench.node.projects import ProjectService
 from fedbench.node.users import Users
 from fedbench.store import ArtifactFiles, Database, DatasetRegistry
@@ -50,6 +52,7 @@ class PartyNode:
     def __init__(self, home: str | os.PathLike[str]) -> None:
         self.home = NodeHome(home)
         self.config = self.home.load_config()
+        components.load_modules(self.config.component_modules)
         self.tls = _load_tls(self.home, self.config.party)
         self.api_token = self.home.api_token(create=True)
         self.db = Database(self.home.database_url(self.config))
@@ -65,9 +68,15 @@ class PartyNode:
             self.datasets,
             self.audit,
             self.home.secrets_dir,
-            lambda party, action, project, token, body: self.peer(party).request(
-                action, body, project=project, token=token
-            ),
+            self._peer_request,
+        )
+        self.jobs = JobService(
+            self.config.party,
+            self.home.root,
+            self.db,
+            self.datasets,
+            self.projects,
+            self._peer_request,
         )
         self.limits = codec.CodecLimits(max_bytes=self.config.max_message_mb << 20)
         self._peers: dict[str, PeerClient] = {}
@@ -95,6 +104,11 @@ class PartyNode:
             if party not in self._peers:
                 self._peers[party] = PeerClient(self.config.party, party, address, self.tls)
             return self._peers[party]
+
+    def _peer_request(
+        self, party: str, action: str, project: str | None, token: str | None, body: Any
+    ) -> Any:
+        return self.peer(party).request(action, body, project=project, token=token)
 
     def ping_peer(self, party: str, timeout: float = 5.0) -> dict[str, Any]:
         """Ping a peer through the mutual-TLS channel and check it is who we think."""

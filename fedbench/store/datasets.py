@@ -163,6 +163,11 @@ class DatasetRegistry:
         self._db = db
         self._files = files
 
+    @property
+    def files(self) -> ArtifactFiles:
+        """The artifact files the registry stores its tables in."""
+        return self._files
+
     def register(
         self,
         df: pd.DataFrame,
@@ -354,6 +359,10 @@ class DatasetRegistry:
                 session.add(row)
             info = DatasetInfo.from_row(row)
         return info
+
+    def path_of(self, name: str) -> str:
+        """The stored table's path under the artifact root (for worker processes that read it directly)."""
+        return self._get_row(name).path
 
     def get(self, name: str) -> DatasetInfo:
         """Return the info of dataset `name`; NotFound (listing the known names) if there is none."""

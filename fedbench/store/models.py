@@ -131,10 +131,13 @@ class Job(SQLModel, table=True):
 
     id: str = Field(primary_key=True)
     project: str = Field(index=True)
+    name: str = ""
     use: str = ""
     initiator: str = ""
     datasets: dict[str, list[str]] = Field(default_factory=dict, sa_column=_json_column())
+    spec: dict[str, Any] = Field(default_factory=dict, sa_column=_json_column())
     state: str = "pending"
+    error: str | None = None
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
@@ -146,11 +149,16 @@ class Task(SQLModel, table=True):
 
     id: str = Field(primary_key=True)
     job_id: str = Field(index=True)
+    step: str = ""
+    step_key: str = Field(default="", index=True)
     component: str
     role: str
     party: str
     state: str = "pending"
+    progress: float = 0.0
+    message: str = ""
     error: str | None = None
+    started_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
@@ -175,6 +183,21 @@ class Artifact(SQLModel, table=True):
     sha256: str
     size_bytes: int
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class Metric(SQLModel, table=True):
+    """One value of a metric logged by a step (`ctx.metrics.log`), for tables and live plots."""
+
+    __tablename__ = "metric"
+
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: str = Field(index=True)
+    step: str
+    party: str
+    name: str
+    iteration: int | None = None
+    value: float
+    ts: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
 class AuditEvent(SQLModel, table=True):

@@ -1,0 +1,205 @@
+"""Runs as an analyst sees them: `project.run(...)` returns a `Run` to wait on, watch, cancel and read.
+
+Progress streams from the node (server streaming), shown as a bar that is a widget in a notebook and text in a
+terminal. A finished run's outputs are artifacts: `run.output("data")` reads, downloads or feeds another run.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from fedbench.client.control import NodeClient
+from fedbench.errors import FedbenchError, NotRunError
+from fedbench.net import codec
+
+__all__ = ["Output", "Run", "RunFailed"]
+
+TERMINAL = {"succeeded", "failed", "cancelled"}
+
+
+class RunFailed(FedbenchError):
+    """A run ended failed or cancelled; the message carries the party and reason."""
+
+    code = "run_failed"
+
+
+class Output:
+    """One output artifact of a run: read it, download it, or pass it as another run's input."""
+
+    def __init__(self, node: NodeClient, artifact_id: str, kind: str) -> None:
+        self._node = node
+        self.id = artifact_id
+        self.kind = kind
+
+    def as_ref(self) -> dict[str, str]:
+        """The input reference another run or pipeline step uses."""
+        return {"artifact": self.id}
+
+    def _bytes(self) -> bytes:
+        return bytes(self._node.download("artifacts.load", artifact_id=self.id))
+
+    def to_pandas(self) -> pd.DataFrame:
+        """A table output as a DataFrame."""
+        if self.kind != "table":
+            raise NotRunError(f"output {self.id} is a {self.kind}, not a table: use .value()")
+        return pd.read_parquet(io.BytesIO(self._bytes()))
+
+    def value(self) -> Any:
+        """A model or metrics output as the value the step wrote."""
+        if self.kind == "table":
+            return self.to_pandas()
+        return codec.decode(self._bytes())
+
+    def download(self, path: str | Path) -> Path:
+        """Write a table output to `path` as CSV or parquet (by suffix); other outputs as JSON."""
+        target = Path(path)
+        if self.kind == "table":
+            frame = self.to_pandas()
+            if target.suffix in (".parquet", ".pq"):
+                frame.to_parquet(target, index=False)
+            else:
+                frame.to_csv(target, index=False)
+        else:
+            import json
+
+            target.write_text(
+                json.dumps(self.value(), default=lambda v: getattr(v, "tolist", lambda: str(v))())
+            )
+        return target
+
+    def __repr__(self) -> str:
+        return f"Output({self.id[:16]}…, kind={self.kind!r})"
+
+
+class Run:
+    """A job on our node (one step or a pipeline)."""
+
+    def __init__(self, node: NodeClient, info: dict[str, Any]) -> None:
+        self._node = node
+        self.info = info
+
+    @property
+    def job_id(self) -> str:
+        """The job's id, the same on every party."""
+        return str(self.info["job_id"])
+
+    def refresh(self) -> Run:
+        """Reload state from the node."""
+        self.info = self._node.call("runs.get", job_id=self.job_id)
+        return self
+
+    @property
+    def status(self) -> str:
+        """queued, running, succeeded, failed or cancelled."""
+        return str(self.refresh().info["state"])
+
+    @property
+    def progress(self) -> float:
+        """Fraction done over our party's steps (a reused step counts as done)."""
+        steps = self.refresh().info["steps"]
+        if not steps:
+            return 1.0
+        return sum(1.0 if s["state"] in ("reused", "succeeded") else s["progress"] for s in steps) / len(
+            steps
+        )
+
+    def steps(self) -> pd.DataFrame:
+        """Our party's steps with their state, progress and error."""
+        return pd.DataFrame(self.refresh().info["steps"])
+
+    def wait(
+        self, timeout: float = 3600.0, *, show_progress: bool = True, raise_on_error: bool = True
+    ) -> Run:
+        """Follow the run's events until it ends; raises RunFailed if it failed (unless told not to)."""
+        bar = _progress_bar(self) if show_progress else None
+        try:
+            for event in self._node.watch("runs.watch", job_id=self.job_id, timeout=timeout):
+                if bar is not None:
+                    bar.update_to(self, event)
+        finally:
+            if bar is not None:
+                bar.close()
+        self.refresh()
+        if raise_on_error and self.info["state"] != "succeeded":
+            raise RunFailed(f"run {self.job_id[:8]} {self.info['state']}: {self.info.get('error')}")
+        return self
+
+    def cancel(self) -> Run:
+        """Stop the run on every party."""
+        self.info = self._node.call("runs.cancel", job_id=self.job_id)
+        return self
+
+    @property
+    def metrics(self) -> pd.DataFrame:
+        """Every metric the steps logged: step, party, name, iteration, value."""
+        return pd.DataFrame(self._node.call("runs.metrics", job_id=self.job_id))
+
+    def logs(self) -> str:
+        """Our party's log of the run."""
+        return str(self._node.call("runs.logs", job_id=self.job_id))
+
+    def output(self, name: str, step: str | None = None) -> Output:
+        """An output of the run (of its last step that has it, or of `step`)."""
+        info = self.refresh().info
+        if info["state"] != "succeeded":
+            raise NotRunError(
+                f"run {self.job_id[:8]} is {info['state']}: its outputs exist once it has succeeded"
+            )
+        described = {c["name"]: c for c in self._node.call("components.list")}
+        for entry in reversed(info["steps"]):
+            if step is not None and entry["step"] != step:
+                continue
+            for port in described[entry["component"]]["outputs"]:
+                if port["name"] == name:
+                    return Output(self._node, f"{entry['key']}:{name}", port["kind"])
+        raise NotRunError(
+            f"run {self.job_id[:8]} has no output {name!r}" + (f" in step {step!r}" if step else "")
+        )
+
+    def __repr__(self) -> str:
+        return f"Run({self.job_id[:8]}, {self.info['name']!r}, state={self.info['state']!r})"
+
+    def _repr_html_(self) -> str:
+        rows = "".join(
+            f"<tr><td>{html.escape(s['step'])}</td><td>{html.escape(s['component'])}</td>"
+            f"<td>{html.escape(s['state'])}</td><td>{s['progress']:.0%}</td>"
+            f"<td>{html.escape(s['error'] or '')}</td></tr>"
+            for s in self.info["steps"]
+        )
+        return (
+            f'<div class="fb-run"><b>run {self.job_id[:8]}</b> {html.escape(self.info["name"])} '
+            f"<code>{html.escape(self.info['state'])}</code><table><tr><th>step</th><th>component</th>"
+            f"<th>state</th><th>progress</th><th>error</th></tr>{rows}</table></div>"
+        )
+
+
+class _Bar:
+    """A tqdm bar (a widget in notebooks, text in a terminal) driven by the run's events."""
+
+    def __init__(self, total: int, description: str) -> None:
+        from tqdm.auto import tqdm
+
+        self._bar = tqdm(total=total, desc=description, unit="step", leave=True)
+
+    def update_to(self, run: Run, event: dict[str, Any]) -> None:
+        if event.get("type") in ("step", "progress", "job"):
+            done = run.progress
+            self._bar.n = round(done * self._bar.total, 3)
+            label = event.get("step") or event.get("state") or ""
+            self._bar.set_postfix_str(f"{label} {event.get('state') or event.get('message') or ''}".strip())
+            self._bar.refresh()
+
+    def close(self) -> None:
+        self._bar.close()
+
+
+def _progress_bar(run: Run) -> _Bar | None:
+    try:
+        return _Bar(max(1, len(run.info["steps"])), f"run {run.job_id[:8]}")
+    except ImportError:
+        return None

@@ -1,0 +1,28 @@
+"""Components: typed federated steps declared once (see `spec.py`), and the registry that lists them."""
+
+from fedbench.components.context import Cancelled, Context, PeerHandle
+from fedbench.components.spec import (
+    Component,
+    ParamsError,
+    Port,
+    get,
+    list_components,
+    load_modules,
+    register,
+)
+
+list = list_components  # noqa: A001  (the public name the issue asks for: fedbench.components.list())
+
+__all__ = [
+    "Cancelled",
+    "Component",
+    "Context",
+    "ParamsError",
+    "PeerHandle",
+    "Port",
+    "get",
+    "list",
+    "list_components",
+    "load_modules",
+    "register",
+]

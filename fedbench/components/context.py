@@ -1,0 +1,161 @@
+"""The federation context a component's role function receives as `ctx`.
+
+It hides where the code runs: `ctx.peer("host").send(tag, obj)` / `.recv(tag)` talk to the party playing a
+role, under keys namespaced by job, step and iteration (`ctx.iter(i)`), so rounds never collide; inputs are
+opened and outputs written through it (only what the node resolved for this task: the project's authorised
+datasets and earlier artifacts of the project); progress, metrics, logs and cancellation go back to the node.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from fedbench.errors import ConfigError, FedbenchError, RecvTimeout
+from fedbench.net.transport import Transport, message_key
+
+__all__ = ["Cancelled", "Context", "Metrics", "PeerHandle", "TaskIO"]
+
+
+class Cancelled(FedbenchError):
+    """The task was cancelled (by a user, a failure on another party, or a revoked project)."""
+
+    code = "cancelled"
+
+
+@dataclass(frozen=True)
+class TaskIO:
+    """How a context reads inputs, writes outputs and reports; the worker supplies real ones, tests fakes."""
+
+    read_input: Callable[[str], Any]
+    write_output: Callable[[str, Any], None]
+    emit: Callable[[dict[str, Any]], None]
+    is_cancelled: Callable[[], bool]
+
+
+class PeerHandle:
+    """The party playing one role, seen from a context: send and receive under the context's namespace."""
+
+    def __init__(self, context: Context, party: str) -> None:
+        self._context = context
+        self.party = party
+
+    def send(self, tag: str, obj: Any) -> None:
+        """Send `obj` to this party under `tag` (within the current step and iteration)."""
+        self._context.check_cancelled()
+        self._context.transport.send(self.party, self._context.key(tag), obj)
+
+    def recv(self, tag: str, timeout: float | None = None) -> Any:
+        """Receive what this party sent under `tag`, waiting in short slices so cancellation is prompt."""
+        wait = self._context.recv_timeout if timeout is None else timeout
+        key = self._context.key(tag)
+        waited = 0.0
+        while True:
+            self._context.check_cancelled()
+            slice_ = min(2.0, wait - waited)
+            try:
+                return self._context.transport.recv(self.party, key, timeout=max(slice_, 0.01))
+            except RecvTimeout:
+                waited += slice_
+                if waited >= wait:
+                    raise
+
+
+class Metrics:
+    """Per-step metrics: `ctx.metrics.log("loss", 0.41, step=3)` streams to the run's metrics table."""
+
+    def __init__(self, emit: Callable[[dict[str, Any]], None]) -> None:
+        self._emit = emit
+
+    def log(self, name: str, value: float, step: int | None = None) -> None:
+        """Record one value of a metric (at an iteration `step`)."""
+        self._emit({"type": "metric", "name": name, "value": float(value), "step": step})
+
+
+class Context:
+    """What a role function sees: its party, role, params, peers, inputs, outputs and reporting."""
+
+    def __init__(
+        self,
+        *,
+        party: str,
+        role: str,
+        roles: Mapping[str, list[str]],
+        job_id: str,
+        step: str,
+        params: Any,
+        transport: Transport,
+        io: TaskIO,
+        namespace: str = "",
+        recv_timeout: float = 600.0,
+    ) -> None:
+        self.party = party
+        self.role = role
+        self.roles = {r: list(p) for r, p in roles.items()}
+        self.job_id = job_id
+        self.step = step
+        self.params = params
+        self.transport = transport
+        self.io = io
+        self.namespace = namespace
+        self.recv_timeout = recv_timeout
+        self.metrics = Metrics(io.emit)
+
+    def key(self, tag: str) -> str:
+        """The message key of `tag` in this step and iteration."""
+        return message_key(self.job_id, self.step, f"{self.namespace}{tag}")
+
+    def peer(self, role: str) -> PeerHandle:
+        """The one party playing `role` (ConfigError if none or several)."""
+        parties = self.roles.get(role, [])
+        if len(parties) != 1:
+            raise ConfigError(f"role {role!r} is played by {parties}; use ctx.peers({role!r}) for several")
+        return PeerHandle(self, parties[0])
+
+    def peers(self, role: str) -> list[PeerHandle]:
+        """Every party playing `role`."""
+        return [PeerHandle(self, p) for p in self.roles.get(role, [])]
+
+    def iter(self, i: int) -> Context:
+        """A sub-context whose message keys are namespaced by iteration `i`."""
+        return Context(
+            party=self.party,
+            role=self.role,
+            roles=self.roles,
+            job_id=self.job_id,
+            step=self.step,
+            params=self.params,
+            transport=self.transport,
+            io=self.io,
+            namespace=f"{self.namespace}i{i}.",
+            recv_timeout=self.recv_timeout,
+        )
+
+    def input(self, name: str) -> Any:
+        """An input of this step: a DataFrame for tables, the stored value for models and metrics."""
+        return self.io.read_input(name)
+
+    def output(self, name: str, value: Any) -> None:
+        """Write an output of this step (a DataFrame for tables; a codec-encodable value otherwise)."""
+        self.io.write_output(name, value)
+
+    def progress(self, fraction: float, message: str = "") -> None:
+        """Report how far this step is, from 0 to 1."""
+        self.io.emit(
+            {"type": "progress", "fraction": max(0.0, min(1.0, float(fraction))), "message": message}
+        )
+
+    def log(self, message: str) -> None:
+        """A line in the run's log."""
+        self.io.emit({"type": "log", "message": str(message)})
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether the task was asked to stop."""
+        return self.io.is_cancelled()
+
+    def check_cancelled(self) -> None:
+        """Raise `Cancelled` if the task was asked to stop (call it in long loops)."""
+        if self.io.is_cancelled():
+            raise Cancelled(f"step {self.step!r} was cancelled")

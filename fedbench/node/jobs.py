@@ -1,0 +1,769 @@
+"""Jobs: pipelines run by the nodes (not the kernel), one worker process per step and party.
+
+The initiator's node validates the pipeline, computes every step's cache key, has each member admit the job
+(project checks and quotas, see `projects.py`) and learns which steps every member can reuse; then each node
+runs its own side of the steps in order. A step reused on every party is not executed; a step that fails on
+one party fails the job on all of them at once, with that party's reason. Both sides of each exchange are
+here: `submit` and `_on_job` (validation and reuse answer), `_start` and `_on_start`, `_fail` and `_on_fail`,
+`cancel` and `_on_cancel`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlmodel import col, select
+
+from fedbench import components
+from fedbench.errors import FedbenchError, NotFound, Refused
+from fedbench.node.projects import ProjectService
+from fedbench.node.users import Caller
+from fedbench.pipeline import Pipeline, PipelineError, Step, step_keys
+from fedbench.store import Artifact, Database, DatasetRegistry, Job, Metric, Project, Task
+from fedbench.store.models import utcnow
+
+__all__ = ["JobService"]
+
+log = logging.getLogger("fedbench.jobs")
+
+TERMINAL = {"succeeded", "failed", "cancelled"}
+_SPAWN = multiprocessing.get_context("spawn")
+
+
+@dataclass
+class _Live:
+    """In-memory state of a job this node is running: its event log and its stop signals."""
+
+    job_id: str
+    events: list[dict[str, Any]] = field(default_factory=list)
+    changed: threading.Condition = field(default_factory=threading.Condition)
+    cancel: Any = field(default_factory=_SPAWN.Event)
+    stop_reason: str | None = None
+    stop_state: str = "cancelled"
+    done: bool = False
+    finished_parties: set[str] = field(default_factory=set)
+
+    def emit(self, event: dict[str, Any]) -> None:
+        with self.changed:
+            self.events.append(event)
+            self.changed.notify_all()
+
+
+class JobService:
+    """Runs the jobs of one node and answers its peers about theirs."""
+
+    def __init__(
+        self,
+        party: str,
+        home: Path,
+        db: Database,
+        datasets: DatasetRegistry,
+        projects: ProjectService,
+        request: Callable[[str, str, str | None, str | None, dict[str, Any]], Any],
+    ) -> None:
+        self.party = party
+        self._home = home
+        self._db = db
+        self._datasets = datasets
+        self._projects = projects
+        self._request = request
+        self._live: dict[str, _Live] = {}
+        self._lock = threading.Lock()
+        projects.on_job = self._on_job
+        projects.on_stop = self._stop_project
+        projects.add_handler("job.start", self._on_start)
+        projects.add_handler("job.fail", self._on_fail)
+        projects.add_handler("job.cancel", self._on_cancel)
+        projects.add_handler("job.done", self._on_done)
+        self._recover()
+
+    # ----- the initiator's side -----------------------------------------------------------------------
+
+    def submit(
+        self,
+        caller: Caller,
+        project: str,
+        pipeline: dict[str, Any],
+        *,
+        roles: dict[str, list[str]] | None = None,
+        force: bool = False,
+    ) -> dict[str, Any]:
+        """Validate, admit on every member, decide reuse, start; returns the job as `get` shows it."""
+        row = self._projects.project_row(caller, project)
+        plan = Pipeline.from_dict(pipeline)
+        roles = roles or _default_roles(row)
+        ordered = plan.validate(roles)
+        spec = self._spec(row, plan.name, ordered, roles, force)
+        answers = self._projects.authorize_job(
+            caller,
+            project,
+            use=",".join(spec["uses"]),
+            uses=spec["uses"],
+            datasets=spec["datasets"],
+            psi_rows=spec["psi_rows"],
+            job_id=spec["job_id"],
+            spec=spec,
+        )["answers"]
+        reuse = set() if force else self._reusable(spec)
+        for answer in answers.values():
+            reuse &= set(answer.get("have", []))
+        self._record(row, spec, caller.name)
+        started: list[str] = []
+        self._live_for(spec["job_id"])
+        for member in _members(spec):
+            if member == self.party:
+                continue
+            try:
+                self._request(
+                    member,
+                    "job.start",
+                    row.id,
+                    self._projects.token_for(row.id),
+                    {"job_id": spec["job_id"], "reuse": sorted(reuse)},
+                )
+            except FedbenchError as exc:
+                reason = f"{member} could not start the job: {exc}"
+                self._set_job(spec["job_id"], "failed", reason)
+                for other in started:
+                    self._tell(row, other, "job.cancel", {"job_id": spec["job_id"], "reason": reason})
+                raise
+            started.append(member)
+        self._start(spec, reuse)
+        return self.get(caller, spec["job_id"])
+
+    def cancel(self, caller: Caller, job_id: str) -> dict[str, Any]:
+        """Stop a job on every party; its state becomes `cancelled`."""
+        caller.require("analyst", "cancel jobs")
+        job = self._job(caller, job_id)
+        if job.state not in TERMINAL:
+            self._stop(job_id, "cancelled", f"cancelled by {caller.name} at {self.party}")
+            project = self._project(job.project)
+            for member in _members(job.spec):
+                if member != self.party:
+                    self._tell(
+                        project,
+                        member,
+                        "job.cancel",
+                        {"job_id": job_id, "reason": f"cancelled by {self.party}"},
+                    )
+        return self.get(caller, job_id)
+
+    # ----- reading --------------------------------------------------------------------------------------
+
+    def get(self, caller: Caller, job_id: str) -> dict[str, Any]:
+        """A job with its steps (this party's tasks), as plain data."""
+        job = self._job(caller, job_id)
+        with self._db.session() as session:
+            tasks = session.exec(select(Task).where(Task.job_id == job_id)).all()
+        order = [s["name"] for s in job.spec.get("steps", [])]
+        steps = sorted(
+            (
+                {
+                    "step": t.step,
+                    "component": t.component,
+                    "role": t.role,
+                    "state": t.state,
+                    "progress": t.progress,
+                    "message": t.message,
+                    "error": t.error,
+                    "key": t.step_key,
+                }
+                for t in tasks
+            ),
+            key=lambda s: order.index(s["step"]) if s["step"] in order else len(order),
+        )
+        return {
+            "job_id": job.id,
+            "project": self._project(job.project).name,
+            "name": job.name,
+            "state": job.state,
+            "error": job.error,
+            "initiator": job.initiator,
+            "steps": steps,
+            "created_at": job.created_at.isoformat(),
+        }
+
+    def list_for(self, caller: Caller, project: str) -> list[dict[str, Any]]:
+        """The jobs of a project, newest first."""
+        row = self._projects.project_row(caller, project)
+        with self._db.session() as session:
+            jobs = session.exec(
+                select(Job)
+                .where(Job.project == row.id, col(Job.spec).is_not(None))
+                .order_by(col(Job.created_at).desc())
+            ).all()
+        return [self.get(caller, j.id) for j in jobs if j.spec]
+
+    def metrics(self, caller: Caller, job_id: str) -> list[dict[str, Any]]:
+        """Every metric value logged by the job's steps on this party."""
+        self._job(caller, job_id)
+        with self._db.session() as session:
+            rows = session.exec(select(Metric).where(Metric.job_id == job_id).order_by(col(Metric.id))).all()
+        return [
+            {
+                "step": m.step,
+                "party": m.party,
+                "name": m.name,
+                "iteration": m.iteration,
+                "value": m.value,
+                "ts": m.ts.isoformat(),
+            }
+            for m in rows
+        ]
+
+    def logs(self, caller: Caller, job_id: str) -> str:
+        """The job's log on this party."""
+        self._job(caller, job_id)
+        path = self._log_path(job_id)
+        return path.read_text() if path.exists() else ""
+
+    def artifacts(self, caller: Caller, project: str) -> list[dict[str, Any]]:
+        """Every artifact this party holds for a project."""
+        row = self._projects.project_row(caller, project)
+        with self._db.session() as session:
+            items = session.exec(
+                select(Artifact).where(Artifact.project == row.id).order_by(col(Artifact.created_at))
+            ).all()
+            steps = {t.step_key: t for t in session.exec(select(Task).where(Task.state == "succeeded")).all()}
+        result = []
+        for a in items:
+            task = steps.get(a.key.split(":")[0])
+            result.append(
+                {
+                    "id": a.key,
+                    "name": a.name,
+                    "kind": a.kind,
+                    "job_id": a.job_id,
+                    "size": a.size_bytes,
+                    "step": task.step if task else None,
+                    "component": task.component if task else None,
+                    "created_at": a.created_at.isoformat(),
+                }
+            )
+        return result
+
+    def artifact(self, caller: Caller, artifact_id: str) -> Artifact:
+        """One artifact of a project the caller may see."""
+        with self._db.session() as session:
+            item = session.get(Artifact, artifact_id)
+        if item is None:
+            raise NotFound(f"no artifact {artifact_id!r} on {self.party!r}")
+        self._projects.project_row(caller, self._project(item.project).name)
+        return item
+
+    def watch(
+        self, caller: Caller, job_id: str, since: int = 0, timeout: float = 3600.0
+    ) -> Iterator[dict[str, Any]]:
+        """Stream the job's events from index `since` until it ends (or `timeout` passes)."""
+        job = self._job(caller, job_id)
+        live = self._live.get(job_id)
+        if live is None:
+            yield {"type": "job", "state": job.state, "error": job.error, "index": 0}
+            return
+        index = since
+        waited = 0.0
+        while True:
+            with live.changed:
+                if index >= len(live.events) and not live.done:
+                    live.changed.wait(1.0)
+                    waited += 1.0
+                pending, done = live.events[index:], live.done
+            for event in pending:
+                yield {**event, "index": index}
+                index += 1
+            if (done and index >= len(live.events)) or waited > timeout:
+                return
+
+    # ----- the partner's side ---------------------------------------------------------------------------
+
+    def _on_job(self, sender: str, project: Project, body: dict[str, Any]) -> dict[str, Any]:
+        """Validate a submitted job exactly as the initiator did, and say which steps we could reuse."""
+        spec = body["spec"]
+        steps = [{k: v for k, v in step.items() if k != "key"} for step in spec.get("steps", [])]
+        plan = Pipeline.from_dict({"name": spec.get("name", "pipeline"), "steps": steps})
+        ordered = plan.validate(spec["roles"])
+        expected = self._spec(
+            project, plan.name, ordered, spec["roles"], bool(spec.get("force")), job_id=spec["job_id"]
+        )
+        if [s["key"] for s in expected["steps"]] != [s["key"] for s in spec["steps"]]:
+            raise Refused(
+                "the job's cache keys differ from ours: are both nodes on the same fedbench version?"
+            )
+        self._record(project, expected, sender)
+        return {"have": sorted(self._reusable(expected))}
+
+    def _on_start(self, sender: str, project: Project | None, body: dict[str, Any]) -> dict[str, Any]:
+        job = self._stored(str(body.get("job_id")))
+        if job.initiator != sender:
+            raise Refused("only the job's initiator can start it")
+        self._start(job.spec, set(body.get("reuse", [])))
+        return {"started": True}
+
+    def _on_fail(self, sender: str, project: Project | None, body: dict[str, Any]) -> dict[str, Any]:
+        self._stop(str(body.get("job_id")), "failed", f"{sender} failed: {str(body.get('reason'))[:2000]}")
+        return {"received": True}
+
+    def _on_done(self, sender: str, project: Project | None, body: dict[str, Any]) -> dict[str, Any]:
+        job = self._stored(str(body.get("job_id")))
+        if job.initiator != self.party:
+            raise Refused("only the job's initiator collects `done` messages")
+        live = self._live_for(job.id)
+        with live.changed:
+            live.finished_parties.add(sender)
+            live.changed.notify_all()
+        return {"received": True}
+
+    def _on_cancel(self, sender: str, project: Project | None, body: dict[str, Any]) -> dict[str, Any]:
+        self._stop(
+            str(body.get("job_id")), "cancelled", str(body.get("reason", f"cancelled by {sender}"))[:2000]
+        )
+        return {"received": True}
+
+    # ----- running ----------------------------------------------------------------------------------------
+
+    def _live_for(self, job_id: str) -> _Live:
+        """The in-memory state of a job, created on first use (a peer's `done` may come before our start)."""
+        with self._lock:
+            if job_id not in self._live:
+                self._live[job_id] = _Live(job_id)
+            return self._live[job_id]
+
+    def _start(self, spec: dict[str, Any], reuse: set[str]) -> None:
+        live = self._live_for(spec["job_id"])
+        threading.Thread(
+            target=self._run_job, args=(spec, reuse, live), name=f"job-{spec['job_id'][:8]}", daemon=True
+        ).start()
+
+    def _run_job(self, spec: dict[str, Any], reuse: set[str], live: _Live) -> None:
+        job_id = spec["job_id"]
+        self._set_job(job_id, "running")
+        live.emit({"type": "job", "state": "running"})
+        try:
+            for step in spec["steps"]:
+                if live.stop_reason is not None:
+                    break
+                role = _role_of(spec["roles"], self.party, step["component"])
+                if role is None:
+                    continue
+                if step["key"] in reuse:
+                    self._set_task(
+                        job_id, step["name"], "reused", progress=1.0, message="reused stored outputs"
+                    )
+                    live.emit({"type": "step", "step": step["name"], "state": "reused"})
+                    continue
+                self._run_step(spec, step, role, live)
+            if live.stop_reason is None:
+                self._finish_together(spec, live)
+        except Exception as exc:
+            log.exception("job %s crashed", job_id)
+            self._fail(spec, live, f"{self.party}: {type(exc).__name__}: {exc}")
+        state = live.stop_state if live.stop_reason is not None else "succeeded"
+        self._set_job(job_id, state, live.stop_reason)
+        live.emit({"type": "job", "state": state, "error": live.stop_reason})
+        with live.changed:
+            live.done = True
+            live.changed.notify_all()
+
+    def _finish_together(self, spec: dict[str, Any], live: _Live, timeout: float = 600.0) -> None:
+        """A job succeeds on its initiator only once every party has stored its outputs (so they can be reused)."""
+        initiator = self._stored(spec["job_id"]).initiator
+        if initiator != self.party:
+            self._tell(self._project(spec["project"]), initiator, "job.done", {"job_id": spec["job_id"]})
+            return
+        others = set(_members(spec)) - {self.party}
+        with live.changed:
+            live.changed.wait_for(
+                lambda: others <= live.finished_parties or live.stop_reason is not None, timeout
+            )
+        if not others <= live.finished_parties and live.stop_reason is None:
+            self._fail(
+                spec, live, f"{sorted(others - live.finished_parties)} did not finish within {timeout:g} s"
+            )
+
+    def _fail(self, spec: dict[str, Any], live: _Live, reason: str) -> None:
+        """Fail the job here and tell every other party at once."""
+        live.stop_reason, live.stop_state = live.stop_reason or reason, "failed"
+        project = self._project(spec["project"])
+        for member in _members(spec):
+            if member != self.party:
+                self._tell(project, member, "job.fail", {"job_id": spec["job_id"], "reason": reason})
+
+    def _run_step(self, spec: dict[str, Any], step: dict[str, Any], role: str, live: _Live) -> None:
+        job_id, name = spec["job_id"], step["name"]
+        task = {
+            "home": str(self._home),
+            "job_id": job_id,
+            "step": name,
+            "component": step["component"],
+            "role": role,
+            "roles": spec["roles"],
+            "params": step["params"],
+            "inputs": self._resolve_inputs(spec, step),
+        }
+        self._set_task(job_id, name, "running", started=True)
+        live.emit({"type": "step", "step": name, "state": "running"})
+        events: Any = _SPAWN.Queue()
+        from fedbench.node.worker import run_task
+
+        process = _SPAWN.Process(target=run_task, args=(task, events, live.cancel), daemon=True)
+        process.start()
+        outputs: list[dict[str, Any]] = []
+        ending: dict[str, Any] | None = None
+        while ending is None:
+            try:
+                event = events.get(timeout=0.2)
+            except queue.Empty:
+                if live.stop_reason is not None:
+                    _end(process)
+                if not process.is_alive():
+                    with contextlib.suppress(queue.Empty):
+                        while True:
+                            event = events.get(timeout=0.5)
+                            ending = ending or self._handle(job_id, name, event, outputs, live)
+                    ending = ending or {
+                        "type": "failed",
+                        "reason": f"worker exited with code {process.exitcode}",
+                    }
+                continue
+            ending = self._handle(job_id, name, event, outputs, live)
+        process.join(timeout=10)
+        if live.stop_reason is not None:
+            state = "failed" if live.stop_state == "failed" else "cancelled"
+            self._set_task(job_id, name, state, error=live.stop_reason)
+            live.emit({"type": "step", "step": name, "state": state, "error": live.stop_reason})
+            return
+        if ending["type"] == "succeeded":
+            self._store_outputs(spec, step, outputs)
+            self._set_task(job_id, name, "succeeded", progress=1.0)
+            live.emit({"type": "step", "step": name, "state": "succeeded"})
+            return
+        reason = f"{self.party} failed at step {name!r}: {ending['reason']}"
+        self._write_log(job_id, f"[{name}] {reason}\n{ending.get('trace', '')}")
+        self._set_task(job_id, name, "failed", error=reason)
+        live.emit({"type": "step", "step": name, "state": "failed", "error": reason})
+        self._fail(spec, live, reason)
+
+    def _handle(
+        self, job_id: str, step: str, event: dict[str, Any], outputs: list[dict[str, Any]], live: _Live
+    ) -> dict[str, Any] | None:
+        kind = event.get("type")
+        if kind in ("succeeded", "failed"):
+            return event
+        if kind == "output":
+            outputs.append(event)
+        elif kind == "progress":
+            self._set_task(
+                job_id, step, "running", progress=event["fraction"], message=event.get("message", "")
+            )
+            live.emit(
+                {
+                    "type": "progress",
+                    "step": step,
+                    "fraction": event["fraction"],
+                    "message": event.get("message", ""),
+                }
+            )
+        elif kind == "metric":
+            with self._db.session() as session:
+                session.add(
+                    Metric(
+                        job_id=job_id,
+                        step=step,
+                        party=self.party,
+                        name=event["name"],
+                        iteration=event.get("step"),
+                        value=event["value"],
+                    )
+                )
+            live.emit(
+                {
+                    "type": "metric",
+                    "step": step,
+                    "name": event["name"],
+                    "value": event["value"],
+                    "iteration": event.get("step"),
+                }
+            )
+        elif kind == "log":
+            self._write_log(job_id, f"[{step}] {event['message']}")
+            live.emit({"type": "log", "step": step, "message": event["message"]})
+        return None
+
+    def _stop_project(self, project_id: str, reason: str) -> None:
+        """Cancel every job of a project that is running here."""
+        for job_id, live in list(self._live.items()):
+            if not live.done and self._stored(job_id).project == project_id:
+                self._stop(job_id, "cancelled", reason)
+
+    def _stop(self, job_id: str, state: str, reason: str) -> None:
+        live = self._live.get(job_id)
+        if live is not None and not live.done:
+            if live.stop_reason is None:
+                live.stop_reason, live.stop_state = reason, state
+            live.cancel.set()
+            return
+        job = self._stored(job_id)
+        if job.state not in TERMINAL:
+            self._set_job(job_id, state, reason)
+
+    def _resolve_inputs(self, spec: dict[str, Any], step: dict[str, Any]) -> dict[str, Any]:
+        component = components.get(step["component"])
+        steps = {s["name"]: s for s in spec["steps"]}
+        resolved = {}
+        for name, ref in step["inputs"].items():
+            kind = component.port(name, output=False).kind
+            if "dataset" in ref:
+                dataset = _dataset_name(ref, self.party)
+                if dataset is None:
+                    continue
+                resolved[name] = {"kind": "table", "path": self._datasets.path_of(dataset)}
+                continue
+            artifact_id = (
+                f"{steps[ref['step']]['key']}:{ref['output']}" if "step" in ref else str(ref["artifact"])
+            )
+            with self._db.session() as session:
+                item = session.get(Artifact, artifact_id)
+            if item is None:
+                raise PipelineError(
+                    f"input {name!r} of step {step['name']!r}: artifact {artifact_id} is not on {self.party!r}"
+                )
+            resolved[name] = {"kind": kind, "path": item.path}
+        return resolved
+
+    def _store_outputs(
+        self, spec: dict[str, Any], step: dict[str, Any], outputs: list[dict[str, Any]]
+    ) -> None:
+        project_id = self._stored(spec["job_id"]).project
+        with self._db.session() as session:
+            for out in outputs:
+                key = f"{step['key']}:{out['name']}"
+                existing = session.get(Artifact, key)
+                if existing is not None:
+                    session.delete(existing)
+                    session.flush()
+                session.add(
+                    Artifact(
+                        key=key,
+                        project=project_id,
+                        job_id=spec["job_id"],
+                        task_id=f"{spec['job_id']}:{step['name']}",
+                        name=out["name"],
+                        kind=out["kind"],
+                        path=out["path"],
+                        sha256=out["sha256"],
+                        size_bytes=out["size"],
+                    )
+                )
+
+    # ----- bookkeeping --------------------------------------------------------------------------------
+
+    def _spec(
+        self,
+        project: Project,
+        name: str,
+        ordered: list[Step],
+        roles: dict[str, list[str]],
+        force: bool,
+        job_id: str | None = None,
+    ) -> dict[str, Any]:
+        import uuid
+
+        pinned = {party: {d["name"]: d for d in items} for party, items in project.datasets.items()}
+        parties = sorted({p for members in roles.values() for p in members})
+        touched: dict[str, set[str]] = {p: set() for p in parties}
+        psi_rows: dict[str, int] = {}
+
+        def dataset_key(ref: dict[str, Any]) -> str:
+            parts = []
+            for party in parties:
+                dataset = _dataset_name(ref, party)
+                if dataset is None:
+                    continue
+                entry = pinned.get(party, {}).get(dataset)
+                if entry is None:
+                    raise PipelineError(
+                        f"dataset {dataset!r} of {party!r} is not authorised for project {project.name!r}; "
+                        f"authorised: {sorted(pinned.get(party, {}))}"
+                    )
+                touched[party].add(dataset)
+                psi_rows[party] = max(psi_rows.get(party, 0), int(entry["n_rows"]))
+                parts.append(f"{party}={entry['fingerprint']}")
+            return "dataset:" + "|".join(parts)
+
+        keys = step_keys(ordered, roles, dataset_key)
+        uses = sorted({components.get(s.component).use for s in ordered})
+        return {
+            "job_id": job_id or uuid.uuid4().hex,
+            "project": project.id,
+            "name": name,
+            "roles": roles,
+            "force": force,
+            "uses": uses,
+            "datasets": {p: sorted(d) for p, d in touched.items() if d},
+            "psi_rows": psi_rows if "psi" in uses else {},
+            "steps": [{**s.to_dict(), "key": keys[s.name]} for s in ordered],
+        }
+
+    def _reusable(self, spec: dict[str, Any]) -> set[str]:
+        """Steps this party has run before with the same key and whose outputs are still stored intact."""
+        have = set()
+        with self._db.session() as session:
+            for step in spec["steps"]:
+                done = session.exec(
+                    select(Task).where(Task.step_key == step["key"], Task.state == "succeeded").limit(1)
+                ).first()
+                if done is None:
+                    continue
+                stored = session.exec(
+                    select(Artifact).where(col(Artifact.key).startswith(f"{step['key']}:"))
+                ).all()
+                if all(self._datasets.files.absolute(a.path).is_file() for a in stored):
+                    have.add(step["key"])
+        return have
+
+    def _record(self, project: Project, spec: dict[str, Any], initiator: str) -> None:
+        with self._db.session() as session:
+            job = session.get(Job, spec["job_id"])
+            if job is None:
+                job = Job(id=spec["job_id"], project=project.id, use=",".join(spec["uses"]))
+            job.name, job.spec, job.initiator, job.state = spec["name"], spec, initiator, "queued"
+            session.add(job)
+            for step in spec["steps"]:
+                role = _role_of(spec["roles"], self.party, step["component"])
+                if role is None:
+                    continue
+                session.add(
+                    Task(
+                        id=f"{spec['job_id']}:{step['name']}",
+                        job_id=spec["job_id"],
+                        step=step["name"],
+                        step_key=step["key"],
+                        component=step["component"],
+                        role=role,
+                        party=self.party,
+                        state="queued",
+                    )
+                )
+
+    def _recover(self) -> None:
+        """After a restart: whatever was queued or running here was interrupted."""
+        reason = f"interrupted: node {self.party} restarted"
+        with self._db.session() as session:
+            for task in session.exec(select(Task).where(col(Task.state).in_(["queued", "running"]))).all():
+                task.state, task.error, task.finished_at = "failed", reason, utcnow()
+                session.add(task)
+            for job in session.exec(select(Job).where(col(Job.state).in_(["queued", "running"]))).all():
+                job.state, job.error, job.finished_at = "failed", reason, utcnow()
+                session.add(job)
+
+    def _set_job(self, job_id: str, state: str, error: str | None = None) -> None:
+        with self._db.session() as session:
+            job = session.get(Job, job_id)
+            if job is not None:
+                job.state, job.error = state, error
+                if state in TERMINAL:
+                    job.finished_at = utcnow()
+                session.add(job)
+
+    def _set_task(
+        self,
+        job_id: str,
+        step: str,
+        state: str,
+        *,
+        progress: float | None = None,
+        message: str | None = None,
+        error: str | None = None,
+        started: bool = False,
+    ) -> None:
+        with self._db.session() as session:
+            task = session.get(Task, f"{job_id}:{step}")
+            if task is None:
+                return
+            task.state = state
+            if progress is not None:
+                task.progress = progress
+            if message is not None:
+                task.message = message
+            if error is not None:
+                task.error = error
+            if started:
+                task.started_at = utcnow()
+            if state in TERMINAL or state == "reused":
+                task.finished_at = utcnow()
+            session.add(task)
+
+    def _job(self, caller: Caller, job_id: str) -> Job:
+        job = self._stored(job_id)
+        self._projects.project_row(caller, self._project(job.project).name)
+        return job
+
+    def _stored(self, job_id: str) -> Job:
+        with self._db.session() as session:
+            job = session.get(Job, job_id)
+        if job is None or not job.spec:
+            raise NotFound(f"no job {job_id!r} on {self.party!r}")
+        return job
+
+    def _project(self, project_id: str) -> Project:
+        with self._db.session() as session:
+            project = session.get(Project, project_id)
+        if project is None:
+            raise NotFound(f"no project {project_id!r} on {self.party!r}")
+        return project
+
+    def _tell(self, project: Project, member: str, action: str, body: dict[str, Any]) -> None:
+        try:
+            self._request(member, action, project.id, self._projects.token_for(project.id), body)
+        except FedbenchError as exc:
+            log.warning("could not tell %s about %s: %s", member, action, exc)
+
+    def _log_path(self, job_id: str) -> Path:
+        return self._home / "jobs" / f"{job_id}.log"
+
+    def _write_log(self, job_id: str, line: str) -> None:
+        path = self._log_path(job_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a") as handle:
+            handle.write(line.rstrip("\n") + "\n")
+
+
+def _default_roles(project: Project) -> dict[str, list[str]]:
+    """The project's initiator plays guest; every other member plays host."""
+    return {"guest": [project.initiator], "host": [m for m in project.members if m != project.initiator]}
+
+
+def _members(spec: dict[str, Any]) -> list[str]:
+    return sorted({p for parties in spec["roles"].values() for p in parties})
+
+
+def _role_of(roles: dict[str, list[str]], party: str, component: str) -> str | None:
+    for role in components.get(component).roles:
+        if party in roles.get(role, []):
+            return role
+    return None
+
+
+def _dataset_name(ref: dict[str, Any], party: str) -> str | None:
+    dataset = ref["dataset"]
+    if isinstance(dataset, str):
+        return dataset
+    return dataset.get(party)
+
+
+def _end(process: Any) -> None:
+    """Give a cancelled worker a moment to stop by itself, then terminate it."""
+    process.join(timeout=3)
+    if process.is_alive():
+        process.terminate()
+        process.join(timeout=5)
+    if process.is_alive():
+        process.kill()

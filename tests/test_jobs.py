@@ -1,0 +1,236 @@
+"""Jobs between two real nodes: re-run one stage, failures and resume, cross-job inputs, cancel, kernel-less.
+
+Execution counts are read from each node's own task table, so "not executed again" is checked on both sides.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import fedbench
+from fedbench import sandbox
+from fedbench.client.runs import RunFailed
+from fedbench.errors import FedbenchError
+from fedbench.pipeline import Pipeline
+
+PLUGINS = str(Path(__file__).parent / "plugins")
+
+
+@pytest.fixture(scope="module")
+def fed(tmp_path_factory):
+    """Two nodes with a project `jobs`: guest holds 200 rows, host 120 (for a step that fails on the host)."""
+    root = tmp_path_factory.mktemp("jobs")
+    old = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = PLUGINS + (os.pathsep + old if old else "")
+    try:
+        sandbox.up(root, demo_data=False, component_modules=["fb_test_components"])
+    finally:
+        if old is None:
+            os.environ.pop("PYTHONPATH")
+        else:
+            os.environ["PYTHONPATH"] = old
+    guest = fedbench.connect(home=root / "guest")
+    host = fedbench.connect(home=root / "host")
+    rng = np.random.default_rng(0)
+    guest.datasets.upload(
+        pd.DataFrame(
+            {"id": [f"u{i}" for i in range(200)], "y": rng.integers(0, 2, 200), "x": rng.normal(size=200)}
+        ),
+        name="t",
+        id_column="id",
+        label_column="y",
+    )
+    host.datasets.upload(
+        pd.DataFrame({"id": [f"u{i}" for i in range(120)], "z": rng.normal(size=120)}),
+        name="t",
+        id_column="id",
+    )
+    guest.projects.propose("jobs", partners="host", datasets=["t"], jobs_per_day=10_000)
+    host.projects.accept("jobs", datasets=["t"])
+    yield root
+    sandbox.down(root)
+
+
+def _executions(root: Path, party: str, job_id: str, *, settle: bool = True) -> dict[str, str]:
+    """Each step's state in `party`'s own task table (waiting, by default, for that party to finish the job)."""
+    deadline = time.monotonic() + 30
+    while True:
+        con = sqlite3.connect(root / party / "fedbench.db")
+        try:
+            (state,) = con.execute("select state from job where id = ?", (job_id,)).fetchone()
+            steps = dict(con.execute("select step, state from task where job_id = ?", (job_id,)).fetchall())
+        finally:
+            con.close()
+        if not settle or state in ("succeeded", "failed", "cancelled") or time.monotonic() > deadline:
+            return steps
+        time.sleep(0.1)
+
+
+def _three_steps(min_rows: int) -> Pipeline:
+    return (
+        Pipeline("three")
+        .add("first", "head", inputs={"data": "t"}, n=110)
+        .add("second", "head", inputs={"data": Pipeline.ref("first", "data")}, n=100)
+        .add("count", "row_count", inputs={"data": Pipeline.ref("second", "data")}, min_rows=min_rows)
+    )
+
+
+def test_changing_the_last_step_reruns_only_that_step_on_both_sides(fed):
+    project = fedbench.connect(home=fed / "guest").project("jobs")
+    first = project.run_pipeline(_three_steps(0)).wait(show_progress=False)
+    second = project.run_pipeline(_three_steps(50)).wait(show_progress=False)
+    for party in ("guest", "host"):
+        assert _executions(fed, party, first.job_id) == {
+            "first": "succeeded",
+            "second": "succeeded",
+            "count": "succeeded",
+        }
+        assert _executions(fed, party, second.job_id) == {
+            "first": "reused",
+            "second": "reused",
+            "count": "succeeded",
+        }
+    assert first.output("data", step="second").id == second.output("data", step="second").id
+    assert (
+        first.output("metrics").value()
+        == second.output("metrics").value()
+        == {"rows": {"guest": 100, "host": 100}, "total": 200}
+    )
+    assert set(first.metrics["name"]) == {"rows"}
+    unchanged = project.run_pipeline(_three_steps(50)).wait(show_progress=False)
+    assert set(_executions(fed, "host", unchanged.job_id).values()) == {"reused"}
+    forced = project.run_pipeline(_three_steps(50), force=True).wait(show_progress=False)
+    assert set(_executions(fed, "host", forced.job_id).values()) == {"succeeded"}
+
+
+def test_failure_on_host_fails_the_guest_promptly_and_resume_runs_only_the_rest(fed):
+    project = fedbench.connect(home=fed / "guest").project("jobs")
+    pipeline = (
+        Pipeline("fails")
+        .add("cut", "head", inputs={"data": "t"}, n=60)
+        .add("check", "row_count", inputs={"data": "t"}, min_rows=150)
+        .add("after", "row_count", inputs={"data": Pipeline.ref("cut", "data")})
+    )
+    started = time.monotonic()
+    run = project.run_pipeline(pipeline)
+    with pytest.raises(RunFailed, match="host failed .* fewer than min_rows=150"):
+        run.wait(show_progress=False)
+    assert time.monotonic() - started < 30
+    assert _executions(fed, "guest", run.job_id)["check"] == "failed"
+    assert _executions(fed, "host", run.job_id)["check"] == "failed"
+    pipeline.steps[1].params["min_rows"] = 100
+    resumed = project.run_pipeline(pipeline).wait(show_progress=False)
+    for party in ("guest", "host"):
+        assert _executions(fed, party, resumed.job_id) == {
+            "cut": "reused",
+            "check": "succeeded",
+            "after": "succeeded",
+        }
+
+
+def test_artifact_of_one_job_feeds_another(fed):
+    project = fedbench.connect(home=fed / "guest").project("jobs")
+    cut = project.run("head", data="t", n=30).wait(show_progress=False)
+    counted = project.run("row_count", data=cut.output("data")).wait(show_progress=False)
+    assert counted.output("metrics").value()["total"] == 60
+    artifacts = project.artifacts()
+    assert cut.output("data").id in set(artifacts["id"])
+    table = cut.output("data").to_pandas()
+    assert list(table["id"]) == [f"u{i}" for i in range(30)]
+
+
+def test_cancel_a_running_job_stops_both_sides(fed):
+    project = fedbench.connect(home=fed / "guest").project("jobs")
+    run = project.run("slow", data="t", seconds=60)
+    deadline = time.monotonic() + 30
+    while _executions(fed, "host", run.job_id, settle=False).get("slow") != "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    run.cancel()
+    with pytest.raises(RunFailed, match="cancelled"):
+        run.wait(timeout=30, show_progress=False)
+    host_view = fedbench.connect(home=fed / "host").project("jobs").run_by_id(run.job_id)
+    deadline = time.monotonic() + 15
+    while host_view.status != "cancelled":
+        assert time.monotonic() < deadline, host_view.info
+        time.sleep(0.2)
+    assert _executions(fed, "host", run.job_id)["slow"] == "cancelled"
+
+
+def test_job_finishes_without_the_kernel_and_is_readable_after_reconnecting(fed):
+    wb = fedbench.connect(home=fed / "guest")
+    run = wb.project("jobs").run("slow", data="t", seconds=1.5)
+    job_id = run.job_id
+    wb.close()
+    time.sleep(0.5)
+    again = fedbench.connect(home=fed / "guest").project("jobs").run_by_id(job_id)
+    again.wait(timeout=60, show_progress=False)
+    assert again.output("metrics").value() == {"rows": 200}
+    assert job_id in set(fedbench.connect(home=fed / "guest").project("jobs").runs()["job_id"])
+
+
+BAD = [
+    (
+        "unknown component",
+        {"steps": [{"name": "a", "component": "nope", "inputs": {"data": "t"}}]},
+        "unknown component",
+    ),
+    (
+        "bad param",
+        {"steps": [{"name": "a", "component": "head", "params": {"n": -5}, "inputs": {"data": "t"}}]},
+        "step 'a' \\(head\\): n: Input should be greater than or equal to 1",
+    ),
+    (
+        "unknown param",
+        {"steps": [{"name": "a", "component": "head", "params": {"rows": 5}, "inputs": {"data": "t"}}]},
+        "rows: Extra inputs are not permitted",
+    ),
+    (
+        "cycle",
+        {
+            "steps": [
+                {"name": "a", "component": "head", "inputs": {"data": {"step": "b", "output": "data"}}},
+                {"name": "b", "component": "head", "inputs": {"data": {"step": "a", "output": "data"}}},
+            ]
+        },
+        "cycle",
+    ),
+    ("missing input", {"steps": [{"name": "a", "component": "head"}]}, "missing input 'data'"),
+    (
+        "unknown step",
+        {"steps": [{"name": "a", "component": "head", "inputs": {"data": {"step": "x", "output": "data"}}}]},
+        "unknown step 'x'",
+    ),
+    (
+        "dataset not authorised",
+        {"steps": [{"name": "a", "component": "head", "inputs": {"data": "secret"}}]},
+        "not authorised",
+    ),
+]
+
+
+@pytest.mark.parametrize(("case", "pipeline", "message"), BAD, ids=[b[0] for b in BAD])
+def test_bad_pipeline_is_refused_before_anything_runs(fed, case, pipeline, message):
+    wb = fedbench.connect(home=fed / "guest")
+    before = len(wb.project("jobs").runs())
+    with pytest.raises(FedbenchError, match=message):
+        wb.node.call("runs.submit", project="jobs", pipeline=pipeline)
+    assert len(wb.project("jobs").runs()) == before
+
+
+def test_wrong_role_mapping_and_bad_yaml_are_refused(fed, tmp_path):
+    wb = fedbench.connect(home=fed / "guest")
+    with pytest.raises(FedbenchError, match="roles"):
+        wb.project("jobs").run("head", data="t", n=5, roles={"guest": ["guest"]})
+    (tmp_path / "bad.yaml").write_text("steps: [unclosed")
+    with pytest.raises(FedbenchError, match="not valid YAML"):
+        Pipeline.from_yaml(tmp_path / "bad.yaml")
+    with pytest.raises(FedbenchError, match="unknown component 'no_such_component'"):
+        wb.project("jobs").run("no_such_component", data="t")
