@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import signal
@@ -62,16 +63,19 @@ def up(
     demo_data: bool = True,
     timeout: float = 60.0,
     component_modules: list[str] | None = None,
+    database_url: str | None = None,
 ) -> list[NodeStatus]:
     """Create what is missing, start what is not running, register demo data; returns each node's status.
 
-    `component_modules` (new sandboxes only) lists extra component modules every node imports.
+    For new sandboxes only: `component_modules` lists extra component modules every node imports;
+    `database_url` puts each node's metadata in that database instead of SQLite, with `{party}` and
+    `{sandbox}` (a short id of this sandbox home) replaced, e.g. `postgresql://localhost/fb_{sandbox}_{party}`.
     """
     root = Path(home).expanduser().resolve() if home else default_home()
     root.mkdir(parents=True, exist_ok=True, mode=0o700)
     with _locked(root):
         members = _members(root, parties)
-        _ensure_federation(root, members, component_modules or [])
+        _ensure_federation(root, members, component_modules or [], database_url)
         for party in members:
             if not _running(NodeHome(root / party)):
                 _spawn(NodeHome(root / party))
@@ -151,7 +155,9 @@ def _members(root: Path, parties: tuple[str, ...] | None) -> list[str]:
     return members
 
 
-def _ensure_federation(root: Path, members: list[str], component_modules: list[str]) -> None:
+def _ensure_federation(
+    root: Path, members: list[str], component_modules: list[str], database_url: str | None
+) -> None:
     ca_dir = root / "ca"
     if not (ca_dir / "ca.pem").exists():
         init_ca(ca_dir, name="fedbench sandbox CA")
@@ -170,6 +176,7 @@ def _ensure_federation(root: Path, members: list[str], component_modules: list[s
                     control_port=control_port,
                     crl_path=str(ca_dir / "crl.pem"),
                     component_modules=component_modules,
+                    database_url=_database_url(database_url, root, party),
                 )
             )
             node_home.api_token(create=True)
@@ -180,6 +187,13 @@ def _ensure_federation(root: Path, members: list[str], component_modules: list[s
         peers = {p: a for p, a in addresses.items() if p != party}
         if config.peers != peers:
             node_home.save_config(config.model_copy(update={"peers": peers}))
+
+
+def _database_url(template: str | None, root: Path, party: str) -> str | None:
+    if template is None:
+        return None
+    sandbox_id = hashlib.sha256(str(root).encode()).hexdigest()[:10]
+    return template.replace("{party}", party.replace("-", "_")).replace("{sandbox}", sandbox_id)
 
 
 def _free_port() -> int:

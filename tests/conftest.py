@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +14,10 @@ from fedbench.net.certs import PartyCredentials
 from fedbench.net.peer import PeerClient
 from fedbench.net.tls import TlsMaterial
 from fedbench.node.config import NodeHome
+
+
+DATABASE_URL = os.environ.get("FEDBENCH_TEST_DATABASE_URL")
+"""When set (e.g. postgresql://localhost/fb_{sandbox}_{party}), every test sandbox stores metadata there."""
 
 
 class Federation:
@@ -45,7 +50,7 @@ class Federation:
 def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]:
     """Two nodes (guest, host) shared by the tests that only send, receive and get refused."""
     root = tmp_path_factory.mktemp("federation")
-    sandbox.up(root, demo_data=False)
+    sandbox.up(root, demo_data=False, database_url=DATABASE_URL)
     yield Federation(root)
     sandbox.down(root)
 
@@ -53,7 +58,7 @@ def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]
 @pytest.fixture
 def fresh_federation(tmp_path: Path) -> Iterator[Federation]:
     """Two nodes of this test alone (for tests that kill nodes or fill the store)."""
-    sandbox.up(tmp_path / "sb", demo_data=False)
+    sandbox.up(tmp_path / "sb", demo_data=False, database_url=DATABASE_URL)
     yield Federation(tmp_path / "sb")
     sandbox.down(tmp_path / "sb")
 
@@ -62,6 +67,6 @@ def fresh_federation(tmp_path: Path) -> Iterator[Federation]:
 def trio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]:
     """Three nodes (guest, host, mallory): mallory holds a valid federation certificate but joins no project."""
     root = tmp_path_factory.mktemp("trio")
-    sandbox.up(root, parties=("guest", "host", "mallory"), demo_data=False)
+    sandbox.up(root, parties=("guest", "host", "mallory"), demo_data=False, database_url=DATABASE_URL)
     yield Federation(root)
     sandbox.down(root)
