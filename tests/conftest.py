@@ -15,7 +15,6 @@ from fedbench.net.peer import PeerClient
 from fedbench.net.tls import TlsMaterial
 from fedbench.node.config import NodeHome
 
-
 DATABASE_URL = os.environ.get("FEDBENCH_TEST_DATABASE_URL")
 """When set (e.g. postgresql://localhost/fb_{sandbox}_{party}), every test sandbox stores metadata there."""
 
