@@ -234,3 +234,25 @@ def test_wrong_role_mapping_and_bad_yaml_are_refused(fed, tmp_path):
         Pipeline.from_yaml(tmp_path / "bad.yaml")
     with pytest.raises(FedbenchError, match="unknown component 'no_such_component'"):
         wb.project("jobs").run("no_such_component", data="t")
+
+
+def test_messages_into_a_job_need_its_project_token(fed):
+    from conftest import Federation
+
+    from fedbench.errors import Refused
+
+    federation = Federation(fed)
+    project = fedbench.connect(home=fed / "guest").project("jobs")
+    run = project.run("slow", data="t", seconds=20)
+    try:
+        intruder = federation.peer_client("host", "guest")
+        key = f"{run.job_id}/slow/rows"
+        with pytest.raises(Refused, match="must carry its project's token"):
+            intruder.push(key, 999)
+        with pytest.raises(Refused, match="wrong token"):
+            intruder.push(key, 999, project=(project.info["id"], "0" * 64))
+        audit = fedbench.connect(home=fed / "guest").audit()
+        refused = audit[(audit["action"] == "job.message") & ~audit["allowed"]]
+        assert len(refused) >= 2
+    finally:
+        run.cancel()

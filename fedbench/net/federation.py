@@ -42,13 +42,22 @@ class PushHeader:
     key: str
     message_id: str
     size: int
+    project: str = ""
+    token: str = ""
 
     @classmethod
     def from_metadata(cls, metadata: Mapping[str, str]) -> PushHeader:
         """Parse and bound the call metadata; a missing or malformed field is a codec error."""
         try:
             size = int(metadata["fb-size"])
-            header = cls(metadata["fb-party"], metadata["fb-key"], metadata["fb-msg-id"], size)
+            header = cls(
+                metadata["fb-party"],
+                metadata["fb-key"],
+                metadata["fb-msg-id"],
+                size,
+                metadata.get("fb-project", ""),
+                metadata.get("fb-token", ""),
+            )
         except (KeyError, ValueError) as exc:
             raise CodecError(f"malformed push header: missing or invalid field {exc}") from None
         if size < 0 or not header.key or len(header.key) > MAX_KEY_LENGTH or not header.message_id:
@@ -57,12 +66,15 @@ class PushHeader:
 
     def metadata(self) -> list[tuple[str, str]]:
         """The header as call metadata."""
-        return [
+        fields = [
             ("fb-party", self.sender),
             ("fb-key", self.key),
             ("fb-msg-id", self.message_id),
             ("fb-size", str(self.size)),
         ]
+        if self.project:
+            fields += [("fb-project", self.project), ("fb-token", self.token)]
+        return fields
 
 
 class FederationService:
@@ -77,6 +89,7 @@ class FederationService:
         limits: codec.CodecLimits,
         on_refusal: Callable[[str, str], None] | None = None,
         on_request: RequestHandler | None = None,
+        admit_push: Callable[[str, PushHeader], None] | None = None,
     ) -> None:
         self.party = party
         self._peers = peers
@@ -85,6 +98,7 @@ class FederationService:
         self._limits = limits
         self._on_refusal = on_refusal
         self._on_request = on_request
+        self._admit_push = admit_push
 
     def handler(self) -> grpc.GenericRpcHandler:
         """The generic gRPC handler (raw bytes in and out) for `grpc.Server.add_generic_rpc_handlers`."""
@@ -158,6 +172,8 @@ class FederationService:
         """Receive one message in chunks, validate it and file it in the mailbox."""
         header = PushHeader.from_metadata(dict(context.invocation_metadata()))
         self.authenticate(context, header.sender)
+        if self._admit_push is not None:
+            self._admit_push(header.sender, header)
         if header.size > self._limits.max_bytes:
             raise Refused(
                 f"message of {header.size} bytes is over this node's limit of {self._limits.max_bytes} bytes"

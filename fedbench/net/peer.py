@@ -70,9 +70,22 @@ class PeerClient:
             raise error_from_rpc(exc, what=self._describe()) from None
         return codec.decode(reply)
 
-    def push(self, key: str, payload: Any, *, deadline: float = 60.0, message_id: str | None = None) -> bool:
-        """Deliver `payload` under `key` exactly once; returns False if the peer had it already."""
-        return self.push_encoded(key, codec.encode_parts(payload), deadline=deadline, message_id=message_id)
+    def push(
+        self,
+        key: str,
+        payload: Any,
+        *,
+        deadline: float = 60.0,
+        message_id: str | None = None,
+        project: tuple[str, str] | None = None,
+    ) -> bool:
+        """Deliver `payload` under `key` exactly once; returns False if the peer had it already.
+
+        `project` is (project id, token) for messages of a project's job: the receiver checks them.
+        """
+        return self.push_encoded(
+            key, codec.encode_parts(payload), deadline=deadline, message_id=message_id, project=project
+        )
 
     def push_encoded(
         self,
@@ -81,6 +94,7 @@ class PeerClient:
         *,
         deadline: float = 60.0,
         message_id: str | None = None,
+        project: tuple[str, str] | None = None,
     ) -> bool:
         """`push` for a payload already encoded with the codec (as buffers whose concatenation is the message)."""
         header = PushHeader(
@@ -88,6 +102,8 @@ class PeerClient:
             key=key,
             message_id=message_id or uuid.uuid4().hex,
             size=sum(memoryview(p).nbytes for p in parts),
+            project=project[0] if project else "",
+            token=project[1] if project else "",
         )
         give_up = time.monotonic() + deadline
         delay = 0.05

@@ -50,7 +50,10 @@ class Transport(ABC):
 
 
 class GrpcTransport(Transport):
-    """Sends over the peers' mutual-TLS channels; receives from our node's mailbox (in or out of process)."""
+    """Sends over the peers' mutual-TLS channels; receives from our node's mailbox (in or out of process).
+
+    With `project` (id, token), every message carries the project's token, as a job's messages must.
+    """
 
     def __init__(
         self,
@@ -59,15 +62,17 @@ class GrpcTransport(Transport):
         inbox: Callable[[str, str, float], Any],
         *,
         send_deadline: float = 60.0,
+        project: tuple[str, str] | None = None,
     ) -> None:
         self.party = party
         self._peer = peer
         self._inbox = inbox
         self._send_deadline = send_deadline
+        self._project = project
 
     def send(self, party: str, key: str, payload: Any) -> None:
         """Push to the peer's node, retrying while it is unreachable up to the send deadline."""
-        self._peer(party).push(key, payload, deadline=self._send_deadline)
+        self._peer(party).push(key, payload, deadline=self._send_deadline, project=self._project)
 
     def recv(self, party: str, key: str, timeout: float = 60.0) -> Any:
         """Wait for the message in our node's mailbox."""

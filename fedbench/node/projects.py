@@ -341,6 +341,20 @@ class ProjectService:
             )
             raise Refused(reason) from None
 
+    def check(self, sender: str, action: str, project_id: str | None, token: str | None) -> Project:
+        """Admit a project-scoped call that is not a request (e.g. a job's message); refusals are audited."""
+        try:
+            return self._admit(sender, action, project_id, token)
+        except Refused as exc:
+            raise self.refusal(sender, action, project_id, str(exc)) from None
+
+    def refusal(self, sender: str, action: str, project_id: str | None, reason: str) -> Refused:
+        """Audit a refused call of `sender` and return the error to raise."""
+        self._audit.record(
+            actor=sender, peer=sender, action=action, allowed=False, project=project_id, reason=reason
+        )
+        return Refused(reason)
+
     def _admit(self, sender: str, action: str, project_id: str | None, token: str | None) -> Project:
         if not project_id or not isinstance(project_id, str):
             raise Refused("the request names no project")

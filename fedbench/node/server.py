@@ -131,6 +131,7 @@ class PartyNode:
             self.limits,
             on_refusal=self._refused,
             on_request=self.projects.handle,
+            admit_push=self.jobs.admit_message,
         )
         fed_server = self._server(federation.handler())
         _bind(fed_server, f"{self.config.federation_host}:{self.config.federation_port}", self.tls)

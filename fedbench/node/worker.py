@@ -100,7 +100,14 @@ def _run(task: dict[str, Any], events: Queue[dict[str, Any]], cancel: Event) -> 
         step=task["step"],
         params=params,
         transport=GrpcTransport(
-            config.party, peer, control.recv, send_deadline=task.get("send_deadline", 120.0)
+            config.party,
+            peer,
+            control.recv,
+            send_deadline=task.get("send_deadline", 120.0),
+            project=(
+                task["project"],
+                (home.secrets_dir / f"project-{task['project']}.token").read_text().strip(),
+            ),
         ),
         io=TaskIO(
             read_input=read_input, write_output=write_output, emit=events.put, is_cancelled=cancel.is_set
