@@ -49,4 +49,12 @@ __all__ = [
     "Workbench",
     "__version__",
     "connect",
+    "load_ipython_extension",
 ]
+
+
+def load_ipython_extension(ipython: object) -> None:
+    """`%load_ext fedbench`: register the `%fedbench` magics (status, run, dashboards) in this IPython shell."""
+    from fedbench.magics import register
+
+    register(ipython)

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+ERRORS_BY_CODE: dict[str, type[FedbenchError]] = {}
+"""Every error class by its code (filled as classes are defined), to rebuild errors that crossed the wire."""
+
 
 class FedbenchError(Exception):
     """Base class of every fedbench error; `code` is a short stable name that also crosses the wire."""
 
     code = "error"
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        ERRORS_BY_CODE.setdefault(cls.code, cls)
 
 
 class ConfigError(FedbenchError):
@@ -81,24 +88,7 @@ class NotRunError(FedbenchError):
     code = "not_run"
 
 
-ERRORS_BY_CODE: dict[str, type[FedbenchError]] = {
-    cls.code: cls
-    for cls in (
-        FedbenchError,
-        ConfigError,
-        CodecError,
-        CertificateError,
-        DatasetError,
-        NotFound,
-        StoreError,
-        PeerUnavailable,
-        Refused,
-        Unauthenticated,
-        RecvTimeout,
-        NodeError,
-        NotRunError,
-    )
-}
+ERRORS_BY_CODE.setdefault(FedbenchError.code, FedbenchError)
 
 
 def error_from_code(code: str, reason: str) -> FedbenchError:

@@ -219,9 +219,16 @@ def _topological(steps: list[Step]) -> list[Step]:
 
 
 def step_keys(
-    ordered: list[Step], roles: Mapping[str, list[str]], dataset_key: Callable[[InputRef], str]
+    ordered: list[Step],
+    roles: Mapping[str, list[str]],
+    dataset_key: Callable[[InputRef], str],
+    project: str = "",
 ) -> dict[str, str]:
-    """The cache key of every step (in run order), from its component, params, roles and inputs' keys."""
+    """The cache key of every step (in run order): its project, component, params, roles and inputs' keys.
+
+    The project is part of the key so that nothing made under one project's terms (its PSI key, its release
+    policy) is ever reused by another.
+    """
     keys: dict[str, str] = {}
     for step in ordered:
         component = components.get(step.component)
@@ -235,6 +242,7 @@ def step_keys(
             else:
                 inputs[name] = dataset_key(ref)
         material = {
+            "project": project,
             "component": component.name,
             "version": component.version,
             "params": params,

@@ -77,7 +77,7 @@ def up(
         members = _members(root, parties)
         _ensure_federation(root, members, component_modules or [], database_url)
         for party in members:
-            if not _running(NodeHome(root / party)):
+            if not _answering(NodeHome(root / party)):
                 _spawn(NodeHome(root / party))
         for party in members:
             _wait_healthy(NodeHome(root / party), timeout)
@@ -211,19 +211,44 @@ def _running(node_home: NodeHome) -> int | None:
         return None
     child = _CHILDREN.get(pid)
     if child is not None and child.poll() is not None:
-        node_home.pid_file.unlink(missing_ok=True)
+        _forget_pid(node_home, pid)
         return None
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
-        node_home.pid_file.unlink(missing_ok=True)
+        _forget_pid(node_home, pid)
         return None
     except PermissionError:
         pass
     return pid
 
 
+def _answering(node_home: NodeHome) -> bool:
+    """Whether the node runs and answers; a process that is alive but mute (dying, hung) is stopped."""
+    pid = _running(node_home)
+    if pid is None:
+        return False
+    client = NodeClient.for_home(node_home)
+    try:
+        client.health(timeout=3.0)
+        return True
+    except FedbenchError:
+        _terminate(pid, timeout=5.0)
+        _forget_pid(node_home, pid)
+        return False
+    finally:
+        client.close()
+
+
+def _forget_pid(node_home: NodeHome, pid: int) -> None:
+    """Remove the pid file only if it still names `pid` (a new node may have written its own meanwhile)."""
+    with contextlib.suppress(FileNotFoundError, ValueError):
+        if int(node_home.pid_file.read_text().strip()) == pid:
+            node_home.pid_file.unlink()
+
+
 def _spawn(node_home: NodeHome) -> None:
+    node_home.pid_file.unlink(missing_ok=True)
     with open(node_home.log_file, "ab") as log:
         child = subprocess.Popen(
             [sys.executable, "-m", "fedbench", "node", "start", "--home", str(node_home.root)],

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Set up fedbench on a fresh machine and start the sandbox federation (guest + host nodes, demo data).
+# Set up fedbench on a fresh machine, start the sandbox federation (guest + host nodes over mutual TLS, demo
+# data, an accepted demo project), then serve the business dashboards with Voila until Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m pip install --quiet --disable-pip-version-check -e .
@@ -10,6 +11,7 @@ The sandbox is up. In Python or a notebook:
     import fedbench
     wb = fedbench.connect()          # the guest party's node
     wb.peers()                       # host, reached live over mutual TLS
-    wb.datasets.list()
-Stop it with `fedbench sandbox down`.
+    wb.project("demo").run("psi", data="credit").wait()
+Stop the nodes with `fedbench sandbox down`.
 TXT
+exec python3 -m fedbench dashboards

@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
-# Set up what the tests need on a fresh machine, then run the whole suite: ruff, mypy and pytest.
+# Set up what the tests need on a fresh machine (Debian's chromium and docker-compose, the package with its
+# test extras), then run the whole suite: ruff, mypy, pytest, and the store and project tests again against a
+# real PostgreSQL (installed from Debian's packages and started on loopback for the run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python3 -m pip install --quiet --disable-pip-version-check -e '.[test]'
+bash scripts/ci/install-browser.sh
+bash scripts/ci/install-compose.sh
+python3 -m pip install --quiet --disable-pip-version-check -e '.[test,postgres]'
 python3 -m ruff check fedbench tests benchmarks
 python3 -m mypy
 python3 -m pytest -q "$@"
+bash scripts/ci/test-postgres.sh

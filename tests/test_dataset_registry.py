@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import struct
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +27,17 @@ from fedbench.store import (
     table_fingerprint,
 )
 
+TEST_DATABASE_URL = os.environ.get("FEDBENCH_TEST_DATABASE_URL")
+"""When set (e.g. postgresql://host/fb_{sandbox}_{party}), the registry's metadata goes to that server."""
+
+
+def _url(home: Path) -> str:
+    """SQLite in `home`, or a database of this test's own on the server of FEDBENCH_TEST_DATABASE_URL."""
+    if not TEST_DATABASE_URL:
+        return sqlite_url(home)
+    key = hashlib.sha256(str(home).encode()).hexdigest()[:10]
+    return TEST_DATABASE_URL.replace("{sandbox}", key).replace("{party}", "registry")
+
 
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
@@ -34,7 +46,7 @@ def home(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def registry(home: Path):
-    db = Database(sqlite_url(home))
+    db = Database(_url(home))
     yield DatasetRegistry(db, ArtifactFiles(home / "artifacts"))
     db.close()
 
@@ -44,7 +56,7 @@ def _stored_files(home: Path) -> list[Path]:
 
 
 def _rows(home: Path) -> list[Dataset]:
-    db = Database(sqlite_url(home))
+    db = Database(_url(home))
     try:
         with db.session() as session:
             return list(session.exec(select(Dataset)).all())
@@ -124,13 +136,13 @@ def test_register_from_csv_parquet_and_bytes_sources(registry: DatasetRegistry, 
 
 
 def test_registry_reopened_from_same_files_sees_the_same_datasets(home: Path) -> None:
-    db = Database(sqlite_url(home))
+    db = Database(_url(home))
     first = DatasetRegistry(db, ArtifactFiles(home / "artifacts"))
     info = first.register(_frame(), name="customers", id_column="cust", label_column="y")
     before = first.load("customers")
     db.close()
 
-    db2 = Database(sqlite_url(home))
+    db2 = Database(_url(home))
     second = DatasetRegistry(db2, ArtifactFiles(home / "artifacts"))
     assert second.list() == [info]
     pd.testing.assert_frame_equal(second.load("customers"), before)

@@ -7,7 +7,6 @@ they bypass the attacker's own node: the victim's node alone must refuse them.
 from __future__ import annotations
 
 import itertools
-import sqlite3
 import stat
 import subprocess
 import sys
@@ -16,9 +15,11 @@ import uuid
 import numpy as np
 import pandas as pd
 import pytest
+from sqlalchemy import MetaData, text
 
 import fedbench
 from fedbench.errors import NotFound, Refused
+from fedbench.store import Database
 
 _names = itertools.count()
 
@@ -41,6 +42,24 @@ def project(trio):
     guest.projects.propose(f"p{suffix}", partners="host", datasets=[f"g{suffix}"], purpose="test", psi_runs=1)
     host.projects.accept(f"p{suffix}", datasets=[f"h{suffix}"])
     return guest.project(f"p{suffix}"), host.project(f"p{suffix}"), f"g{suffix}", f"h{suffix}"
+
+
+def _database(federation, party: str) -> Database:
+    """The party node's metadata database (SQLite in its home, or FEDBENCH_TEST_DATABASE_URL's server)."""
+    home = federation.home(party)
+    return Database(home.database_url(home.load_config()))
+
+
+def _stored_text(federation, party: str) -> bytes:
+    """Everything the party's store holds: the SQLite files' bytes, or every row of every table."""
+    root = federation.home(party).root
+    if (root / "fedbench.db").exists():
+        wal = root / "fedbench.db-wal"
+        return (root / "fedbench.db").read_bytes() + (wal.read_bytes() if wal.exists() else b"")
+    with _database(federation, party) as db, db.engine.connect() as conn:
+        tables = MetaData()
+        tables.reflect(conn)
+        return repr([conn.execute(table.select()).all() for table in tables.sorted_tables]).encode()
 
 
 def _token(federation, party: str, project_id: str) -> str:
@@ -69,9 +88,7 @@ def test_proposal_acceptance_and_token_stored_only_as_hash(trio, project):
     for party in ("guest", "host"):
         path = trio.home(party).secrets_dir / f"project-{project_id}.token"
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
-        db = (trio.home(party).root / "fedbench.db").read_bytes()
-        wal = trio.home(party).root / "fedbench.db-wal"
-        assert token.encode() not in db + (wal.read_bytes() if wal.exists() else b"")
+        assert token.encode() not in _stored_text(trio, party)
     admitted = _submit(trio, "guest", project_id, token, datasets={"host": [h]})
     assert admitted["admitted"] is True
 
@@ -107,8 +124,8 @@ def test_revoked_project_refuses_everything_and_cancels_admitted_jobs(trio, proj
     refusals = _host_refusals(trio, project_id)
     assert refusals["reason"].str.contains("revoked").any()
     for party in ("guest", "host"):
-        con = sqlite3.connect(trio.home(party).root / "fedbench.db")
-        (state,) = con.execute("select state from job where id = ?", (job["job_id"],)).fetchone()
+        with _database(trio, party) as db, db.engine.connect() as conn:
+            state = conn.execute(text("select state from job where id = :id"), {"id": job["job_id"]}).scalar()
         assert state == "cancelled"
 
 
@@ -255,15 +272,15 @@ def test_tampered_audit_log_fails_verify(trio, project):
 
     intact = verify()
     assert intact.returncode == 0 and "intact" in intact.stdout
-    con = sqlite3.connect(home / "fedbench.db")
-    (first_id,) = con.execute("select min(id) from audit_event where allowed = 0 or allowed = 1").fetchone()
-    con.execute("update audit_event set allowed = 1 - allowed where id = ?", (first_id + 1,))
-    con.commit()
-    try:
-        tampered = verify()
-        assert tampered.returncode == 1 and f"entry {first_id + 1}" in tampered.stdout
-    finally:
-        con.execute("update audit_event set allowed = 1 - allowed where id = ?", (first_id + 1,))
-        con.commit()
-        con.close()
+    flip = text("update audit_event set allowed = not allowed where id = :id")
+    with _database(trio, "host") as db:
+        with db.engine.begin() as conn:
+            second_id = conn.execute(text("select min(id) from audit_event")).scalar() + 1
+            conn.execute(flip, {"id": second_id})
+        try:
+            tampered = verify()
+            assert tampered.returncode == 1 and f"entry {second_id}" in tampered.stdout
+        finally:
+            with db.engine.begin() as conn:
+                conn.execute(flip, {"id": second_id})
     assert verify().returncode == 0

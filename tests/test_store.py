@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import socket
@@ -26,6 +27,17 @@ from fedbench.store import (
     table_to_parquet_bytes,
 )
 
+TEST_DATABASE_URL = os.environ.get("FEDBENCH_TEST_DATABASE_URL")
+"""When set (e.g. postgresql://host/fb_{sandbox}_{party}), the backend-agnostic tests run on that server."""
+
+
+def _url(home: Path) -> str:
+    """SQLite in `home`, or a database of this test's own on the server of FEDBENCH_TEST_DATABASE_URL."""
+    if not TEST_DATABASE_URL:
+        return sqlite_url(home)
+    key = hashlib.sha256(str(home).encode()).hexdigest()[:10]
+    return TEST_DATABASE_URL.replace("{sandbox}", key).replace("{party}", "store")
+
 
 def _files_under(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file())
@@ -33,7 +45,7 @@ def _files_under(root: Path) -> list[Path]:
 
 @pytest.fixture
 def db(tmp_path: Path):
-    database = Database(sqlite_url(tmp_path))
+    database = Database(_url(tmp_path))
     yield database
     database.close()
 
@@ -50,9 +62,9 @@ def test_sqlite_url_points_into_home(tmp_path: Path) -> None:
     assert sqlite_url(tmp_path) == f"sqlite:///{tmp_path}/fedbench.db"
 
 
-def test_database_creates_file_with_wal_and_tables(db: Database, tmp_path: Path) -> None:
-    assert (tmp_path / "fedbench.db").is_file()
-    with db.engine.connect() as conn:
+def test_database_creates_file_with_wal_and_tables(tmp_path: Path) -> None:
+    with Database(sqlite_url(tmp_path)) as db, db.engine.connect() as conn:
+        assert (tmp_path / "fedbench.db").is_file()
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1
         tables = set(conn.exec_driver_sql("SELECT name FROM sqlite_master").scalars())
@@ -76,7 +88,7 @@ def test_timestamps_come_back_timezone_aware_utc(db: Database, tmp_path: Path) -
     with db.session() as session:
         session.add(AuditEvent(ts=ts, actor="alice", action="psi", datasets=["d1"], allowed=True))
     db.close()
-    reopened = Database(sqlite_url(tmp_path))
+    reopened = Database(_url(tmp_path))
     with reopened.session() as session:
         event = session.exec(select(AuditEvent)).one()
     reopened.close()

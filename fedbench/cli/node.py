@@ -1,14 +1,21 @@
-"""`fedbench node init|start`: set up and run one party node."""
+"""`fedbench node init|start`: set up and run one party node.
+
+`start` logs as text for people by default; `--log-format json` writes one JSON object per line (ts, level,
+logger, message, and exc for tracebacks) for log collectors.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import sys
+from datetime import datetime, timezone
 from typing import Any
 
 from fedbench.node.config import NodeConfig, NodeHome
 
-__all__ = ["add_parser"]
+__all__ = ["JsonLinesFormatter", "add_parser"]
 
 
 def add_parser(sub: Any) -> None:
@@ -19,6 +26,9 @@ def add_parser(sub: Any) -> None:
     start = actions.add_parser("start", help="serve the federation and control APIs until SIGTERM")
     start.add_argument("--home", required=True, help="the node's home directory (holds node.json)")
     start.add_argument("--log-level", default="INFO")
+    start.add_argument(
+        "--log-format", choices=("text", "json"), default="text", help="json: one JSON object per line"
+    )
     start.set_defaults(func=_start)
 
     init = actions.add_parser("init", help="write a node.json for a new party")
@@ -30,13 +40,34 @@ def add_parser(sub: Any) -> None:
     init.add_argument("--advertised-address", default=None, help="host:port peers use to reach this node")
     init.add_argument("--peer", action="append", default=[], metavar="NAME=HOST:PORT")
     init.add_argument("--database-url", default=None)
+    init.add_argument("--health-port", type=int, default=None, help="serve GET /healthz over plain HTTP")
     init.set_defaults(func=_init)
+
+
+class JsonLinesFormatter(logging.Formatter):
+    """One JSON object per record: ts (UTC, ISO 8601), level, logger, message, and exc when there is one."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
 
 
 def _start(args: argparse.Namespace) -> int:
     from fedbench.node.server import PartyNode
 
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    handler = logging.StreamHandler(sys.stderr)
+    if args.log_format == "json":
+        handler.setFormatter(JsonLinesFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    logging.basicConfig(level=args.log_level, handlers=[handler])
     PartyNode(args.home).serve_forever()
     return 0
 
@@ -51,6 +82,7 @@ def _init(args: argparse.Namespace) -> int:
         control_port=args.control_port,
         peers=peers,
         database_url=args.database_url,
+        health_port=args.health_port,
     )
     home = NodeHome(args.home)
     home.save_config(config)

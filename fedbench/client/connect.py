@@ -19,10 +19,12 @@ def connect(
 ) -> Workbench:
     """A `Workbench` on a party's node.
 
-    `home` may be a node home (it holds node.json) or a sandbox home; with neither argument, the sandbox's
-    first party (`guest`) in the default sandbox home, which is started if it is not running. `token` acts as
-    a user made by `fedbench users add`; without it, as the node's admin (the token in <home>/api_token).
+    `home` may be a node home (it holds node.json) or a sandbox home (default: `$FEDBENCH_HOME`); with
+    neither, the sandbox's first party (`guest`) in the default sandbox home, started if it is not running.
+    `token` acts as a user made by `fedbench users add`; without it, as the node's admin (<home>/api_token).
     """
+    if home is None and os.environ.get("FEDBENCH_HOME"):
+        home = os.environ["FEDBENCH_HOME"]
     root = Path(home).expanduser().resolve() if home is not None else sandbox.default_home()
     if NodeHome(root).config_file.exists():
         node_home = NodeHome(root)

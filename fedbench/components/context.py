@@ -89,6 +89,8 @@ class Context:
         io: TaskIO,
         namespace: str = "",
         recv_timeout: float = 600.0,
+        project: Mapping[str, Any] | None = None,
+        psi_key: bytes = b"",
     ) -> None:
         self.party = party
         self.role = role
@@ -100,6 +102,10 @@ class Context:
         self.io = io
         self.namespace = namespace
         self.recv_timeout = recv_timeout
+        self.project: dict[str, Any] = dict(project or {})
+        """The project's id, initiator and terms (uses, quotas, PSI release policy)."""
+        self.psi_key = psi_key
+        """The per-project key PSI hashes IDs with (derived from the project token, never sent)."""
         self.metrics = Metrics(io.emit)
 
     def key(self, tag: str) -> str:
@@ -130,6 +136,8 @@ class Context:
             io=self.io,
             namespace=f"{self.namespace}i{i}.",
             recv_timeout=self.recv_timeout,
+            project=self.project,
+            psi_key=self.psi_key,
         )
 
     def input(self, name: str) -> Any:

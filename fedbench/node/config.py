@@ -33,6 +33,12 @@ class NodeConfig(BaseModel):
     )
     control_host: str = "127.0.0.1"
     control_port: int = Field(ge=0, le=65535)
+    health_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="plain-HTTP GET /healthz for orchestrators, on federation_host",
+    )
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite in the home")
     peers: dict[str, str] = Field(default_factory=dict, description="party name -> host:port")
     crl_path: str | None = Field(default=None, description="revocation list checked on every peer call")

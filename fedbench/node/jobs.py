@@ -116,7 +116,7 @@ class JobService:
         reuse = set() if force else self._reusable(spec)
         for answer in answers.values():
             reuse &= set(answer.get("have", []))
-        self._record(row, spec, caller.name)
+        self._record(row, spec, self.party)
         started: list[str] = []
         self._live_for(spec["job_id"])
         for member in _members(spec):
@@ -389,16 +389,17 @@ class JobService:
             self._fail(spec, live, f"{self.party}: {type(exc).__name__}: {exc}")
         state = live.stop_state if live.stop_reason is not None else "succeeded"
         self._set_job(job_id, state, live.stop_reason)
+        initiator = self._stored(job_id).initiator
+        if state == "succeeded" and initiator != self.party:
+            self._tell(self._project(spec["project"]), initiator, "job.done", {"job_id": job_id})
         live.emit({"type": "job", "state": state, "error": live.stop_reason})
         with live.changed:
             live.done = True
             live.changed.notify_all()
 
     def _finish_together(self, spec: dict[str, Any], live: _Live, timeout: float = 600.0) -> None:
-        """A job succeeds on its initiator only once every party has stored its outputs (so they can be reused)."""
-        initiator = self._stored(spec["job_id"]).initiator
-        if initiator != self.party:
-            self._tell(self._project(spec["project"]), initiator, "job.done", {"job_id": spec["job_id"]})
+        """On the initiator: wait until every other party has finished and stored its outputs (`job.done`)."""
+        if self._stored(spec["job_id"]).initiator != self.party:
             return
         others = set(_members(spec)) - {self.party}
         with live.changed:
@@ -423,6 +424,7 @@ class JobService:
         task = {
             "home": str(self._home),
             "project": spec["project"],
+            "project_info": self._project_info(spec["project"]),
             "job_id": job_id,
             "step": name,
             "component": step["component"],
@@ -436,7 +438,8 @@ class JobService:
         events: Any = _SPAWN.Queue()
         from fedbench.node.worker import run_task
 
-        process = _SPAWN.Process(target=run_task, args=(task, events, live.cancel), daemon=True)
+        # Not daemonic: a step may start a process pool of its own (PSI, Paillier); the worker exits with its node.
+        process = _SPAWN.Process(target=run_task, args=(task, events, live.cancel), daemon=False)
         process.start()
         outputs: list[dict[str, Any]] = []
         ending: dict[str, Any] | None = None
@@ -561,6 +564,15 @@ class JobService:
             resolved[name] = {"kind": kind, "path": item.path}
         return resolved
 
+    def _project_info(self, project_id: str) -> dict[str, Any]:
+        project = self._project(project_id)
+        return {
+            "id": project.id,
+            "name": project.name,
+            "initiator": project.initiator,
+            "terms": dict(project.terms),
+        }
+
     def _store_outputs(
         self, spec: dict[str, Any], step: dict[str, Any], outputs: list[dict[str, Any]]
     ) -> None:
@@ -621,7 +633,7 @@ class JobService:
                 parts.append(f"{party}={entry['fingerprint']}")
             return "dataset:" + "|".join(parts)
 
-        keys = step_keys(ordered, roles, dataset_key)
+        keys = step_keys(ordered, roles, dataset_key, project.id)
         uses = sorted({components.get(s.component).use for s in ordered})
         return {
             "job_id": job_id or uuid.uuid4().hex,
@@ -679,6 +691,7 @@ class JobService:
     def _recover(self) -> None:
         """After a restart: whatever was queued or running here was interrupted."""
         reason = f"interrupted: node {self.party} restarted"
+        self._interrupted: list[Job] = []
         with self._db.session() as session:
             for task in session.exec(select(Task).where(col(Task.state).in_(["queued", "running"]))).all():
                 task.state, task.error, task.finished_at = "failed", reason, utcnow()
@@ -686,6 +699,18 @@ class JobService:
             for job in session.exec(select(Job).where(col(Job.state).in_(["queued", "running"]))).all():
                 job.state, job.error, job.finished_at = "failed", reason, utcnow()
                 session.add(job)
+                if job.spec:
+                    self._interrupted.append(job)
+
+    def announce_recovery(self) -> None:
+        """Tell the other parties of jobs interrupted by our restart that those jobs failed (once serving)."""
+        for job in self._interrupted:
+            reason = f"{self.party} was restarted while the job ran"
+            project = self._project(job.project)
+            for member in _members(job.spec):
+                if member != self.party:
+                    self._tell(project, member, "job.fail", {"job_id": job.id, "reason": reason})
+        self._interrupted = []
 
     def _set_job(self, job_id: str, state: str, error: str | None = None) -> None:
         with self._db.session() as session:

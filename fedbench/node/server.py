@@ -30,6 +30,7 @@ from fedbench.net.transport import GrpcTransport
 from fedbench.node.audit import AuditLog
 from fedbench.node.config import NodeHome
 from fedbench.node.control import ControlService
+from fedbench.node.health import HealthServer
 from fedbench.node.jobs import JobService
 from fedbench.node.projects import ProjectService
 from fedbench.node.users import Users
@@ -82,6 +83,7 @@ class PartyNode:
         self._peers: dict[str, PeerClient] = {}
         self._peers_lock = threading.Lock()
         self._servers: list[grpc.Server] = []
+        self._health: HealthServer | None = None
         self._stopped = threading.Event()
 
     def revocations(self) -> RevocationList | None:
@@ -137,9 +139,15 @@ class PartyNode:
         _bind(fed_server, f"{self.config.federation_host}:{self.config.federation_port}", self.tls)
         control_server = self._server(ControlService(self).handler())
         _bind(control_server, self.config.control_address, None)
+        if self.config.health_port is not None:
+            self._health = HealthServer(self, self.config.federation_host, self.config.health_port)
         for server in (fed_server, control_server):
             server.start()
         self._servers = [fed_server, control_server]
+        threading.Thread(target=self.jobs.announce_recovery, name="announce-recovery", daemon=True).start()
+        if self._health is not None:
+            self._health.start()
+            log.info("node %s health endpoint on http://%s/healthz", self.config.party, self._health.address)
         self.home.pid_file.write_text(str(os.getpid()))
         log.info(
             "node %s serving federation on %s, control on %s",
@@ -150,6 +158,9 @@ class PartyNode:
 
     def stop(self, grace: float = 5.0) -> None:
         """Stop serving (letting calls in flight finish for `grace` seconds) and release the store."""
+        if self._health is not None:
+            self._health.stop()
+            self._health = None
         for server in self._servers:
             server.stop(grace).wait()
         self._servers = []
@@ -161,6 +172,11 @@ class PartyNode:
         if self.home.pid_file.exists() and self.home.pid_file.read_text().strip() == str(os.getpid()):
             self.home.pid_file.unlink()
         self._stopped.set()
+
+    @property
+    def serving(self) -> bool:
+        """Whether the federation and control servers are running."""
+        return bool(self._servers)
 
     def serve_forever(self) -> None:
         """Start, then block until SIGTERM or SIGINT, then stop cleanly."""

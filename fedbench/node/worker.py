@@ -7,6 +7,9 @@ to the node as small dict events on a queue: progress, metrics, logs, outputs wr
 
 from __future__ import annotations
 
+import os
+import threading
+import time
 import traceback
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Event
@@ -24,6 +27,7 @@ from fedbench.net.peer import PeerClient
 from fedbench.net.tls import TlsMaterial
 from fedbench.net.transport import GrpcTransport
 from fedbench.node.config import NodeHome
+from fedbench.node.projects import psi_domain_key
 from fedbench.store import ArtifactFiles
 
 __all__ = ["run_task"]
@@ -31,6 +35,7 @@ __all__ = ["run_task"]
 
 def run_task(task: dict[str, Any], events: Queue[dict[str, Any]], cancel: Event) -> None:
     """Entry point of a worker process: run the role function, report everything as events."""
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), name="parent-watch", daemon=True).start()
     try:
         _run(task, events, cancel)
     except FedbenchError as exc:
@@ -44,6 +49,13 @@ def run_task(task: dict[str, Any], events: Queue[dict[str, Any]], cancel: Event)
         events.put({"type": "succeeded"})
 
 
+def _exit_with_parent(parent: int) -> None:
+    """A worker whose node died (e.g. SIGKILL) stops at once instead of running on as an orphan."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(3)
+
+
 def _run(task: dict[str, Any], events: Queue[dict[str, Any]], cancel: Event) -> None:
     home = NodeHome(task["home"])
     config = home.load_config()
@@ -54,6 +66,7 @@ def _run(task: dict[str, Any], events: Queue[dict[str, Any]], cancel: Event) -> 
     component = components.get(task["component"])
     params = component.validate_params(task["params"], step=task["step"])
     control = NodeClient(config.control_address, home.api_token())
+    token = (home.secrets_dir / f"project-{task['project']}.token").read_text().strip()
     peers: dict[str, PeerClient] = {}
 
     def peer(party: str) -> PeerClient:
@@ -104,11 +117,10 @@ def _run(task: dict[str, Any], events: Queue[dict[str, Any]], cancel: Event) -> 
             peer,
             control.recv,
             send_deadline=task.get("send_deadline", 120.0),
-            project=(
-                task["project"],
-                (home.secrets_dir / f"project-{task['project']}.token").read_text().strip(),
-            ),
+            project=(task["project"], token),
         ),
+        project=task.get("project_info", {}),
+        psi_key=psi_domain_key(task["project"], token),
         io=TaskIO(
             read_input=read_input, write_output=write_output, emit=events.put, is_cancelled=cancel.is_set
         ),

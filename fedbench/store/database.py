@@ -1,11 +1,15 @@
 """The node's metadata database: one engine per node, SQLite under the home by default or any SQLAlchemy URL.
 
-Opening a `Database` creates the tables, so a node can start on an empty home; every failure to parse, load a
-driver for, or reach the database becomes a `StoreError` naming the URL (password masked) and the fix.
+Opening a `Database` creates the tables, so a node can start on an empty home; on PostgreSQL it first creates
+the database itself when it does not exist yet (through the `postgres` maintenance database, which needs the
+CREATEDB right), so one server can hold a database per node. A bare `postgresql://` URL uses psycopg 3 when
+psycopg2 is not installed. Every failure to parse, load a driver for, or reach the database becomes a
+`StoreError` naming the URL (password masked) and the fix.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -68,6 +72,15 @@ def _set_sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
         cursor.close()
 
 
+def _default_postgres_driver(parsed: URL) -> URL:
+    """`postgresql://` means psycopg2 to SQLAlchemy; use psycopg 3 instead when only it is installed."""
+    if parsed.drivername != "postgresql" or importlib.util.find_spec("psycopg2") is not None:
+        return parsed
+    if importlib.util.find_spec("psycopg") is None:
+        return parsed
+    return parsed.set(drivername="postgresql+psycopg")
+
+
 class Database:
     """The metadata database of a node; `session()` gives a transaction that commits on success."""
 
@@ -80,8 +93,11 @@ class Database:
                 f"database URL {mask_url(str(url))!r} is not valid ({_reason(exc)}); "
                 f"give a SQLAlchemy URL, {_EXAMPLES}"
             ) from exc
+        parsed = _default_postgres_driver(parsed)
         self.url = parsed.render_as_string(hide_password=True)
         self.engine = self._create_engine(parsed)
+        if parsed.get_backend_name() == "postgresql":
+            self._create_missing_postgres_database(parsed)
         try:
             METADATA.create_all(self.engine)
         except SQLAlchemyError as exc:
@@ -120,6 +136,33 @@ class Database:
         if backend == "sqlite":
             event.listen(engine, "connect", _set_sqlite_pragmas)
         return engine
+
+    def _create_missing_postgres_database(self, parsed: URL) -> None:
+        """Create the URL's database on its server if the server says it does not exist."""
+        name = parsed.database
+        try:
+            with self.engine.connect():
+                return
+        except OperationalError as exc:
+            if not name or f'database "{name}" does not exist' not in str(exc):
+                return
+        kwargs: dict[str, Any] = {"isolation_level": "AUTOCOMMIT"}
+        if parsed.get_driver_name() in ("psycopg2", "psycopg"):
+            kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
+        maintenance = create_engine(parsed.set(database="postgres"), **kwargs)
+        try:
+            with maintenance.connect() as conn:
+                conn.exec_driver_sql(f"CREATE DATABASE {conn.dialect.identifier_preparer.quote(name)}")
+        except SQLAlchemyError as exc:
+            if "already exists" in str(exc):
+                return
+            self.engine.dispose()
+            raise StoreError(
+                f"database {name!r} does not exist on {self.url!r} and cannot be created: {_reason(exc)}; "
+                f"create it (createdb {name}) or give the user the CREATEDB right"
+            ) from exc
+        finally:
+            maintenance.dispose()
 
     def _unreachable_message(self, parsed: URL, exc: BaseException) -> str:
         if parsed.get_backend_name() == "sqlite":

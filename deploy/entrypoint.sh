@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Start one service of a fedbench party from its environment: `node` (writes node.json on first start, then
+# runs the node until SIGTERM), `lab` (JupyterLab on the node's home), `voila` (the dashboards); anything
+# else runs as given. The same script runs in the containers of deploy/compose*.yaml and in the tests.
+#
+# node:  FEDBENCH_HOME (default /data/home), FEDBENCH_PARTY (required on first start), FEDBENCH_PEERS
+#        ("name=host:port,name=host:port"), FEDBENCH_FEDERATION_HOST (0.0.0.0), FEDBENCH_FEDERATION_PORT
+#        (50051), FEDBENCH_CONTROL_PORT (50052, loopback only), FEDBENCH_HEALTH_PORT (8080, GET /healthz),
+#        FEDBENCH_ADVERTISED_ADDRESS, FEDBENCH_DATABASE_URL (default SQLite in the home),
+#        FEDBENCH_LOG_FORMAT (json); TLS files go in $FEDBENCH_HOME/tls (`fedbench certs ...`).
+# lab:   FEDBENCH_WORK_DIR (/data/work, notebooks are copied there on first start from FEDBENCH_NOTEBOOKS),
+#        FEDBENCH_LAB_IP (0.0.0.0), FEDBENCH_LAB_PORT (8888), JUPYTER_TOKEN (required).
+# voila: FEDBENCH_VOILA_PORT (8866), FEDBENCH_LAB_IP, FEDBENCH_DASHBOARDS (the dashboards folder),
+#        JUPYTER_TOKEN (required).
+set -euo pipefail
+
+home="${FEDBENCH_HOME:-/data/home}"
+work="${FEDBENCH_WORK_DIR:-/data/work}"
+notebooks="${FEDBENCH_NOTEBOOKS:-/opt/fedbench/notebooks}"
+python="${FEDBENCH_PYTHON:-python3}"
+export FEDBENCH_HOME="$home"
+
+init_node() {
+    if [ -f "$home/node.json" ]; then
+        return
+    fi
+    if [ -z "${FEDBENCH_PARTY:-}" ]; then
+        echo "entrypoint: FEDBENCH_PARTY is not set and $home/node.json does not exist yet" >&2
+        exit 2
+    fi
+    local args=(
+        node init --home "$home" --party "$FEDBENCH_PARTY"
+        --federation-host "${FEDBENCH_FEDERATION_HOST:-0.0.0.0}"
+        --federation-port "${FEDBENCH_FEDERATION_PORT:-50051}"
+        --control-port "${FEDBENCH_CONTROL_PORT:-50052}"
+        --health-port "${FEDBENCH_HEALTH_PORT:-8080}"
+    )
+    if [ -n "${FEDBENCH_ADVERTISED_ADDRESS:-}" ]; then
+        args+=(--advertised-address "$FEDBENCH_ADVERTISED_ADDRESS")
+    fi
+    if [ -n "${FEDBENCH_DATABASE_URL:-}" ]; then
+        args+=(--database-url "$FEDBENCH_DATABASE_URL")
+    fi
+    local peer
+    IFS=',' read -r -a peers <<<"${FEDBENCH_PEERS:-}"
+    for peer in "${peers[@]}"; do
+        if [ -n "$peer" ]; then
+            args+=(--peer "$peer")
+        fi
+    done
+    "$python" -m fedbench "${args[@]}"
+}
+
+root_flag() {
+    if [ "$(id -u)" = 0 ]; then
+        echo "--allow-root"
+    fi
+}
+
+command="${1:-node}"
+case "$command" in
+node)
+    init_node
+    if [ ! -f "$home/tls/party.pem" ]; then
+        echo "entrypoint: no certificate in $home/tls yet; create one with" \
+            "\`fedbench certs request --party ${FEDBENCH_PARTY:-NAME} --dir $home/tls\`, have the CA sign it," \
+            "then \`fedbench certs install\`" >&2
+    fi
+    exec "$python" -m fedbench node start --home "$home" --log-format "${FEDBENCH_LOG_FORMAT:-json}"
+    ;;
+lab)
+    : "${JUPYTER_TOKEN:?set JUPYTER_TOKEN: the token that opens JupyterLab}"
+    mkdir -p "$work"
+    if [ -d "$notebooks" ] && [ ! -e "$work/notebooks" ]; then
+        cp -R "$notebooks" "$work/notebooks"
+    fi
+    # shellcheck disable=SC2046
+    exec "$python" -m jupyterlab --no-browser --ip="${FEDBENCH_LAB_IP:-0.0.0.0}" \
+        --port="${FEDBENCH_LAB_PORT:-8888}" --ServerApp.root_dir="$work" $(root_flag)
+    ;;
+voila)
+    dashboards="${FEDBENCH_DASHBOARDS:-$notebooks/dashboards}"
+    : "${JUPYTER_TOKEN:?set JUPYTER_TOKEN: the token that opens the dashboards}"
+    exec "$python" -m voila --no-browser --Voila.ip="${FEDBENCH_LAB_IP:-0.0.0.0}" \
+        --port="${FEDBENCH_VOILA_PORT:-8866}" --token="$JUPYTER_TOKEN" "$dashboards"
+    ;;
+*)
+    exec "$@"
+    ;;
+esac

@@ -1,0 +1,200 @@
+"""`fedbench dashboards`: serve the Voila dashboards of `notebooks/dashboards/` for one party.
+
+Voila runs as a child process on 127.0.0.1 (by default) with the `fedbench` template, found through a
+temporary `JUPYTER_PATH` entry that links `<tmp>/voila/templates/fedbench` to the repository's
+`templates/voila/fedbench/`; a `voila.json` there (Voila reads the one in its working directory) gives the
+template the party for the page header and turns on pre-heated kernels: Voila keeps one kernel per
+dashboard that has already imported fedbench and built the page, so a page opens in about a second; the
+template then asks the app to reload its data (see `DashboardApp`). Each dashboard's kernel gets
+`FEDBENCH_HOME` and `FEDBENCH_PARTY`, so it talks to the chosen party's node.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import fedbench
+from fedbench.errors import ConfigError
+
+__all__ = [
+    "DASHBOARDS",
+    "add_parser",
+    "dashboards_dir",
+    "staging",
+    "template_dir",
+    "voila_command",
+    "voila_environment",
+]
+
+DASHBOARDS = ("data", "projects")
+_TEMPLATE = "fedbench"
+
+
+def _roots() -> list[Path]:
+    package = Path(fedbench.__file__).resolve().parent
+    return [package.parent, Path.cwd()]
+
+
+def dashboards_dir() -> Path:
+    """The folder holding the dashboard notebooks (in the repository next to the package, or the cwd)."""
+    for root in _roots():
+        folder = root / "notebooks" / "dashboards"
+        if all((folder / f"{name}.ipynb").exists() for name in DASHBOARDS):
+            return folder
+    raise ConfigError(
+        "cannot find notebooks/dashboards/ next to the fedbench package or in the current directory; "
+        "run this command from a fedbench checkout (pip install -e .)"
+    )
+
+
+def template_dir() -> Path:
+    """The `fedbench` Voila template folder (`templates/voila/fedbench/` of the repository)."""
+    for root in _roots():
+        folder = root / "templates" / "voila" / _TEMPLATE
+        if (folder / "index.html.j2").exists():
+            return folder
+    raise ConfigError(
+        "cannot find templates/voila/fedbench/ next to the fedbench package or in the current directory"
+    )
+
+
+@contextlib.contextmanager
+def staging(party: str) -> Iterator[Path]:
+    """A temporary folder for Voila to run in: a Jupyter data folder holding our template (as
+    `voila/templates/fedbench`), and a `voila.json` with the party for the header and pre-heated kernels."""
+    with tempfile.TemporaryDirectory(prefix="fedbench-voila-") as tmp:
+        link = Path(tmp) / "voila" / "templates" / _TEMPLATE
+        link.parent.mkdir(parents=True)
+        link.symlink_to(template_dir(), target_is_directory=True)
+        config = {"VoilaConfiguration": {"resources": {"fedbench": {"party": party}}, "preheat_kernel": True}}
+        (Path(tmp) / "voila.json").write_text(json.dumps(config))
+        yield Path(tmp)
+
+
+def voila_command(folder: Path, *, port: int, ip: str) -> list[str]:
+    """The Voila command line serving `folder` with our template (run it in the `staging` folder)."""
+    return [
+        sys.executable,
+        "-m",
+        "voila",
+        str(folder),
+        "--no-browser",
+        f"--port={port}",
+        f"--Voila.ip={ip}",
+        f"--template={_TEMPLATE}",
+        "--strip_sources=True",
+    ]
+
+
+def voila_environment(root: Path, *, home: str | None, party: str) -> dict[str, str]:
+    """Our environment plus the template's Jupyter path and the node the kernels connect to."""
+    env = dict(os.environ)
+    env["JUPYTER_PATH"] = os.pathsep.join(p for p in (str(root), env.get("JUPYTER_PATH", "")) if p)
+    env["FEDBENCH_PARTY"] = party
+    if home is not None:
+        env["FEDBENCH_HOME"] = str(Path(home).expanduser().resolve())
+    return env
+
+
+def add_parser(sub: Any) -> None:
+    """Register `fedbench dashboards`."""
+    parser = sub.add_parser("dashboards", help="serve the data and projects dashboards (Voila) of one party")
+    parser.add_argument(
+        "--port", type=int, default=8866, help="port to listen on (default 8866; 0: any free port)"
+    )
+    parser.add_argument(
+        "--ip",
+        default="127.0.0.1",
+        help="address to bind (default 127.0.0.1: only this machine can open them)",
+    )
+    parser.add_argument("--home", default=None, help="a node home or a sandbox home (default: the sandbox)")
+    parser.add_argument(
+        "--party", default=None, help="the party to act as (default: the node's, or the sandbox's first)"
+    )
+    parser.set_defaults(func=_serve)
+
+
+class _Stop(Exception):
+    """SIGTERM arrived: stop Voila and leave."""
+
+
+def _on_sigterm(_signum: int, _frame: Any) -> None:
+    raise _Stop()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _wait_ready(url: str, child: subprocess.Popen[bytes], timeout: float = 90.0) -> None:
+    give_up = time.monotonic() + timeout
+    while time.monotonic() < give_up:
+        if child.poll() is not None:
+            raise ConfigError(
+                f"Voila exited with code {child.returncode} before serving; see its messages above"
+            )
+        with contextlib.suppress(urllib.error.URLError, OSError), urllib.request.urlopen(url, timeout=2):
+            return
+        time.sleep(0.3)
+    raise ConfigError(f"Voila did not answer at {url} within {timeout:g} s")
+
+
+def _stop(child: subprocess.Popen[bytes]) -> None:
+    if child.poll() is None:
+        child.terminate()
+        try:
+            child.wait(15)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+def _serve(args: argparse.Namespace) -> int:
+    workbench = fedbench.connect(args.party, args.home)
+    party = workbench.party
+    workbench.close()
+    port = args.port or _free_port()
+    folder = dashboards_dir()
+    host = "127.0.0.1" if args.ip in ("127.0.0.1", "0.0.0.0", "::", "") else args.ip
+    if args.ip not in ("127.0.0.1", "localhost", "::1"):
+        print(f"fedbench: warning: the dashboards listen on {args.ip}: anyone who reaches it acts as {party}")
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        with staging(party) as root:
+            child = subprocess.Popen(
+                voila_command(folder, port=port, ip=args.ip),
+                env=voila_environment(root, home=args.home, party=party),
+                cwd=root,
+            )
+            try:
+                base = f"http://{host}:{port}/"
+                _wait_ready(base, child)
+                print(f"fedbench dashboards of party {party}: {base}", flush=True)
+                for name in DASHBOARDS:
+                    print(f"  {name:<9} {base}voila/render/{name}.ipynb", flush=True)
+                print("Stop with Ctrl-C.", flush=True)
+                code = child.wait()
+            except (KeyboardInterrupt, _Stop):
+                code = 0
+            finally:
+                _stop(child)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return code

@@ -1,0 +1,122 @@
+"""`psi`: private set intersection as a component: ECDH-PSI (`fedbench.psi`) on each party's ID columns.
+
+Each party prepares its IDs (normalisation, several columns combined into one key, duplicates handled), runs
+its side of the protocol with the project's PSI key and limits (the partner's declared maximum size, the
+minimum intersection, the release policy), and writes the intersected rows of its own table as `data`, in the
+same order on both sides, when the release policy entitles it. The `metrics` output holds sizes and rates.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from fedbench.components.context import Context
+from fedbench.components.spec import Component, Port, register
+from fedbench.errors import Refused
+from fedbench.psi import Normalise, prepare_ids, run_psi
+
+__all__ = ["PsiParams", "psi"]
+
+_NARROWER = {
+    "both": {"both", "initiator", "partner", "count_only"},
+    "initiator": {"initiator", "count_only"},
+    "partner": {"partner", "count_only"},
+    "count_only": {"count_only"},
+}
+
+
+class PsiParams(BaseModel):
+    """Parameters of `psi`."""
+
+    model_config = {"extra": "forbid"}
+
+    id_column: str | list[str] = Field(
+        default="id", description="the ID column, or several columns combined into one key"
+    )
+    normalise: Literal["text", "phone", "email"] = Field(
+        default="text", description="how IDs are cleaned: plain text, phone numbers, e-mail addresses"
+    )
+    lower: bool = Field(default=False, description="lower-case IDs before matching")
+    strip: bool = Field(default=True, description="remove surrounding spaces")
+    regex: str | None = Field(default=None, description="keep only what this regular expression captures")
+    country_code: str | None = Field(
+        default=None, description="country code added to national phone numbers, e.g. '44'"
+    )
+    duplicates: Literal["error", "first"] = Field(
+        default="error", description="on duplicate IDs: stop with an error, or keep the first row"
+    )
+    release: Literal["project", "both", "initiator", "partner", "count_only"] = Field(
+        default="project",
+        description="who receives the intersected rows: the project's policy, or a narrower one",
+    )
+    workers: int | None = Field(default=None, ge=1, le=256, description="processes for the group operations")
+
+
+psi = register(
+    Component(
+        name="psi",
+        version="1",
+        params=PsiParams,
+        roles=("guest", "host"),
+        use="psi",
+        inputs=(Port("data", "table", "each party's table with its ID column(s)"),),
+        outputs=(
+            Port("data", "table", "our rows in the intersection, aligned with the partner's", optional=True),
+            Port("metrics", "metrics", "sizes, intersection size and match rates"),
+        ),
+        description="Find the customers both parties have, without revealing the others.",
+    )
+)
+
+
+def _release(ctx: Context, params: PsiParams) -> str:
+    agreed = str(ctx.project.get("terms", {}).get("release", "count_only"))
+    wanted = agreed if params.release == "project" else params.release
+    if wanted not in _NARROWER[agreed]:
+        raise Refused(
+            f"release {wanted!r} gives more than the project allows ({agreed!r}); use {sorted(_NARROWER[agreed])}"
+        )
+    return wanted
+
+
+def _run(ctx: Context, params: PsiParams) -> None:
+    """Both roles run the same code; which protocol side a party plays follows the project's initiator."""
+    release = _release(ctx, params)
+    table = ctx.input("data")
+    rule = Normalise(
+        kind=params.normalise,
+        strip=params.strip,
+        lower=params.lower,
+        regex=params.regex,
+        country_code=params.country_code,
+    )
+    prepared = prepare_ids(table, params.id_column, normalise=rule, duplicates=params.duplicates)
+    ctx.log(f"prepared IDs: {prepared.summary()}")
+    peer_role = "host" if ctx.role == "guest" else "guest"
+    peer = ctx.peer(peer_role).party
+    terms = ctx.project.get("terms", {})
+    result = run_psi(
+        ctx.transport,
+        role="initiator" if ctx.party == ctx.project.get("initiator") else "partner",
+        peer=peer,
+        ids=prepared.keys,
+        domain_key=ctx.psi_key,
+        key_prefix=f"{ctx.job_id}/{ctx.step}",
+        release=release,
+        min_intersection=int(terms.get("min_intersection", 0)),
+        max_peer_rows=terms.get("max_psi_rows", {}).get(peer),
+        workers=params.workers,
+        progress=ctx.progress,
+    )
+    if result.indices is not None and result.released:
+        rows = prepared.row_positions[result.indices]
+        ctx.output("data", table.iloc[rows].reset_index(drop=True))
+    ctx.output("metrics", {**result.metrics(), "ids": prepared.summary()})
+    ctx.metrics.log("intersection_size", float(result.intersection_size))
+    ctx.progress(1.0, f"intersection: {result.intersection_size}")
+
+
+psi.role("guest")(_run)
+psi.role("host")(_run)

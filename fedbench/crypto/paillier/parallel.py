@@ -1,0 +1,289 @@
+"""Spreading large vector operations over the machine's cores with worker processes.
+
+gmpy2 keeps the GIL during `powmod` and multiplication (two threads run no faster than one: measured), so
+the engine uses a `ProcessPoolExecutor` (forkserver start method on POSIX, which is safe in a process that
+already runs threads, spawn elsewhere; the server preloads this module). A large vector is cut into
+contiguous chunks, one per worker (up to four per worker for elementwise work, for balance); ciphertexts
+cross as fixed-width bytes, plaintexts as ints, and the results come back the same way. All workers start
+at once, with the caller's `__main__` hidden for that moment, so a script without an
+``if __name__ == "__main__"`` guard works too (workers never run the caller's code). Worker processes
+belong to the same party as the caller: the key owner's own workers may receive its p and q, nobody
+else's process ever does.
+
+The engine picks: an operation whose estimated cost is below `MIN_PARALLEL_COST` modular multiplications
+(about 0.15 s at 2048 bits) stays in-process, as does everything when the cap is 1. The cap is the
+`workers=` argument of an operation, else the module setting (`set_workers`), else `os.cpu_count()`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import sys
+import threading
+import time
+import types
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, TypeVar
+
+import numpy as np
+from gmpy2 import mpz
+
+from fedbench.crypto.paillier.crt import crt_params
+from fedbench.crypto.paillier.errors import PaillierError
+from fedbench.crypto.paillier.multiexp import dot_parts, powers
+from fedbench.crypto.paillier.obfuscation import ObfuscatorSpec, encrypt_residues, obfuscators
+from fedbench.crypto.paillier.serialization import ciphertexts_from_bytes, ciphertexts_to_bytes
+
+__all__ = [
+    "MIN_PARALLEL_COST",
+    "decrypt",
+    "dot",
+    "encrypt",
+    "get_workers",
+    "make_obfuscators",
+    "plan",
+    "powers_of",
+    "set_workers",
+    "shutdown",
+]
+
+MIN_PARALLEL_COST = 40_000
+_T = TypeVar("_T")
+_setting: int | None = None
+_executor: ProcessPoolExecutor | None = None
+_executor_size = 0
+_lock = threading.Lock()
+
+
+def set_workers(workers: int | None) -> None:
+    """Set the default cap on worker processes (None: `os.cpu_count()`; 1: always in-process)."""
+    global _setting
+    if workers is not None and (type(workers) is not int or workers < 1):
+        raise ValueError(f"workers must be a positive int or None, got {workers!r}")
+    _setting = workers
+
+
+def get_workers(workers: int | None = None) -> int:
+    """The cap in force: the argument if given, else the module setting, else `os.cpu_count()`."""
+    if workers is None:
+        workers = _setting if _setting is not None else (os.cpu_count() or 1)
+    if type(workers) is not int or workers < 1:
+        raise ValueError(f"workers must be a positive int or None, got {workers!r}")
+    return workers
+
+
+def plan(count: int, unit_cost: float, workers: int | None = None, balance: int = 1) -> int:
+    """How many chunks to cut `count` items of `unit_cost` multiplications each into (1: in-process).
+
+    With `balance` > 1, up to `balance` chunks per worker (each still worth shipping), so that a worker
+    slowed by other load does not hold up the whole operation.
+    """
+    cap = get_workers(workers)
+    total = count * unit_cost
+    if cap <= 1 or count < 2 or total < MIN_PARALLEL_COST:
+        return 1
+    worth = int(total // max(MIN_PARALLEL_COST / 2, 1.0))
+    return min(count, max(cap, min(cap * balance, worth)))
+
+
+def _bounds(count: int, parts: int) -> list[tuple[int, int]]:
+    edges = [count * i // parts for i in range(parts + 1)]
+    return list(zip(edges[:-1], edges[1:], strict=True))
+
+
+def _context() -> Any:
+    methods = multiprocessing.get_all_start_methods()
+    if "forkserver" in methods:
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload([__name__])
+        return context
+    return multiprocessing.get_context("spawn")
+
+
+@contextlib.contextmanager
+def _main_hidden() -> Iterator[None]:
+    """Hide the caller's __main__ while workers start, so they do not re-run the caller's script."""
+    main = sys.modules.get("__main__")
+    if main is None or getattr(main, "__file__", None) is None and getattr(main, "__spec__", None) is None:
+        yield
+        return
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        sys.modules["__main__"] = main
+
+
+def _ready(hold: float) -> int:
+    time.sleep(hold)
+    return os.getpid()
+
+
+def _start(executor: ProcessPoolExecutor, size: int) -> None:
+    """Start all `size` workers now (the executor would start them on demand, outside `_main_hidden`)."""
+    pids: set[int] = set()
+    for _ in range(3):
+        with _main_hidden():
+            started = [executor.submit(_ready, 0.25) for _ in range(size)]
+        pids.update(future.result() for future in started)
+        if len(pids) >= size:
+            return
+
+
+def _get_executor(size: int) -> ProcessPoolExecutor:
+    global _executor, _executor_size
+    with _lock:
+        if _executor is None or _executor_size < size:
+            if _executor is not None:
+                _executor.shutdown(wait=False, cancel_futures=True)
+            _executor_size = size
+            _executor = ProcessPoolExecutor(max_workers=size, mp_context=_context())
+            _start(_executor, size)
+        return _executor
+
+
+def shutdown() -> None:
+    """Stop the worker processes (they restart on the next parallel operation)."""
+    global _executor
+    with _lock:
+        if _executor is not None:
+            _executor.shutdown(wait=True, cancel_futures=True)
+            _executor = None
+
+
+def _run(fn: Callable[..., _T], calls: Sequence[tuple[Any, ...]], workers: int | None) -> list[_T]:
+    global _executor
+    executor = _get_executor(min(get_workers(workers), len(calls)))
+    try:
+        futures = [executor.submit(fn, *args) for args in calls]
+        return [future.result() for future in futures]
+    except BrokenProcessPool as exc:
+        with _lock:
+            if _executor is executor:
+                _executor = None
+        raise PaillierError(
+            f"a Paillier worker process died ({exc}); the operation was not completed"
+        ) from None
+
+
+def _width(nsq: int) -> int:
+    return (int(nsq).bit_length() + 7) // 8
+
+
+def _encrypt_task(spec: ObfuscatorSpec, residues: list[int]) -> bytes:
+    n = mpz(spec.n)
+    return ciphertexts_to_bytes(encrypt_residues(spec, residues), _width(n * n))
+
+
+def _obfuscator_task(spec: ObfuscatorSpec, count: int) -> bytes:
+    n = mpz(spec.n)
+    return ciphertexts_to_bytes(obfuscators(spec, count), _width(n * n))
+
+
+def _decrypt_task(p: int, q: int, data: bytes) -> list[int]:
+    params = crt_params(p, q)
+    return [int(m) for m in params.decrypt(ciphertexts_from_bytes(data, _width(params.nsq)))]
+
+
+def _powers_task(data: bytes, nsq: int, exponents: list[int]) -> bytes:
+    width = _width(nsq)
+    return ciphertexts_to_bytes(powers(ciphertexts_from_bytes(data, width), exponents, mpz(nsq)), width)
+
+
+def _dot_task(data: bytes, nsq: int, matrix: np.ndarray[Any, Any], naive: bool) -> list[tuple[int, int]]:
+    bases = ciphertexts_from_bytes(data, _width(nsq))
+    return [(int(a), int(b)) for a, b in dot_parts(bases, matrix, mpz(nsq), naive)]
+
+
+def obfuscator_cost(spec: ObfuscatorSpec) -> float:
+    """Estimated multiplications (at the key's size) of one obfuscator."""
+    bits = int(spec.n).bit_length()
+    costs = {
+        "textbook": 1.2 * bits,
+        "crt_textbook": 0.4 * bits,
+        "fixed_base": spec.exponent_bits / 8,
+        "crt_fixed_base": spec.exponent_bits / 12,
+    }
+    return costs[spec.kind] + 1
+
+
+def encrypt(spec: ObfuscatorSpec, residues: list[int], workers: int | None = None) -> list[mpz]:
+    """Ciphertexts of plaintext residues, in-process or split over worker processes."""
+    parts = plan(len(residues), obfuscator_cost(spec), workers, balance=4)
+    if parts == 1:
+        return encrypt_residues(spec, residues)
+    n = mpz(spec.n)
+    blobs = _run(_encrypt_task, [(spec, residues[a:b]) for a, b in _bounds(len(residues), parts)], workers)
+    return ciphertexts_from_bytes(b"".join(blobs), _width(n * n))
+
+
+def make_obfuscators(spec: ObfuscatorSpec, count: int, workers: int | None = None) -> list[mpz]:
+    """`count` obfuscators, in-process or split over worker processes."""
+    parts = plan(count, obfuscator_cost(spec), workers, balance=4)
+    if parts == 1:
+        return obfuscators(spec, count)
+    n = mpz(spec.n)
+    blobs = _run(_obfuscator_task, [(spec, b - a) for a, b in _bounds(count, parts)], workers)
+    return ciphertexts_from_bytes(b"".join(blobs), _width(n * n))
+
+
+def decrypt(p: int, q: int, ciphertexts: Sequence[mpz], workers: int | None = None) -> list[mpz]:
+    """Residues in [0, n) of the ciphertexts (CRT decryption), in-process or over worker processes."""
+    params = crt_params(p, q)
+    parts = plan(len(ciphertexts), 0.4 * int(params.n).bit_length(), workers, balance=4)
+    if parts == 1:
+        return params.decrypt(ciphertexts)
+    width = _width(params.nsq)
+    calls = [
+        (int(params.p), int(params.q), ciphertexts_to_bytes(ciphertexts[a:b], width))
+        for a, b in _bounds(len(ciphertexts), parts)
+    ]
+    return [mpz(m) for chunk in _run(_decrypt_task, calls, workers) for m in chunk]
+
+
+def powers_of(
+    ciphertexts: Sequence[mpz], exponents: list[int], nsq: mpz, workers: int | None = None
+) -> list[mpz]:
+    """c_i^k_i mod n^2 for signed k_i (multiplication by plaintexts), in-process or over workers."""
+    bits = max((abs(k).bit_length() for k in exponents), default=0)
+    parts = plan(len(ciphertexts), 1.2 * bits + 3, workers, balance=4)
+    if parts == 1:
+        return powers(ciphertexts, exponents, nsq)
+    width = _width(nsq)
+    calls = [
+        (ciphertexts_to_bytes(ciphertexts[a:b], width), int(nsq), exponents[a:b])
+        for a, b in _bounds(len(ciphertexts), parts)
+    ]
+    return ciphertexts_from_bytes(b"".join(_run(_powers_task, calls, workers)), width)
+
+
+def dot(
+    ciphertexts: Sequence[mpz],
+    matrix: np.ndarray[Any, Any],
+    nsq: mpz,
+    workers: int | None = None,
+    naive: bool = False,
+) -> list[tuple[mpz, mpz]]:
+    """Per column of the signed integer matrix: (positive part, negative part) of X^T c, rows split."""
+    rows, features = matrix.shape
+    bits = max((abs(int(x)).bit_length() for x in (matrix.max(initial=0), matrix.min(initial=0))), default=0)
+    unit = features * (1.2 * bits if naive else max(bits, 1) / 8 + 1)
+    parts = plan(rows, unit, workers)
+    if parts == 1:
+        return dot_parts(ciphertexts, matrix, nsq, naive)
+    width = _width(nsq)
+    calls = [
+        (ciphertexts_to_bytes(ciphertexts[a:b], width), int(nsq), matrix[a:b], naive)
+        for a, b in _bounds(rows, parts)
+    ]
+    pos = [mpz(1)] * features
+    neg = [mpz(1)] * features
+    for chunk in _run(_dot_task, calls, workers):
+        for j, (a, b) in enumerate(chunk):
+            pos[j] = pos[j] * a % nsq
+            neg[j] = neg[j] * b % nsq
+    return list(zip(pos, neg, strict=True))

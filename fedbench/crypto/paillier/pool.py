@@ -1,0 +1,137 @@
+"""`ObfuscatorPool`: obfuscators made ahead of time by a background thread, used once each by `encrypt`.
+
+A vertical protocol spends much of its time waiting for the peer; the pool fills that time. A daemon
+thread keeps up to `size` obfuscators ready, making them in batches through `parallel.make_obfuscators`:
+a default batch (1024) is worth worker processes, so the thread only waits while every core refills;
+smaller batches stay in the thread, which holds the GIL a few microseconds per multiplication. `encrypt(...,
+pool=pool)` takes what it needs and makes any shortfall inline. Each obfuscator is handed out once and
+never kept after; it is as secret as the plaintext it hides. The pool of a private key makes them
+modulo p^2 and q^2.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from typing import TYPE_CHECKING
+
+from gmpy2 import mpz
+
+from fedbench.crypto.paillier import parallel
+from fedbench.crypto.paillier.errors import PaillierError
+
+if TYPE_CHECKING:
+    from fedbench.crypto.paillier.keys import Mode, PrivateKey, PublicKey
+    from fedbench.crypto.paillier.obfuscation import ObfuscatorSpec
+
+__all__ = ["ObfuscatorPool"]
+
+
+class _State:
+    """What the refill thread shares with the pool (the thread holds no reference to the pool itself)."""
+
+    def __init__(self, spec: ObfuscatorSpec, size: int, batch: int, workers: int | None) -> None:
+        self.spec = spec
+        self.size = size
+        self.batch = batch
+        self.workers = workers
+        self.items: deque[mpz] = deque()
+        self.cond = threading.Condition()
+        self.closed = False
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        while True:
+            with self.cond:
+                while not self.closed and len(self.items) >= self.size:
+                    self.cond.wait()
+                if self.closed:
+                    return
+                need = min(self.batch, self.size - len(self.items))
+            try:
+                made = parallel.make_obfuscators(self.spec, need, self.workers)
+            except BaseException as exc:
+                with self.cond:
+                    self.error = exc
+                    self.closed = True
+                    self.cond.notify_all()
+                return
+            with self.cond:
+                self.items.extend(made)
+                self.cond.notify_all()
+
+
+class ObfuscatorPool:
+    """Up to `size` ready obfuscators for one key, refilled in the background in batches of `batch`."""
+
+    def __init__(
+        self,
+        key: PublicKey | PrivateKey,
+        size: int = 4096,
+        *,
+        mode: Mode = "fixed_base",
+        batch: int = 1024,
+        workers: int | None = None,
+    ) -> None:
+        if type(size) is not int or size < 1 or type(batch) is not int or batch < 1:
+            raise ValueError("size and batch must be positive ints")
+        self.public: PublicKey = key.public
+        self.mode = mode
+        self._state = _State(key.obfuscator_spec(mode), size, batch, workers)
+        self._thread = threading.Thread(target=self._state.run, name="paillier-obfuscator-pool", daemon=True)
+        self._thread.start()
+
+    def __repr__(self) -> str:
+        return (
+            f"ObfuscatorPool(key={self.public.key_id[:12]}, mode={self.mode}, ready={len(self)}/{self.size})"
+        )
+
+    def __len__(self) -> int:
+        with self._state.cond:
+            return len(self._state.items)
+
+    @property
+    def size(self) -> int:
+        """How many obfuscators the pool keeps ready."""
+        return self._state.size
+
+    def take(self, count: int) -> list[mpz]:
+        """`count` obfuscators, each handed out once: ready ones first, the shortfall made now."""
+        state = self._state
+        with state.cond:
+            ready = min(count, len(state.items))
+            out = [state.items.popleft() for _ in range(ready)]
+            state.cond.notify_all()
+        if ready < count:
+            out.extend(parallel.make_obfuscators(state.spec, count - ready, state.workers))
+        return out
+
+    def fill(self, timeout: float | None = None) -> bool:
+        """Wait until the pool is full (True) or `timeout` seconds passed (False)."""
+        state = self._state
+        with state.cond:
+            done = state.cond.wait_for(lambda: state.closed or len(state.items) >= state.size, timeout)
+            if state.error is not None:
+                raise PaillierError(f"the obfuscator pool's refill failed: {state.error}") from state.error
+            return bool(done) and len(state.items) >= state.size
+
+    def close(self) -> None:
+        """Stop refilling and drop the ready obfuscators."""
+        state = self._state
+        with state.cond:
+            state.closed = True
+            state.items.clear()
+            state.cond.notify_all()
+
+    def __enter__(self) -> ObfuscatorPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        state = getattr(self, "_state", None)
+        if state is not None:
+            with state.cond:
+                state.closed = True
+                state.cond.notify_all()

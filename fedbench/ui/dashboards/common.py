@@ -1,0 +1,156 @@
+"""What every dashboard shares: connecting from the environment Voila gives it, the header, tables, notices.
+
+Voila starts one kernel per page with the environment of `fedbench dashboards`: `FEDBENCH_HOME` (a node
+home or a sandbox home) and `FEDBENCH_PARTY` choose whose node the dashboard talks to.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Sequence
+from datetime import datetime
+from html import escape
+from typing import Any
+
+import ipywidgets as widgets
+import pandas as pd
+import traitlets
+
+import fedbench
+from fedbench.client.workbench import Workbench
+from fedbench.errors import FedbenchError
+from fedbench.ui.style import style_sheet
+
+__all__ = ["DashboardApp", "Notice", "card", "connect_from_env", "format_when", "header", "table_html"]
+
+HOME_VARIABLE = "FEDBENCH_HOME"
+PARTY_VARIABLE = "FEDBENCH_PARTY"
+
+
+def connect_from_env() -> Workbench:
+    """`fedbench.connect()` on the node named by `$FEDBENCH_HOME` / `$FEDBENCH_PARTY` (each optional)."""
+    home = os.environ.get(HOME_VARIABLE) or None
+    party = os.environ.get(PARTY_VARIABLE) or None
+    return fedbench.connect(party=party, home=home)
+
+
+def header(workbench: Workbench, title: str, subtitle: str) -> widgets.HTML:
+    """The dashboard's title, what it is for, and which party the user acts as."""
+    box = widgets.HTML(
+        f'<div class="fb-app-title">{escape(title)}'
+        f'<span class="fb-party-chip fb-party" title="the organisation whose node this dashboard uses">'
+        f"you are {escape(workbench.party)}</span></div>"
+        f'<div class="fb-help">{escape(subtitle)}</div>'
+    )
+    box.add_class("fb-app-header")
+    return box
+
+
+class DashboardApp(widgets.VBox):
+    """The root widget of a dashboard: style, header with the party, body; `refresh()` reloads its data.
+
+    Voila pre-heats a kernel per dashboard (`fedbench dashboards`), so a page may have been built before it
+    was opened: the `fedbench` template then clicks the hidden `fb-refresh-on-open` button, which reloads
+    the data and marks the app `fb-opened`.
+    """
+
+    opened = traitlets.Bool(False, help="whether the page was opened and its data reloaded since")
+
+    def frame(
+        self,
+        workbench: Workbench,
+        title: str,
+        subtitle: str,
+        name: str,
+        body: Sequence[Any],
+        tools: Sequence[Any] = (),
+    ) -> None:
+        """Fill the app: style, header (with `tools` at its right), body; with its stable classes."""
+        top = widgets.HBox(
+            [header(workbench, title, subtitle), *tools], layout=widgets.Layout(align_items="center")
+        )
+        on_open = widgets.Button(description="reload", layout=widgets.Layout(display="none"))
+        on_open.add_class("fb-refresh-on-open")
+        on_open.on_click(lambda _button: self.page_opened())
+        self.children = (style_sheet(), on_open, top, *body)
+        self.add_class("fb-app")
+        self.add_class(f"fb-app-{name}")
+
+    def refresh(self) -> None:
+        """Reload what the app shows from the node."""
+        raise NotImplementedError
+
+    def page_opened(self) -> None:
+        """The page was opened: reload the data, then mark the app `fb-opened`."""
+        with contextlib.suppress(FedbenchError):
+            self.refresh()
+        self.opened = True
+        self.add_class("fb-opened")
+
+
+def card(title: str, children: list[Any], css: str, help_text: str = "") -> widgets.VBox:
+    """A titled, bordered section of a dashboard."""
+    parts: list[Any] = [widgets.HTML(f'<div class="fb-section">{escape(title)}</div>')]
+    if help_text:
+        parts.append(widgets.HTML(f'<div class="fb-help">{escape(help_text)}</div>'))
+    box = widgets.VBox([*parts, *children])
+    box.add_class("fb-card")
+    box.add_class(css)
+    return box
+
+
+def format_when(stamp: Any, *, seconds: bool = False) -> str:
+    """A timestamp as local day and time ("26 Nov 2025 14:03", with ":07" seconds if asked)."""
+    if stamp is None or (isinstance(stamp, float) and pd.isna(stamp)):
+        return ""
+    try:
+        if isinstance(stamp, pd.Timestamp):
+            moment = stamp.to_pydatetime()
+        elif isinstance(stamp, datetime):
+            moment = stamp
+        else:
+            moment = datetime.fromisoformat(str(stamp))
+        return moment.astimezone().strftime("%d %b %Y %H:%M" + (":%S" if seconds else ""))
+    except (TypeError, ValueError):
+        return str(stamp)
+
+
+def table_html(frame: pd.DataFrame, empty: str = "nothing yet", *, index: bool = False) -> str:
+    """A DataFrame as a compact HTML table (or a muted sentence when it is empty)."""
+    if frame is None or frame.empty:
+        return f'<div class="fb-muted">{escape(empty)}</div>'
+    return str(
+        frame.to_html(
+            index=index,
+            border=0,
+            classes="fb-table",
+            escape=True,
+            na_rep="",
+            float_format=lambda v: f"{v:,.6g}",
+        )
+    )
+
+
+class Notice(widgets.HTML):
+    """A one-line message under an action: success in green, problems in red (never a traceback)."""
+
+    def ok(self, text: str) -> None:
+        """Show a success."""
+        self.value = f'<div class="fb-ok">{escape(text)}</div>'
+
+    def problem(self, text: str) -> None:
+        """Show what went wrong."""
+        self.value = f'<div class="fb-message">{escape(text)}</div>'
+
+    def clear(self) -> None:
+        """Show nothing."""
+        self.value = ""
+
+    @property
+    def text(self) -> str:
+        """The message as plain text."""
+        import html
+        import re
+
+        return html.unescape(re.sub(r"<[^>]+>", "", self.value)).strip()

@@ -1,0 +1,317 @@
+"""The charts of fedbench's dashboards and monitors, as pure functions of data that return Figures.
+
+Each function takes arrays or DataFrames and returns a `matplotlib.figure.Figure` built without pyplot, so
+it draws the same in a notebook, a Voila dashboard, a background thread or a test (no global state, no
+backend choice). Display one in a notebook with `display(fig)`, or save it with `fig.savefig(path)`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from fedbench.ui.errors import PlotError
+
+__all__ = [
+    "compare_runs",
+    "confusion_matrix",
+    "iv_chart",
+    "ks_curve",
+    "lift_gain_chart",
+    "loss_curve",
+    "roc_curve",
+    "score_distribution",
+]
+
+_BLUE, _ORANGE, _GREY, _GREEN, _RED = "#1f6feb", "#e36209", "#8c959f", "#2da44e", "#cf222e"
+
+
+def _binary(y_true: Any, y_score: Any) -> tuple[np.ndarray, np.ndarray]:
+    y = np.asarray(y_true).ravel()
+    s = np.asarray(y_score, dtype=float).ravel()
+    if y.size != s.size:
+        raise PlotError(f"labels and scores differ in length: {y.size} labels, {s.size} scores")
+    if y.size == 0:
+        raise PlotError("no labels and scores were given")
+    values = set(np.unique(y).tolist())
+    if not values <= {0, 1}:
+        raise PlotError(f"labels must be 0 and 1, got {sorted(values)[:5]}")
+    y = y.astype(int)
+    if y.min() == y.max():
+        raise PlotError("both classes (0 and 1) must be present to draw this chart")
+    if not np.all(np.isfinite(s)):
+        raise PlotError("scores contain missing or infinite values")
+    return y, s
+
+
+def _roc_points(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    order = np.argsort(-s, kind="mergesort")
+    y, s = y[order], s[order]
+    ends = np.r_[np.flatnonzero(np.diff(s)), y.size - 1]
+    tps = np.cumsum(y)[ends]
+    fps = ends + 1 - tps
+    return np.r_[0.0, fps / fps[-1]], np.r_[0.0, tps / tps[-1]]
+
+
+def _area(x: np.ndarray, y: np.ndarray) -> float:
+    return float(np.sum(np.diff(x) * (y[1:] + y[:-1]) / 2))
+
+
+def _figure(width: float, height: float, ncols: int = 1) -> tuple[Figure, list[Any]]:
+    fig = Figure(figsize=(width, height), layout="constrained")
+    axes = fig.subplots(1, ncols, squeeze=False)[0]
+    return fig, list(axes)
+
+
+def roc_curve(y_true: Any, y_score: Any, *, label: str = "model") -> Figure:
+    """The ROC curve of scores against 0/1 labels, with the chance diagonal; the AUC is in the title."""
+    y, s = _binary(y_true, y_score)
+    fpr, tpr = _roc_points(y, s)
+    auc = _area(fpr, tpr)
+    fig, (ax,) = _figure(4.8, 4.2)
+    ax.plot(fpr, tpr, color=_BLUE, lw=2, label=f"{label} (AUC {auc:.3f})")
+    ax.plot([0, 1], [0, 1], color=_GREY, lw=1, ls="--", label="chance")
+    ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="False positive rate", ylabel="True positive rate")
+    ax.set_title(f"ROC curve (AUC {auc:.3f})")
+    ax.legend(loc="lower right", frameon=False)
+    return fig
+
+
+def ks_curve(y_true: Any, y_score: Any) -> Figure:
+    """Cumulative share of positives and negatives by score rank; the KS statistic is the largest gap."""
+    y, s = _binary(y_true, y_score)
+    order = np.argsort(-s, kind="mergesort")
+    y = y[order]
+    population = np.arange(1, y.size + 1) / y.size
+    positives = np.cumsum(y) / y.sum()
+    negatives = np.cumsum(1 - y) / (1 - y).sum()
+    gap = positives - negatives
+    at = int(np.argmax(np.abs(gap)))
+    ks = float(abs(gap[at]))
+    fig, (ax,) = _figure(5.2, 4.0)
+    ax.plot(population, positives, color=_BLUE, lw=2, label="positives (cumulative)")
+    ax.plot(population, negatives, color=_ORANGE, lw=2, label="negatives (cumulative)")
+    ax.plot(
+        [population[at]] * 2,
+        [negatives[at], positives[at]],
+        color=_RED,
+        lw=1.5,
+        ls="--",
+        label=f"KS {ks:.3f}",
+    )
+    ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="Share of population (highest scores first)", ylabel="Share")
+    ax.set_title(f"KS = {ks:.3f}")
+    ax.legend(loc="lower right", frameon=False)
+    return fig
+
+
+def lift_gain_chart(y_true: Any, y_score: Any, *, bins: int = 10) -> Figure:
+    """Cumulative gain (with the random baseline) and lift per score bucket (deciles by default)."""
+    y, s = _binary(y_true, y_score)
+    if not 2 <= bins <= y.size:
+        raise PlotError(f"bins must be from 2 to the number of rows ({y.size}), got {bins}")
+    order = np.argsort(-s, kind="mergesort")
+    y = y[order]
+    edges = np.linspace(0, y.size, bins + 1).round().astype(int)
+    captured = np.array([y[:e].sum() for e in edges]) / y.sum()
+    shares = edges / y.size
+    rate = y.mean()
+    lift = np.array(
+        [y[a:b].mean() / rate if b > a else 0.0 for a, b in zip(edges[:-1], edges[1:], strict=True)]
+    )
+    fig, (gain_ax, lift_ax) = _figure(9.0, 3.8, ncols=2)
+    gain_ax.plot(shares, captured, color=_BLUE, lw=2, marker="o", ms=3, label="model")
+    gain_ax.plot([0, 1], [0, 1], color=_GREY, lw=1, ls="--", label="random")
+    gain_ax.set(
+        xlim=(0, 1), ylim=(0, 1.01), xlabel="Share of population targeted", ylabel="Share of positives"
+    )
+    gain_ax.set_title("Cumulative gain")
+    gain_ax.legend(loc="lower right", frameon=False)
+    positions = np.arange(1, bins + 1)
+    lift_ax.bar(positions, lift, color=_BLUE, alpha=0.85)
+    lift_ax.axhline(1.0, color=_GREY, lw=1, ls="--")
+    lift_ax.set(xlabel="Bucket (highest scores first)", ylabel="Lift", xticks=positions)
+    lift_ax.set_title(f"Lift by bucket (top bucket {lift[0]:.2f}x)")
+    return fig
+
+
+def confusion_matrix(
+    y_true: Any, y_pred: Any, *, labels: Sequence[Any] | None = None, normalize: bool = False
+) -> Figure:
+    """Counts (or row shares with `normalize`) of each true class against each predicted class."""
+    truth = np.asarray(y_true).ravel()
+    pred = np.asarray(y_pred).ravel()
+    if truth.size != pred.size or truth.size == 0:
+        raise PlotError(
+            f"need as many predictions as labels (got {truth.size} labels, {pred.size} predictions)"
+        )
+    classes = list(labels) if labels is not None else sorted(set(truth.tolist()) | set(pred.tolist()))
+    index = {c: i for i, c in enumerate(classes)}
+    counts = np.zeros((len(classes), len(classes)))
+    for t, p in zip(truth.tolist(), pred.tolist(), strict=True):
+        if t in index and p in index:
+            counts[index[t], index[p]] += 1
+    shown = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1) if normalize else counts
+    accuracy = float(np.trace(counts) / max(counts.sum(), 1))
+    fig, (ax,) = _figure(1.6 + 1.1 * len(classes), 1.3 + 1.0 * len(classes))
+    ax.imshow(shown, cmap="Blues", vmin=0)
+    limit = shown.max() / 2 if shown.size else 0
+    for (i, j), value in np.ndenumerate(shown):
+        text = f"{value:.2f}" if normalize else f"{int(value):,}"
+        ax.text(j, i, text, ha="center", va="center", color="white" if value > limit else "black")
+    ticks = range(len(classes))
+    ax.set(xticks=ticks, yticks=ticks, xticklabels=classes, yticklabels=classes)
+    ax.set(xlabel="Predicted", ylabel="Actual")
+    ax.set_title(f"Confusion matrix (accuracy {accuracy:.1%})")
+    return fig
+
+
+def _series(metrics: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    if metrics is None or len(metrics) == 0:
+        return {}
+    frame = pd.DataFrame(metrics).copy()
+    missing = {"name", "value"} - set(frame.columns)
+    if missing:
+        raise PlotError(f"a metrics table needs columns name and value (missing: {sorted(missing)})")
+    if "iteration" not in frame.columns:
+        frame["iteration"] = np.nan
+    frame["iteration"] = pd.to_numeric(frame["iteration"], errors="coerce")
+    groups = ["name", "party"] if "party" in frame.columns and frame["party"].nunique() > 1 else ["name"]
+    series = {}
+    for key, part in frame.groupby(groups, sort=False):
+        parts = key if isinstance(key, tuple) else (key,)
+        part = part.reset_index(drop=True)
+        x = part["iteration"].where(part["iteration"].notna(), pd.Series(np.arange(len(part)), dtype=float))
+        series[" · ".join(str(p) for p in parts)] = pd.DataFrame(
+            {"x": x, "value": part["value"].astype(float)}
+        )
+    return series
+
+
+def loss_curve(metrics: pd.DataFrame, *, title: str = "Metrics by iteration") -> Figure:
+    """One line per metric (and party, if several) over iterations: a run's `metrics` table as is."""
+    series = _series(metrics)
+    if not series:
+        raise PlotError("no metric values to plot yet")
+    names = list(dict.fromkeys(str(n) for n in pd.DataFrame(metrics)["name"]))
+    ncols = min(len(names), 3)
+    fig, axes = _figure(4.2 * ncols, 3.2, ncols=ncols)
+    for i, name in enumerate(names[:ncols]):
+        ax = axes[i]
+        for label, points in series.items():
+            if label == name or label.startswith(f"{name} · "):
+                ax.plot(
+                    points["x"],
+                    points["value"],
+                    marker="o" if len(points) < 30 else None,
+                    ms=3,
+                    lw=1.8,
+                    label=label,
+                )
+        ax.set(xlabel="Iteration", ylabel=name)
+        ax.set_title(name)
+        if len(ax.lines) > 1:
+            ax.legend(frameon=False)
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    return fig
+
+
+def iv_chart(iv: Mapping[str, float] | pd.Series | pd.DataFrame, *, top: int = 20) -> Figure:
+    """Information value per feature as sorted horizontal bars, coloured by the usual strength bands."""
+    if isinstance(iv, pd.DataFrame):
+        if not {"feature", "iv"} <= set(iv.columns):
+            raise PlotError("an IV table needs columns feature and iv")
+        values = pd.Series(iv["iv"].to_numpy(dtype=float), index=iv["feature"].astype(str))
+    else:
+        values = pd.Series(dict(iv) if isinstance(iv, Mapping) else iv, dtype=float)
+    if values.empty:
+        raise PlotError("no information values to plot")
+    values = values.sort_values(ascending=False).head(top).iloc[::-1]
+    colors = [_GREY if v < 0.02 else _ORANGE if v < 0.1 else _BLUE if v < 0.3 else _GREEN for v in values]
+    fig, (ax,) = _figure(6.0, 1.0 + 0.32 * len(values))
+    ax.barh(values.index, values.to_numpy(), color=colors)
+    for cut, word in ((0.02, "weak"), (0.1, "medium"), (0.3, "strong")):
+        if values.max() >= cut * 0.8:
+            ax.axvline(cut, color=_GREY, lw=0.8, ls=":")
+            ax.text(cut, len(values) - 0.4, f" {word}", color=_GREY, fontsize=8, va="bottom")
+    ax.set(xlabel="Information value")
+    ax.set_title("Information value by feature")
+    return fig
+
+
+def score_distribution(scores: Any, y_true: Any = None, *, bins: int = 30) -> Figure:
+    """A histogram of scores; with labels, one histogram per class so their overlap shows."""
+    s = np.asarray(scores, dtype=float).ravel()
+    s = s[np.isfinite(s)]
+    if s.size == 0:
+        raise PlotError("no scores to plot")
+    fig, (ax,) = _figure(5.6, 3.6)
+    edges = np.histogram_bin_edges(s, bins=bins)
+    if y_true is None:
+        ax.hist(s, bins=edges, color=_BLUE, alpha=0.85)
+    else:
+        y, s = _binary(y_true, scores)
+        ax.hist(s[y == 0], bins=edges, color=_ORANGE, alpha=0.6, label=f"negatives ({int((y == 0).sum()):,})")
+        ax.hist(s[y == 1], bins=edges, color=_BLUE, alpha=0.6, label=f"positives ({int((y == 1).sum()):,})")
+        ax.legend(frameon=False)
+    ax.set(xlabel="Score", ylabel="Rows")
+    ax.set_title("Score distribution")
+    return fig
+
+
+def _final(metrics: pd.DataFrame | Mapping[str, float]) -> pd.Series:
+    if isinstance(metrics, Mapping):
+        return pd.Series(dict(metrics), dtype=float)
+    frame = pd.DataFrame(metrics)
+    if frame.empty:
+        return pd.Series(dtype=float)
+    if not {"name", "value"} <= set(frame.columns):
+        raise PlotError("a metrics table needs columns name and value")
+    return frame.groupby("name", sort=False)["value"].last().astype(float)
+
+
+def compare_runs(
+    a: pd.DataFrame | Mapping[str, float],
+    b: pd.DataFrame | Mapping[str, float],
+    *,
+    labels: tuple[str, str] = ("Run A", "Run B"),
+) -> Figure:
+    """Two runs side by side: the final value of each metric as paired bars (and curves, when both have them)."""
+    first, second = _final(a), _final(b)
+    names = list(dict.fromkeys([*first.index, *second.index]))
+    if not names:
+        raise PlotError("neither run has metrics to compare")
+    curves = [
+        (label, _series(m)) for label, m in zip(labels, (a, b), strict=True) if isinstance(m, pd.DataFrame)
+    ]
+    with_curves = len(curves) == 2 and all(any(len(p) > 1 for p in c.values()) for _, c in curves)
+    fig, axes = _figure(10.0 if with_curves else 5.6, 3.8, ncols=2 if with_curves else 1)
+    ax = axes[0]
+    x = np.arange(len(names))
+    width = 0.38
+    for offset, values, label, color in (
+        (-width / 2, first, labels[0], _BLUE),
+        (width / 2, second, labels[1], _ORANGE),
+    ):
+        heights = [float(values.get(n, np.nan)) for n in names]
+        bars = ax.bar(x + offset, np.nan_to_num(heights), width, label=label, color=color)
+        ax.bar_label(bars, labels=["–" if np.isnan(h) else f"{h:.3g}" for h in heights], fontsize=8)
+    ax.set(xticks=x, xticklabels=names, ylabel="Final value")
+    ax.set_title(f"{labels[0]} vs {labels[1]}")
+    ax.legend(frameon=False)
+    if with_curves:
+        curve_ax = axes[1]
+        for (label, series), style in zip(curves, ("-", "--"), strict=True):
+            for name, points in series.items():
+                if len(points) > 1:
+                    curve_ax.plot(points["x"], points["value"], ls=style, lw=1.8, label=f"{label}: {name}")
+        curve_ax.set(xlabel="Iteration", ylabel="Value")
+        curve_ax.set_title("By iteration")
+        curve_ax.legend(frameon=False, fontsize=8)
+        curve_ax.grid(alpha=0.3)
+    return fig

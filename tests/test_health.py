@@ -1,0 +1,127 @@
+"""Operations: a node started as an orchestrator would, answering GET /healthz and logging JSON lines."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from fedbench.net.certs import init_ca, issue_party
+from fedbench.node.config import NodeConfig, NodeHome
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _node_home(tmp_path: Path, health_port: int) -> Path:
+    """A standalone node home (its own CA, certificate and node.json) with a health port."""
+    home = NodeHome(tmp_path / "home")
+    init_ca(tmp_path / "ca")
+    issue_party(tmp_path / "ca", home.tls_dir, "bank-a")
+    home.save_config(
+        NodeConfig(
+            party="bank-a",
+            federation_port=_free_port(),
+            control_port=_free_port(),
+            health_port=health_port,
+            peers={"bank-b": "127.0.0.1:1"},
+        )
+    )
+    return home.root
+
+
+def _get(url: str) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def _wait_healthy(url: str, node: subprocess.Popen[str], timeout: float = 60.0) -> dict:
+    give_up = time.monotonic() + timeout
+    while True:
+        assert node.poll() is None, f"the node exited: {node.communicate()[1]}"
+        try:
+            status, body = _get(url)
+            if status == 200:
+                return body
+        except OSError:
+            pass
+        assert time.monotonic() < give_up, "the health endpoint never answered 200"
+        time.sleep(0.2)
+
+
+def test_healthz_answers_json_and_logs_are_json_lines(tmp_path: Path) -> None:
+    port = _free_port()
+    home = _node_home(tmp_path, port)
+    node = subprocess.Popen(
+        [sys.executable, "-m", "fedbench", "node", "start", "--home", str(home), "--log-format", "json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        body = _wait_healthy(f"http://127.0.0.1:{port}/healthz", node)
+        assert body["ok"] is True and body["party"] == "bank-a"
+        assert body["checks"] == {"serving": "ok", "database": "ok"}
+        assert body["uptime_s"] >= 0 and body["version"]
+        assert "token" not in json.dumps(body).lower()
+        status, missing = _get(f"http://127.0.0.1:{port}/metrics")
+        assert status == 404 and "/healthz" in missing["error"]
+    finally:
+        node.send_signal(signal.SIGTERM)
+        _, stderr = node.communicate(timeout=30)
+    assert node.returncode == 0, stderr
+    records = [json.loads(line) for line in stderr.splitlines() if line.strip()]
+    assert {"ts", "level", "logger", "message"} <= set(records[0])
+    messages = [r["message"] for r in records]
+    assert any("health endpoint on http://127.0.0.1:" in m for m in messages)
+    assert any("stopping" in m for m in messages)
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", port))
+        sock.listen()
+
+
+def test_taken_health_port_is_a_config_error(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        home = _node_home(tmp_path, taken.getsockname()[1])
+        done = subprocess.run(
+            [sys.executable, "-m", "fedbench", "node", "start", "--home", str(home)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert done.returncode == 2
+    assert "health endpoint" in done.stderr and "pick a free health_port" in done.stderr
+
+
+def test_text_logs_stay_the_default(tmp_path: Path) -> None:
+    home = _node_home(tmp_path, _free_port())
+    node = subprocess.Popen(
+        [sys.executable, "-m", "fedbench", "node", "start", "--home", str(home)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    give_up = time.monotonic() + 60
+    while not (home / "node.pid").exists():
+        assert node.poll() is None and time.monotonic() < give_up
+        time.sleep(0.1)
+    node.send_signal(signal.SIGTERM)
+    _, stderr = node.communicate(timeout=30)
+    first = stderr.splitlines()[0]
+    assert not first.startswith("{") and "fedbench.node INFO" in first
