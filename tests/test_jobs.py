@@ -256,3 +256,40 @@ def test_messages_into_a_job_need_its_project_token(fed):
         assert len(refused) >= 2
     finally:
         run.cancel()
+
+
+def test_revoking_the_project_cancels_its_running_job_on_both_sides(tmp_path):
+    """A revoked project stops at once: the running job is cancelled on both parties, new jobs are refused."""
+    from fedbench.errors import Refused
+
+    root = tmp_path / "revoke"
+    old = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = PLUGINS + (os.pathsep + old if old else "")
+    try:
+        sandbox.up(root, demo_data=False, component_modules=["fb_test_components"])
+    finally:
+        if old is None:
+            os.environ.pop("PYTHONPATH")
+        else:
+            os.environ["PYTHONPATH"] = old
+    try:
+        guest, host = fedbench.connect(home=root / "guest"), fedbench.connect(home=root / "host")
+        frame = pd.DataFrame({"id": [f"u{i}" for i in range(20)], "x": np.arange(20.0)})
+        guest.datasets.upload(frame, name="t", id_column="id")
+        host.datasets.upload(frame, name="t", id_column="id")
+        guest.projects.propose("short-lived", partners="host", datasets=["t"])
+        host.projects.accept("short-lived", datasets=["t"])
+        run = guest.project("short-lived").run("slow", data="t", seconds=60)
+        deadline = time.monotonic() + 30
+        while _executions(root, "guest", run.job_id, settle=False).get("slow") != "running":
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        host.project("short-lived").revoke("partner withdrew consent")
+        with pytest.raises(RunFailed, match="revoked"):
+            run.wait(timeout=30, show_progress=False)
+        for party in ("guest", "host"):
+            assert _executions(root, party, run.job_id) == {"slow": "cancelled"}
+        with pytest.raises(Refused, match="revoked"):
+            guest.project("short-lived").run("row_count", data="t")
+    finally:
+        sandbox.down(root)

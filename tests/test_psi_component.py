@@ -160,3 +160,47 @@ def test_run_killed_half_way_fails_on_both_sides_and_rerun_succeeds(fed):
     assert _states(fed, "host", run.job_id) == ("failed", {"psi": "failed"})
     again = guest.run("psi", data=data, id_column="phone").wait(timeout=300, show_progress=False)
     assert again.output("metrics").value()["intersection_size"] == 75_000
+
+
+@pytest.mark.parametrize("size", [0, 1, 1000, 200_000])
+def test_intersection_equals_plaintext_for_many_sizes(fed, size):
+    """Unicode IDs; the key is the number in each ID (a regex), so one row duplicates and one keys empty."""
+    rng = np.random.default_rng(size)
+    universe = np.arange(max(4 * size, 8))
+    guest_numbers = list(rng.choice(universe, size=size, replace=False)) if size else []
+    host_numbers = list(rng.choice(universe, size=max(size, 1) * 2, replace=False))
+    expected = {str(n) for n in set(guest_numbers) & set(host_numbers)}
+    guest_rows = [f"客户-{n}-é" for n in guest_numbers] + ([f"Kunde {guest_numbers[0]}"] if size else []) + ["n/a"]
+    host_rows = [f"клиент {n}" for n in host_numbers] + ["unknown"]
+    guest, host, data = _project(fed, guest_rows, host_rows, min_intersection=0)
+    run = guest.run("psi", data=data, id_column="phone", regex=r"\d+", duplicates="first")
+    run.wait(timeout=600, show_progress=False)
+    metrics = run.output("metrics").value()
+    assert metrics["intersection_size"] == len(expected)
+    assert metrics["ids"]["duplicates"] == (1 if size else 0) and metrics["ids"]["empty"] == 1
+    if expected:
+        ours = run.output("data").to_pandas()
+        theirs = host.run_by_id(run.job_id).output("data").to_pandas()
+        assert {p.split("-")[1] for p in ours["phone"]} == expected
+        assert [p.split("-")[1] for p in ours["phone"]] == [p.split(" ")[1] for p in theirs["phone"]]
+
+
+def test_several_key_columns_combine_into_one_key(fed):
+    n = next(_names)
+    guest, host = fedbench.connect(home=fed / "guest"), fedbench.connect(home=fed / "host")
+    g = pd.DataFrame(
+        {"id": [f"c{i}" for i in range(6)], "branch": [1, 1, 2, 2, 3, 3], "y": [0, 1, 0, 1, 0, 1]}
+    )
+    h = pd.DataFrame({"id": [f"c{i}" for i in range(4)], "branch": [1, 2, 2, 9]})
+    guest.datasets.upload(g, name=f"mg{n}", id_column="id", label_column="y")
+    host.datasets.upload(h, name=f"mh{n}", id_column="id")
+    guest.projects.propose(
+        f"multi{n}", partners="host", datasets=[f"mg{n}"], min_intersection=1, release="both"
+    )
+    host.projects.accept(f"multi{n}", datasets=[f"mh{n}"])
+    data = {"guest": f"mg{n}", "host": f"mh{n}"}
+    run = (
+        guest.project(f"multi{n}").run("psi", data=data, id_column=["id", "branch"]).wait(show_progress=False)
+    )
+    assert run.output("metrics").value()["intersection_size"] == 2
+    assert sorted(run.output("data").to_pandas()["id"]) == ["c0", "c2"]

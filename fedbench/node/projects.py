@@ -616,11 +616,12 @@ class ProjectService:
             assert stored is not None
             stored.state, stored.state_by, stored.reason, stored.updated_at = state, by, reason, utcnow()
             session.add(stored)
-        if state == "revoked":
+        if state in ("revoked", "suspended"):
+            if self.on_stop is not None:
+                self.on_stop(project_id, f"project {state} by {by}" + (f": {reason}" if reason else ""))
+            waiting = col(Job.state).in_(["admitted", "queued"])
             with self._db.session() as session:
-                for job in session.exec(
-                    select(Job).where(Job.project == project_id, Job.state == "admitted")
-                ):
+                for job in session.exec(select(Job).where(Job.project == project_id, waiting)):
                     job.state = "cancelled"
                     session.add(job)
 
