@@ -22,6 +22,7 @@ import json
 import multiprocessing
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -428,6 +429,7 @@ def main() -> None:
             print(table[-1], flush=True)
     finally:
         sandbox.down(root)
+        shutil.rmtree(root, ignore_errors=True)
     headers = [
         "rows per side",
         "fedbench wall (s)",
