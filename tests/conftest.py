@@ -19,6 +19,43 @@ DATABASE_URL = os.environ.get("FEDBENCH_TEST_DATABASE_URL")
 """When set (e.g. postgresql://localhost/fb_{sandbox}_{party}), every test sandbox stores metadata there."""
 
 
+PLUGINS = str(Path(__file__).parent / "plugins")
+"""Test-only components (e.g. `slow`), loaded by nodes started with `up_with_test_components`."""
+
+
+def up_with_test_components(root: Path, *, demo_data: bool = False) -> None:
+    """Start a sandbox whose nodes also import the test-only components of tests/plugins."""
+    old = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = PLUGINS + (os.pathsep + old if old else "")
+    try:
+        sandbox.up(
+            root, demo_data=demo_data, component_modules=["fb_test_components"], database_url=DATABASE_URL
+        )
+    finally:
+        if old is None:
+            os.environ.pop("PYTHONPATH")
+        else:
+            os.environ["PYTHONPATH"] = old
+
+
+def job_states(root: Path, party: str, job_id: str, *, settle: bool = True) -> tuple[str, dict[str, str]]:
+    """A job's state and its steps' states in `party`'s own tables (by default once that party has finished)."""
+    import sqlite3
+    import time
+
+    deadline = time.monotonic() + 30
+    while True:
+        con = sqlite3.connect(root / party / "fedbench.db")
+        try:
+            (state,) = con.execute("select state from job where id = ?", (job_id,)).fetchone()
+            steps = dict(con.execute("select step, state from task where job_id = ?", (job_id,)).fetchall())
+        finally:
+            con.close()
+        if not settle or state in ("succeeded", "failed", "cancelled") or time.monotonic() > deadline:
+            return state, steps
+        time.sleep(0.1)
+
+
 class Federation:
     """A running sandbox in a temporary home, with helpers to reach its nodes as a test needs."""
 

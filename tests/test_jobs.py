@@ -5,14 +5,13 @@ Execution counts are read from each node's own task table, so "not executed agai
 
 from __future__ import annotations
 
-import os
-import sqlite3
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import job_states, up_with_test_components
 
 import fedbench
 from fedbench import sandbox
@@ -20,22 +19,12 @@ from fedbench.client.runs import RunFailed
 from fedbench.errors import FedbenchError
 from fedbench.pipeline import Pipeline
 
-PLUGINS = str(Path(__file__).parent / "plugins")
-
 
 @pytest.fixture(scope="module")
 def fed(tmp_path_factory):
     """Two nodes with a project `jobs`: guest holds 200 rows, host 120 (for a step that fails on the host)."""
     root = tmp_path_factory.mktemp("jobs")
-    old = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = PLUGINS + (os.pathsep + old if old else "")
-    try:
-        sandbox.up(root, demo_data=False, component_modules=["fb_test_components"])
-    finally:
-        if old is None:
-            os.environ.pop("PYTHONPATH")
-        else:
-            os.environ["PYTHONPATH"] = old
+    up_with_test_components(root, demo_data=False)
     guest = fedbench.connect(home=root / "guest")
     host = fedbench.connect(home=root / "host")
     rng = np.random.default_rng(0)
@@ -60,17 +49,7 @@ def fed(tmp_path_factory):
 
 def _executions(root: Path, party: str, job_id: str, *, settle: bool = True) -> dict[str, str]:
     """Each step's state in `party`'s own task table (waiting, by default, for that party to finish the job)."""
-    deadline = time.monotonic() + 30
-    while True:
-        con = sqlite3.connect(root / party / "fedbench.db")
-        try:
-            (state,) = con.execute("select state from job where id = ?", (job_id,)).fetchone()
-            steps = dict(con.execute("select step, state from task where job_id = ?", (job_id,)).fetchall())
-        finally:
-            con.close()
-        if not settle or state in ("succeeded", "failed", "cancelled") or time.monotonic() > deadline:
-            return steps
-        time.sleep(0.1)
+    return job_states(root, party, job_id, settle=settle)[1]
 
 
 def _three_steps(min_rows: int) -> Pipeline:
@@ -263,15 +242,7 @@ def test_revoking_the_project_cancels_its_running_job_on_both_sides(tmp_path):
     from fedbench.errors import Refused
 
     root = tmp_path / "revoke"
-    old = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = PLUGINS + (os.pathsep + old if old else "")
-    try:
-        sandbox.up(root, demo_data=False, component_modules=["fb_test_components"])
-    finally:
-        if old is None:
-            os.environ.pop("PYTHONPATH")
-        else:
-            os.environ["PYTHONPATH"] = old
+    up_with_test_components(root, demo_data=False)
     try:
         guest, host = fedbench.connect(home=root / "guest"), fedbench.connect(home=root / "host")
         frame = pd.DataFrame({"id": [f"u{i}" for i in range(20)], "x": np.arange(20.0)})

@@ -5,12 +5,12 @@ from __future__ import annotations
 import itertools
 import os
 import signal
-import sqlite3
 import time
 
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import job_states
 
 import fedbench
 from fedbench import sandbox
@@ -55,17 +55,7 @@ def _project(fed, guest_ids, host_ids, host_max_rows=None, **terms):
 
 
 def _states(fed, party, job_id, settle=True):
-    deadline = time.monotonic() + 30
-    while True:
-        con = sqlite3.connect(fed / party / "fedbench.db")
-        try:
-            (state,) = con.execute("select state from job where id = ?", (job_id,)).fetchone()
-            steps = dict(con.execute("select step, state from task where job_id = ?", (job_id,)).fetchall())
-        finally:
-            con.close()
-        if not settle or state in ("succeeded", "failed", "cancelled") or time.monotonic() > deadline:
-            return state, steps
-        time.sleep(0.1)
+    return job_states(fed, party, job_id, settle=settle)
 
 
 def test_intersection_matches_plaintext_and_rows_align(fed, tmp_path):
@@ -170,7 +160,9 @@ def test_intersection_equals_plaintext_for_many_sizes(fed, size):
     guest_numbers = list(rng.choice(universe, size=size, replace=False)) if size else []
     host_numbers = list(rng.choice(universe, size=max(size, 1) * 2, replace=False))
     expected = {str(n) for n in set(guest_numbers) & set(host_numbers)}
-    guest_rows = [f"客户-{n}-é" for n in guest_numbers] + ([f"Kunde {guest_numbers[0]}"] if size else []) + ["n/a"]
+    guest_rows = (
+        [f"客户-{n}-é" for n in guest_numbers] + ([f"Kunde {guest_numbers[0]}"] if size else []) + ["n/a"]
+    )
     host_rows = [f"клиент {n}" for n in host_numbers] + ["unknown"]
     guest, host, data = _project(fed, guest_rows, host_rows, min_intersection=0)
     run = guest.run("psi", data=data, id_column="phone", regex=r"\d+", duplicates="first")

@@ -8,7 +8,6 @@ The component tests loop over `fedbench.components.list()`, so a component added
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import sys
 import time
@@ -19,6 +18,7 @@ import matplotlib
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import PLUGINS, up_with_test_components
 
 import fedbench
 import fedbench.ui as ui
@@ -30,7 +30,6 @@ from fedbench.ui.fields import field_schema
 
 matplotlib.use("Agg")
 
-PLUGINS = str(Path(__file__).parent / "plugins")
 COMPONENTS = [c["name"] for c in components.list()]
 
 
@@ -88,15 +87,7 @@ def _another_value(prop: dict[str, Any], default: Any) -> Any:
 def fed(tmp_path_factory: pytest.TempPathFactory):
     """A sandbox with the demo data and project; its nodes also load the test-only `slow` component."""
     root = tmp_path_factory.mktemp("ui")
-    old = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = PLUGINS + (os.pathsep + old if old else "")
-    try:
-        sandbox.up(root, demo_data=True, component_modules=["fb_test_components"])
-    finally:
-        if old is None:
-            os.environ.pop("PYTHONPATH")
-        else:
-            os.environ["PYTHONPATH"] = old
+    up_with_test_components(root, demo_data=True)
     yield root
     sandbox.down(root)
 

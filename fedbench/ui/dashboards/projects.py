@@ -36,8 +36,8 @@ __all__ = ["ProjectsApp", "app", "describe_terms"]
 USE_LABELS = {"psi": "Match IDs (PSI)", "train": "Train models", "score": "Score customers"}
 RELEASE_LABELS = {
     "both": "Both parties",
-    "initiator": "Only the party that starts the PSI",
-    "partner": "Only the other party",
+    "initiator": "Only the party that proposes the project",
+    "partner": "Only the party that accepts the project",
     "count_only": "Nobody: only the number of matches",
 }
 _ACTIONS = {
