@@ -4,8 +4,8 @@ For each key size (2048 and 3072 bits): operations per second of every vector op
 `fedbench.crypto.paillier` (the engine choosing in-process or worker processes, and pinned to one process)
 beside phe doing the same work element by element in the same run. Then (a) encrypting 30,000 values and
 (b) 13 encrypted dot products over 30,000 rows (X^T [[d]], X of shape 30,000 x 13), against phe's time
-extrapolated from a sample. Medians of repeats. Run: `python benchmarks/paillier.py` (about 6 minutes on
-2 cores; `--quick` for a smoke run that records nothing).
+extrapolated from a sample. Medians of repeats. Run: `python benchmarks/paillier.py` (about 7 minutes on
+an idle 2-core machine; `--quick` for a smoke run that records nothing).
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ class Sizes:
     """Element counts per operation for one key size (smaller where an element is expensive)."""
 
     def __init__(self, bits: int, quick: bool) -> None:
-        scale = 1 if bits <= 2048 else 3
+        scale = 1 if bits <= 2048 else 4
         shrink = 10 if quick else 1
         self.cheap = 4000 // shrink
         self.fixed = 4000 // scale // shrink
@@ -173,10 +173,11 @@ def workloads(
     matrix = rng.normal(size=(rows, features))
     phe_public = public.to_phe()
 
-    sample, ours_sample = sizes.phe_encrypt, min(rows, 3000)
+    encrypted: dict[str, Any] = {}
+    sample, ours_sample = sizes.phe_encrypt, min(rows, 1000)
     (ours_a, phe_a, _), (_, phe_a_cpu, ours_a_cpu) = interleaved(
         [
-            lambda: public.encrypt(d),
+            lambda: encrypted.__setitem__("d", public.encrypt(d)),
             lambda: [phe_public.encrypt(float(v)) for v in d[:sample]],
             lambda: public.encrypt(d[:ours_sample], workers=1),
         ],
@@ -188,7 +189,7 @@ def workloads(
         ours_a_cpu * rows / ours_sample,
     )
 
-    ev = public.encrypt(d)
+    ev = encrypted["d"]
     phe_d = [phe_public.encrypt(float(v)) for v in d[: sizes.phe_rows]]
 
     def phe_dot() -> list[Any]:
@@ -320,10 +321,11 @@ def main() -> None:
     sizes = Sizes(2048, args.quick)
     notes = "\n".join(
         [
-            f"- phe baseline: phe {phe.__version__} with gmpy2, one element at a time, on samples ({sizes.phe_encrypt} "
-            f"encryptions, {sizes.phe_decrypt} decryptions, {sizes.phe_mul} products, {sizes.phe_cheap} additions at "
-            "2048 bits; a third of the expensive ones at 3072); the workload times for phe are its per-element time on "
-            f"a sample ({sizes.phe_encrypt} values; {sizes.phe_rows} rows x 13) times the full size.",
+            f"- phe baseline: phe {phe.__version__} with gmpy2, one element at a time, on samples "
+            f"({sizes.phe_encrypt} encryptions, {sizes.phe_decrypt} decryptions, {sizes.phe_mul} products, "
+            f"{sizes.phe_cheap} additions at 2048 bits; a quarter of the encryptions and decryptions at 3072); the "
+            f"workload times for phe are its per-element time on a sample ({sizes.phe_encrypt} values; "
+            f"{sizes.phe_rows} rows x 13) times the full size.",
             "- phe has no key-owner encryption: every encrypt row compares with phe's public-key encryption.",
             "- ours encodes reals at 2^-32 absolute precision; phe encodes each float to 53 significant bits, so its "
             "products use longer exponents and its additions first align exponents (part of phe's cost).",
@@ -332,7 +334,7 @@ def main() -> None:
             "- fixed-base (DJN) obfuscators use a random exponent of n_bits/2 bits (HEU's choice).",
             "- CPU-time columns count this process's CPU seconds, so they apply to single-process runs only (ours "
             "pinned to 1 process, phe) and do not move with other load on the machine; (a)'s one-process figure is "
-            "extrapolated from 3,000 values, (b)'s is one full run.",
+            "extrapolated from 1,000 values, (b)'s is one full run.",
             f"- Medians of {repeats} repeats, ours and phe interleaved; {'; '.join(setup_notes)}; whole run "
             f"{time.perf_counter() - started:.0f} s; 1-minute load average {load_before:.1f} at the start and "
             f"{os.getloadavg()[0]:.1f} at the end (above 2: other processes shared the 2 cores).",

@@ -173,7 +173,10 @@ def test_form_run_submits_the_values_and_the_nodes_record_them(fed: Path, projec
         assert step["component"] == name
         assert step["params"] == expected, f"{party} recorded other params"
     assert list(run.steps()["component"]) == [name]
-    assert run.info["state"] == "succeeded", run.info["error"]
+    # A component fed plain data tables must run to the end on the demo table; one that needs an upstream
+    # result (evaluate's scores) cannot, and is checked above for the params both nodes recorded.
+    if all(port.name == "data" for port in components.get(name).inputs):
+        assert run.info["state"] == "succeeded", run.info["error"]
 
 
 def test_form_choose_input_refuses_data_outside_the_project(project) -> None:

@@ -1,5 +1,5 @@
 """The components shipped with fedbench; importing this package registers them."""
 
-from fedbench.components.builtin import head, psi, row_count
+from fedbench.components.builtin import evaluate, head, psi, row_count, split
 
-__all__ = ["head", "psi", "row_count"]
+__all__ = ["evaluate", "head", "psi", "row_count", "split"]
