@@ -364,7 +364,9 @@ def host(ctx: Context, params: BinningParams) -> None:
     for name, index in apply_bins(table, ours).items():
         onehot[np.arange(rows), offset + index] = 1
         offset += len(ours[name]["counts"])
-    sums = labels.dot(onehot) if names else labels[:0]
+    # Fresh randomness before the sums go back: a bare product of the guest's own ciphertexts would let the
+    # guest, who made their obfuscators, test which of its rows fall in each of our bins.
+    sums = labels.dot(onehot).rerandomize() if names else labels[:0]
     guest.send(
         "sums",
         {"features": names, "counts": [ours[name]["counts"] for name in names], "sums": sums.to_dict()},
