@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field
 
+from fedbench.components.builtin.columns import LABEL_CANDIDATES, find_label
 from fedbench.components.context import Context
 from fedbench.components.spec import Component, Port, register
 from fedbench.crypto.paillier import EncryptedVector, PublicKey, generate_keypair
@@ -36,7 +37,6 @@ __all__ = [
     "woe_iv",
 ]
 
-LABEL_CANDIDATES = ("default", "y")
 """The label columns the guest looks for, in order, when `label` is not set."""
 
 _SMOOTHING = 0.5
@@ -190,13 +190,9 @@ def woe_iv(events: Any, counts: Any) -> tuple[list[float], float]:
 
 def resolve_label(table: pd.DataFrame, label: str | None) -> str:
     """The guest's label column: `label`, or the first of LABEL_CANDIDATES the table has."""
-    if label is not None:
-        if label not in table.columns:
-            raise BinningError(f"no label column {label!r}; the table has {list(table.columns)}")
-        return label
-    for candidate in LABEL_CANDIDATES:
-        if candidate in table.columns:
-            return candidate
+    found = find_label(table, label, BinningError)
+    if found is not None:
+        return found
     raise BinningError(
         f"no label column named {' or '.join(map(repr, LABEL_CANDIDATES))}; set the param label "
         f"(the table has {list(table.columns)})"

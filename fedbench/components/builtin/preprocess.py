@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field, model_validator
 
+from fedbench.components.builtin.columns import find_label
 from fedbench.components.context import Context
 from fedbench.components.spec import Component, Port, register
 from fedbench.errors import ConfigError, FedbenchError
@@ -36,8 +37,6 @@ STATE_VERSION = 1
 
 OTHER = "other"
 """The category that collects the values beyond `max_categories` (and unseen ones)."""
-
-_DEFAULT_LABELS = ("default", "y")
 
 
 class PreprocessError(FedbenchError):
@@ -116,11 +115,7 @@ preprocess = register(
 
 
 def _label(table: pd.DataFrame, label: str | None) -> str | None:
-    if label is not None:
-        if label not in table.columns:
-            raise PreprocessError(f"no label column {label!r}; the table has {list(table.columns)}")
-        return label
-    return next((name for name in _DEFAULT_LABELS if name in table.columns), None)
+    return find_label(table, label, PreprocessError)
 
 
 def _is_numeric(column: pd.Series) -> bool:

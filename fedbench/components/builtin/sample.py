@@ -14,13 +14,12 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field
 
+from fedbench.components.builtin.columns import find_label
 from fedbench.components.context import Context
 from fedbench.components.spec import Component, Port, register
 from fedbench.errors import FedbenchError
 
 __all__ = ["SampleError", "SampleParams", "draw", "sample"]
-
-_DEFAULT_LABELS = ("default", "y")
 
 
 class SampleError(FedbenchError):
@@ -77,11 +76,7 @@ sample = register(
 
 
 def _label_column(table: pd.DataFrame, label: str | None) -> str | None:
-    if label is not None:
-        if label not in table.columns:
-            raise SampleError(f"no label column {label!r}; the table has {list(table.columns)}")
-        return label
-    return next((name for name in _DEFAULT_LABELS if name in table.columns), None)
+    return find_label(table, label, SampleError)
 
 
 def _resize(rng: np.random.Generator, rows: np.ndarray, target: int, replace: bool) -> np.ndarray:

@@ -16,13 +16,13 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field
 
+from fedbench.components.builtin.columns import find_label
 from fedbench.components.context import Context
 from fedbench.components.spec import Component, Port, register
 from fedbench.errors import ConfigError, FedbenchError
 
 __all__ = ["SelectError", "SelectParams", "decide", "iv_passing", "select"]
 
-LABEL_CANDIDATES = ("default", "y")
 """The label columns the guest carries along, in order, when neither `label` nor the binning model names one."""
 
 
@@ -144,13 +144,9 @@ def _binning_model(ctx: Context) -> Any:
 
 
 def _label(table: pd.DataFrame, params: SelectParams, model: Any) -> str | None:
-    if params.label is not None:
-        if params.label not in table.columns:
-            raise SelectError(f"no label column {params.label!r}; the table has {list(table.columns)}")
-        return params.label
-    if isinstance(model, dict) and model.get("label") in table.columns:
+    if params.label is None and isinstance(model, dict) and model.get("label") in table.columns:
         return str(model["label"])
-    return next((c for c in LABEL_CANDIDATES if c in table.columns), None)
+    return find_label(table, params.label, SelectError)
 
 
 def _write(

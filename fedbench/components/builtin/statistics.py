@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field
 
+from fedbench.components.builtin.columns import find_label
 from fedbench.components.context import Context
 from fedbench.components.spec import Component, Port, register
 from fedbench.crypto.paillier import EncryptedVector, PrivateKey, PublicKey, generate_keypair
@@ -37,7 +38,6 @@ FRAC_BITS = 20
 """Fixed-point bits of each standardised value in the correlation protocol (error about 1e-7 on a cell)."""
 
 _QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
-_DEFAULT_LABELS = ("default", "y")
 
 
 class StatisticsError(FedbenchError):
@@ -90,11 +90,7 @@ statistics = register(
 
 def default_label(table: pd.DataFrame, label: str | None) -> str | None:
     """The label column: `label` if given (it must exist), else 'default' or 'y' when the table has one."""
-    if label is not None:
-        if label not in table.columns:
-            raise StatisticsError(f"no label column {label!r}; the table has {list(table.columns)}")
-        return label
-    return next((name for name in _DEFAULT_LABELS if name in table.columns), None)
+    return find_label(table, label, StatisticsError)
 
 
 def feature_columns(table: pd.DataFrame, exclude: list[str | None]) -> list[str]:
