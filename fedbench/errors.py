@@ -70,6 +70,12 @@ class Unauthenticated(Refused):
     code = "unauthenticated"
 
 
+class ModelFileError(Refused):
+    """A model cannot be exported, or a model file imported: not a model, another project or party, altered."""
+
+    code = "model_file"
+
+
 class RecvTimeout(FedbenchError):
     """No message arrived under the awaited key before the timeout."""
 

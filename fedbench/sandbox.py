@@ -2,7 +2,9 @@
 
 `up` creates (once) a federation CA, a certificate per party, a node home per party with free loopback ports,
 starts each node as a background process, waits until it answers, and registers the demo data sets. It is
-idempotent: running it again starts only what is not running. Layout of the sandbox home:
+idempotent: running it again starts only what is not running. With `arbiter=True` a new sandbox gets a third
+party, `arbiter`, that brings no data: it joins the demo project without datasets and plays the arbiter role
+of the components that have one. Layout of the sandbox home:
 
     <home>/ca/            the federation CA (its crl.pem is checked by every node)
     <home>/<party>/       one node home per party (node.json, tls/, api_token, fedbench.db, artifacts/, node.log)
@@ -31,9 +33,11 @@ from fedbench.errors import ConfigError, FedbenchError, NodeError
 from fedbench.net.certs import init_ca, issue_party
 from fedbench.node.config import NodeConfig, NodeHome
 
-__all__ = ["DEFAULT_PARTIES", "NodeStatus", "default_home", "down", "status", "up"]
+__all__ = ["ARBITER_PARTY", "DEFAULT_PARTIES", "NodeStatus", "default_home", "down", "status", "up"]
 
 DEFAULT_PARTIES = ("guest", "host")
+ARBITER_PARTY = "arbiter"
+"""The party `up(arbiter=True)` adds: a member of the demo project that brings no data."""
 _MANIFEST = "sandbox.json"
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 """Nodes this process started: polled so that a node that exited is not mistaken for a live one (zombie)."""
@@ -64,17 +68,20 @@ def up(
     timeout: float = 60.0,
     component_modules: list[str] | None = None,
     database_url: str | None = None,
+    arbiter: bool = False,
 ) -> list[NodeStatus]:
     """Create what is missing, start what is not running, register demo data; returns each node's status.
 
     For new sandboxes only: `component_modules` lists extra component modules every node imports;
     `database_url` puts each node's metadata in that database instead of SQLite, with `{party}` and
-    `{sandbox}` (a short id of this sandbox home) replaced, e.g. `postgresql://localhost/fb_{sandbox}_{party}`.
+    `{sandbox}` (a short id of this sandbox home) replaced, e.g. `postgresql://localhost/fb_{sandbox}_{party}`;
+    `arbiter` adds a last party, `arbiter`, with no data (an existing sandbox keeps the parties it has, and
+    asking for an arbiter it lacks is a ConfigError).
     """
     root = Path(home).expanduser().resolve() if home else default_home()
     root.mkdir(parents=True, exist_ok=True, mode=0o700)
     with _locked(root):
-        members = _members(root, parties)
+        members, arbiter_party = _members(root, parties, arbiter=arbiter)
         _ensure_federation(root, members, component_modules or [], database_url)
         for party in members:
             if not _answering(NodeHome(root / party)):
@@ -83,7 +90,7 @@ def up(
             _wait_healthy(NodeHome(root / party), timeout)
         if demo_data:
             _register_demo_data(root, members)
-            _create_demo_project(root, members)
+            _create_demo_project(root, members, arbiter_party)
     return status(root)
 
 
@@ -139,20 +146,33 @@ def _locked(root: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _members(root: Path, parties: tuple[str, ...] | None) -> list[str]:
+def _members(root: Path, parties: tuple[str, ...] | None, *, arbiter: bool) -> tuple[list[str], str | None]:
+    """The sandbox's parties and its arbiter party (if any): from its manifest, or written there when new."""
     manifest = root / _MANIFEST
+    wanted = [*(parties or DEFAULT_PARTIES), *([ARBITER_PARTY] if arbiter else [])]
     if manifest.exists():
-        existing: list[str] = json.loads(manifest.read_text())["parties"]
-        if parties and set(parties) != set(existing):
+        recorded = json.loads(manifest.read_text())
+        existing: list[str] = recorded["parties"]
+        existing_arbiter: str | None = recorded.get("arbiter")
+        if arbiter and existing_arbiter is None:
             raise ConfigError(
-                f"the sandbox at {root} has parties {existing}; use another --home for {list(parties)}"
+                f"the sandbox at {root} has parties {existing} and no arbiter; for a sandbox with an arbiter use "
+                f"another --home, or stop this one (`fedbench sandbox down --home {root}`), remove {root} and "
+                "run `fedbench sandbox up --arbiter` again"
             )
-        return existing
-    members = list(parties or DEFAULT_PARTIES)
-    if len(set(members)) != len(members) or len(members) < 2:
-        raise ConfigError(f"a sandbox needs two or more distinct parties, got {members}")
-    manifest.write_text(json.dumps({"parties": members}) + "\n")
-    return members
+        if parties and set(wanted) != set(existing):
+            raise ConfigError(
+                f"the sandbox at {root} has parties {existing}; use another --home for {wanted}"
+            )
+        return existing, existing_arbiter
+    if len(set(wanted)) != len(wanted) or len(wanted) < 2:
+        raise ConfigError(
+            f"a sandbox needs two or more distinct parties, got {wanted}"
+            + (f" (--arbiter adds {ARBITER_PARTY!r}: do not name it with --party)" if arbiter else "")
+        )
+    recorded = {"parties": wanted, **({"arbiter": ARBITER_PARTY} if arbiter else {})}
+    manifest.write_text(json.dumps(recorded) + "\n")
+    return wanted, recorded.get("arbiter")
 
 
 def _ensure_federation(
@@ -328,27 +348,40 @@ def _register_demo_data(root: Path, members: list[str]) -> None:
 DEMO_PROJECT = "demo"
 
 
-def _create_demo_project(root: Path, members: list[str]) -> None:
-    """A ready, accepted project between the first two parties, so a new user can run a PSI at once."""
+def _create_demo_project(root: Path, members: list[str], arbiter: str | None) -> None:
+    """A ready, accepted project of the first two parties (and of the arbiter, without data): run a PSI at once.
+
+    Idempotent: a member that has not accepted yet (an interrupted earlier `up`) accepts now.
+    """
     from fedbench.client.projects import Projects
 
     initiator = NodeClient.for_home(NodeHome(root / members[0]))
     partner = NodeClient.for_home(NodeHome(root / members[1]))
+    coordinator = NodeClient.for_home(NodeHome(root / arbiter)) if arbiter else None
     try:
-        if any(p.name == DEMO_PROJECT for p in Projects(initiator).list()):
-            return
-        Projects(initiator).propose(
-            DEMO_PROJECT,
-            partners=[members[1]],
-            datasets=["credit", "breast_cancer"],
-            purpose="sandbox demo: PSI, training and scoring on the generated credit data",
-            asks={members[1]: "the host's side of the credit and breast-cancer tables"},
-            jobs_per_day=1000,
-            psi_runs=1000,
-            min_intersection=10,
-            release="both",
-        )
-        Projects(partner).accept(DEMO_PROJECT, datasets=["credit", "breast_cancer"])
+        if not any(p.name == DEMO_PROJECT for p in Projects(initiator).list()):
+            asks = {members[1]: "the host's side of the credit and breast-cancer tables"}
+            if arbiter:
+                asks[arbiter] = "no data: coordinate the steps that have an arbiter role"
+            Projects(initiator).propose(
+                DEMO_PROJECT,
+                partners=[members[1], *([arbiter] if arbiter else [])],
+                datasets=["credit", "breast_cancer"],
+                purpose="sandbox demo: PSI, training and scoring on the generated credit data",
+                asks=asks,
+                jobs_per_day=1000,
+                psi_runs=1000,
+                min_intersection=10,
+                release="both",
+            )
+        answers = [(partner, ["credit", "breast_cancer"])]
+        if coordinator is not None:
+            answers.append((coordinator, []))
+        for client, datasets in answers:
+            if any(p.name == DEMO_PROJECT and p.state == "pending" for p in Projects(client).list()):
+                Projects(client).accept(DEMO_PROJECT, datasets=datasets)
     finally:
         initiator.close()
         partner.close()
+        if coordinator is not None:
+            coordinator.close()

@@ -23,13 +23,17 @@ PLUGINS = str(Path(__file__).parent / "plugins")
 """Test-only components (e.g. `slow`), loaded by nodes started with `up_with_test_components`."""
 
 
-def up_with_test_components(root: Path, *, demo_data: bool = False) -> None:
+def up_with_test_components(root: Path, *, demo_data: bool = False, arbiter: bool = False) -> None:
     """Start a sandbox whose nodes also import the test-only components of tests/plugins."""
     old = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = PLUGINS + (os.pathsep + old if old else "")
     try:
         sandbox.up(
-            root, demo_data=demo_data, component_modules=["fb_test_components"], database_url=DATABASE_URL
+            root,
+            demo_data=demo_data,
+            component_modules=["fb_test_components"],
+            database_url=DATABASE_URL,
+            arbiter=arbiter,
         )
     finally:
         if old is None:

@@ -1,4 +1,4 @@
-"""The `fedbench` command: one sub-command module per noun (node, sandbox, certs, users, audit, backup)."""
+"""The `fedbench` command: one sub-command module per noun (node, sandbox, certs, users, audit, backup, model)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from fedbench.errors import FedbenchError
 
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser; each sub-command module registers itself through `add_parser`."""
-    from fedbench.cli import audit, backup, certs, dashboards, node, sandbox, users
+    from fedbench.cli import audit, backup, certs, dashboards, model, node, sandbox, users
 
     parser = argparse.ArgumentParser(prog="fedbench", description="Federated learning workbench.")
     sub = parser.add_subparsers(dest="command", required=True)
-    for module in (node, sandbox, certs, users, audit, backup, dashboards):
+    for module in (node, sandbox, certs, users, audit, backup, dashboards, model):
         module.add_parser(sub)
     return parser
 

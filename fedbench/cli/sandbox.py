@@ -1,4 +1,4 @@
-"""`fedbench sandbox up|down|status`: a real two-party federation on this machine."""
+"""`fedbench sandbox up|down|status`: a real federation on this machine (two parties, or three with --arbiter)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,11 @@ def add_parser(sub: Any) -> None:
     up = actions.add_parser("up", help="create and start the sandbox nodes (idempotent)")
     up.add_argument("--party", action="append", dest="parties", help="party names (default: guest, host)")
     up.add_argument("--no-demo-data", action="store_true", help="do not register the demo data sets")
+    up.add_argument(
+        "--arbiter",
+        action="store_true",
+        help="a new sandbox gets a third node, 'arbiter', that brings no data and joins the demo project",
+    )
     up.set_defaults(func=_up)
     down = actions.add_parser("down", help="stop the sandbox nodes")
     down.set_defaults(func=_down)
@@ -40,7 +45,7 @@ def _print(nodes: list[sandbox.NodeStatus]) -> None:
 
 def _up(args: argparse.Namespace) -> int:
     parties = tuple(args.parties) if args.parties else None
-    _print(sandbox.up(args.home, parties=parties, demo_data=not args.no_demo_data))
+    _print(sandbox.up(args.home, parties=parties, demo_data=not args.no_demo_data, arbiter=args.arbiter))
     return 0
 
 

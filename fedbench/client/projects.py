@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import html
 import io
+import os
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from fedbench.client.control import NodeClient
-from fedbench.client.runs import Run
+from fedbench.client.runs import Output, Run
+from fedbench.errors import ConfigError
 from fedbench.pipeline import Pipeline, PipelineError
 
 __all__ = ["Project", "Projects"]
@@ -119,6 +123,33 @@ class Project:
         """Every artifact our node holds for the project: id, name, kind, step, when."""
         return pd.DataFrame(self._node.call("artifacts.list", project=self.name))
 
+    def export_model(self, model: Output | Mapping[str, Any] | str, path: str | os.PathLike[str]) -> Path:
+        """Write our party's part of a model artifact of this project to a JSON file; returns its path.
+
+        `model` is a run's output (`run.output("model")`), an input reference (`{"artifact": id}`) or an
+        artifact id. The file holds the stored value, where it came from and a seal of the project's nodes;
+        only this project, on our party, can import it again (`import_model`).
+        """
+        artifact_id = _artifact_id(model)
+        data = self._node.download("models.export", project=self.name, artifact_id=artifact_id)
+        target = Path(path)
+        target.write_bytes(bytes(data))
+        return target
+
+    def import_model(self, path: str | os.PathLike[str], name: str | None = None) -> Output:
+        """Store a model file exported from this project (by our party) as a model artifact of the project.
+
+        Returns the artifact as an `Output`: read it with `.value()`, or pass it as a step input (its ref is
+        `{"artifact": id}`). `name` defaults to the exported artifact's name; import each party's part under
+        the same name and the id is the same on every party. Refused: a file of another project or party,
+        an altered file, anything that is not a model file.
+        """
+        source = Path(path)
+        if not source.is_file():
+            raise ConfigError(f"no model file at {source}; give the path project.export_model(...) wrote")
+        info = self._node.upload("models.import", source.read_bytes(), project=self.name, name=name)
+        return Output(self._node, str(info["id"]), str(info["kind"]))
+
     def add_member(self, user: str) -> Project:
         """Give a local user access to this project."""
         self.info = self._node.call("projects.add_member", name=self.name, user=user)
@@ -149,6 +180,20 @@ class Project:
             f"{terms['psi_runs']} PSI runs; min intersection {terms['min_intersection']}; "
             f"release: {esc(terms['release'])}</div>"
         )
+
+
+def _artifact_id(model: Output | Mapping[str, Any] | str) -> str:
+    """The artifact id of a run output, an `{"artifact": id}` reference or an id."""
+    if isinstance(model, Output):
+        return model.id
+    if isinstance(model, Mapping) and isinstance(model.get("artifact"), str):
+        return str(model["artifact"])
+    if isinstance(model, str) and model:
+        return model
+    raise PipelineError(
+        f"cannot export {model!r}: give run.output('model'), {{'artifact': id}} or an artifact id "
+        "(see project.artifacts())"
+    )
 
 
 class Projects:

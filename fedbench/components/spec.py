@@ -1,8 +1,9 @@
 """The component contract: one declaration gives the Python call, the form, the pipeline entry and the step.
 
-A component is declared once: a pydantic params model (types, bounds, defaults, help text), its roles, its
-named inputs and outputs, the project use it counts as, and one function per role. `register` puts it in the
-registry that `fedbench.components.list()` reads.
+A component is declared once: a pydantic params model (types, bounds, defaults, help text), its roles (some
+of which may be optional: a job can leave an `arbiter` without a party), its named inputs and outputs, the
+project use it counts as, and one function per role. `register` puts it in the registry that
+`fedbench.components.list()` reads.
 """
 
 from __future__ import annotations
@@ -53,6 +54,21 @@ class Component:
     outputs: tuple[Port, ...] = ()
     description: str = ""
     functions: dict[str, RoleFunction] = field(default_factory=dict)
+    optional_roles: tuple[str, ...] = ()
+    """Roles a job may leave without a party (e.g. an arbiter); the role functions see an empty list."""
+
+    def __post_init__(self) -> None:
+        unknown = [r for r in self.optional_roles if r not in self.roles]
+        if unknown:
+            raise ConfigError(
+                f"component {self.name!r}: optional roles {unknown} are not among its roles {self.roles}"
+            )
+        if set(self.roles) <= set(self.optional_roles):
+            raise ConfigError(f"component {self.name!r}: at least one of its roles must not be optional")
+
+    def required_roles(self) -> tuple[str, ...]:
+        """The roles every job of this component must give a party."""
+        return tuple(r for r in self.roles if r not in self.optional_roles)
 
     def role(self, role: str) -> Callable[[RoleFunction], RoleFunction]:
         """Decorator declaring the function one role runs."""
@@ -92,6 +108,7 @@ class Component:
             "version": self.version,
             "description": self.description,
             "roles": list(self.roles),
+            "optional_roles": list(self.optional_roles),
             "use": self.use,
             "inputs": [vars(p) for p in self.inputs],
             "outputs": [vars(p) for p in self.outputs],

@@ -93,6 +93,9 @@ class ControlService:
         self._uploads: dict[str, _Method] = {
             "datasets.register": _Method(self.register_dataset, role="analyst", changes=True),
             "send": _Method(self.send, role="analyst"),
+            "models.import": _Method(
+                node.models.import_model, role="analyst", changes=True, audits_itself=True
+            ),
         }
         self._downloads: dict[str, _Method] = {
             "recv": _Method(self.recv, role="analyst"),
@@ -100,6 +103,7 @@ class ControlService:
                 lambda caller, name: [table_to_parquet_bytes(self._load(caller, name))], role="analyst"
             ),
             "artifacts.load": _Method(self.artifact_bytes),
+            "models.export": _Method(node.models.export_model, audits_itself=True),
         }
 
     def handler(self) -> grpc.GenericRpcHandler:

@@ -36,6 +36,8 @@ __all__ = ["JobService"]
 log = logging.getLogger("fedbench.jobs")
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
+ARBITER = "arbiter"
+"""The role of a party that brings no data and only coordinates: a dataset named once is not its input."""
 _SPAWN = multiprocessing.get_context("spawn")
 
 
@@ -319,7 +321,8 @@ class JobService:
             raise Refused(
                 "the job's cache keys differ from ours: are both nodes on the same fedbench version?"
             )
-        self._record(project, expected, sender)
+        if self.party in _members(expected):
+            self._record(project, expected, sender)
         return {"have": sorted(self._reusable(expected))}
 
     def _on_start(self, sender: str, project: Project | None, body: dict[str, Any]) -> dict[str, Any]:
@@ -431,7 +434,7 @@ class JobService:
             "role": role,
             "roles": spec["roles"],
             "params": step["params"],
-            "inputs": self._resolve_inputs(spec, step),
+            "inputs": self._resolve_inputs(spec, step, role),
         }
         self._set_task(job_id, name, "running", started=True)
         live.emit({"type": "step", "step": name, "state": "running"})
@@ -540,14 +543,20 @@ class JobService:
         if job.state not in TERMINAL:
             self._set_job(job_id, state, reason)
 
-    def _resolve_inputs(self, spec: dict[str, Any], step: dict[str, Any]) -> dict[str, Any]:
+    def _resolve_inputs(self, spec: dict[str, Any], step: dict[str, Any], role: str) -> dict[str, Any]:
+        """Where this party's inputs of a step are: its own datasets, artifacts of the job's project only.
+
+        The arbiter brings no data: a dataset named once is not resolved for it, nor an artifact it does
+        not hold (an upstream step where it wrote no such output); its role function reads only what it has.
+        """
         component = components.get(step["component"])
         steps = {s["name"]: s for s in spec["steps"]}
+        project = self._project(spec["project"])
         resolved = {}
         for name, ref in step["inputs"].items():
             kind = component.port(name, output=False).kind
             if "dataset" in ref:
-                dataset = _dataset_name(ref, self.party)
+                dataset = _dataset_name(ref, self.party, spec["roles"])
                 if dataset is None:
                     continue
                 resolved[name] = {"kind": "table", "path": self._datasets.path_of(dataset)}
@@ -555,14 +564,34 @@ class JobService:
             artifact_id = (
                 f"{steps[ref['step']]['key']}:{ref['output']}" if "step" in ref else str(ref["artifact"])
             )
-            with self._db.session() as session:
-                item = session.get(Artifact, artifact_id)
-            if item is None:
-                raise PipelineError(
-                    f"input {name!r} of step {step['name']!r}: artifact {artifact_id} is not on {self.party!r}"
-                )
-            resolved[name] = {"kind": kind, "path": item.path}
+            item = self._artifact_input(project, step["name"], name, kind, artifact_id, role == ARBITER)
+            if item is not None:
+                resolved[name] = {"kind": kind, "path": item.path}
         return resolved
+
+    def _artifact_input(
+        self, project: Project, step: str, name: str, kind: str, artifact_id: str, absent_ok: bool
+    ) -> Artifact | None:
+        """An artifact given as a step input: it must be of the job's project here and of the port's kind.
+
+        Artifacts are looked up only within the project: a model made under one project's terms is never
+        an input of another project's job (the message is the same whether the id exists elsewhere or not).
+        """
+        with self._db.session() as session:
+            item = session.get(Artifact, artifact_id)
+        if item is None and absent_ok:
+            return None
+        if item is None or item.project != project.id:
+            raise PipelineError(
+                f"input {name!r} of step {step!r}: {self.party!r} holds no artifact {artifact_id} in project "
+                f"{project.name!r}; an artifact of one project is never used in another: run the step that "
+                "makes it in this project (or import an exported model of this project)"
+            )
+        if item.kind != kind:
+            raise PipelineError(
+                f"input {name!r} of step {step!r} wants a {kind}, but artifact {artifact_id} is a {item.kind}"
+            )
+        return item
 
     def _project_info(self, project_id: str) -> dict[str, Any]:
         project = self._project(project_id)
@@ -619,7 +648,7 @@ class JobService:
         def dataset_key(ref: dict[str, Any]) -> str:
             parts = []
             for party in parties:
-                dataset = _dataset_name(ref, party)
+                dataset = _dataset_name(ref, party, roles)
                 if dataset is None:
                     continue
                 entry = pinned.get(party, {}).get(dataset)
@@ -634,6 +663,7 @@ class JobService:
             return "dataset:" + "|".join(parts)
 
         keys = step_keys(ordered, roles, dataset_key, project.id)
+        self._check_artifact_inputs(project, ordered, roles)
         uses = sorted({components.get(s.component).use for s in ordered})
         return {
             "job_id": job_id or uuid.uuid4().hex,
@@ -647,11 +677,33 @@ class JobService:
             "steps": [{**s.to_dict(), "key": keys[s.name]} for s in ordered],
         }
 
+    def _check_artifact_inputs(
+        self, project: Project, ordered: list[Step], roles: dict[str, list[str]]
+    ) -> None:
+        """Before a job is admitted: every artifact input of a step we play is ours, of this project."""
+        for step in ordered:
+            role = _role_of(roles, self.party, step.component)
+            if role is None:
+                continue
+            component = components.get(step.component)
+            for name, ref in step.inputs.items():
+                if "artifact" in ref:
+                    kind = component.port(name, output=False).kind
+                    self._artifact_input(
+                        project, step.name, name, kind, str(ref["artifact"]), role == ARBITER
+                    )
+
     def _reusable(self, spec: dict[str, Any]) -> set[str]:
-        """Steps this party has run before with the same key and whose outputs are still stored intact."""
+        """Steps this party has run before with the same key and whose outputs are still stored intact.
+
+        A step in which we play no role counts as reusable here: whether it runs is up to its parties.
+        """
         have = set()
         with self._db.session() as session:
             for step in spec["steps"]:
+                if _role_of(spec["roles"], self.party, step["component"]) is None:
+                    have.add(step["key"])
+                    continue
                 done = session.exec(
                     select(Task).where(Task.step_key == step["key"], Task.state == "succeeded").limit(1)
                 ).first()
@@ -785,8 +837,20 @@ class JobService:
 
 
 def _default_roles(project: Project) -> dict[str, list[str]]:
-    """The project's initiator plays guest; every other member plays host."""
-    return {"guest": [project.initiator], "host": [m for m in project.members if m != project.initiator]}
+    """The initiator plays guest; a member that authorised datasets plays host, one that authorised none arbiter.
+
+    `project.datasets` is keyed by party (each member's pinned datasets); an arbiter brings no data and only
+    coordinates. The arbiter role is left out when no member is data-less, so two-party jobs look as before.
+    """
+    others = [m for m in project.members if m != project.initiator]
+    roles = {
+        "guest": [project.initiator],
+        "host": [m for m in others if project.datasets.get(m)],
+    }
+    arbiters = [m for m in others if not project.datasets.get(m)]
+    if arbiters:
+        roles[ARBITER] = arbiters
+    return roles
 
 
 def _members(spec: dict[str, Any]) -> list[str]:
@@ -800,10 +864,12 @@ def _role_of(roles: dict[str, list[str]], party: str, component: str) -> str | N
     return None
 
 
-def _dataset_name(ref: dict[str, Any], party: str) -> str | None:
+def _dataset_name(ref: dict[str, Any], party: str, roles: dict[str, list[str]]) -> str | None:
+    """The dataset `party` reads for a dataset input: one name is every party's but a mere arbiter's."""
     dataset = ref["dataset"]
     if isinstance(dataset, str):
-        return dataset
+        plays = {role for role, parties in roles.items() if party in parties}
+        return None if plays == {ARBITER} else dataset
     return dataset.get(party)
 
 

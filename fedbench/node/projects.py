@@ -1,15 +1,19 @@
 """Projects: the lifecycle negotiated between nodes, and the checks every project request passes first.
 
 Both sides of every exchange live here, side by side: `propose` (our side) and `_on_propose` (the partner's),
-`accept` and `_on_accept`, and so on. Each incoming request is checked by `_admit` before its handler runs:
-token, membership, state, use, datasets and quotas; a refusal is audited on the receiving node and travels
-back to the sender as a `Refused` error (audited there too).
+`accept` and `_on_accept`, and so on. When the last member accepts, the initiator tells the others the final
+datasets and declared PSI sizes (`_activated`, `_on_activated`), so that with three or more members (e.g. an
+arbiter that brings no data) every member knows every other's pinned datasets, whatever the order of accepts.
+Each incoming request is checked by `_admit` before its handler runs: token, membership, state, use, datasets
+and quotas; a refusal is audited on the receiving node and travels back to the sender as a `Refused` error
+(audited there too).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import os
 import secrets
 import uuid
@@ -29,6 +33,8 @@ from fedbench.store import Database, DatasetRegistry, Job, Project
 from fedbench.store.models import utcnow
 
 __all__ = ["PeerRequest", "ProjectService", "project_token_hash", "psi_domain_key"]
+
+log = logging.getLogger("fedbench.projects")
 
 PeerRequest = Callable[[str, str, str | None, str | None, dict[str, Any]], Any]
 """How the service reaches a peer node: (party, action, project id, token, body) -> answer."""
@@ -69,6 +75,7 @@ class ProjectService:
             "project.accept": self._on_accept,
             "project.reject": self._on_reject,
             "project.state": self._on_state,
+            "project.activated": self._on_activated,
             "job.submit": self._on_job_submit,
         }
         self.on_stop: Callable[[str, str], None] | None = None
@@ -427,7 +434,8 @@ class ProjectService:
             stored.terms = terms.model_dump()
             stored.datasets = {**stored.datasets, sender: pinned}
             stored.accepted_by = sorted({*stored.accepted_by, sender})
-            if set(stored.accepted_by) == set(stored.members):
+            activated = set(stored.accepted_by) == set(stored.members)
+            if activated:
                 stored.state = "active"
                 stored.state_by = sender
             stored.updated_at = utcnow()
@@ -445,7 +453,50 @@ class ProjectService:
             project=project.id,
             datasets=[d.get("name", "") for d in pinned],
         )
+        if activated:
+            self._activated(project, answer, skip=sender)
         return answer
+
+    def _activated(self, project: Project, final: dict[str, Any], *, skip: str) -> None:
+        """Tell the members that accepted earlier the final datasets and terms (the last one has them)."""
+        for member in project.members:
+            if member in (self.party, skip):
+                continue
+            try:
+                self._request(member, "project.activated", project.id, self._token(project.id), final)
+            except FedbenchError as exc:
+                log.warning("could not tell %s that project %s is active: %s", member, project.name, exc)
+
+    def _on_activated(self, sender: str, project: Project | None, body: dict[str, Any]) -> dict[str, Any]:
+        """From the initiator: every member's pinned datasets and declared PSI sizes (ours stay as we pinned)."""
+        assert project is not None
+        if sender != project.initiator:
+            raise Refused("only the project's initiator says when every member has accepted")
+        datasets = body.get("datasets")
+        if not isinstance(datasets, dict):
+            raise Refused("project.activated carries every member's datasets: {party: [pinned]}")
+        declared = ProjectTerms.model_validate(body.get("terms") or {}).max_psi_rows
+        with self._db.session() as session:
+            stored = session.get(Project, project.id)
+            assert stored is not None
+            theirs = {
+                str(party): [_pinned_entry(d) for d in items]
+                for party, items in datasets.items()
+                if party in stored.members and party != self.party and isinstance(items, list)
+            }
+            stored.datasets = {**theirs, self.party: list(stored.datasets.get(self.party, []))}
+            terms = ProjectTerms.model_validate(stored.terms)
+            for party, rows in declared.items():
+                if party in stored.members and party != self.party:
+                    terms.max_psi_rows[party] = rows
+            stored.terms = terms.model_dump()
+            stored.accepted_by = sorted(set(stored.members) & {str(p) for p in body.get("accepted_by", [])})
+            stored.updated_at = utcnow()
+            session.add(stored)
+        self._audit.record(
+            actor=sender, peer=sender, action="project.activated", allowed=True, project=project.id
+        )
+        return {"received": True}
 
     def _on_reject(self, sender: str, project: Project | None, body: dict[str, Any]) -> dict[str, Any]:
         assert project is not None
@@ -682,6 +733,20 @@ def _check_transition(project: Project, state: str, by: str) -> None:
         )
     if state == "active" and project.state not in ("suspended", "active"):
         raise Refused(f"project {project.name!r} is {project.state}; only a suspended project can be resumed")
+
+
+def _pinned_entry(entry: Any) -> dict[str, Any]:
+    """One pinned dataset as a partner describes it: name, fingerprint and row count, nothing else."""
+    if not isinstance(entry, dict):
+        raise Refused("a pinned dataset is {name, fingerprint, n_rows}")
+    try:
+        return {
+            "name": str(entry["name"]),
+            "fingerprint": str(entry["fingerprint"]),
+            "n_rows": int(entry["n_rows"]),
+        }
+    except (KeyError, TypeError, ValueError):
+        raise Refused("a pinned dataset is {name, fingerprint, n_rows}") from None
 
 
 def _touched(body: Any, party: str) -> list[str]:

@@ -32,6 +32,7 @@ from fedbench.node.config import NodeHome
 from fedbench.node.control import ControlService
 from fedbench.node.health import HealthServer
 from fedbench.node.jobs import JobService
+from fedbench.node.models import ModelService
 from fedbench.node.projects import ProjectService
 from fedbench.node.users import Users
 from fedbench.store import ArtifactFiles, Database, DatasetRegistry
@@ -79,6 +80,7 @@ class PartyNode:
             self.projects,
             self._peer_request,
         )
+        self.models = ModelService(self.config.party, self.db, self.files, self.projects, self.audit)
         self.limits = codec.CodecLimits(max_bytes=self.config.max_message_mb << 20)
         self._peers: dict[str, PeerClient] = {}
         self._peers_lock = threading.Lock()
