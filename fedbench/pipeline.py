@@ -131,7 +131,8 @@ class Pipeline:
     @classmethod
     def from_yaml(cls, source: str | os.PathLike[str]) -> Pipeline:
         """Load a pipeline file (or YAML text)."""
-        text = Path(source).read_text() if Path(str(source)).exists() else str(source)
+        is_text = isinstance(source, str) and "\n" in source
+        text = str(source) if is_text or not Path(source).exists() else Path(source).read_text()
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
@@ -153,7 +154,7 @@ class Pipeline:
             component = components.get(step.component)
             component.validate_params(step.params, step=step.name)
             if roles is not None:
-                missing = [r for r in component.roles if not roles.get(r)]
+                missing = [r for r in component.required_roles() if not roles.get(r)]
                 if missing:
                     raise PipelineError(
                         f"step {step.name!r} needs parties for roles {missing}; roles given: {dict(roles)}"
@@ -227,7 +228,8 @@ def step_keys(
     """The cache key of every step (in run order): its project, component, params, roles and inputs' keys.
 
     The project is part of the key so that nothing made under one project's terms (its PSI key, its release
-    policy) is ever reused by another.
+    policy) is ever reused by another. An optional role left without a party counts as an empty list, the same
+    whether the role is absent from `roles` or given as `[]`.
     """
     keys: dict[str, str] = {}
     for step in ordered:

@@ -115,6 +115,10 @@ class Context:
     def peer(self, role: str) -> PeerHandle:
         """The one party playing `role` (ConfigError if none or several)."""
         parties = self.roles.get(role, [])
+        if not parties:
+            raise ConfigError(
+                f"no party plays role {role!r} in this job (an optional role?); check ctx.peers({role!r}) first"
+            )
         if len(parties) != 1:
             raise ConfigError(f"role {role!r} is played by {parties}; use ctx.peers({role!r}) for several")
         return PeerHandle(self, parties[0])
@@ -143,6 +147,13 @@ class Context:
     def input(self, name: str) -> Any:
         """An input of this step: a DataFrame for tables, the stored value for models and metrics."""
         return self.io.read_input(name)
+
+    def optional_input(self, name: str) -> Any:
+        """An optional input of this step, or None when the step was not given it."""
+        try:
+            return self.io.read_input(name)
+        except ConfigError:
+            return None
 
     def output(self, name: str, value: Any) -> None:
         """Write an output of this step (a DataFrame for tables; a codec-encodable value otherwise)."""

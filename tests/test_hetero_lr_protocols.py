@@ -1,0 +1,199 @@
+"""`hetero_lr` and `score` in process: both protocols reproduce a plaintext computation of the same updates,
+refuse unsafe or unsupported setups, and send the other party nothing in the clear (messages inspected)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from lr_harness import aligned, run_component
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+from sklearn.preprocessing import StandardScaler
+
+from fedbench import components
+from fedbench.components.spec import ParamsError
+from fedbench.crypto.paillier import generate_keypair
+from fedbench.datasets import breast_cancer_vertical
+from fedbench.ml import he_ops, ring
+from fedbench.ml.design import sigmoid
+
+pytestmark = pytest.mark.filterwarnings("ignore::fedbench.crypto.paillier.WeakKeyWarning")
+
+
+def _cancer() -> tuple[pd.DataFrame, pd.DataFrame]:
+    return aligned(*breast_cancer_vertical())
+
+
+def _standardised(table: pd.DataFrame) -> np.ndarray:
+    x = table.to_numpy(dtype=float)
+    std = x.std(axis=0)
+    return (x - x.mean(axis=0)) / np.where(std > 0, std, 1.0)
+
+
+def _plain_taylor_sgd(xg, xh, y, epochs, batch, lr, alpha, seed):
+    """The updates both protocols compute, in plaintext: residual 0.25 z + 0.5 - y, L2 but not on the intercept."""
+    xg = np.hstack([xg, np.ones((len(xg), 1))])
+    wg, wh = np.zeros(xg.shape[1]), np.zeros(xh.shape[1])
+    order = np.random.default_rng(seed).permutation(len(y))
+    size = len(y) if batch <= 0 else batch
+    parts = [np.sort(order[i : i + size]) for i in range(0, len(y), size)]
+    losses = []
+    for _ in range(epochs):
+        total = 0.0
+        for rows in parts:
+            z = xg[rows] @ wg + xh[rows] @ wh
+            ypm = 2 * y[rows] - 1
+            total += float(np.sum(np.log(2) - 0.5 * ypm * z + 0.125 * z * z))
+            r = 0.25 * z + 0.5 - y[rows]
+            mask = np.ones_like(wg)
+            mask[-1] = 0
+            wg = wg - lr * (xg[rows].T @ r / len(rows) + alpha * wg * mask)
+            wh = wh - lr * (xh[rows].T @ r / len(rows) + alpha * wh)
+        losses.append(total / len(y))
+    return wg, wh, losses
+
+
+@pytest.mark.parametrize("protocol", ["sshe", "coordinated"])
+def test_protocol_reproduces_the_plaintext_updates(protocol):
+    g, h = _cancer()
+    params = {
+        "protocol": protocol,
+        "key_bits": 1024,
+        "epochs": 4,
+        "batch_size": 200 if protocol == "sshe" else 0,
+        "learning_rate": 0.5,
+        "alpha": 0.01,
+        "early_stopping": False,
+    }
+    inputs = {"guest": {"train": g}, "host": {"train": h}}
+    if protocol == "coordinated":
+        inputs["arbiter"] = {}
+    result = run_component("hetero_lr", params, inputs)
+    assert not result.errors, result.errors
+    xg, xh = _standardised(g.drop(columns=["id", "y"])), _standardised(h.drop(columns=["id"]))
+    wg, wh, losses = _plain_taylor_sgd(xg, xh, g["y"].to_numpy(float), 4, params["batch_size"], 0.5, 0.01, 0)
+    guest_model, host_model = result.outputs["guest"]["model"], result.outputs["host"]["model"]
+    np.testing.assert_allclose(guest_model["coef"][0], wg, atol=2e-4)
+    np.testing.assert_allclose(host_model["coef"][0], wh, atol=2e-4)
+    np.testing.assert_allclose(result.losses(), losses, atol=1e-4)
+    assert all(b < a for a, b in zip(losses, losses[1:], strict=False))
+    scores = result.outputs["guest"]["scores"]
+    expected = sigmoid(np.hstack([xg, np.ones((len(xg), 1))]) @ wg + xh @ wh)
+    np.testing.assert_allclose(scores["score"], expected, atol=1e-3)
+    assert guest_model["model_id"] == host_model["model_id"]
+    assert host_model["design"]["features"] == list(h.columns.drop("id"))
+    assert "classes" not in host_model and "label" not in host_model
+
+
+def test_coordinated_adam_l1_class_weights_match_sklearn_auc():
+    g, h = _cancer()
+    params = {
+        "protocol": "coordinated",
+        "key_bits": 1024,
+        "epochs": 15,
+        "batch_size": 0,
+        "optimizer": "adam",
+        "learning_rate": 0.1,
+        "penalty": "l1",
+        "alpha": 0.001,
+        "class_weight": "balanced",
+    }
+    result = run_component("hetero_lr", params, {"guest": {"train": g}, "host": {"train": h}, "arbiter": {}})
+    assert not result.errors, result.errors
+    x = StandardScaler().fit_transform(np.hstack([g.drop(columns=["id", "y"]), h.drop(columns=["id"])]))
+    reference = LogisticRegression(max_iter=1000, class_weight="balanced").fit(x, g["y"])
+    ours = roc_auc_score(g["y"], result.outputs["guest"]["scores"]["score"])
+    assert ours > roc_auc_score(g["y"], reference.predict_proba(x)[:, 1]) - 0.01
+    assert result.losses("arbiter") == result.losses("guest")
+
+
+def test_multiclass_trains_one_vs_rest():
+    rng = np.random.default_rng(3)
+    n = 300
+    a, b = rng.normal(size=(n, 2)), rng.normal(size=(n, 2))
+    klass = np.argmax(np.column_stack([a[:, 0] + b[:, 0], a[:, 1] - b[:, 1], 0.3 * np.ones(n)]), axis=1)
+    ids = [f"r{i}" for i in range(n)]
+    g = pd.DataFrame({"id": ids, "y": klass, "a0": a[:, 0], "a1": a[:, 1]})
+    h = pd.DataFrame({"id": ids, "b0": b[:, 0], "b1": b[:, 1]})
+    params = {"key_bits": 1024, "epochs": 6, "batch_size": 0, "learning_rate": 1.0, "alpha": 0.0}
+    result = run_component("hetero_lr", params, {"guest": {"train": g}, "host": {"train": h}})
+    assert not result.errors, result.errors
+    scores = result.outputs["guest"]["scores"]
+    assert {"score_0", "score_1", "score_2", "pred"} <= set(scores.columns)
+    assert (scores["pred"] == klass).mean() > 0.8
+    assert len(result.outputs["host"]["model"]["coef"]) == 3
+    assert result.losses(name="loss_class0") and result.losses(name="loss_class2")
+
+
+def test_coordinated_refuses_an_unsafe_batch_size():
+    g, h = _cancer()
+    params = {"protocol": "coordinated", "key_bits": 1024, "epochs": 10, "batch_size": 120}
+    result = run_component("hetero_lr", params, {"guest": {"train": g}, "host": {"train": h}, "arbiter": {}})
+    assert "unsafe for the coordinated protocol" in str(result.errors["guest"])
+    assert "use a batch size of at least 210" in str(result.errors["guest"])
+
+
+def test_coordinated_needs_an_arbiter_and_sshe_refuses_nonlinear_updates():
+    g, h = _cancer()
+    result = run_component(
+        "hetero_lr",
+        {"protocol": "coordinated", "key_bits": 1024},
+        {"guest": {"train": g}, "host": {"train": h}},
+    )
+    assert "needs a party in the arbiter role" in str(result.errors["guest"])
+    with pytest.raises(ParamsError, match="optimizer 'adam'.*need protocol 'coordinated'"):
+        components.get("hetero_lr").validate_params({"optimizer": "adam"})
+    with pytest.raises(ParamsError, match="penalty 'l1'"):
+        components.get("hetero_lr").validate_params({"penalty": "l1"})
+
+
+def _ring_looks_random(blob: bytes) -> bool:
+    values = ring.signed(ring.from_bytes(blob))
+    return bool(np.mean([abs(int(v)).bit_length() > 100 for v in values]) > 0.9)
+
+
+def test_sshe_sends_nothing_in_the_clear():
+    """The host receives keys, ciphertexts, uniformly random ring shares and flags; never a float of the guest's."""
+    g, h = _cancer()
+    params = {"key_bits": 1024, "epochs": 2, "batch_size": 300, "score_rows": False}
+    result = run_component("hetero_lr", params, {"guest": {"train": g}, "host": {"train": h}})
+    assert not result.errors, result.errors
+    for receiver in ("host", "guest"):
+        kinds = set()
+        for tag, payload in result.received[receiver]:
+            kinds.add(tag)
+            assert not isinstance(payload, np.ndarray), (receiver, tag)
+            if tag in ("sshe.init", "sshe.loss"):
+                assert _ring_looks_random(payload), (receiver, tag)
+            if tag in ("sshe.w", "sshe.xw", "sshe.e"):
+                assert set(payload) == {"n_bits", "key_id", "exponent", "bound", "data"}
+        assert "lr.scores" not in kinds
+    labels = g["y"].to_numpy(float)
+    stored = str(result.outputs["host"]["model"])
+    assert "mean radius" not in stored and str(labels[:20].tolist()) not in stored
+    assert result.outputs["guest"]["scores"].empty
+
+
+def test_packed_matvec_is_exact_and_unpacks_per_row():
+    public, private = generate_keypair(bits=1024)
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 1 << 24, size=(23, 3))
+    w = ring.random_ints(3)
+    encrypted = he_ops.encrypt_ints(public, list(w), public.obfuscators(3))
+    slot = ring.BITS + 24 + 2 + he_ops.SLOT_MARGIN_BITS + 1
+    masks = ring.random_ints(23, slot - 1)
+    packs = -(-23 // he_ops.slots_per_ciphertext(public, slot))
+    packed = he_ops.packed_matvec(public, encrypted, x, 24, slot, list(masks), public.obfuscators(packs))
+    assert len(packed) == packs < 23
+    values = he_ops.unpack(private, packed, 23, slot)
+    assert values == [int(v) for v in x.astype(object) @ w + masks]
+
+
+def test_ring_truncation_of_shares():
+    values = np.array([3.25, -7.5, 0.0, 1e-3, -123.456])
+    encoded = ring.encode(values, 40)
+    a = ring.random_ints(len(values))
+    b = ring.reduce(encoded - a)
+    out = ring.reduce(ring.truncate(a, 20, 0) + ring.truncate(b, 20, 1))
+    np.testing.assert_allclose(ring.decode(out, 20), values, atol=2**-19)
