@@ -31,26 +31,32 @@ class ModelDataError(FedbenchError):
 
 @dataclass
 class Design:
-    """Feature names, their training mean and standard deviation, and whether an intercept column is added."""
+    """Feature names, their training mean and standard deviation, whether an intercept column is added, and
+    what a missing value becomes ("mean": the training mean; "error": refused)."""
 
     features: list[str]
     mean: np.ndarray
     std: np.ndarray
     intercept: bool
+    missing: str = "error"
 
     @classmethod
-    def fit(cls, table: pd.DataFrame, exclude: set[str], intercept: bool) -> Design:
+    def fit(cls, table: pd.DataFrame, exclude: set[str], intercept: bool, missing: str = "error") -> Design:
         """The numeric columns of `table` other than `exclude`, with their mean and standard deviation."""
         features = [
             str(c)
             for c in table.columns
             if c not in exclude and pd.api.types.is_numeric_dtype(table[c].dtype)
         ]
-        values = _values(table, features)
-        std = values.std(axis=0) if len(values) else np.ones(len(features))
+        values = _values(table, features, missing)
+        present = ~np.isnan(values)
+        if len(values) and not present.any(axis=0).all():
+            empty = [f for f, ok in zip(features, present.any(axis=0), strict=True) if not ok]
+            raise ModelDataError(f"feature columns {empty} have no values at all; drop them")
+        mean = np.nanmean(values, axis=0) if len(values) else np.zeros(len(features))
+        std = np.nanstd(values, axis=0) if len(values) else np.ones(len(features))
         std = np.where(std > 0, std, 1.0)
-        mean = values.mean(axis=0) if len(values) else np.zeros(len(features))
-        return cls(features, mean, std, intercept)
+        return cls(features, mean, std, intercept, missing)
 
     @property
     def width(self) -> int:
@@ -59,7 +65,8 @@ class Design:
 
     def matrix(self, table: pd.DataFrame) -> np.ndarray:
         """The standardised features of `table` (and a column of ones last, for the intercept)."""
-        x = (_values(table, self.features) - self.mean) / self.std
+        x = (_values(table, self.features, self.missing) - self.mean) / self.std
+        x[np.isnan(x)] = 0.0
         if self.intercept:
             x = np.hstack([x, np.ones((len(x), 1))])
         return x
@@ -70,6 +77,7 @@ class Design:
             "mean": [float(v) for v in self.mean],
             "std": [float(v) for v in self.std],
             "intercept": self.intercept,
+            "missing": self.missing,
         }
 
     @classmethod
@@ -79,10 +87,11 @@ class Design:
             np.asarray(data["mean"], dtype=np.float64),
             np.asarray(data["std"], dtype=np.float64),
             bool(data["intercept"]),
+            str(data.get("missing", "error")),
         )
 
 
-def _values(table: pd.DataFrame, features: list[str]) -> np.ndarray:
+def _values(table: pd.DataFrame, features: list[str], missing: str) -> np.ndarray:
     missing = [f for f in features if f not in table.columns]
     if missing:
         raise ModelDataError(
@@ -95,10 +104,11 @@ def _values(table: pd.DataFrame, features: list[str]) -> np.ndarray:
             f"feature columns {bad} are not numeric; encode them first (component preprocess)"
         )
     values = frame.to_numpy(dtype=np.float64)
-    if np.isnan(values).any():
+    if missing == "error" and np.isnan(values).any():
         holes = [f for f in features if frame[f].isna().any()]
         raise ModelDataError(
-            f"feature columns {holes} have missing values; fill them first (component preprocess)"
+            f"feature columns {holes} have missing values; fill them first (component preprocess) "
+            "or set the param missing to 'mean'"
         )
     return values
 

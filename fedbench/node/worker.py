@@ -20,6 +20,7 @@ import pandas as pd
 from fedbench import components
 from fedbench.client.control import NodeClient
 from fedbench.components.context import Context, TaskIO
+from fedbench.crypto.paillier import parallel as paillier_workers
 from fedbench.errors import ConfigError, FedbenchError
 from fedbench.net import codec
 from fedbench.net.certs import PartyCredentials
@@ -47,6 +48,10 @@ def run_task(task: dict[str, Any], events: Queue[dict[str, Any]], cancel: Event)
         )
     else:
         events.put({"type": "succeeded"})
+    finally:
+        # The Paillier engine's process pool must stop before the worker exits: multiprocessing joins a
+        # process's children at exit, and idle pool workers would keep this worker (and so its node) waiting.
+        paillier_workers.shutdown()
 
 
 def _exit_with_parent(parent: int) -> None:

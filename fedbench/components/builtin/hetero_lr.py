@@ -77,6 +77,9 @@ class HeteroLRParams(BaseModel):
     init: Literal["zeros", "random", "constant"] = Field(default="zeros", description="starting weights")
     init_value: float = Field(default=0.0, ge=-10.0, le=10.0, description="the value of init 'constant'")
     fit_intercept: bool = Field(default=True, description="learn an intercept (on the guest)")
+    missing: Literal["mean", "error"] = Field(
+        default="mean", description="a missing feature value counts as the training mean, or is an error"
+    )
     class_weight: Literal["none", "balanced"] = Field(
         default="none", description="balanced: weight rows inversely to their class's share (coordinated)"
     )
@@ -211,7 +214,7 @@ class _Training:
         self.design = (
             Design.from_dict(self.warm["design"])
             if self.warm is not None
-            else Design.fit(self.table, exclude, intercept)
+            else Design.fit(self.table, exclude, intercept, params.missing)
         )
         self.x = self.design.matrix(self.table)
         self.batches = batches(len(self.table), params.batch_size, params.seed)

@@ -1,0 +1,171 @@
+"""The credit-scoring template end to end on a real sandbox (guest, host, arbiter) with the demo data: PSI,
+split, `hetero_lr` under both protocols, `evaluate`, `score`; against scikit-learn on the joined rows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+import fedbench
+from fedbench import sandbox
+from fedbench.errors import FedbenchError
+from fedbench.ml.design import Design, sigmoid
+from fedbench.pipeline import Pipeline
+
+TEMPLATES = Path(__file__).parent.parent / "templates" / "pipelines"
+FAST = {"key_bits": 1024, "epochs": 3}
+
+pytestmark = pytest.mark.filterwarnings("ignore::fedbench.crypto.paillier.WeakKeyWarning")
+
+
+@pytest.fixture(scope="module")
+def fed(tmp_path_factory):
+    root = tmp_path_factory.mktemp("hetero_lr")
+    sandbox.up(root, arbiter=True)
+    yield root
+    sandbox.down(root)
+
+
+def _template(name: str, **train_params) -> Pipeline:
+    pipeline = Pipeline.from_yaml(TEMPLATES / f"{name}.yaml")
+    data = pipeline.to_dict()
+    for step in data["steps"]:
+        if step["name"] == "train":
+            step["params"].update(FAST, **train_params)
+    return Pipeline.from_dict(data)
+
+
+def _run(root, pipeline: Pipeline):
+    guest = fedbench.connect(home=root / "guest").project("demo")
+    run = guest.run_pipeline(pipeline).wait(show_progress=False)
+    host_run = fedbench.connect(home=root / "host").project("demo").run_by_id(run.job_id)
+    return run, host_run
+
+
+def _joined(run, host_run, split: str) -> pd.DataFrame:
+    g = run.output(split, step="split").to_pandas()
+    h = host_run.output(split, step="split").to_pandas()
+    return g.merge(h, on="id")
+
+
+@pytest.fixture(scope="module", params=["sshe", "coordinated"])
+def trained(request, fed):
+    run, host_run = _run(fed, _template("credit_scoring", protocol=request.param))
+    return request.param, run, host_run
+
+
+def test_validation_auc_is_within_001_of_sklearn_and_loss_decreases(trained):
+    protocol, run, host_run = trained
+    train, validation = _joined(run, host_run, "train"), _joined(run, host_run, "validation")
+    guest_model = run.output("model", step="train").value()
+    host_model = host_run.output("model", step="train").value()
+    features = guest_model["design"]["features"] + host_model["design"]["features"]
+    scaler = make_pipeline(SimpleImputer(), StandardScaler()).fit(train[features])
+    alpha = guest_model["card"]["params"]["alpha"]
+    reference = LogisticRegression(C=1.0 / (alpha * len(train)), max_iter=1000)
+    reference.fit(scaler.transform(train[features]), train["default"])
+    expected = roc_auc_score(
+        validation["default"], reference.predict_proba(scaler.transform(validation[features]))[:, 1]
+    )
+    metrics = run.output("metrics", step="evaluate").value()
+    assert abs(metrics["validation"]["auc"] - expected) < 0.01, (
+        protocol,
+        metrics["validation"]["auc"],
+        expected,
+    )
+    losses = run.output("metrics", step="train").value()["loss"]
+    assert len(losses) == FAST["epochs"] and all(b < a for a, b in zip(losses, losses[1:], strict=False))
+    assert guest_model["card"]["protocol"] == protocol and guest_model["card"]["created_by"] == "guest"
+    assert host_model["card"]["data_fingerprint"] != guest_model["card"]["data_fingerprint"]
+    streamed = run.metrics
+    assert {"loss", "epoch_seconds"} <= set(streamed["name"])
+
+
+def test_scores_equal_the_centralized_model_on_the_joined_rows(trained):
+    _, run, host_run = trained
+    test = _joined(run, host_run, "test")
+    guest_model = run.output("model", step="train").value()
+    host_model = host_run.output("model", step="train").value()
+    z = Design.from_dict(guest_model["design"]).matrix(test) @ np.asarray(guest_model["coef"][0])
+    z += Design.from_dict(host_model["design"]).matrix(test) @ np.asarray(host_model["coef"][0])
+    scores = run.output("scores", step="score").to_pandas().merge(test[["id"]], on="id")
+    assert len(scores) == len(test) > 1000
+    np.testing.assert_allclose(scores["score"], sigmoid(z), rtol=0, atol=1e-12)
+    odds = (1 - scores["score"]) / scores["score"]
+    np.testing.assert_allclose(
+        scores["points"], 600 - 20 / np.log(2) * np.log(50) + 20 / np.log(2) * np.log(odds), atol=0.06
+    )
+    host_scores = host_run.output("scores", step="score").to_pandas()
+    assert list(host_scores.columns) == ["id"]
+
+
+def test_changing_the_learning_rate_reruns_only_train_evaluate_and_score(fed, trained):
+    protocol, run, _ = trained
+    if protocol != "sshe":
+        pytest.skip("one protocol is enough to show reuse")
+    again, _ = _run(fed, _template("credit_scoring", protocol=protocol, learning_rate=0.3))
+    states = dict(zip(again.steps()["step"], again.steps()["state"], strict=True))
+    assert states == {
+        "psi": "reused",
+        "split": "reused",
+        "train": "succeeded",
+        "evaluate": "succeeded",
+        "score": "succeeded",
+    }
+    assert (
+        again.output("model", step="train").value()["coef"]
+        != run.output("model", step="train").value()["coef"]
+    )
+
+
+def test_scoring_needs_the_score_use_and_a_model_of_the_same_project(fed, trained):
+    protocol, run, _ = trained
+    if protocol != "sshe":
+        pytest.skip("the refusals do not depend on the protocol")
+    guest, host = fedbench.connect(home=fed / "guest"), fedbench.connect(home=fed / "host")
+    guest.projects.propose(
+        "noscore", partners="host", datasets=["breast_cancer"], uses=["psi", "train"], release="both"
+    )
+    host.projects.accept("noscore", datasets=["breast_cancer"])
+    project = guest.project("noscore")
+    small = Pipeline("small")
+    small.add("psi", "psi", inputs={"data": "breast_cancer"})
+    small.add(
+        "train",
+        "hetero_lr",
+        inputs={"train": small.ref("psi", "data")},
+        key_bits=1024,
+        epochs=1,
+        batch_size=0,
+    )
+    model = project.run_pipeline(small).wait(show_progress=False).output("model", step="train")
+    with pytest.raises(FedbenchError, match="use 'score' is not allowed"):
+        project.run("score", model=model.as_ref(), data="breast_cancer")
+    demo = guest.project("demo")
+    with pytest.raises(FedbenchError, match="never used in another"):
+        demo.run("score", model=model.as_ref(), data="breast_cancer")
+
+
+def test_no_worker_process_outlives_its_step(fed, trained):
+    """A step's worker stops its Paillier pool before exiting, so it never keeps its node from stopping."""
+    import subprocess
+    import time
+
+    node = next(n for n in sandbox.status(fed) if n.party == "guest")
+    deadline = time.monotonic() + 15
+    while True:
+        children = subprocess.run(
+            ["ps", "--ppid", str(node.pid), "-o", "args="], capture_output=True, text=True, check=False
+        ).stdout
+        if "spawn_main" not in children or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert "spawn_main" not in children
