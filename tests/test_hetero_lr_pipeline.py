@@ -35,11 +35,14 @@ def fed(tmp_path_factory):
 
 
 def _template(name: str, **train_params) -> Pipeline:
+    """A shipped template as is, but with test-sized keys and fewer epochs."""
     pipeline = Pipeline.from_yaml(TEMPLATES / f"{name}.yaml")
     data = pipeline.to_dict()
     for step in data["steps"]:
         if step["name"] == "train":
             step["params"].update(FAST, **train_params)
+        if step["component"] == "binning":
+            step["params"]["key_bits"] = 1024
     return Pipeline.from_dict(data)
 
 
@@ -169,3 +172,24 @@ def test_no_worker_process_outlives_its_step(fed, trained):
             break
         time.sleep(0.5)
     assert "spawn_main" not in children
+
+
+def test_the_full_template_trains_on_the_selected_features(fed, trained):
+    protocol, _, _ = trained
+    if protocol != "sshe":
+        pytest.skip("the feature-engineering steps do not depend on the protocol")
+    run, host_run = _run(fed, _template("credit_scoring_full"))
+    states = dict(zip(run.steps()["step"], run.steps()["state"], strict=True))
+    assert states["psi"] == "reused" and states["split"] == "reused"
+    assert {states[s] for s in ("prep_train", "binning", "select", "train", "evaluate", "score")} == {
+        "succeeded"
+    }
+    dropped = 0
+    for one in (run, host_run):
+        kept = one.output("model", step="select").value()["features"]
+        decisions = one.output("metrics", step="select").value()["decisions"]
+        assert one.output("model", step="train").value()["design"]["features"] == kept
+        dropped += len(decisions) - len(kept)
+    assert dropped > 0
+    assert run.output("metrics", step="evaluate").value()["validation"]["auc"] > 0.7
+    assert len(run.output("scores", step="score").to_pandas()) > 1000
