@@ -20,6 +20,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 import fedbench
@@ -269,3 +270,58 @@ def test_projects_dashboards_propose_accept_revoke(fed: Path, guest_url: str, ho
     guest.wait_for_selector(".fb-project-details >> text=revoked")
     _screenshot(guest, "projects-dashboard-guest.png")
     _screenshot(host, "projects-dashboard-host.png")
+
+
+def test_psi_dashboard_runs_a_psi_shows_and_downloads_the_intersection(
+    fed: Path, guest_url: str, host_url: str, context
+) -> None:
+    guest = _open(context, guest_url, "psi")
+    assert "you are guest" in guest.inner_text(".fb-party")
+    guest.select_option(".fb-psi-project select", "demo")
+    guest.select_option(".fb-psi-dataset select", "credit")
+    assert guest.input_value(".fb-psi-partner-dataset select") == "credit"
+    guest.click(".fb-psi-run")
+    started = guest.wait_for_selector(".fb-psi-run-card .fb-notice .fb-ok >> text=started").inner_text()
+    short = started.split()[1]
+    guest.wait_for_selector(".fb-psi-monitor .fb-step-bar")
+    guest.wait_for_selector(f".fb-psi-result >> text=Run {short}", timeout=120_000)
+    shown = int(guest.inner_text(".fb-psi-result .fb-psi-intersection .fb-figure-value").replace(",", ""))
+
+    project = fedbench.connect(home=fed / "guest").project("demo")
+    job_id = next(j for j in project.runs()["job_id"] if j.startswith(short))
+    run = project.run_by_id(job_id)
+    assert run.status == "succeeded"
+    metrics = run.output("metrics").value()
+    matched = run.output("data").to_pandas()
+    assert shown == metrics["intersection_size"] == len(matched) > 0
+    assert f"{metrics['size_self']:,}" in guest.inner_text(".fb-psi-ours")
+    assert f"{metrics['match_rate_self']:.1%}" in guest.inner_text(".fb-psi-rate")
+    assert "You and host each received" in guest.inner_text(".fb-psi-release")
+    assert short in guest.inner_text(".fb-psi-runs")
+
+    with guest.expect_download() as download:
+        guest.click(".fb-psi-download")
+    assert download.value.suggested_filename == f"psi-demo-guest-{short}.csv"
+    saved = pd.read_csv(download.value.path(), dtype={"id": str})
+    assert len(saved) == len(matched)
+    assert saved["id"].tolist() == matched["id"].tolist()
+    assert list(saved.columns) == list(matched.columns)
+    assert "Traceback" not in guest.content()
+    _screenshot(guest, "psi-dashboard-guest.png")
+
+    host = _open(context, host_url, "psi")
+    assert "you are host" in host.inner_text(".fb-party")
+    assert short in host.inner_text(".fb-psi-runs")
+    assert "started by guest" in host.inner_text(".fb-psi-result")
+    host_metrics = (
+        fedbench.connect(home=fed / "host").project("demo").run_by_id(job_id).output("metrics").value()
+    )
+    assert (
+        host.inner_text(".fb-psi-intersection .fb-figure-value") == f"{host_metrics['intersection_size']:,}"
+    )
+    assert "You and guest each received" in host.inner_text(".fb-psi-release")
+    host.wait_for_selector(
+        ".fb-psi-download", timeout=10_000
+    )  # the release policy gives the host its rows too
+    assert not host.locator(".fb-psi-run").is_disabled(), "the host may run a PSI in this project too"
+    _screenshot(host, "psi-dashboard-host.png")

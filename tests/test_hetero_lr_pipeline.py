@@ -193,3 +193,21 @@ def test_the_full_template_trains_on_the_selected_features(fed, trained):
     assert dropped > 0
     assert run.output("metrics", step="evaluate").value()["validation"]["auc"] > 0.7
     assert len(run.output("scores", step="score").to_pandas()) > 1000
+
+
+def test_an_exported_model_imported_back_scores_the_same(fed, trained, tmp_path):
+    protocol, run, host_run = trained
+    if protocol != "sshe":
+        pytest.skip("export and import do not depend on the protocol")
+    refs = {}
+    for party, one in (("guest", run), ("host", host_run)):
+        project = fedbench.connect(home=fed / party).project("demo")
+        path = project.export_model(one.output("model", step="train"), tmp_path / f"{party}.json")
+        refs[party] = project.import_model(path, name="credit_lr").as_ref()
+    assert refs["guest"] == refs["host"]
+    guest = fedbench.connect(home=fed / "guest").project("demo")
+    rescored = guest.run(
+        "score", model=refs["guest"], data=run.output("test", step="split").as_ref(), scorecard=True
+    )
+    again = rescored.wait(show_progress=False).output("scores").to_pandas()
+    pd.testing.assert_frame_equal(again, run.output("scores", step="score").to_pandas())

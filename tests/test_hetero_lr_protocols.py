@@ -197,3 +197,54 @@ def test_ring_truncation_of_shares():
     b = ring.reduce(encoded - a)
     out = ring.reduce(ring.truncate(a, 20, 0) + ring.truncate(b, 20, 1))
     np.testing.assert_allclose(ring.decode(out, 20), values, atol=2**-19)
+
+
+def test_warm_start_continues_from_the_earlier_model():
+    g, h = _cancer()
+    params = {"key_bits": 1024, "epochs": 2, "batch_size": 0, "learning_rate": 0.5, "early_stopping": False}
+    first = run_component("hetero_lr", params, {"guest": {"train": g}, "host": {"train": h}})
+    assert not first.errors, first.errors
+    warm = {
+        party: {"train": table, "warm_start": first.outputs[party]["model"]}
+        for party, table in (("guest", g), ("host", h))
+    }
+    second = run_component("hetero_lr", params, warm)
+    assert not second.errors, second.errors
+    cold = run_component("hetero_lr", {**params, "epochs": 4}, {"guest": {"train": g}, "host": {"train": h}})
+    np.testing.assert_allclose(second.losses(), cold.losses()[2:], atol=1e-4)
+    mixed = {"guest": warm["guest"], "host": {"train": h}}
+    refused = run_component("hetero_lr", params, mixed)
+    assert "warm-start from different models" in str(refused.errors["host"])
+
+
+def test_score_picks_ids_checks_alignment_and_the_project():
+    g, h = _cancer()
+    params = {"key_bits": 1024, "epochs": 2, "batch_size": 0, "learning_rate": 0.5}
+    trained = run_component("hetero_lr", params, {"guest": {"train": g}, "host": {"train": h}})
+    models = {p: trained.outputs[p]["model"] for p in ("guest", "host")}
+    ids = [str(i) for i in g["id"].iloc[[5, 1, 9]]]
+    shuffled = {"guest": g.sample(frac=1.0, random_state=1), "host": h.sample(frac=1.0, random_state=2)}
+    result = run_component(
+        "score",
+        {"ids": ids, "scorecard": True},
+        {
+            p: {"model": models[p], "data": shuffled[p].assign(id=shuffled[p]["id"].astype(str))}
+            for p in models
+        },
+    )
+    assert not result.errors, result.errors
+    scores = result.outputs["guest"]["scores"]
+    assert list(scores["id"]) == ids
+    full = trained.outputs["guest"]["scores"].set_index(trained.outputs["guest"]["scores"]["id"].astype(str))
+    np.testing.assert_allclose(scores["score"], full.loc[ids, "score"], atol=1e-12)
+    assert (np.diff(scores["points"][np.argsort(scores["score"].to_numpy())]) <= 0).all()
+
+    unaligned = run_component("score", {}, {p: {"model": models[p], "data": shuffled[p]} for p in models})
+    assert "IDs or their order differ" in str(unaligned.errors["guest"])
+    other = run_component(
+        "score",
+        {},
+        {p: {"model": models[p], "data": {"guest": g, "host": h}[p]} for p in models},
+        project={"id": "p-2", "name": "other"},
+    )
+    assert "trained in another project" in str(other.errors["guest"])
