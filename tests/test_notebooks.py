@@ -95,7 +95,31 @@ def _check_feature_engineering(notebook: NotebookNode) -> None:
     assert sum(strict for _, strict in counts.values()) < sum(loose for loose, _ in counts.values())
 
 
+def _check_quickstart(notebook: NotebookNode) -> None:
+    assert _text(notebook, "run").count("succeeded") == 5
+    evaluated = _text(notebook, "evaluate")
+    auc = re.search(r"'validation': \{'auc': ([0-9.]+)", evaluated)
+    assert auc is not None and float(auc[1]) > 0.95, evaluated
+    assert "image/png" in _mimetypes(notebook, "roc") and "image/png" in _mimetypes(notebook, "loss")
+    assert "points" in _text(notebook, "scores")
+    rerun = _text(notebook, "rerun")
+    assert rerun.count("reused") == 2 and rerun.count("succeeded") == 3
+
+
+def _check_modeling(notebook: NotebookNode) -> None:
+    assert "'protocol': 'sshe'" in _text(notebook, "model")
+    assert "'data_fingerprint'" in _text(notebook, "card") and "'created_by': 'guest'" in _text(
+        notebook, "card"
+    )
+    assert "(20, False)" in _text(notebook, "host-part"), "the host's part has its 20 features and no label"
+    assert _text(notebook, "rerun").count("reused") == 2
+    assert "import-" in _text(notebook, "import") and "score" in _text(notebook, "score")
+    assert "['guest.json', 'host.json', 'scores.csv']" in _text(notebook, "download")
+
+
 CHECKS: dict[str, Callable[[NotebookNode], None]] = {
+    "quickstart.ipynb": _check_quickstart,
+    "modeling.ipynb": _check_modeling,
     "rerun_one_stage.ipynb": _check_rerun_one_stage,
     "psi.ipynb": _check_psi,
     "feature_engineering.ipynb": _check_feature_engineering,
@@ -124,3 +148,7 @@ def test_notebook_is_committed_without_outputs(name):
             assert not cell.get("outputs") and cell.get("execution_count") is None, (
                 f"{name}: {cell.get('id')}"
             )
+
+
+def test_every_analyst_notebook_is_checked():
+    assert set(CHECKS) == {p.name for p in NOTEBOOKS.glob("*.ipynb")}

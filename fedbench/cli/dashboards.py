@@ -40,7 +40,7 @@ __all__ = [
     "voila_environment",
 ]
 
-DASHBOARDS = ("data", "projects")
+DASHBOARDS = ("data", "projects", "psi")
 _TEMPLATE = "fedbench"
 
 
@@ -112,7 +112,9 @@ def voila_environment(root: Path, *, home: str | None, party: str) -> dict[str, 
 
 def add_parser(sub: Any) -> None:
     """Register `fedbench dashboards`."""
-    parser = sub.add_parser("dashboards", help="serve the data and projects dashboards (Voila) of one party")
+    parser = sub.add_parser(
+        "dashboards", help="serve the data, projects and PSI dashboards (Voila) of one party"
+    )
     parser.add_argument(
         "--port", type=int, default=8866, help="port to listen on (default 8866; 0: any free port)"
     )

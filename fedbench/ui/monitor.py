@@ -85,14 +85,21 @@ class _StepRow:
 
 
 class RunMonitor(widgets.VBox):
-    """A run's live view; `start()` follows it in a background thread, `follow()` in the caller's."""
+    """A run's live view; `start()` follows it in a background thread, `follow()` in the caller's.
+
+    `show_results=False` leaves out the generic results of a succeeded run (every output, every metric), for
+    a dashboard that shows them its own way; a failure is still said here.
+    """
 
     state = traitlets.Unicode("", help="the run's state as last seen")
     done = traitlets.Bool(False, help="whether the run has ended and its results are shown")
 
-    def __init__(self, run: Run, *, on_end: Callable[[Run], None] | None = None) -> None:
+    def __init__(
+        self, run: Run, *, on_end: Callable[[Run], None] | None = None, show_results: bool = True
+    ) -> None:
         self.run = run
         self._on_end = on_end
+        self._show_results = show_results
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._metrics: list[dict[str, Any]] = []
@@ -276,7 +283,8 @@ class RunMonitor(widgets.VBox):
                     self._dirty = True
                 if self._dirty:
                     self._draw()
-                self.results.value = self._results_html()
+                if self._show_results or self.run.info.get("state") != "succeeded":
+                    self.results.value = self._results_html()
                 self.done = True
         if self.done and self._on_end is not None:
             with contextlib.suppress(Exception):

@@ -2,7 +2,7 @@
 
 Each function takes arrays or DataFrames and returns a `matplotlib.figure.Figure` built without pyplot, so
 it draws the same in a notebook, a Voila dashboard, a background thread or a test (no global state, no
-backend choice). Display one in a notebook with `display(fig)`, or save it with `fig.savefig(path)`.
+backend choice). In a notebook a returned Figure shows as an image; save one with `fig.savefig(path)`.
 """
 
 from __future__ import annotations
@@ -28,6 +28,21 @@ __all__ = [
 ]
 
 _BLUE, _ORANGE, _GREY, _GREEN, _RED = "#1f6feb", "#e36209", "#8c959f", "#2da44e", "#cf222e"
+
+
+def _show_figures_as_png() -> None:
+    """In a running IPython kernel, show a Figure returned by a cell as an image (no `%matplotlib` needed)."""
+    try:
+        from IPython import get_ipython
+        from IPython.core.pylabtools import print_figure
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is not None:
+        shell.display_formatter.formatters["image/png"].for_type(Figure, lambda fig: print_figure(fig, "png"))
+
+
+_show_figures_as_png()
 
 
 def _binary(y_true: Any, y_score: Any) -> tuple[np.ndarray, np.ndarray]:

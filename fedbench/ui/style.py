@@ -51,6 +51,13 @@ CSS = """
 .fb-row { gap: 8px 20px; align-items: center; flex-wrap: wrap; }
 .fb-row-top { align-items: flex-start; }
 .fb-choice-set { gap: 2px 28px; }
+.fb-download { display: inline-block; border-radius: 6px; padding: 6px 14px; margin: 6px 0; background: #1f6feb;
+  color: #ffffff !important; font-weight: 600; text-decoration: none !important; }
+.fb-download:hover { background: #0969da; }
+.fb-figures { display: flex; flex-wrap: wrap; gap: 10px 14px; margin: 8px 0; }
+.fb-figure { border: 1px solid #d0d7de; border-radius: 8px; padding: 8px 14px; min-width: 130px; }
+.fb-figure-value { font-size: 22px; font-weight: 600; }
+.fb-figure-label { color: #57606a; font-size: 12px; }
 """
 
 

@@ -6,6 +6,7 @@ home or a sandbox home) and `FEDBENCH_PARTY` choose whose node the dashboard tal
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 from collections.abc import Sequence
@@ -22,7 +23,16 @@ from fedbench.client.workbench import Workbench
 from fedbench.errors import FedbenchError
 from fedbench.ui.style import style_sheet
 
-__all__ = ["DashboardApp", "Notice", "card", "connect_from_env", "format_when", "header", "table_html"]
+__all__ = [
+    "DashboardApp",
+    "Notice",
+    "card",
+    "connect_from_env",
+    "download_link",
+    "format_when",
+    "header",
+    "table_html",
+]
 
 HOME_VARIABLE = "FEDBENCH_HOME"
 PARTY_VARIABLE = "FEDBENCH_PARTY"
@@ -129,6 +139,21 @@ def table_html(frame: pd.DataFrame, empty: str = "nothing yet", *, index: bool =
             na_rep="",
             float_format=lambda v: f"{v:,.6g}",
         )
+    )
+
+
+def download_link(
+    content: bytes, file_name: str, label: str, *, mime: str = "text/csv", css: str = ""
+) -> str:
+    """An HTML link, drawn as a button, that saves `content` as `file_name` when clicked.
+
+    The file travels inside the link (a `data:` URI), so no server route is needed and nothing is written on
+    the node's side; that suits files of a few tens of megabytes, what a browser download is for anyway.
+    """
+    data = base64.b64encode(content).decode("ascii")
+    return (
+        f'<a class="fb-download {escape(css)}" download="{escape(file_name)}" '
+        f'href="data:{escape(mime)};base64,{data}" title="{escape(file_name)}">{escape(label)}</a>'
     )
 
 
