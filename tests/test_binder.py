@@ -1,5 +1,6 @@
 """Binder, imitated on this machine: a fresh environment, `binder/postBuild`, then `binder/start` running
-JupyterLab; the sandbox comes up behind it, the extension reports it, and the shipped notebook runs on it.
+JupyterLab; the sandbox comes up behind it, the extension reports it, every dashboard renders under
+`/voila/render/...`, and the quickstart notebook runs on it.
 
 The fresh environment is a venv with `--system-site-packages` (the Jupyter stack and fedbench's
 dependencies come from this machine instead of being downloaded again); postBuild installs fedbench into it.
@@ -28,7 +29,8 @@ from fedbench import sandbox
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "binder-test-token"
-NOTEBOOK = ROOT / "notebooks" / "rerun_one_stage.ipynb"
+NOTEBOOK = ROOT / "notebooks" / "quickstart.ipynb"
+DASHBOARDS = sorted((ROOT / "notebooks" / "dashboards").glob("*.ipynb"))
 
 _EXECUTE = """
 import sys
@@ -106,6 +108,10 @@ def test_binder_sequence_serves_lab_with_the_sandbox_and_runs_the_notebook(tmp_p
         code, page = _get(f"http://127.0.0.1:{port}/lab")
         assert code == 200 and b"JupyterLab" in page
         assert (home / "up.log").exists(), "`start` ran `fedbench sandbox up` in the background"
+        for dashboard in DASHBOARDS:
+            code, page = _get(f"http://127.0.0.1:{port}/voila/render/notebooks/dashboards/{dashboard.name}")
+            assert code == 200, (dashboard.name, page[-2000:])
+            assert b"voila" in page and b"Traceback" not in page, dashboard.name
 
         executed = tmp_path / "executed.ipynb"
         _run(
@@ -119,7 +125,7 @@ def test_binder_sequence_serves_lab_with_the_sandbox_and_runs_the_notebook(tmp_p
             if cell.cell_type == "code"
             for out in cell.get("outputs", [])
         )
-        assert "reused" in outputs and "'total': " in outputs
+        assert "reused" in outputs and "'validation': {'auc'" in outputs
         guest = fedbench.connect(home=home)
         assert len(guest.project("demo").runs()) >= 2, (
             "the notebook ran on the sandbox that `start` brought up"

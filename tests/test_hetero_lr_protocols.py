@@ -248,3 +248,17 @@ def test_score_picks_ids_checks_alignment_and_the_project():
         project={"id": "p-2", "name": "other"},
     )
     assert "trained in another project" in str(other.errors["guest"])
+
+
+def test_missing_values_are_refused_or_count_as_the_training_mean():
+    from fedbench.ml.design import Design, ModelDataError
+
+    table = pd.DataFrame({"id": ["a", "b", "c", "d"], "x": [1.0, np.nan, 3.0, 5.0], "z": [1.0, 2.0, 3.0, 4.0]})
+    with pytest.raises(ModelDataError, match=r"\['x'\] have missing values.*missing to 'mean'"):
+        Design.fit(table, {"id"}, intercept=False)
+    design = Design.fit(table, {"id"}, intercept=True, missing="mean")
+    x = design.matrix(table)
+    assert x[1, 0] == 0.0 and x.shape == (4, 3)
+    np.testing.assert_allclose(design.mean, [3.0, 2.5])
+    with pytest.raises(ModelDataError, match=r"lacks the model's feature columns \['z'\]"):
+        design.matrix(table.drop(columns=["z"]))

@@ -92,10 +92,10 @@ class Design:
 
 
 def _values(table: pd.DataFrame, features: list[str], missing: str) -> np.ndarray:
-    missing = [f for f in features if f not in table.columns]
-    if missing:
+    absent = [f for f in features if f not in table.columns]
+    if absent:
         raise ModelDataError(
-            f"the table lacks the model's feature columns {missing}; it has {list(table.columns)}"
+            f"the table lacks the model's feature columns {absent}; it has {list(table.columns)}"
         )
     frame = table[features]
     bad = [f for f in features if not pd.api.types.is_numeric_dtype(frame[f].dtype)]
