@@ -253,7 +253,9 @@ def test_score_picks_ids_checks_alignment_and_the_project():
 def test_missing_values_are_refused_or_count_as_the_training_mean():
     from fedbench.ml.design import Design, ModelDataError
 
-    table = pd.DataFrame({"id": ["a", "b", "c", "d"], "x": [1.0, np.nan, 3.0, 5.0], "z": [1.0, 2.0, 3.0, 4.0]})
+    table = pd.DataFrame(
+        {"id": ["a", "b", "c", "d"], "x": [1.0, np.nan, 3.0, 5.0], "z": [1.0, 2.0, 3.0, 4.0]}
+    )
     with pytest.raises(ModelDataError, match=r"\['x'\] have missing values.*missing to 'mean'"):
         Design.fit(table, {"id"}, intercept=False)
     design = Design.fit(table, {"id"}, intercept=True, missing="mean")
