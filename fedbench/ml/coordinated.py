@@ -87,13 +87,7 @@ def receive_key(ctx: Context) -> PublicKey:
 
 
 def _vector(public: PublicKey, obj: Any, length: int, what: str) -> EncryptedVector:
-    try:
-        vector = EncryptedVector.from_dict(public, obj)
-    except (ValueError, TypeError) as exc:
-        raise CoordinatedError(f"the {what} are malformed: {exc}") from None
-    if len(vector) != length:
-        raise CoordinatedError(f"expected {length} {what}, got {len(vector)}")
-    return vector
+    return he_ops.received_vector(public, obj, length, what, CoordinatedError)
 
 
 def _masked_gradient(d: EncryptedVector, x: np.ndarray) -> tuple[EncryptedVector, np.ndarray]:

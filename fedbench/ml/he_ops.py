@@ -19,12 +19,14 @@ import numpy as np
 from gmpy2 import mpz
 
 from fedbench.crypto.paillier import EncryptedVector, PrivateKey, PublicKey
+from fedbench.errors import FedbenchError
 
 __all__ = [
     "SLOT_MARGIN_BITS",
     "add_ints",
     "encrypt_ints",
     "packed_matvec",
+    "received_vector",
     "slots_per_ciphertext",
     "unpack",
 ]
@@ -51,6 +53,19 @@ def encrypt_ints(
     cts = [(int(m) % n * n + 1) * r % nsq for m, r in zip(ints, obfuscators, strict=True)]
     bound = min(public.max_int, max((abs(int(m)) for m in ints), default=0))
     return EncryptedVector(public, cts, frac_bits, bound)
+
+
+def received_vector(
+    public: PublicKey, obj: Any, length: int, what: str, error: type[FedbenchError]
+) -> EncryptedVector:
+    """A peer's encrypted vector, checked: well-formed under `public` and of `length` (else `error`)."""
+    try:
+        vector = EncryptedVector.from_dict(public, obj)
+    except (ValueError, TypeError) as exc:
+        raise error(f"the peer's {what} are malformed: {exc}") from None
+    if len(vector) != length:
+        raise error(f"the peer sent {len(vector)} {what}, expected {length}")
+    return vector
 
 
 def slots_per_ciphertext(public: PublicKey, slot_bits: int) -> int:

@@ -214,13 +214,7 @@ class SsheParty:
         return ring.truncate(ring.reduce(share * keep - gradient * rate), _TRUNCATE, self.index)
 
     def _vector(self, public: PublicKey, obj: Any, length: int, what: str) -> EncryptedVector:
-        try:
-            vector = EncryptedVector.from_dict(public, obj)
-        except (ValueError, TypeError) as exc:
-            raise SsheError(f"the peer's {what} are malformed: {exc}") from None
-        if len(vector) != length:
-            raise SsheError(f"the peer sent {len(vector)} {what}, expected {length}")
-        return vector
+        return he_ops.received_vector(public, obj, length, what, SsheError)
 
     def reveal_own(self, ctx: Context) -> np.ndarray:
         """Swap shares so each party learns its own weights (and only those)."""

@@ -18,6 +18,7 @@ import pandas as pd
 from pydantic import BaseModel, Field
 
 from fedbench.components.builtin.columns import LABEL_CANDIDATES, find_label
+from fedbench.components.builtin.key_size import KeyBits, key_bits_field
 from fedbench.components.context import Context
 from fedbench.components.spec import Component, Port, register
 from fedbench.crypto.paillier import EncryptedVector, PublicKey, generate_keypair
@@ -42,11 +43,6 @@ __all__ = [
 _SMOOTHING = 0.5
 
 
-def _no_type(schema: dict[str, Any]) -> None:
-    """A key size is a choice in the forms, not a number to step through."""
-    schema.pop("type", None)
-
-
 class BinningParams(BaseModel):
     """Parameters of `binning`."""
 
@@ -67,11 +63,7 @@ class BinningParams(BaseModel):
         description="the guest's binary (0/1) label column; none: 'default' if present, else 'y'",
     )
     id_column: str = Field(default="id", description="the ID column, left out of the features")
-    key_bits: Literal[1024, 2048, 3072] = Field(
-        default=2048,
-        description="Paillier key size for the encrypted labels (1024 for tests only)",
-        json_schema_extra=_no_type,
-    )
+    key_bits: KeyBits = key_bits_field("the encrypted labels")
     transform: Literal["none", "bin", "woe"] = Field(
         default="none", description="the data output: unchanged, each feature's bin index, or its WOE"
     )

@@ -24,6 +24,7 @@ import pandas as pd
 from pydantic import BaseModel, Field, model_validator
 
 from fedbench.components.builtin.columns import LABEL_CANDIDATES, find_label
+from fedbench.components.builtin.key_size import KeyBits, key_bits_field
 from fedbench.components.context import Context
 from fedbench.components.spec import Component, Port, register
 from fedbench.errors import FedbenchError
@@ -42,10 +43,6 @@ from fedbench.ml.optim import Optimizer, learning_rate
 from fedbench.ml.sshe import SsheParty
 
 __all__ = ["HeteroLRError", "HeteroLRParams", "hetero_lr", "scores_table"]
-
-
-def _no_type(schema: dict[str, Any]) -> None:
-    schema.pop("type", None)
 
 
 class HeteroLRParams(BaseModel):
@@ -93,9 +90,7 @@ class HeteroLRParams(BaseModel):
         default=None, description="the guest's label column; none: 'default' if present, else 'y'"
     )
     id_column: str = Field(default="id", description="the ID column, left out of the features")
-    key_bits: Literal[1024, 2048, 3072] = Field(
-        default=2048, description="Paillier key size (1024 for tests only)", json_schema_extra=_no_type
-    )
+    key_bits: KeyBits = key_bits_field("the encrypted products")
 
     @model_validator(mode="after")
     def _protocol_supports(self) -> HeteroLRParams:
