@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from fedbench.components.context import Context, PeerHandle
-from fedbench.crypto.paillier import EncryptedVector, PublicKey, generate_keypair
+from fedbench.crypto.paillier import EncryptedVector, ObfuscatorPool, PublicKey, generate_keypair
 from fedbench.errors import FedbenchError
 from fedbench.ml import he_ops, ring
 from fedbench.ml.design import FIXED_BITS, FIXED_FRAC_BITS, fixed_point
@@ -65,7 +65,14 @@ class SsheParty:
     """
 
     def __init__(
-        self, ctx: Context, peer: PeerHandle, index: int, x: np.ndarray, key_bits: int, intercept: bool
+        self,
+        ctx: Context,
+        peer: PeerHandle,
+        index: int,
+        x: np.ndarray,
+        key_bits: int,
+        intercept: bool,
+        batch_rows: int,
     ):
         self.ctx = ctx
         self.peer = peer
@@ -95,6 +102,11 @@ class SsheParty:
         self.peer_slot_bits = (
             ring.BITS + FIXED_BITS + max(1, self.peer_width).bit_length() + he_ops.SLOT_MARGIN_BITS + 1
         )
+        # Obfuscators for our residual shares (our key) and our packed products (the peer's key), made in the
+        # background while we wait for the peer; each is taken once.
+        packs = -(-batch_rows // he_ops.slots_per_ciphertext(self.peer_public, self.slot_bits))
+        self.share_pool = ObfuscatorPool(self.private, size=batch_rows)
+        self.pack_pool = ObfuscatorPool(self.peer_public, size=packs)
 
     def share_weights(self, ctx: Context, weights: np.ndarray) -> None:
         """Split our starting weights: a uniform random share goes to the peer, we keep the difference."""
@@ -125,7 +137,7 @@ class SsheParty:
         x_signed = self.signed[rows]
         slots = he_ops.slots_per_ciphertext(self.peer_public, self.slot_bits)
         packs = -(-count // slots)
-        pack_obfuscators = self.peer_public.obfuscators(packs)
+        pack_obfuscators = self.pack_pool.take(packs)
         peer.send("sshe.w", self.public.encrypt_encoded([int(v) for v in self.peer_share], 0).to_dict())
 
         their_weights = self._vector(self.peer_public, peer.recv("sshe.w"), self.width, "encrypted weights")
@@ -140,7 +152,7 @@ class SsheParty:
             pack_obfuscators,
         )
         peer.send("sshe.xw", EncryptedVector.from_ciphertexts(self.peer_public, packed).to_dict())
-        share_obfuscators = self.private.obfuscators(count)
+        share_obfuscators = self.share_pool.take(count)
 
         reply = peer.recv("sshe.xw")
         try:
@@ -215,6 +227,11 @@ class SsheParty:
 
     def _vector(self, public: PublicKey, obj: Any, length: int, what: str) -> EncryptedVector:
         return he_ops.received_vector(public, obj, length, what, SsheError)
+
+    def close(self) -> None:
+        """Stop making obfuscators in the background."""
+        self.share_pool.close()
+        self.pack_pool.close()
 
     def reveal_own(self, ctx: Context) -> np.ndarray:
         """Swap shares so each party learns its own weights (and only those)."""

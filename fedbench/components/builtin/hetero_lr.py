@@ -27,6 +27,7 @@ from fedbench.components.builtin.columns import LABEL_CANDIDATES, find_label
 from fedbench.components.builtin.key_size import KeyBits, key_bits_field
 from fedbench.components.context import Context
 from fedbench.components.spec import Component, Port, register
+from fedbench.crypto.paillier import ObfuscatorPool
 from fedbench.errors import FedbenchError
 from fedbench.ml import coordinated
 from fedbench.ml.design import Design, batches
@@ -272,27 +273,33 @@ def _train_sshe(
     params = run.params
     index = 0 if run.role == "guest" else 1
     cctx = ctx.iter(k)
-    party = SsheParty(cctx, cctx.peer(run.peer_role), index, run.x, params.key_bits, run.design.intercept)
-    party.share_weights(cctx, weights)
-    alpha = params.alpha if params.penalty == "l2" else 0.0
-    previous: float | None = None
-    for epoch in range(params.epochs):
-        started = time.perf_counter()
-        ectx = cctx.iter(epoch)
-        total, rows = 0.0, 0
-        for b, positions in enumerate(run.batches):
-            labels = None if targets is None else targets[positions]
-            loss = party.step(ectx.iter(b), positions, _lr(params, epoch), alpha, labels)
-            if loss is not None:
-                total += loss * len(positions)
-                rows += len(positions)
-            _progress(ctx, run, k, epoch, b)
-        if not _epoch_end(
-            ectx, run, k, epoch, total / max(rows, 1) if targets is not None else None, previous, started
-        ):
-            break
-        previous = run.losses[k][-1] if targets is not None else None
-    return party.reveal_own(cctx)
+    batch_rows = max(len(b) for b in run.batches)
+    party = SsheParty(
+        cctx, cctx.peer(run.peer_role), index, run.x, params.key_bits, run.design.intercept, batch_rows
+    )
+    try:
+        party.share_weights(cctx, weights)
+        alpha = params.alpha if params.penalty == "l2" else 0.0
+        previous: float | None = None
+        for epoch in range(params.epochs):
+            started = time.perf_counter()
+            ectx = cctx.iter(epoch)
+            total, rows = 0.0, 0
+            for b, positions in enumerate(run.batches):
+                labels = None if targets is None else targets[positions]
+                loss = party.step(ectx.iter(b), positions, _lr(params, epoch), alpha, labels)
+                if loss is not None:
+                    total += loss * len(positions)
+                    rows += len(positions)
+                _progress(ctx, run, k, epoch, b)
+            if not _epoch_end(
+                ectx, run, k, epoch, total / max(rows, 1) if targets is not None else None, previous, started
+            ):
+                break
+            previous = run.losses[k][-1] if targets is not None else None
+        return party.reveal_own(cctx)
+    finally:
+        party.close()
 
 
 def _progress(ctx: Context, run: _Training, k: int, epoch: int, b: int) -> None:
@@ -348,30 +355,31 @@ def _train_coordinated(
     optimizer = Optimizer(params.optimizer, params.penalty, params.alpha, intercept)
     previous: float | None = None
     w = weights.copy()
-    obfuscators = public.obfuscators(len(run.batches[0]))
-    for epoch in range(params.epochs):
-        started = time.perf_counter()
-        ectx = cctx.iter(epoch)
-        for b, positions in enumerate(run.batches):
-            bctx = ectx.iter(b)
-            x = run.x[positions]
-            if len(obfuscators) != len(positions):
-                obfuscators = public.obfuscators(len(positions))
-            if targets is None:
-                gradient = coordinated.host_step(bctx, public, x, w, obfuscators)
-            else:
-                sw = None if sample_weight is None else sample_weight[positions]
-                gradient = coordinated.guest_step(bctx, public, x, w, targets[positions], sw, obfuscators)
-            nxt = run.batches[(b + 1) % len(run.batches)]
-            obfuscators = public.obfuscators(len(nxt))
-            w = optimizer.step(w, gradient, _lr(params, epoch))
-            _progress(ctx, run, k, epoch, b)
-        loss = None
-        if targets is not None:
-            loss = float(ectx.peer("arbiter").recv("coord.loss"))
-        if not _epoch_end(ectx, run, k, epoch, loss, previous, started):
-            break
-        previous = run.losses[k][-1] if targets is not None else None
+    # Obfuscators are made in the background while we wait for the peers, and taken once each.
+    pool = ObfuscatorPool(public, size=max(len(b) for b in run.batches))
+    try:
+        for epoch in range(params.epochs):
+            started = time.perf_counter()
+            ectx = cctx.iter(epoch)
+            for b, positions in enumerate(run.batches):
+                bctx = ectx.iter(b)
+                x = run.x[positions]
+                obfuscators = pool.take(len(positions))
+                if targets is None:
+                    gradient = coordinated.host_step(bctx, public, x, w, obfuscators)
+                else:
+                    sw = None if sample_weight is None else sample_weight[positions]
+                    gradient = coordinated.guest_step(bctx, public, x, w, targets[positions], sw, obfuscators)
+                w = optimizer.step(w, gradient, _lr(params, epoch))
+                _progress(ctx, run, k, epoch, b)
+            loss = None
+            if targets is not None:
+                loss = float(ectx.peer("arbiter").recv("coord.loss"))
+            if not _epoch_end(ectx, run, k, epoch, loss, previous, started):
+                break
+            previous = run.losses[k][-1] if targets is not None else None
+    finally:
+        pool.close()
     return w
 
 

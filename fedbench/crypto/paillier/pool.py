@@ -38,6 +38,7 @@ class _State:
         self.items: deque[mpz] = deque()
         self.cond = threading.Condition()
         self.closed = False
+        self.busy = False
         self.error: BaseException | None = None
 
     def run(self) -> None:
@@ -48,16 +49,19 @@ class _State:
                 if self.closed:
                     return
                 need = min(self.batch, self.size - len(self.items))
+                self.busy = True
             try:
                 made = parallel.make_obfuscators(self.spec, need, self.workers)
             except BaseException as exc:
                 with self.cond:
                     self.error = exc
                     self.closed = True
+                    self.busy = False
                     self.cond.notify_all()
                 return
             with self.cond:
                 self.items.extend(made)
+                self.busy = False
                 self.cond.notify_all()
 
 
@@ -96,9 +100,13 @@ class ObfuscatorPool:
         return self._state.size
 
     def take(self, count: int) -> list[mpz]:
-        """`count` obfuscators, each handed out once: ready ones first, the shortfall made now."""
+        """`count` obfuscators, each handed out once: ready ones first, the shortfall made now.
+
+        While the refill thread is making a batch, wait for it rather than make the same work twice over.
+        """
         state = self._state
         with state.cond:
+            state.cond.wait_for(lambda: state.closed or len(state.items) >= count or not state.busy)
             ready = min(count, len(state.items))
             out = [state.items.popleft() for _ in range(ready)]
             state.cond.notify_all()
