@@ -81,6 +81,9 @@ def test_protocol_reproduces_the_plaintext_updates(protocol):
     scores = result.outputs["guest"]["scores"]
     expected = sigmoid(np.hstack([xg, np.ones((len(xg), 1))]) @ wg + xh @ wh)
     np.testing.assert_allclose(scores["score"], expected, atol=1e-3)
+    assert result.outputs["guest"]["metrics"]["train_auc"] == pytest.approx(
+        roc_auc_score(g["y"], expected), abs=1e-3
+    )
     assert guest_model["model_id"] == host_model["model_id"]
     assert host_model["design"]["features"] == list(h.columns.drop("id"))
     assert "classes" not in host_model and "label" not in host_model

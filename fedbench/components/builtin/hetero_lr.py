@@ -25,6 +25,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from fedbench.components.builtin.columns import LABEL_CANDIDATES, find_label
 from fedbench.components.builtin.key_size import KeyBits, key_bits_field
+from fedbench.components.builtin.metrics import roc_auc
 from fedbench.components.context import Context
 from fedbench.components.spec import Component, Port, register
 from fedbench.crypto.paillier import ObfuscatorPool
@@ -444,22 +445,23 @@ def guest(ctx: Context, params: HeteroLRParams) -> None:
         params.threshold,
     )
     validation = _validation(ctx, run)
+    metrics = _metrics(run)
     if params.score_rows:
         ctx.progress(0.92, "scoring the training rows")
         proba = guest_probabilities(ctx, "lr.scores", run.design, coef, run.table)
-        ctx.output("scores", scores_table(run.table[params.id_column], y, proba, classes, params.threshold))
+        scores = scores_table(run.table[params.id_column], y, proba, classes, params.threshold)
+        ctx.output("scores", scores)
+        _log_auc(ctx, metrics, "train", scores, classes)
     else:
         ctx.output("scores", empty)
     if validation is not None and params.score_rows:
         vproba = guest_probabilities(ctx, "lr.vscores", run.design, coef, validation)
         vy = validation[label] if label in validation.columns else None
-        ctx.output(
-            "validation_scores",
-            scores_table(validation[params.id_column], vy, vproba, classes, params.threshold),
-        )
+        vscores = scores_table(validation[params.id_column], vy, vproba, classes, params.threshold)
+        ctx.output("validation_scores", vscores)
+        _log_auc(ctx, metrics, "validation", vscores, classes)
     else:
         ctx.output("validation_scores", empty)
-    metrics = _metrics(run)
     ctx.output("metrics", metrics)
     ctx.output(
         "model", run.model(coef, {"label": label, "classes": classes, "threshold": params.threshold}, metrics)
@@ -481,6 +483,16 @@ def _validation(ctx: Context, run: _Training) -> pd.DataFrame | None:
     return align_rows(
         ctx.iter(1_000_000), run.peer_role, run.validation, run.params.id_column, None, run.model_id
     )
+
+
+def _log_auc(
+    ctx: Context, metrics: dict[str, Any], part: str, scores: pd.DataFrame, classes: list[Any]
+) -> None:
+    """A binary model's AUC on `part` (train or validation), in the metrics output and the run's metrics."""
+    if len(classes) != 2 or "y" not in scores.columns or scores["y"].nunique() != 2:
+        return
+    metrics[f"{part}_auc"] = roc_auc((scores["y"] == classes[1]).to_numpy(), scores["score"].to_numpy())
+    ctx.metrics.log(f"{part}_auc", metrics[f"{part}_auc"])
 
 
 def _metrics(run: _Training) -> dict[str, Any]:
