@@ -34,19 +34,24 @@ __all__ = [
     "DASHBOARDS",
     "add_parser",
     "dashboards_dir",
+    "pipeline_templates_dir",
     "staging",
     "template_dir",
     "voila_command",
     "voila_environment",
 ]
 
-DASHBOARDS = ("data", "projects", "psi")
+DASHBOARDS = ("data", "projects", "psi", "modeling", "scoring")
 _TEMPLATE = "fedbench"
 
 
 def _roots() -> list[Path]:
+    """Where a fedbench checkout may be: next to the package, the current directory, or two levels up from
+    it (a dashboard's kernel runs in `notebooks/dashboards/`, so a package installed without `-e` still finds
+    the checkout's templates there)."""
     package = Path(fedbench.__file__).resolve().parent
-    return [package.parent, Path.cwd()]
+    here = Path.cwd()
+    return [package.parent, here, *list(here.parents)[:2]]
 
 
 def dashboards_dir() -> Path:
@@ -69,6 +74,17 @@ def template_dir() -> Path:
             return folder
     raise ConfigError(
         "cannot find templates/voila/fedbench/ next to the fedbench package or in the current directory"
+    )
+
+
+def pipeline_templates_dir() -> Path:
+    """The pipeline templates folder (`templates/pipelines/` of the repository), found like the Voila template."""
+    for root in _roots():
+        folder = root / "templates" / "pipelines"
+        if folder.is_dir() and any(folder.glob("*.yaml")):
+            return folder
+    raise ConfigError(
+        "cannot find templates/pipelines/ next to the fedbench package or in the current directory"
     )
 
 
@@ -113,7 +129,8 @@ def voila_environment(root: Path, *, home: str | None, party: str) -> dict[str, 
 def add_parser(sub: Any) -> None:
     """Register `fedbench dashboards`."""
     parser = sub.add_parser(
-        "dashboards", help="serve the data, projects and PSI dashboards (Voila) of one party"
+        "dashboards",
+        help="serve the data, projects, PSI, modeling and scoring dashboards (Voila) of one party",
     )
     parser.add_argument(
         "--port", type=int, default=8866, help="port to listen on (default 8866; 0: any free port)"

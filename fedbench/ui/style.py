@@ -58,6 +58,10 @@ CSS = """
 .fb-figure { border: 1px solid #d0d7de; border-radius: 8px; padding: 8px 14px; min-width: 130px; }
 .fb-figure-value { font-size: 22px; font-weight: 600; }
 .fb-figure-label { color: #57606a; font-size: 12px; }
+.fb-plots { display: flex; flex-wrap: wrap; gap: 8px 16px; margin: 8px 0; align-items: flex-start; }
+.fb-plot { max-width: 100%; height: auto; }
+.fb-subsection { font-weight: 600; font-size: 13px; margin: 10px 0 4px 0; }
+.fb-reuse { margin: 6px 0; padding: 6px 10px; border-left: 3px solid #2da44e; background: #f6f8fa; }
 """
 
 

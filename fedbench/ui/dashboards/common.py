@@ -29,8 +29,10 @@ __all__ = [
     "card",
     "connect_from_env",
     "download_link",
+    "figure_box",
     "format_when",
     "header",
+    "labelled",
     "table_html",
 ]
 
@@ -108,6 +110,19 @@ def card(title: str, children: list[Any], css: str, help_text: str = "") -> widg
     box.add_class("fb-card")
     box.add_class(css)
     return box
+
+
+def labelled(text: str, widget: widgets.Widget) -> widgets.VBox:
+    """A widget with its label above it."""
+    return widgets.VBox([widgets.HTML(f'<span class="fb-label">{escape(text)}</span>'), widget])
+
+
+def figure_box(label: str, value: str, css: str) -> str:
+    """One headline number with its label under it (HTML; `css` names it for tests and styling)."""
+    return (
+        f'<div class="fb-figure {escape(css)}"><div class="fb-figure-value">{escape(value)}</div>'
+        f'<div class="fb-figure-label">{escape(label)}</div></div>'
+    )
 
 
 def format_when(stamp: Any, *, seconds: bool = False) -> str:

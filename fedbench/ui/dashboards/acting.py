@@ -1,0 +1,82 @@
+"""What the dashboards that start runs in a project share (modeling, scoring): who may start runs, which
+projects are active, pickers changed from code without their observers acting, and button actions whose
+problems are already said in words in the page (never a traceback).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from fedbench.client.workbench import Workbench
+from fedbench.errors import FedbenchError
+from fedbench.ui.dashboards.common import DashboardApp, Notice
+from fedbench.ui.dashboards.projects import USE_LABELS
+
+__all__ = ["RunsApp"]
+
+log = logging.getLogger("fedbench.ui")
+
+
+class RunsApp(DashboardApp):
+    """The base of a dashboard that starts runs in our projects; `message` says how actions went."""
+
+    def __init__(self, workbench: Workbench) -> None:
+        super().__init__()
+        self.workbench = workbench
+        self.party = workbench.party
+        self._updating = False
+        self.message = Notice("")
+        self.message.add_class("fb-notice")
+
+    def active_projects(self) -> list[str]:
+        """The names of our active projects."""
+        return [p.name for p in self.workbench.projects.list() if p.state == "active"]
+
+    def role_reason(self) -> str | None:
+        """Why our user may not start runs (viewers only look), or None when it may."""
+        try:
+            role = str(self.workbench.whoami().get("role", ""))
+        except FedbenchError:
+            role = ""
+        if role not in ("analyst", "admin"):
+            return "Your user may look at results but not start runs (that needs the analyst role)."
+        return None
+
+    @staticmethod
+    def uses_reason(info: dict[str, Any], uses: set[str]) -> str | None:
+        """Why the project's terms forbid a run with these uses (psi, train, score), or None."""
+        terms = info.get("terms", {})
+        missing = [u for u in ("psi", "train", "score") if u in uses and u not in terms.get("uses", [])]
+        if missing:
+            words = " or ".join(USE_LABELS.get(u, u).lower() for u in missing)
+            return f"This project does not allow this: its terms do not include {words}."
+        usage = info.get("usage", {})
+        if "psi" in uses and int(usage.get("psi_runs", 0)) >= int(terms.get("psi_runs", 0)):
+            return f"This project's {int(terms.get('psi_runs', 0)):,} PSI runs are all used."
+        return None
+
+    def who(self, party: str) -> str:
+        """A party as the page names it: "you (guest)" for us."""
+        return f"you ({party})" if party == self.party else party
+
+    @contextlib.contextmanager
+    def _quiet(self) -> Iterator[None]:
+        """Change pickers from code without their observers acting on it."""
+        previous, self._updating = self._updating, True
+        try:
+            yield
+        finally:
+            self._updating = previous
+
+    def _quietly(self, action: Callable[..., Any], *args: Any) -> None:
+        """Run an action from a button or picker: its problems are already shown in words in the page."""
+        try:
+            action(*args)
+        except FedbenchError:
+            pass
+        except Exception as exc:
+            log.exception("dashboard action failed")
+            self.message.problem(f"Something went wrong ({type(exc).__name__}: {exc}).")

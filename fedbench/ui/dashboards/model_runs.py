@@ -1,0 +1,277 @@
+"""What the modeling and scoring dashboards read of a project's runs, said in a business user's words.
+
+A run as our node lists it (`runs.list` / `runs.get`) has our party's steps, each with its component, state
+and cache key; a step's outputs are artifacts `<key>:<output>`. Here: finding steps by component, the sentence
+saying which steps were reused and which ran (`reuse_sentence`), the models trained in a project
+(`trained_models`), the tables whose rows are aligned across the parties (`aligned_tables`), the model a
+scoring run used (`model_of_run`), and `Outputs`, which reads each artifact once (an artifact id names content
+that never changes, so a page reloading its data reads nothing twice).
+
+A run as listed does not say what a step's inputs were, so the scoring dashboard names its runs after the
+model (`SCORING_NAME`); a scoring step in a pipeline that also trains used the model trained there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from fedbench.client.control import NodeClient
+from fedbench.client.runs import Output
+from fedbench.errors import FedbenchError
+from fedbench.ui.dashboards.common import format_when
+
+__all__ = [
+    "ALIGNED_OUTPUTS",
+    "DONE",
+    "SCORING_NAME",
+    "ModelEntry",
+    "Outputs",
+    "TableEntry",
+    "aligned_tables",
+    "join_words",
+    "model_of_run",
+    "reuse_sentence",
+    "step_label",
+    "step_of",
+    "trained_models",
+    "validation_auc",
+]
+
+DONE = ("succeeded", "reused")
+"""Step states whose outputs exist on our party."""
+_STEP_LABELS = {"psi": "PSI"}
+
+
+def step_of(info: dict[str, Any], component: str) -> dict[str, Any] | None:
+    """The first of a run's steps that runs `component` (None when it has none)."""
+    return next((s for s in info.get("steps", []) if s.get("component") == component), None)
+
+
+def step_label(name: str) -> str:
+    """A step's name as a sentence shows it ("PSI" for psi)."""
+    return _STEP_LABELS.get(name, name)
+
+
+def join_words(words: Sequence[str]) -> str:
+    """["a", "b", "c"] -> "a, b and c"."""
+    if len(words) <= 1:
+        return "".join(words)
+    return ", ".join(words[:-1]) + " and " + words[-1]
+
+
+def _capital(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def reuse_sentence(info: dict[str, Any]) -> str:
+    """Which of a finished run's steps were reused from an earlier run and which ran, in one sentence."""
+    steps = info.get("steps", [])
+    reused = [step_label(s["step"]) for s in steps if s.get("state") == "reused"]
+    ran = [step_label(s["step"]) for s in steps if s.get("state") == "succeeded"]
+    if not steps or (not reused and not ran):
+        return ""
+    if not reused:
+        return f"Every step ran: {join_words(ran)}." if len(ran) > 1 else f"{_capital(ran[0])} ran."
+    verb = "was" if len(reused) == 1 else "were"
+    if not ran:
+        return (
+            f"Nothing ran again: {join_words(reused)} {verb} reused from an earlier run with the same data "
+            "and settings."
+        )
+    return (
+        f"{_capital(join_words(reused))} {verb} reused from an earlier run (same data and settings); "
+        f"{join_words(ran)} ran again."
+    )
+
+
+class Outputs:
+    """Run outputs read through our node, each once: an artifact's id names content that never changes.
+
+    Tables of more than `KEEP_ROWS` rows are read again when asked for, so memory stays bounded.
+    """
+
+    KEEP_ROWS = 100_000
+
+    def __init__(self, node: NodeClient) -> None:
+        self._node = node
+        self._values: dict[str, Any] = {}
+
+    def value(self, artifact_id: str, kind: str) -> Any:
+        """The stored value (a DataFrame for a table); the node's error when we do not hold it."""
+        if artifact_id in self._values:
+            return self._values[artifact_id]
+        value = Output(self._node, artifact_id, kind).value()
+        if not isinstance(value, pd.DataFrame) or len(value) <= self.KEEP_ROWS:
+            self._values[artifact_id] = value
+        return value
+
+    def maybe(self, artifact_id: str, kind: str) -> Any:
+        """The stored value, or None when our party does not hold it (e.g. the guest's metrics, on the host)."""
+        try:
+            return self.value(artifact_id, kind)
+        except FedbenchError:
+            return None
+
+    def step_output(self, info: dict[str, Any], component: str, output: str, kind: str) -> Any:
+        """An output of a run's first step running `component`, or None (no such step, not done, not ours)."""
+        step = step_of(info, component)
+        if step is None or step.get("state") not in DONE:
+            return None
+        return self.maybe(f"{step['key']}:{output}", kind)
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One model a project holds: a `hetero_lr` step's `model` output, or a model imported from a file."""
+
+    artifact_id: str
+    job_id: str
+    step: str
+    created_at: str
+    run_name: str = ""
+    validation_auc: float | None = None
+    imported: str = ""
+    """The name it was imported under, for an imported model."""
+
+    @property
+    def key(self) -> str:
+        """The part of the artifact id before the output name (the training step's cache key)."""
+        return self.artifact_id.split(":", 1)[0]
+
+    def label(self) -> str:
+        """A friendly name: run, step, when, and the validation AUC when known."""
+        if self.imported:
+            return f"imported model {self.imported} · {format_when(self.created_at)}"
+        parts = [f"run {self.job_id[:8]}", self.step, format_when(self.created_at)]
+        if self.run_name:
+            parts.insert(1, self.run_name)
+        if self.validation_auc is not None:
+            parts.append(f"AUC {self.validation_auc:.3f}")
+        return " · ".join(parts)
+
+
+def validation_auc(outputs: Outputs, info: dict[str, Any]) -> float | None:
+    """The AUC of a run's `evaluate` step on validation rows (training rows without them); None if unknown."""
+    metrics = outputs.step_output(info, "evaluate", "metrics", "metrics")
+    if not isinstance(metrics, dict):
+        return None
+    part = metrics.get("validation") or metrics.get("train") or {}
+    auc = part.get("auc") if isinstance(part, dict) else None
+    return None if auc is None else float(auc)
+
+
+def trained_models(
+    runs: Iterable[dict[str, Any]],
+    outputs: Outputs,
+    artifacts: pd.DataFrame | None = None,
+    *,
+    with_auc: bool = True,
+) -> list[ModelEntry]:
+    """The models of a project, newest first: each succeeded `hetero_lr` step's model (once, from the run
+    that made it or first used it), then the models imported from files (`artifacts`: `project.artifacts()`)."""
+    found: dict[str, ModelEntry] = {}
+    for info in sorted(runs, key=lambda r: str(r.get("created_at", ""))):
+        step = step_of(info, "hetero_lr")
+        if info.get("state") != "succeeded" or step is None or step.get("state") not in DONE:
+            continue
+        artifact_id = f"{step['key']}:model"
+        if artifact_id in found:
+            continue
+        found[artifact_id] = ModelEntry(
+            artifact_id,
+            str(info["job_id"]),
+            str(step["step"]),
+            str(info.get("created_at", "")),
+            str(info.get("name", "")),
+            validation_auc(outputs, info) if with_auc else None,
+        )
+    entries = sorted(found.values(), key=lambda e: e.created_at, reverse=True)
+    if artifacts is not None and not artifacts.empty and "kind" in artifacts.columns:
+        imported = artifacts[(artifacts["kind"] == "model") & artifacts["id"].str.startswith("import-")]
+        for row in imported.iloc[::-1].itertuples():
+            entries.append(
+                ModelEntry(
+                    str(row.id), str(row.job_id or ""), "", str(row.created_at), imported=str(row.name)
+                )
+            )
+    return entries
+
+
+ALIGNED_OUTPUTS: dict[str, tuple[str, ...]] = {
+    "psi": ("data",),
+    "split": ("train", "validation", "test"),
+    "preprocess": ("data",),
+    "select": ("data",),
+}
+"""Table outputs whose rows are in the same order on every party (what `score` can take as they are)."""
+_OUTPUT_WORDS = {
+    "data": "rows",
+    "train": "training rows",
+    "validation": "validation rows",
+    "test": "test rows",
+}
+SCORING_NAME = "scoring with model "
+"""How the scoring dashboard names its runs: followed by the start of the model's id, so every party's page
+can say which model a scoring run used."""
+
+
+@dataclass(frozen=True)
+class TableEntry:
+    """An earlier step's table output whose rows are aligned across the parties."""
+
+    artifact_id: str
+    job_id: str
+    step: str
+    component: str
+    output: str
+    created_at: str
+
+    def label(self) -> str:
+        """A friendly name: which rows, of which run and step, when."""
+        words = "matched rows" if self.component == "psi" else _OUTPUT_WORDS.get(self.output, self.output)
+        return f"{words} of run {self.job_id[:8]} ({self.step}, {format_when(self.created_at)})"
+
+
+def aligned_tables(runs: Iterable[dict[str, Any]], held: set[str]) -> list[TableEntry]:
+    """The aligned table outputs of a project's succeeded runs that our party holds (`held`: artifact ids),
+    newest first, each once."""
+    found: dict[str, TableEntry] = {}
+    for info in sorted(runs, key=lambda r: str(r.get("created_at", "")), reverse=True):
+        if info.get("state") != "succeeded":
+            continue
+        for step in info.get("steps", []):
+            for output in ALIGNED_OUTPUTS.get(str(step.get("component")), ()):
+                artifact_id = f"{step['key']}:{output}"
+                if step.get("state") in DONE and artifact_id in held and artifact_id not in found:
+                    found[artifact_id] = TableEntry(
+                        artifact_id,
+                        str(info["job_id"]),
+                        str(step["step"]),
+                        str(step["component"]),
+                        output,
+                        str(info.get("created_at", "")),
+                    )
+    return list(found.values())
+
+
+def model_of_run(info: dict[str, Any], models: Sequence[ModelEntry]) -> tuple[ModelEntry | None, str]:
+    """The model a scoring run used, and how the page says it: the model trained in the same run, or the
+    one its name gives (runs the scoring dashboard started); (None, why) when the run does not record it."""
+    score = step_of(info, "score")
+    train = step_of(info, "hetero_lr")
+    if train is not None and score is not None:
+        artifact_id = f"{train['key']}:model"
+        entry = next((m for m in models if m.artifact_id == artifact_id), None)
+        return entry, f"trained in this run ({train['step']})"
+    name = str(info.get("name", ""))
+    if name.startswith(SCORING_NAME):
+        start = name[len(SCORING_NAME) :].strip()
+        entry = next((m for m in models if start and m.key.startswith(start)), None)
+        if entry is not None:
+            return entry, entry.label()
+        return None, f"model {start[:8]} (no longer listed)"
+    return None, "not recorded (a run started from a notebook)"

@@ -1,0 +1,640 @@
+"""The modeling dashboard: train a model from a pipeline template, see how good it is, change a setting, retrain.
+
+`app()` builds the page as one widget (`notebooks/dashboards/modeling.ipynb` only displays it). A business user
+chooses an active project and a template of `templates/pipelines/` that trains a model (a `hetero_lr` step),
+adjusts the training settings in a form generated from the component's params model, and `train()` runs the
+whole pipeline with the run monitor (progress per step, the loss as it falls). When it ends, `show_run(job_id)`
+says which steps were reused and which ran again, and shows the metrics on training and validation rows, the
+charts and our part of the model; `compare(a, b)` sets two runs of the template side by side.
+
+The party that proposed the project plays guest in its jobs and holds the labels; the partner's page lists the
+same runs with what each left with it (its part of the model: its features and their weights, its training
+rows), never the guest's metrics. Every action is a plain method, tested in-process; the buttons only call them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from html import escape
+from typing import TYPE_CHECKING, Any
+
+import ipywidgets as widgets
+import pandas as pd
+import traitlets
+
+from fedbench import components
+from fedbench.client.runs import TERMINAL, Run
+from fedbench.client.workbench import Workbench
+from fedbench.errors import FedbenchError
+from fedbench.pipeline import Pipeline
+from fedbench.ui.dashboards.acting import RunsApp
+from fedbench.ui.dashboards.common import (
+    card,
+    connect_from_env,
+    format_when,
+    labelled,
+    table_html,
+)
+from fedbench.ui.dashboards.figures import figure_html
+from fedbench.ui.dashboards.model_runs import Outputs, reuse_sentence, step_of
+from fedbench.ui.dashboards.modeling_result import (
+    final_metrics,
+    guest_charts,
+    headline,
+    losses_of,
+    metric_frame,
+    metrics_table,
+    model_part_html,
+    partner_figures,
+    settings_differences,
+    settings_text,
+)
+from fedbench.ui.dashboards.templates import TRAIN_COMPONENT, PipelineTemplate, modeling_templates
+from fedbench.ui.errors import FormError, PlotError
+from fedbench.ui.fields import ModelFields
+from fedbench.ui.monitor import RunMonitor
+from fedbench.ui.style import row
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = ["ModelingApp", "app"]
+
+RUNS_SHOWN = 12
+MAIN_SETTINGS = ("epochs", "learning_rate", "batch_size", "alpha", "key_bits")
+"""The settings shown at once; the others are under "More settings"."""
+_LABELS = {
+    "epochs": "Passes over the training rows (epochs)",
+    "learning_rate": "Learning rate",
+    "batch_size": "Rows per batch (0: all rows)",
+    "alpha": "Strength of the penalty on large weights",
+    "key_bits": "Encryption key size",
+    "protocol": "Protocol",
+    "label": "Label column (empty: default, else y)",
+}
+_CHOICES: dict[str, dict[Any, str]] = {
+    "key_bits": {1024: "1024 bits (a quick try only)", 2048: "2048 bits", 3072: "3072 bits"},
+    "protocol": {
+        "sshe": "SSHE: two parties, secret-shared weights",
+        "coordinated": "Coordinated by an arbiter",
+    },
+}
+_NOT_DONE = {"failed": "failed", "cancelled": "was cancelled"}
+
+
+class ModelingApp(RunsApp):
+    """The modeling dashboard of one party."""
+
+    shown = traitlets.Unicode("", help="the job id of the run whose result is shown")
+
+    def __init__(self, workbench: Workbench, templates: list[PipelineTemplate] | None = None) -> None:
+        super().__init__(workbench)
+        self.outputs = Outputs(workbench.node)
+        self.project_info: dict[str, Any] = {}
+        self.monitor: RunMonitor | None = None
+        self.modeling_runs: list[dict[str, Any]] = []
+        self._drawn: dict[str, tuple[str, str, str]] = {}
+        """The result of each ended run, drawn once (a finished run never changes)."""
+        try:
+            found = modeling_templates() if templates is None else templates
+            self._templates_problem = ""
+        except FedbenchError as exc:
+            found = []
+            self._templates_problem = f"The pipeline templates cannot be found: {exc}"
+        self.templates = {t.name: t for t in found}
+
+        wide = widgets.Layout(width="300px")
+        self.refresh_button = widgets.Button(description="Refresh", icon="refresh")
+        self.refresh_button.add_class("fb-refresh")
+        self.refresh_button.on_click(lambda _b: self._quietly(self.refresh))
+        self.project = widgets.Dropdown(options=[], layout=wide)
+        self.project.add_class("fb-modeling-project")
+        self.project.observe(self._project_picked, "value")
+        self.template = widgets.Dropdown(options=list(self.templates), layout=wide)
+        self.template.add_class("fb-modeling-template")
+        self.template.observe(self._template_picked, "value")
+        self.template_box = labelled("Template", self.template)
+        self.template_info = widgets.HTML("")
+        self.template_info.add_class("fb-modeling-template-info")
+
+        params = components.get(TRAIN_COMPONENT).params
+        self.settings = ModelFields(
+            params, prefix="fb-modeling-param", show_names=False, labels=_LABELS, choice_labels=_CHOICES
+        )
+        main = widgets.HBox([self.settings.fields[n].box for n in MAIN_SETTINGS])
+        main.add_class("fb-row")
+        main.add_class("fb-row-top")
+        more = widgets.VBox([f.box for n, f in self.settings.fields.items() if n not in MAIN_SETTINGS])
+        self.more_settings = widgets.Accordion(children=[more], titles=("More settings",))
+        self.more_settings.selected_index = None
+        self.settings_box = widgets.VBox(
+            [widgets.HTML('<div class="fb-subsection">Training settings</div>'), main, self.more_settings]
+        )
+        self.settings_box.add_class("fb-modeling-settings")
+        self.train_button = widgets.Button(description="Train", button_style="primary", icon="play")
+        self.train_button.add_class("fb-modeling-train")
+        self.train_button.on_click(lambda _b: self._quietly(self.train))
+        self.permission = widgets.HTML("")
+        self.permission.add_class("fb-modeling-permission")
+        self.monitor_area = widgets.VBox([])
+        self.monitor_area.add_class("fb-modeling-monitor")
+
+        self.result = widgets.HTML(self._nothing_yet())
+        self.result.add_class("fb-modeling-result")
+        self.charts = widgets.HTML("")
+        self.charts.add_class("fb-modeling-plots")
+        self.model_part = widgets.HTML("")
+        self.model_part.add_class("fb-modeling-model-part")
+
+        self.runs = widgets.HTML("")
+        self.runs.add_class("fb-modeling-runs")
+        self.pick_run = widgets.Dropdown(
+            options=[], description="Show the result of", style={"description_width": "initial"}
+        )
+        self.pick_run.layout.width = "560px"
+        self.pick_run.add_class("fb-modeling-run-select")
+        self.pick_run.observe(self._run_picked, "value")
+        self.compare_a = widgets.Dropdown(options=[], layout=wide)
+        self.compare_a.add_class("fb-modeling-compare-a")
+        self.compare_b = widgets.Dropdown(options=[], layout=wide)
+        self.compare_b.add_class("fb-modeling-compare-b")
+        self.compare_button = widgets.Button(description="Compare", icon="columns")
+        self.compare_button.add_class("fb-modeling-compare")
+        self.compare_button.on_click(lambda _b: self._quietly(self.compare))
+        self.comparison = widgets.HTML("")
+        self.comparison.add_class("fb-modeling-comparison")
+        self.compare_box = widgets.VBox(
+            [
+                widgets.HTML(
+                    '<div class="fb-subsection">Compare two runs of this template</div>'
+                    '<div class="fb-help">Their settings that differ, their final metrics and their loss '
+                    "per epoch.</div>"
+                ),
+                row(
+                    [labelled("First run", self.compare_a), labelled("Second run", self.compare_b)],
+                    top=True,
+                ),
+                self.compare_button,
+                self.comparison,
+            ]
+        )
+        self.compare_box.add_class("fb-modeling-compare-box")
+
+        self.frame(
+            workbench,
+            "Train a model",
+            "Train a credit-scoring model with a partner's features without seeing them: choose a template, "
+            "adjust the training, train, and compare.",
+            "modeling",
+            [
+                card(
+                    "Train",
+                    [
+                        row(
+                            [labelled("Project", self.project), self.template_box],
+                            top=True,
+                        ),
+                        self.template_info,
+                        self.settings_box,
+                        row([self.train_button, self.permission]),
+                        self.message,
+                        self.monitor_area,
+                    ],
+                    "fb-modeling-train-card",
+                    "The template says which steps run; you change only the training settings. Steps whose "
+                    "data and settings did not change are reused, not run again.",
+                ),
+                card("Result", [self.result, self.charts, self.model_part], "fb-modeling-result-card"),
+                card(
+                    "Modeling runs of this project",
+                    [self.runs, self.pick_run, self.compare_box],
+                    "fb-modeling-runs-card",
+                    "Every run of the project that trained a model, whoever started it, newest first.",
+                ),
+            ],
+            tools=[self.refresh_button],
+        )
+        if self.templates:
+            self.choose_template(next(iter(self.templates)))
+        self.refresh()
+
+    # ----- choosing ---------------------------------------------------------------------------------------
+
+    def refresh(self) -> None:
+        """Reload the active projects, the chosen one's terms and its modeling runs."""
+        names = self.active_projects()
+        current = self.project.value if self.project.value in names else (names[0] if names else None)
+        with self._quiet():
+            self.project.options = names
+            self.project.value = current
+        if current is None:
+            self.project_info = {}
+            self._set_permission()
+            self._show_runs([])
+            return
+        self.choose_project(current)
+
+    def page_opened(self) -> None:
+        """The page was opened: show the newest run (a pre-heated page may have picked an older one), reload."""
+        if not self._running():
+            self.shown = ""
+        super().page_opened()
+
+    def choose_project(self, name: str) -> None:
+        """Show one project: whether we train in it, the chosen template's settings, its modeling runs."""
+        info = self.workbench.projects.get(name).info
+        self.project_info = info
+        with self._quiet():
+            if self.project.value != name:
+                self.project.value = name
+        self._set_permission()
+        runs = [r for r in self.workbench.node.call("runs.list", project=name) if step_of(r, TRAIN_COMPONENT)]
+        self._show_runs(runs[:RUNS_SHOWN])
+
+    def choose_template(self, name: str) -> PipelineTemplate:
+        """Choose a template: its description, and the training settings filled with the template's values."""
+        if name not in self.templates:
+            problem = f"There is no modeling template named {name!r}."
+            self.message.problem(problem)
+            raise FormError(problem, {"template": problem})
+        template = self.templates[name]
+        with self._quiet():
+            self.template.value = name
+        step = template.train_step
+        self._fill_settings(step.params if step is not None else {})
+        self.template_info.value = (
+            f'<div class="fb-help">{escape(template.summary)}</div>'
+            f'<div class="fb-help">Steps: <b>{escape(template.steps_text())}</b></div>'
+        )
+        self._set_permission()
+        self._fill_compare()
+        return template
+
+    def _fill_settings(self, values: dict[str, Any]) -> None:
+        model = self.settings.model
+        for field_name, field in self.settings.fields.items():
+            info = model.model_fields[field_name]
+            default = None if info.is_required() else info.get_default(call_default_factory=True)
+            field.write(values.get(field_name, default))
+        self.settings.check()
+
+    @property
+    def chosen(self) -> PipelineTemplate | None:
+        """The chosen template."""
+        return self.templates.get(str(self.template.value)) if self.template.value else None
+
+    def trains_here(self) -> bool:
+        """Whether we play guest in the chosen project's jobs (the party that proposed it: it holds the labels)."""
+        return bool(self.project_info) and self.project_info.get("initiator") == self.party
+
+    def cannot_train(self) -> str | None:
+        """Why we cannot train with the chosen project and template now, in words; None when we can."""
+        info = self.project_info
+        if self._templates_problem:
+            return self._templates_problem
+        if not info:
+            return (
+                "There is no active project yet: a project both parties accepted is needed "
+                "(see the Projects dashboard)."
+            )
+        if not self.trains_here():
+            return (
+                f"In this project {info.get('initiator')} holds the labels and starts the training; below is "
+                "what each training left with you."
+            )
+        template = self.chosen
+        if template is None:
+            return "There is no pipeline template that trains a model (templates/pipelines/)."
+        try:
+            uses: set[str] = {components.get(s.component).use for s in template.pipeline.steps}
+        except FedbenchError as exc:
+            return f"This template cannot run here: {exc}"
+        reason = self.uses_reason(info, uses)
+        if reason:
+            return reason
+        for dataset in template.datasets():
+            for party, items in info.get("datasets", {}).items():
+                if items and dataset not in [d["name"] for d in items]:
+                    return (
+                        f"This template reads the dataset {dataset!r}, which {self.who(party)} has not "
+                        "authorised in this project."
+                    )
+        return self.role_reason()
+
+    def _set_permission(self) -> None:
+        reason = self.cannot_train()
+        guest = self.trains_here() and not self._templates_problem
+        for part in (
+            self.template_box,
+            self.template_info,
+            self.settings_box,
+            self.train_button,
+            self.compare_box,
+        ):
+            part.layout.display = None if guest else "none"
+        self.train_button.disabled = reason is not None or self._running()
+        self.permission.value = f'<span class="fb-help">{escape(reason)}</span>' if reason else ""
+
+    def _running(self) -> bool:
+        return self.monitor is not None and self.monitor.state not in TERMINAL
+
+    # ----- training ---------------------------------------------------------------------------------------
+
+    def params(self) -> dict[str, Any]:
+        """The training settings as the `hetero_lr` step gets them; FormError (shown at the fields) if wrong."""
+        try:
+            model = self.settings.validate()
+        except FormError as exc:
+            whole = exc.fields.get("")
+            self.message.problem(
+                f"These training settings do not go together: {whole}"
+                if whole
+                else "Please fix the highlighted training settings."
+            )
+            raise
+        return model.model_dump(mode="json", exclude_defaults=True)
+
+    def pipeline(self) -> Pipeline:
+        """The chosen template with our training settings in its training step."""
+        template = self.chosen
+        step = template.train_step if template is not None else None
+        if template is None or step is None:
+            problem = "Choose a template first."
+            self.message.problem(problem)
+            raise FormError(problem, {"template": problem})
+        return template.with_params(step.name, self.params())
+
+    def train(self, *, wait: bool = False) -> Run:
+        """Run the chosen template with our settings; progress shows below and the result when it ends.
+
+        The run is followed in the background (`wait=True`: here, returning once it ended). Problems are
+        shown in the page and raised (`FormError` for choices, the node's error when it refuses).
+        """
+        self.message.clear()
+        reason = self.cannot_train()
+        if reason is not None:
+            self.message.problem(reason)
+            raise FormError(reason, {"project": reason})
+        pipeline = self.pipeline()
+        project = self.workbench.projects.get(str(self.project.value))
+        self.train_button.disabled = True
+        try:
+            run = project.run_pipeline(pipeline)
+        except FedbenchError as exc:
+            self.train_button.disabled = False
+            self.message.problem(f"The training could not start: {exc}")
+            raise
+        self.message.ok(f"Run {run.job_id[:8]} started: {pipeline.name} in project {project.name}.")
+        self.monitor = RunMonitor(run, on_end=self._ended, show_results=False)
+        self.monitor_area.children = (self.monitor,)
+        if wait:
+            self.monitor.follow()
+        else:
+            self.monitor.start()
+        return run
+
+    def _ended(self, run: Run) -> None:
+        """A run we started ended: list it and show its result."""
+        self.train_button.disabled = False
+        try:
+            self.choose_project(str(self.project.value))
+            self.show_run(run.job_id)
+        except FedbenchError as exc:
+            self.message.problem(f"The training ended, but its result could not be read: {exc}")
+
+    # ----- results ----------------------------------------------------------------------------------------
+
+    def show_run(self, job_id: str) -> dict[str, Any]:
+        """Show one modeling run: what was reused and what ran, then the model as our party holds it.
+
+        The guest sees the metrics on training and validation rows, the charts and its part of the model; the
+        partner its part of the model and its training rows. Returns the run as our node lists it.
+        """
+        try:
+            info = self.workbench.node.call("runs.get", job_id=job_id)
+            if job_id not in self._drawn or info["state"] not in TERMINAL:
+                drawn = self._draw(info)
+                if info["state"] in TERMINAL:
+                    self._drawn[job_id] = drawn
+            else:
+                drawn = self._drawn[job_id]
+        except FedbenchError as exc:
+            self.result.value = (
+                f'<div class="fb-message">The result of run {escape(job_id[:8])} cannot be shown: '
+                f"{escape(str(exc))}</div>"
+            )
+            raise
+        self.result.value, self.charts.value, self.model_part.value = drawn
+        self.shown = job_id
+        with self._quiet():
+            if job_id in [v for _, v in self.pick_run.options]:
+                self.pick_run.value = job_id
+        return dict(info)
+
+    def _draw(self, info: dict[str, Any]) -> tuple[str, str, str]:
+        """The result, the charts and the model part of a run, as HTML."""
+        state = str(info["state"])
+        model = self.outputs.step_output(info, TRAIN_COMPONENT, "model", "model")
+        params = (model or {}).get("card", {}).get("params")
+        top = (
+            f'<div class="fb-help">Run <code>{escape(str(info["job_id"])[:8])}</code> '
+            f"({escape(str(info.get('name', '')))}), started by {escape(self.who(str(info.get('initiator'))))} "
+            f"on {escape(format_when(info.get('created_at')))}"
+            + (f" · {escape(settings_text(params))}" if params else "")
+            + "</div>"
+        )
+        if state not in TERMINAL:
+            return (
+                top + f'<div class="fb-help">This run is {escape(state)}; its result shows here when it '
+                "ends.</div>",
+                "",
+                "",
+            )
+        if state != "succeeded":
+            error = info.get("error") or next((s.get("error") for s in info["steps"] if s.get("error")), "")
+            words = _NOT_DONE.get(state, state)
+            return (
+                top + f'<div class="fb-message fb-modeling-failed">This training {escape(words)}'
+                f"{escape(': ' + str(error) if error else '.')}</div>",
+                "",
+                "",
+            )
+        reuse = f'<div class="fb-reuse fb-modeling-reuse">{escape(reuse_sentence(info))}</div>'
+        train_metrics = self.outputs.step_output(info, TRAIN_COMPONENT, "metrics", "metrics")
+        part = model_part_html(model)
+        guest = self._is_guest_model(model) if model is not None else self.trains_here()
+        if not guest:
+            guest_party = str(self.project_info.get("initiator", "the guest"))
+            return top + reuse + partner_figures(model, train_metrics, guest_party), "", part
+        evaluation = self.outputs.step_output(info, "evaluate", "metrics", "metrics")
+        body = headline(evaluation, train_metrics)
+        if isinstance(evaluation, dict):
+            body += '<div class="fb-subsection">Metrics</div>' + metrics_table(evaluation)
+        else:
+            body += '<div class="fb-help">This pipeline has no evaluate step: no metrics were computed.</div>'
+        scores, which = self._scores(info)
+        return top + reuse + body, guest_charts(scores, losses_of(train_metrics), which=which), part
+
+    @staticmethod
+    def _is_guest_model(model: Any) -> bool:
+        return isinstance(model, dict) and model.get("role") == "guest"
+
+    def _scores(self, info: dict[str, Any]) -> tuple[pd.DataFrame | None, str]:
+        """The scores the charts are drawn from: the validation rows', else the training rows'."""
+        validation = self.outputs.step_output(info, TRAIN_COMPONENT, "validation_scores", "table")
+        if isinstance(validation, pd.DataFrame) and len(validation):
+            return validation, "validation rows"
+        scores = self.outputs.step_output(info, TRAIN_COMPONENT, "scores", "table")
+        return (scores, "training rows") if isinstance(scores, pd.DataFrame) else (None, "")
+
+    # ----- runs and comparing -----------------------------------------------------------------------------
+
+    def _show_runs(self, runs: list[dict[str, Any]]) -> None:
+        self.modeling_runs = runs
+        guest = self.trains_here()
+        rows = [self._run_row(info, guest) for info in runs]
+        self.runs.value = table_html(pd.DataFrame(rows), "No model has been trained in this project yet.")
+        choices = [
+            (
+                f"{info['job_id'][:8]} · {info.get('name', '')} · {format_when(info.get('created_at'))} · "
+                f"{info['state']}",
+                str(info["job_id"]),
+            )
+            for info in runs
+        ]
+        with self._quiet():
+            self.pick_run.options = choices
+            self.pick_run.value = None
+        self.pick_run.layout.display = None if choices else "none"
+        self._fill_compare()
+        if not choices:
+            self.shown = ""
+            self.result.value, self.charts.value, self.model_part.value = self._nothing_yet(), "", ""
+            return
+        values = [c for _, c in choices]
+        latest = self.shown if self.shown in values else values[0]
+        with contextlib.suppress(FedbenchError):
+            self.show_run(latest)
+
+    def _run_row(self, info: dict[str, Any], guest: bool) -> dict[str, Any]:
+        steps = info.get("steps", [])
+        ran = sum(1 for s in steps if s.get("state") == "succeeded")
+        line: dict[str, Any] = {
+            "run": str(info["job_id"])[:8],
+            "when": format_when(info.get("created_at")),
+            "template": info.get("name", ""),
+            "started by": self.who(str(info.get("initiator", ""))),
+            "state": info["state"],
+            "steps run": f"{ran} of {len(steps)}" if info["state"] == "succeeded" else "",
+        }
+        done = info["state"] == "succeeded"
+        model = self.outputs.step_output(info, TRAIN_COMPONENT, "model", "model") if done else None
+        params = (model or {}).get("card", {}).get("params") or {}
+        line["learning rate"] = f"{params['learning_rate']:g}" if "learning_rate" in params else ""
+        line["epochs"] = params.get("epochs", "")
+        if guest:
+            evaluation = self.outputs.step_output(info, "evaluate", "metrics", "metrics") if done else None
+            part = (evaluation or {}).get("validation") or (evaluation or {}).get("train") or {}
+            line["validation AUC"] = f"{part['auc']:.3f}" if part.get("auc") is not None else ""
+            line["validation KS"] = f"{part['ks']:.3f}" if part.get("ks") is not None else ""
+        else:
+            design = (model or {}).get("design") or {}
+            line["your features"] = len(design.get("features", [])) if model else ""
+            rows = (model or {}).get("card", {}).get("rows")
+            line["your training rows"] = f"{int(rows):,}" if rows is not None else ""
+        return line
+
+    def _fill_compare(self) -> None:
+        """Offer the succeeded runs of the chosen template for comparing (the latest two preselected)."""
+        template = self.chosen
+        name = template.pipeline.name if template is not None else None
+        runs = [r for r in self.modeling_runs if r.get("name") == name and r["state"] == "succeeded"]
+        choices = [
+            (f"{r['job_id'][:8]} · {format_when(r.get('created_at'))}", str(r["job_id"])) for r in runs
+        ]
+        values = [v for _, v in choices]
+        with self._quiet():
+            for picker, index in ((self.compare_a, 1), (self.compare_b, 0)):
+                current = picker.value
+                same = tuple(picker.options) == tuple(choices)
+                picker.options = choices
+                default = values[index] if len(values) > index else (values[0] if values else None)
+                picker.value = current if same and current in values else default
+        self.compare_button.disabled = len(choices) < 2
+
+    def compare(self, first: str | None = None, second: str | None = None) -> Figure:
+        """Set two succeeded modeling runs side by side: the settings that differ, final metrics, loss curves."""
+        first = first or self.compare_a.value
+        second = second or self.compare_b.value
+        if not first or not second or first == second:
+            problem = "Choose two different runs to compare."
+            self.comparison.value = f'<div class="fb-message">{escape(problem)}</div>'
+            raise FormError(problem, {"runs": problem})
+        try:
+            infos = [self.workbench.node.call("runs.get", job_id=j) for j in (first, second)]
+        except FedbenchError as exc:
+            self.comparison.value = f'<div class="fb-message">{escape(str(exc))}</div>'
+            raise
+        unfinished = [i["job_id"][:8] for i in infos if i["state"] != "succeeded"]
+        if unfinished:
+            problem = f"Run {', '.join(unfinished)} did not succeed: only trained models can be compared."
+            self.comparison.value = f'<div class="fb-message">{escape(problem)}</div>'
+            raise FormError(problem, {"runs": problem})
+        from fedbench.ui import plots
+
+        labels = (f"run {first[:8]}", f"run {second[:8]}")
+        frames, settings = [], []
+        for info in infos:
+            evaluation = self.outputs.step_output(info, "evaluate", "metrics", "metrics")
+            train_metrics = self.outputs.step_output(info, TRAIN_COMPONENT, "metrics", "metrics")
+            frames.append(metric_frame(evaluation, train_metrics))
+            model = self.outputs.step_output(info, TRAIN_COMPONENT, "model", "model") or {}
+            settings.append(model.get("card", {}).get("params") or {})
+        try:
+            chart = plots.compare_runs(frames[0], frames[1], labels=labels)
+        except PlotError as exc:
+            self.comparison.value = f'<div class="fb-message">{escape(str(exc))}</div>'
+            raise
+        self.comparison.value = (
+            settings_differences(infos, settings, labels, _LABELS)
+            + figure_html(chart, f"{labels[0]} against {labels[1]}", "fb-chart-compare")
+            + final_metrics(frames, labels)
+        )
+        return chart
+
+    # ----- pickers ----------------------------------------------------------------------------------------
+
+    def _nothing_yet(self) -> str:
+        return '<div class="fb-muted">No result yet: train a model above.</div>'
+
+    def _project_picked(self, change: Any) -> None:
+        if not self._updating and change["new"]:
+            self.message.clear()
+            self._quietly(self.choose_project, change["new"])
+
+    def _template_picked(self, change: Any) -> None:
+        if not self._updating and change["new"]:
+            self._quietly(self.choose_template, change["new"])
+
+    def _run_picked(self, change: Any) -> None:
+        if not self._updating and change["new"] and change["new"] != self.shown:
+            self._quietly(self.show_run, change["new"])
+
+
+def app(workbench: Workbench | None = None) -> ModelingApp | widgets.HTML:
+    """The modeling dashboard, on `workbench` or on the node the environment names (see `connect_from_env`).
+
+    When the node cannot be reached, a page saying so (and what to do) instead of a traceback.
+    """
+    try:
+        return ModelingApp(workbench or connect_from_env())
+    except FedbenchError as exc:
+        page = widgets.HTML(
+            f'<div class="fb-app-title">Train a model</div><div class="fb-message">This dashboard cannot '
+            f'reach your organisation\'s node: {escape(str(exc))}</div><div class="fb-help">Start the node '
+            "(<code>fedbench node start</code>, or <code>fedbench sandbox up</code> to try fedbench), then reload "
+            "this page.</div>"
+        )
+        page.add_class("fb-app")
+        page.add_class("fb-app-unavailable")
+        return page
