@@ -10,10 +10,16 @@ import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import ipywidgets as widgets
+
+from fedbench.client.runs import Run
 from fedbench.client.workbench import Workbench
 from fedbench.errors import FedbenchError
+from fedbench.pipeline import Pipeline
 from fedbench.ui.dashboards.common import DashboardApp, Notice
 from fedbench.ui.dashboards.projects import USE_LABELS
+from fedbench.ui.errors import FormError
+from fedbench.ui.monitor import RunMonitor
 
 __all__ = ["RunsApp"]
 
@@ -21,7 +27,15 @@ log = logging.getLogger("fedbench.ui")
 
 
 class RunsApp(DashboardApp):
-    """The base of a dashboard that starts runs in our projects; `message` says how actions went."""
+    """The base of a dashboard that starts runs in our projects; `message` says how actions went.
+
+    A subclass has a `project` picker, a `monitor_area` the run monitor goes in, and its own
+    `choose_project` and `show_run`.
+    """
+
+    project: widgets.Dropdown
+    monitor_area: widgets.VBox
+    monitor: RunMonitor | None
 
     def __init__(self, workbench: Workbench) -> None:
         super().__init__()
@@ -30,6 +44,14 @@ class RunsApp(DashboardApp):
         self._updating = False
         self.message = Notice("")
         self.message.add_class("fb-notice")
+
+    def choose_project(self, name: str) -> Any:
+        """Show the project `name` (the subclass's view of it)."""
+        raise NotImplementedError
+
+    def show_run(self, job_id: str) -> Any:
+        """Show one run's result (the subclass's view of it)."""
+        raise NotImplementedError
 
     def active_projects(self) -> list[str]:
         """The names of our active projects."""
@@ -57,6 +79,47 @@ class RunsApp(DashboardApp):
         if "psi" in uses and int(usage.get("psi_runs", 0)) >= int(terms.get("psi_runs", 0)):
             return f"This project's {int(terms.get('psi_runs', 0)):,} PSI runs are all used."
         return None
+
+    def launch(
+        self, pipeline: Pipeline, button: widgets.Button, what: str, started: str, *, wait: bool = False
+    ) -> Run:
+        """Start `pipeline` in the chosen project with a run monitor below; when it ends, show its result.
+
+        `button` stays disabled while the run lasts; `what` names the action in messages ("training"). The run
+        is followed in the background (`wait=True`: here, returning once it ended). Problems are shown in the
+        page and raised (`FormError` for choices, the node's error when it refuses).
+        """
+        project = self.workbench.projects.get(str(self.project.value))
+        button.disabled = True
+        try:
+            run = project.run_pipeline(pipeline)
+        except FedbenchError as exc:
+            button.disabled = False
+            self.message.problem(f"The {what} could not start: {exc}")
+            raise
+        self.message.ok(started.format(run=run.job_id[:8], project=project.name))
+
+        def ended(run: Run) -> None:
+            button.disabled = False
+            try:
+                self.choose_project(str(self.project.value))
+                self.show_run(run.job_id)
+            except FedbenchError as exc:
+                self.message.problem(f"The {what} ended, but its result could not be read: {exc}")
+
+        self.monitor = RunMonitor(run, on_end=ended, show_results=False)
+        self.monitor_area.children = (self.monitor,)
+        if wait:
+            self.monitor.follow()
+        else:
+            self.monitor.start()
+        return run
+
+    def refuse(self, reason: str | None) -> None:
+        """Show and raise why the action cannot run now (nothing happens when `reason` is None)."""
+        if reason is not None:
+            self.message.problem(reason)
+            raise FormError(reason, {"project": reason})
 
     def who(self, party: str) -> str:
         """A party as the page names it: "you (guest)" for us."""

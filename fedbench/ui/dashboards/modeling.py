@@ -371,36 +371,11 @@ class ModelingApp(RunsApp):
         shown in the page and raised (`FormError` for choices, the node's error when it refuses).
         """
         self.message.clear()
-        reason = self.cannot_train()
-        if reason is not None:
-            self.message.problem(reason)
-            raise FormError(reason, {"project": reason})
+        self.refuse(self.cannot_train())
         pipeline = self.pipeline()
-        project = self.workbench.projects.get(str(self.project.value))
-        self.train_button.disabled = True
-        try:
-            run = project.run_pipeline(pipeline)
-        except FedbenchError as exc:
-            self.train_button.disabled = False
-            self.message.problem(f"The training could not start: {exc}")
-            raise
-        self.message.ok(f"Run {run.job_id[:8]} started: {pipeline.name} in project {project.name}.")
-        self.monitor = RunMonitor(run, on_end=self._ended, show_results=False)
-        self.monitor_area.children = (self.monitor,)
-        if wait:
-            self.monitor.follow()
-        else:
-            self.monitor.start()
-        return run
-
-    def _ended(self, run: Run) -> None:
-        """A run we started ended: list it and show its result."""
-        self.train_button.disabled = False
-        try:
-            self.choose_project(str(self.project.value))
-            self.show_run(run.job_id)
-        except FedbenchError as exc:
-            self.message.problem(f"The training ended, but its result could not be read: {exc}")
+        name = pipeline.name.replace("{", "{{").replace("}", "}}")
+        started = f"Run {{run}} started: {name} in project {{project}}."
+        return self.launch(pipeline, self.train_button, "training", started, wait=wait)
 
     # ----- results ----------------------------------------------------------------------------------------
 

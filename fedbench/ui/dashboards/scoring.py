@@ -452,35 +452,8 @@ class ScoringApp(RunsApp):
         shown in the page and raised (`FormError` for choices, the node's error when it refuses).
         """
         self.message.clear()
-        reason = self.cannot_score()
-        if reason is not None:
-            self.message.problem(reason)
-            raise FormError(reason, {"project": reason})
-        pipeline = self.pipeline()
-        project = self.workbench.projects.get(str(self.project.value))
-        self.score_button.disabled = True
-        try:
-            run = project.run_pipeline(pipeline)
-        except FedbenchError as exc:
-            self.score_button.disabled = False
-            self.message.problem(f"The scoring could not start: {exc}")
-            raise
-        self.message.ok(f"Scoring {run.job_id[:8]} started.")
-        self.monitor = RunMonitor(run, on_end=self._ended, show_results=False)
-        self.monitor_area.children = (self.monitor,)
-        if wait:
-            self.monitor.follow()
-        else:
-            self.monitor.start()
-        return run
-
-    def _ended(self, run: Run) -> None:
-        self.score_button.disabled = False
-        try:
-            self.choose_project(str(self.project.value))
-            self.show_run(run.job_id)
-        except FedbenchError as exc:
-            self.message.problem(f"The scoring ended, but its result could not be read: {exc}")
+        self.refuse(self.cannot_score())
+        return self.launch(self.pipeline(), self.score_button, "scoring", "Scoring {run} started.", wait=wait)
 
     # ----- results ----------------------------------------------------------------------------------------
 
