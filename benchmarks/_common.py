@@ -6,7 +6,9 @@ import datetime as dt
 import os
 import platform
 import statistics
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
@@ -34,3 +36,18 @@ def record(title: str, table: str, notes: str = "") -> None:
         RESULTS.write_text("# Benchmark results\n\nEach section is appended by a script under benchmarks/.\n")
     with RESULTS.open("a") as handle:
         handle.write(section)
+
+
+class Stopwatch:
+    """Wall and CPU seconds (of this process) per named stage."""
+
+    def __init__(self) -> None:
+        self.wall: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        start, start_cpu = time.perf_counter(), time.process_time()
+        yield
+        self.wall[stage] = self.wall.get(stage, 0.0) + time.perf_counter() - start
+        self.cpu[stage] = self.cpu.get(stage, 0.0) + time.process_time() - start_cpu

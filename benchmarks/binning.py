@@ -22,8 +22,7 @@ import os
 import sys
 import time
 import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +31,7 @@ import pandas as pd
 import phe
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import markdown_table, median, record  # noqa: E402
+from _common import Stopwatch, markdown_table, median, record  # noqa: E402
 
 from fedbench.components.builtin.binning import (  # noqa: E402
     BinningParams,
@@ -58,21 +57,6 @@ GROWS = {"keygen": "once", "encrypt": "rows", "send labels": "rows", "bin": "row
 
 Result = dict[str, tuple[list[int], list[int], float]]
 """Per host feature: events per bin, rows per bin, IV."""
-
-
-class Stopwatch:
-    """Wall and CPU seconds (of this process) per named stage."""
-
-    def __init__(self) -> None:
-        self.wall: dict[str, float] = {}
-        self.cpu: dict[str, float] = {}
-
-    @contextmanager
-    def __call__(self, stage: str) -> Iterator[None]:
-        start, start_cpu = time.perf_counter(), time.process_time()
-        yield
-        self.wall[stage] = self.wall.get(stage, 0.0) + time.perf_counter() - start
-        self.cpu[stage] = self.cpu.get(stage, 0.0) + time.process_time() - start_cpu
 
 
 def fit_all(table: pd.DataFrame, names: list[str], params: BinningParams) -> dict[str, Any]:

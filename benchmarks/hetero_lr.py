@@ -40,8 +40,6 @@ import tempfile
 import threading
 import time
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +49,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import markdown_table, median, record  # noqa: E402
+from _common import Stopwatch, markdown_table, median, record  # noqa: E402
 
 import fedbench  # noqa: E402
 from fedbench import sandbox  # noqa: E402
@@ -321,21 +319,6 @@ def run_ours(
 
 
 # --- the phe baseline --------------------------------------------------------------------------------------
-
-
-class Stopwatch:
-    """Wall and CPU seconds (of this process) per named stage."""
-
-    def __init__(self) -> None:
-        self.wall: dict[str, float] = {}
-        self.cpu: dict[str, float] = {}
-
-    @contextmanager
-    def __call__(self, stage: str) -> Iterator[None]:
-        start, start_cpu = time.perf_counter(), time.process_time()
-        yield
-        self.wall[stage] = self.wall.get(stage, 0.0) + time.perf_counter() - start
-        self.cpu[stage] = self.cpu.get(stage, 0.0) + time.process_time() - start_cpu
 
 
 def _dot(encrypted: list[Any], column: np.ndarray) -> Any:

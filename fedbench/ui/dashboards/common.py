@@ -47,6 +47,19 @@ def connect_from_env() -> Workbench:
     return fedbench.connect(party=party, home=home)
 
 
+def unavailable_page(title: str, problem: FedbenchError) -> widgets.HTML:
+    """The page a dashboard shows instead of a traceback when our node cannot be reached."""
+    page = widgets.HTML(
+        f'<div class="fb-app-title">{escape(title)}</div><div class="fb-message">This dashboard cannot '
+        f'reach your organisation\'s node: {escape(str(problem))}</div><div class="fb-help">Start the node '
+        "(<code>fedbench node start</code>, or <code>fedbench sandbox up</code> to try fedbench), then reload "
+        "this page.</div>"
+    )
+    page.add_class("fb-app")
+    page.add_class("fb-app-unavailable")
+    return page
+
+
 def header(workbench: Workbench, title: str, subtitle: str) -> widgets.HTML:
     """The dashboard's title, what it is for, and which party the user acts as."""
     box = widgets.HTML(

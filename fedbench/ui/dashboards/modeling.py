@@ -34,6 +34,7 @@ from fedbench.ui.dashboards.common import (
     format_when,
     labelled,
     table_html,
+    unavailable_page,
 )
 from fedbench.ui.dashboards.figures import figure_html
 from fedbench.ui.dashboards.model_runs import Outputs, reuse_sentence, step_of
@@ -604,12 +605,4 @@ def app(workbench: Workbench | None = None) -> ModelingApp | widgets.HTML:
     try:
         return ModelingApp(workbench or connect_from_env())
     except FedbenchError as exc:
-        page = widgets.HTML(
-            f'<div class="fb-app-title">Train a model</div><div class="fb-message">This dashboard cannot '
-            f'reach your organisation\'s node: {escape(str(exc))}</div><div class="fb-help">Start the node '
-            "(<code>fedbench node start</code>, or <code>fedbench sandbox up</code> to try fedbench), then reload "
-            "this page.</div>"
-        )
-        page.add_class("fb-app")
-        page.add_class("fb-app-unavailable")
-        return page
+        return unavailable_page("Train a model", exc)

@@ -37,6 +37,7 @@ from fedbench.ui.dashboards.common import (
     download_link,
     format_when,
     table_html,
+    unavailable_page,
 )
 from fedbench.ui.dashboards.projects import RELEASE_LABELS
 from fedbench.ui.dashboards.psi_outcome import (
@@ -558,12 +559,4 @@ def app(workbench: Workbench | None = None) -> PsiApp | widgets.HTML:
     try:
         return PsiApp(workbench or connect_from_env())
     except FedbenchError as exc:
-        page = widgets.HTML(
-            f'<div class="fb-app-title">Match customers (PSI)</div><div class="fb-message">This dashboard cannot '
-            f'reach your organisation\'s node: {escape(str(exc))}</div><div class="fb-help">Start the node '
-            "(<code>fedbench node start</code>, or <code>fedbench sandbox up</code> to try fedbench), then reload "
-            "this page.</div>"
-        )
-        page.add_class("fb-app")
-        page.add_class("fb-app-unavailable")
-        return page
+        return unavailable_page("Match customers (PSI)", exc)

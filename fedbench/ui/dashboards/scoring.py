@@ -38,6 +38,7 @@ from fedbench.ui.dashboards.common import (
     format_when,
     labelled,
     table_html,
+    unavailable_page,
 )
 from fedbench.ui.dashboards.model_runs import (
     SCORING_NAME,
@@ -660,12 +661,4 @@ def app(workbench: Workbench | None = None) -> ScoringApp | widgets.HTML:
     try:
         return ScoringApp(workbench or connect_from_env())
     except FedbenchError as exc:
-        page = widgets.HTML(
-            f'<div class="fb-app-title">Score customers</div><div class="fb-message">This dashboard cannot '
-            f'reach your organisation\'s node: {escape(str(exc))}</div><div class="fb-help">Start the node '
-            "(<code>fedbench node start</code>, or <code>fedbench sandbox up</code> to try fedbench), then reload "
-            "this page.</div>"
-        )
-        page.add_class("fb-app")
-        page.add_class("fb-app-unavailable")
-        return page
+        return unavailable_page("Score customers", exc)
