@@ -1,0 +1,22 @@
+"""What a rogue node's patch modules share: the settings of this deviation (`$FB_ROGUE`, set by tests/rogue.py).
+
+A patch module (`fb_rogue_<topic>.py` beside this file) imports `rogue_settings` and, at import time, replaces
+the functions its deviation needs; it is imported by the rogue node and by every worker process it spawns.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+
+def rogue_settings() -> dict[str, Any]:
+    """The settings the rogue node was started with (empty for an honest node)."""
+    raw = os.environ.get("FB_ROGUE", "")
+    return json.loads(raw) if raw else {}
+
+
+def rogue_setting(name: str, default: Any = None) -> Any:
+    """One setting, or `default` when the node was not told to deviate that way."""
+    return rogue_settings().get(name, default)
