@@ -12,7 +12,9 @@ from fedbench import sandbox
 
 def test_only_the_rogue_node_and_its_workers_run_patched_code(tmp_path: Path) -> None:
     root = tmp_path / "sb"
-    federation = rogue_sandbox(root, patches=["fb_rogue_probe"], settings={"claimed_rows": 123456}, rogue="host")
+    federation = rogue_sandbox(
+        root, patches=["fb_rogue_probe"], settings={"claimed_rows": 123456}, rogue="host"
+    )
     try:
         wb = fedbench.connect(home=federation.home("guest").root)
         project = wb.project("demo")
