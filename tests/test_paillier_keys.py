@@ -25,6 +25,7 @@ from fedbench.crypto.paillier import (
     ObfuscatorPool,
     PaillierError,
     PaillierOverflowError,
+    PeerKeyError,
     PrivateKey,
     PublicKey,
     WeakKeyWarning,
@@ -180,21 +181,26 @@ def test_public_key_pickles_and_travels_as_a_dict(keys: Any) -> None:
     again = pickle.loads(pickle.dumps(public))
     assert again == public and again.hs == public.hs and hash(again) == hash(public)
     received = PublicKey.from_dict(codec.decode(codec.encode(public.to_dict())))
-    assert received == public and received.hs == public.hs
+    assert received == public and not received.owned and received.hs != public.hs
+    assert received.obfuscator_spec().kind == "peer_fixed_base"
     assert private.decrypt(received.encrypt(np.array([0.5]))).tolist() == [0.5]
-    with pytest.raises(ValueError):
+    assert private.decrypt(public.encrypt(np.array([2, 3])).rerandomize()).tolist() == [2, 3]
+    with pytest.raises(PeerKeyError):
         PublicKey.from_dict({"n": 5})
+    with pytest.raises(KeyMismatchError):
+        PublicKey(public.n).to_dict()
 
 
 def test_key_parameters_are_validated(keys: Any) -> None:
     public, _ = keys
     with pytest.raises(ValueError):
-        PublicKey(public.n, exponent_bits=64)
+        generate_keypair(1024, exponent_bits=64)
     with pytest.raises(ValueError):
         PublicKey(public.n, precision_bits=-1)
-    with pytest.raises(ValueError):
-        PublicKey(public.n, hs=0)
     with pytest.raises(KeySizeError):
         PublicKey(public.n + 1)
-    short = PublicKey(public.n, exponent_bits=256, precision_bits=16)
-    assert short.encrypt(np.array([0.5])).frac_bits == 16
+    coarse = PublicKey(public.n, precision_bits=16)
+    assert coarse.encrypt(np.array([0.5])).frac_bits == 16
+    assert coarse.exponent_bits == public.n_bits + 128, "a key we did not generate gets long exponents"
+    short, _ = generate_keypair(1024, exponent_bits=256)
+    assert short.owned and short.obfuscator_spec().exponent_bits == 256

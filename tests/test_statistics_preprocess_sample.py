@@ -153,7 +153,7 @@ def test_statistics_in_process_match_pandas_and_numpy_and_host_sees_only_ciphert
     )
     assert len(result["host_received"]) == 2 and rows == N
     assert set(encrypted) == {"public_key", "vectors"}
-    assert set(encrypted["public_key"]) == {"n", "hs", "precision_bits", "exponent_bits"}
+    assert {"n", "precision_bits"} <= set(encrypted["public_key"]) and "hs" not in encrypted["public_key"]
     for vector in encrypted["vectors"]:
         assert set(vector) == {"n_bits", "key_id", "exponent", "bound", "data"}
         assert isinstance(vector["data"], bytes) and len(vector["data"]) == N * 256, "N ciphertexts mod n^2"
@@ -333,3 +333,62 @@ def test_sample_keeps_the_same_ids_on_both_sides(fed) -> None:
     short = guest.run("sample", data={"guest": "g", "host": "short"})
     with pytest.raises(RunFailed, match="not aligned"):
         short.wait(show_progress=False)
+
+
+def test_statistics_host_refuses_vectors_whose_sums_could_carry_its_rows() -> None:
+    """A guest choosing its plaintexts (Enc(2^(w i)) for row i, one vector per slice of rows) could read our
+    values from the sums: the host bounds what its returned sums could carry, from its own numbers."""
+    from fedbench.components.builtin.statistics import (
+        StatisticsParams,
+        StatisticsRefused,
+        carried_values,
+        host,
+    )
+    from fedbench.crypto.paillier import generate_keypair
+
+    _, host_table = _tables(4, 200)
+    federation = InMemoryFederation(["guest", "host"])
+    errors: list[BaseException] = []
+
+    def context(role: str) -> Context:
+        io = TaskIO(
+            read_input=lambda name: host_table,
+            write_output=lambda name, value: None,
+            emit=lambda event: None,
+            is_cancelled=lambda: False,
+        )
+        roles = {"guest": ["guest"], "host": ["host"]}
+        transport = federation.transport(role)
+        return Context(
+            party=role,
+            role=role,
+            roles=roles,
+            job_id="job",
+            step="statistics",
+            params=None,
+            transport=transport,
+            io=io,
+            recv_timeout=30,
+        )
+
+    def run_host() -> None:
+        try:
+            host(context("host"), StatisticsParams(key_bits=1024))
+        except BaseException as exc:
+            errors.append(exc)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", WeakKeyWarning)
+        public, private = generate_keypair(1024)
+        thread = threading.Thread(target=run_host)
+        thread.start()
+        peer = context("guest").peer("host")
+        peer.recv("features")
+        peer.send("rows", len(host_table))
+        vectors = [private.encrypt_encoded([1 << (30 * (i % 30)) for i in range(200)], 0).to_dict()] * 7
+        peer.send("encrypted", {"public_key": public.to_dict(), "vectors": vectors})
+        thread.join(60)
+    assert errors and isinstance(errors[0], StatisticsRefused), errors
+    assert "could carry" in str(errors[0]) and "200 rows" in str(errors[0])
+    q = np.rint(np.ones((200, 1)) * 2**20 * 3).astype(np.int64)
+    assert carried_values(1024, 1, q) == 1024 // 23 and carried_values(2048, 2, q) == 2 * (2048 // 23)

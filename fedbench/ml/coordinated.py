@@ -79,7 +79,7 @@ def arbiter_setup(ctx: Context, key_bits: int) -> PrivateKey:
 
 
 def receive_key(ctx: Context) -> PublicKey:
-    """The arbiter's public key (guest and host)."""
+    """The arbiter's public key (guest and host), validated; a malformed one raises `PeerKeyError`."""
     try:
         return PublicKey.from_dict(ctx.peer("arbiter").recv("coord.key"))
     except (ValueError, TypeError) as exc:
@@ -95,7 +95,8 @@ def _masked_gradient(d: EncryptedVector, x: np.ndarray) -> tuple[EncryptedVector
     product = d.dot(signed)
     bits = max(1, product.bound.bit_length()) + he_ops.SLOT_MARGIN_BITS
     masks = ring.random_ints(x.shape[1], bits)
-    return he_ops.add_ints(product, list(masks)), masks
+    # Rerandomised (with our own base, see PublicKey.hs): the arbiter must not relate it to [[d]]'s randomness.
+    return he_ops.add_ints(product, list(masks)).rerandomize(), masks
 
 
 def _unmask(plain: Any, masks: np.ndarray, frac_bits: int, count: int) -> np.ndarray:
@@ -147,7 +148,7 @@ def guest_step(
     masked, masks = _masked_gradient(d, x)
     y_pm = 2.0 * y - 1.0
     constant = float(np.sum(math.log(2.0) - 0.5 * y_pm * u + 0.125 * u * u))
-    loss = quarter.dot(u - 2.0 * y_pm) + squares + constant
+    loss = (quarter.dot(u - 2.0 * y_pm) + squares + constant).rerandomize()
     arbiter.send("coord.g", {"gradient": masked.to_dict(), "loss": loss.to_dict(), "rows": count})
     answer = arbiter.recv("coord.g")
     return _unmask(answer["gradient"], masks, masked.frac_bits, count)

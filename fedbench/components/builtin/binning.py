@@ -3,10 +3,12 @@
 Scorecards and feature selection need each feature's weight of evidence (WOE) per bin and its information
 value (IV). The guest computes them in plaintext for its own features. For the host's features the labels
 never leave the guest in the clear: the guest sends its label vector encrypted under a fresh Paillier key, the
-host bins its features, merges adjacent bins holding fewer than `min_bin_count` rows, sums the encrypted labels
-per bin (a one-hot bin matrix times the encrypted vector) and returns only those per-bin sums with its per-bin
-counts. The guest decrypts the per-bin event totals, computes WOE and IV, keeps the IV and sends the host the
-WOE of each of its bins so it can transform its table. See docs/protocols/binning.md for what each party sees.
+host bins its features, merges adjacent bins holding fewer than `min_bin_count` rows, checks the guest's proof
+that every label ciphertext encrypts 0 or 1 (a guest that encrypted 2^i as row i's label would otherwise read
+each row's bin from one sum), sums the encrypted labels per bin (a one-hot bin matrix times the encrypted
+vector) and returns only those per-bin sums with its per-bin counts. The guest decrypts the per-bin event
+totals, computes WOE and IV, keeps the IV and sends the host the WOE of each of its bins so it can transform
+its table. See docs/protocols/binning.md for what each party sees.
 """
 
 from __future__ import annotations
@@ -22,17 +24,20 @@ from fedbench.components.builtin.key_size import KeyBits, key_bits_field
 from fedbench.components.context import Context
 from fedbench.components.spec import Component, Port, register
 from fedbench.crypto.paillier import EncryptedVector, PublicKey, generate_keypair
-from fedbench.errors import FedbenchError
+from fedbench.crypto.paillier.proofs import BitProofError, BitProofs, encrypt_bits, verify_bits
+from fedbench.errors import FedbenchError, Refused
 
 __all__ = [
     "BinningError",
     "BinningParams",
+    "BinningRefused",
     "FeatureBins",
     "apply_bins",
     "assign_bins",
     "binning",
     "cut_points",
     "fit_bins",
+    "label_proof_context",
     "resolve_label",
     "transform_table",
     "woe_iv",
@@ -95,6 +100,12 @@ class BinningError(FedbenchError):
     """The tables do not align, the label is missing or not binary, or a party's bins break the rules."""
 
     code = "binning"
+
+
+class BinningRefused(BinningError, Refused):
+    """The host refuses the guest's labels (no valid 0/1 proofs) or a bin it would release breaks the rules."""
+
+    code = "refused"
 
 
 FeatureBins = dict[str, Any]
@@ -223,6 +234,12 @@ def transform_table(table: pd.DataFrame, features: dict[str, FeatureBins], trans
     return out
 
 
+def label_proof_context(ctx: Context) -> bytes:
+    """What the guest's label proofs are bound to: this project, job and step (both parties know them)."""
+    project = str(ctx.project.get("id", ""))
+    return f"fedbench/binning/labels|project={project}|job={ctx.job_id}|step={ctx.step}".encode()
+
+
 def _fit_all(ctx: Context, table: pd.DataFrame, names: list[str], params: BinningParams) -> dict[str, Any]:
     fitted = {}
     for name in names:
@@ -271,9 +288,12 @@ def guest(ctx: Context, params: BinningParams) -> None:
     _exchange_rows(ctx, "host", rows)
     host = ctx.peer("host")
     public, private = generate_keypair(bits=params.key_bits)
-    ctx.progress(0.05, "encrypting the labels")
-    encrypted = private.encrypt(y)
-    host.send("labels", {"public_key": public.to_dict(), "labels": encrypted.to_dict()})
+    ctx.progress(0.05, "encrypting the labels, with a proof that each is 0 or 1")
+    encrypted, proofs = encrypt_bits(private, y, label_proof_context(ctx))
+    host.send(
+        "labels",
+        {"public_key": public.to_dict(), "labels": encrypted.to_dict(), "proofs": proofs.to_dict(public)},
+    )
     ctx.progress(0.3, "binning our features")
 
     names = _features(table, {params.id_column, label})
@@ -327,6 +347,39 @@ def guest(ctx: Context, params: BinningParams) -> None:
     ctx.progress(1.0, f"IV of {len(ranked)} features")
 
 
+def _verified_labels(ctx: Context, message: Any, rows: int) -> EncryptedVector:
+    """The guest's encrypted labels, once every proof that a label ciphertext encrypts 0 or 1 has verified."""
+    if not isinstance(message, dict) or set(message) != {"public_key", "labels", "proofs"}:
+        raise BinningRefused(
+            "the guest's encrypted labels must come with proofs that each encrypts 0 or 1 "
+            "(keys public_key, labels, proofs): refused; the guest needs a fedbench that sends them"
+        )
+    public = PublicKey.from_dict(message["public_key"])
+    labels = EncryptedVector.from_dict(public, message["labels"])
+    if len(labels) != rows:
+        raise BinningError(f"the guest sent {len(labels)} encrypted labels for our {rows} rows")
+    try:
+        proofs = BitProofs.from_dict(public, message["proofs"], rows)
+        verify_bits(public, labels, proofs, label_proof_context(ctx))
+    except BitProofError as exc:
+        raise BinningRefused(f"refused the guest's labels, nothing was summed: {exc}") from None
+    # Our own bound: each label is 0 or 1, whatever bound the guest declared.
+    return EncryptedVector.from_ciphertexts(public, labels.ciphertexts, frac_bits=0, bound=1)
+
+
+def _check_own_bins(table: pd.DataFrame, features: dict[str, FeatureBins], min_count: int) -> None:
+    """Before any sum goes out: every bin of ours, recounted on our own rows, holds at least `min_count` rows."""
+    for name, index in apply_bins(table, features).items():
+        counts = np.bincount(index, minlength=len(features[name]["counts"]))
+        if counts.tolist() != list(features[name]["counts"]) or (
+            len(counts) > 1 and counts.min() < min_count
+        ):
+            raise BinningRefused(
+                f"our bins of {name!r} do not each hold at least min_bin_count {min_count} of our {len(table)} rows "
+                f"(counts {counts.tolist()}): no per-bin sum is sent"
+            )
+
+
 @binning.role("host")
 def host(ctx: Context, params: BinningParams) -> None:
     """Bin our features, sum the guest's encrypted labels per bin, receive our WOE per bin."""
@@ -338,12 +391,8 @@ def host(ctx: Context, params: BinningParams) -> None:
     ours = _fit_all(ctx, table, names, params)
     ctx.progress(0.2, "waiting for the encrypted labels")
     message = guest.recv("labels")
-    if not isinstance(message, dict) or set(message) != {"public_key", "labels"}:
-        raise BinningError("the guest's encrypted labels are malformed")
-    public = PublicKey.from_dict(message["public_key"])
-    labels = EncryptedVector.from_dict(public, message["labels"])
-    if len(labels) != rows:
-        raise BinningError(f"the guest sent {len(labels)} encrypted labels for our {rows} rows")
+    labels = _verified_labels(ctx, message, rows)
+    _check_own_bins(table, ours, params.min_bin_count)
 
     ctx.progress(0.4, "summing the encrypted labels per bin")
     widths = [len(ours[name]["counts"]) for name in names]

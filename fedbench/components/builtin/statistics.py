@@ -5,7 +5,9 @@ its own table and stay there. The correlation uses Paillier: the guest sends its
 encrypted (several features packed in one ciphertext per row) with its public key; the host multiplies them
 homomorphically by its own standardised features (`EncryptedVector.dot`), re-randomises the sums and returns
 them; only the guest decrypts, and only the sums. The guest learns the correlation matrix; the host learns
-nothing beyond the guest's row count, feature count and key (see docs/protocols/statistics.md).
+nothing beyond the guest's row count, feature count and key (see docs/protocols/statistics.md). The host
+bounds, from its own numbers, how many of its values the returned sums could carry (a guest running modified
+code chooses its plaintexts freely), and refuses unless that leaves at least two rows more.
 """
 
 from __future__ import annotations
@@ -21,12 +23,14 @@ from fedbench.components.builtin.columns import find_label
 from fedbench.components.context import Context
 from fedbench.components.spec import Component, Port, register
 from fedbench.crypto.paillier import EncryptedVector, PrivateKey, PublicKey, generate_keypair
-from fedbench.errors import FedbenchError
+from fedbench.errors import FedbenchError, Refused
 
 __all__ = [
     "FRAC_BITS",
     "StatisticsError",
     "StatisticsParams",
+    "StatisticsRefused",
+    "carried_values",
     "default_label",
     "feature_columns",
     "standardise",
@@ -44,6 +48,12 @@ class StatisticsError(FedbenchError):
     """The parties' tables do not align, or a message of the correlation protocol does not fit."""
 
     code = "statistics"
+
+
+class StatisticsRefused(StatisticsError, Refused):
+    """The host refuses the guest's encrypted vectors: their sums could carry too many of the host's values."""
+
+    code = "refused"
 
 
 class StatisticsParams(BaseModel):
@@ -239,14 +249,34 @@ def _decrypt(private: PrivateKey, vector: EncryptedVector) -> list[int]:
     return [int(v) for v in private.decrypt_encoded(vector)]
 
 
+def carried_values(key_bits: int, vectors: int, q: np.ndarray) -> int:
+    """How many of our quantised values (`q`) the guest could read from each host feature's returned sums.
+
+    Each sum is one plaintext of about `key_bits` bits, a combination of our column with coefficients the
+    guest chose; laid out in slots as wide as our values' range, one sum holds key_bits // that width of them.
+    """
+    width = (2 * int(np.abs(q).max(initial=0)) + 1).bit_length()
+    return vectors * (key_bits // width)
+
+
 def _correlation_host(ctx: Context, table: pd.DataFrame, names: list[str]) -> None:
     peer = ctx.peer("guest")
     message = peer.recv("encrypted")
     if not isinstance(message, dict) or set(message) != {"public_key", "vectors"}:
         raise StatisticsError("the guest's encrypted features are not in the expected form")
+    if not isinstance(message["vectors"], list):
+        raise StatisticsError("the guest's encrypted features must be a list of vectors")
     public = PublicKey.from_dict(message["public_key"])
     z, _ = standardise(table, names)
     q = _quantise(z)
+    carried = carried_values(public.n_bits, len(message["vectors"]), q)
+    if names and carried > len(table) - 2:
+        raise StatisticsRefused(
+            f"the guest sent {len(message['vectors'])} encrypted vectors under a {public.n_bits}-bit key: the "
+            f"sums we would return could carry {carried} of our values per feature, and we hold {len(table)} "
+            "rows; a correlation must leave at least 2 rows more than that. Refused: correlate fewer guest "
+            "features, or use more rows"
+        )
     sums = []
     for number, payload in enumerate(message["vectors"]):
         ctx.check_cancelled()

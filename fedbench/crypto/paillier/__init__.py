@@ -16,6 +16,7 @@ from fedbench.crypto.paillier.errors import (
     MalformedCiphertextError,
     PaillierError,
     PaillierOverflowError,
+    PeerKeyError,
     WeakKeyWarning,
 )
 from fedbench.crypto.paillier.keys import (
@@ -46,6 +47,7 @@ __all__ = [
     "PackingSpec",
     "PaillierError",
     "PaillierOverflowError",
+    "PeerKeyError",
     "PrivateKey",
     "PublicKey",
     "WeakKeyWarning",

@@ -5,7 +5,7 @@ They subclass `fedbench.errors.FedbenchError`, so a caller that catches fedbench
 
 from __future__ import annotations
 
-from fedbench.errors import FedbenchError
+from fedbench.errors import FedbenchError, Refused
 
 __all__ = [
     "KeyMismatchError",
@@ -13,6 +13,7 @@ __all__ = [
     "MalformedCiphertextError",
     "PaillierError",
     "PaillierOverflowError",
+    "PeerKeyError",
     "WeakKeyWarning",
 ]
 
@@ -45,6 +46,13 @@ class KeySizeError(PaillierError):
     """A key is below the 1024-bit floor (or its modulus is not a plausible Paillier modulus)."""
 
     code = "paillier_key_size"
+
+
+class PeerKeyError(PaillierError, Refused):
+    """A peer's public key is refused on import: malformed, outside our size bounds, not a proper Paillier
+    modulus, or carrying a field we never take from a peer (its obfuscation base)."""
+
+    code = "paillier_peer_key"
 
 
 class WeakKeyWarning(UserWarning):

@@ -10,6 +10,10 @@ Encryption modes (see docs/protocols/paillier.md for what each rests on):
 ``"fixed_base"`` (default, DJN short-exponent obfuscator hs^a from a precomputed table),
 ``"textbook"`` (r^n for uniform r), and for the key owner ``"crt"`` (textbook computed modulo p^2 and
 q^2); the private key always works modulo p^2 and q^2, whichever mode.
+
+A peer's key arrives through `PublicKey.from_dict`, which validates it (`validation`: size bounds, g = n + 1,
+odd, not square, no prime factor below 2^16, the owner's proof that gcd(n, phi(n)) = 1) and never takes an
+obfuscation base from it: fixed-base obfuscators for a key we did not generate come from our own secret base.
 """
 
 from __future__ import annotations
@@ -38,8 +42,9 @@ from fedbench.crypto.paillier.encoding import (
     max_int,
     signed,
 )
-from fedbench.crypto.paillier.errors import KeyMismatchError, KeySizeError, WeakKeyWarning
+from fedbench.crypto.paillier.errors import KeyMismatchError, KeySizeError, PeerKeyError, WeakKeyWarning
 from fedbench.crypto.paillier.obfuscation import ObfuscatorSpec
+from fedbench.crypto.paillier.validation import check_modulus, prove_modulus, verify_modulus
 from fedbench.crypto.paillier.vector import EncryptedVector
 
 if TYPE_CHECKING:
@@ -61,6 +66,9 @@ DEFAULT_KEY_BITS = 2048
 MIN_KEY_BITS = 1024
 _SAFE_KEY_BITS = 2048
 _MIN_EXPONENT_BITS = 256
+_PEER_EXTRA_BITS = 128
+"""Our exponents for a key we did not generate: n_bits + this, so a mod any group order is near uniform."""
+_KEY_FIELDS = {"n", "g", "precision_bits", "proof"}
 
 
 def _check_size(bits: int) -> None:
@@ -75,16 +83,14 @@ def _check_size(bits: int) -> None:
 
 
 class PublicKey:
-    """A Paillier public key (n, g = n + 1) with the fixed-point precision and the DJN base hs."""
+    """A Paillier public key (n, g = n + 1) with its fixed-point precision and *our* obfuscation base.
 
-    def __init__(
-        self,
-        n: int,
-        *,
-        hs: int | None = None,
-        precision_bits: int = DEFAULT_PRECISION_BITS,
-        exponent_bits: int | None = None,
-    ) -> None:
+    The base is never taken from anyone: a key we generated carries the DJN base we made with it (short
+    exponents, `exponent_bits`); any other key (a peer's, from `from_dict`, phe or the constructor) gets a
+    base this object draws itself on first use, with long exponents and a random sign (see `obfuscation`).
+    """
+
+    def __init__(self, n: int, *, precision_bits: int = DEFAULT_PRECISION_BITS) -> None:
         self.n = mpz(n)
         if self.n < 3 or self.n % 2 == 0:
             raise KeySizeError("a Paillier modulus n must be an odd integer > 2")
@@ -99,28 +105,38 @@ class PublicKey:
         self.fingerprint = digest[:16]
         self.key_id = self.fingerprint.hex()
         self.precision_bits = precision_bits
-        self.exponent_bits = self.n_bits // 2 if exponent_bits is None else exponent_bits
-        if self.exponent_bits < _MIN_EXPONENT_BITS:
-            raise ValueError(f"exponent_bits must be at least {_MIN_EXPONENT_BITS}, got {self.exponent_bits}")
-        if hs is not None and not 0 < hs < self.nsq:
-            raise ValueError("hs must lie in (0, n^2)")
-        self._hs = None if hs is None else mpz(hs)
+        self.exponent_bits = self.n_bits + _PEER_EXTRA_BITS
+        self._owned = False
+        self._hs: mpz | None = None
+        self._proof: list[int] | None = None
         self._lock = threading.Lock()
         self._phe: Any = None
+
+    def _own(self, hs: int, exponent_bits: int) -> None:
+        """Mark this key as ours (we generated it) with the DJN base we made for it."""
+        if exponent_bits < _MIN_EXPONENT_BITS:
+            raise ValueError(f"exponent_bits must be at least {_MIN_EXPONENT_BITS}, got {exponent_bits}")
+        self._owned, self._hs, self.exponent_bits = True, mpz(hs), exponent_bits
 
     def __getstate__(self) -> dict[str, Any]:
         return {
             "n": int(self.n),
-            "hs": None if self._hs is None else int(self._hs),
             "precision_bits": self.precision_bits,
+            "owned": self._owned,
+            "hs": None if self._hs is None else int(self._hs),
             "exponent_bits": self.exponent_bits,
+            "proof": self._proof,
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        n = state.pop("n")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", WeakKeyWarning)
-            self.__init__(n, **state)  # type: ignore[misc]
+            self.__init__(state["n"], precision_bits=state["precision_bits"])  # type: ignore[misc]
+        if state["owned"]:
+            self._own(state["hs"], state["exponent_bits"])
+        elif state["hs"] is not None:
+            self._hs = mpz(state["hs"])
+        self._proof = state["proof"]
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, PublicKey) and other.n == self.n
@@ -137,21 +153,31 @@ class PublicKey:
         return self
 
     @property
+    def owned(self) -> bool:
+        """True for a key we generated (with `generate_keypair`), False for anyone else's."""
+        return self._owned
+
+    @property
     def hs(self) -> mpz:
-        """The DJN fixed base h^n mod n^2 with h = -x^2 mod n, x random; made once per key object."""
+        """Our fixed base for this key: the one made with it if we generated it, else y^n mod n^2 for a secret
+        y of ours with Jacobi symbol -1, drawn once per key object. Never a value a peer sent."""
         with self._lock:
             if self._hs is None:
+                n = self.n
                 while True:
-                    x = mpz(secrets.randbelow(int(self.n) - 2) + 2)
-                    if gmpy2.gcd(x, self.n) == 1:
+                    y = mpz(secrets.randbelow(int(n) - 2) + 2)
+                    if gmpy2.jacobi(y, n) == -1:
                         break
-                self._hs = gmpy2.powmod(-x * x % self.n, self.n, self.nsq)
+                self._hs = gmpy2.powmod(y, n, self.nsq)
             return self._hs
 
     def obfuscator_spec(self, mode: Mode = "fixed_base") -> ObfuscatorSpec:
         """How obfuscators of `mode` are made for this key (plain ints, for worker processes)."""
         if mode == "fixed_base":
-            return ObfuscatorSpec("fixed_base", int(self.n), int(self.hs), self.exponent_bits)
+            kind: Literal["fixed_base", "peer_fixed_base"] = (
+                "fixed_base" if self._owned else "peer_fixed_base"
+            )
+            return ObfuscatorSpec(kind, int(self.n), int(self.hs), self.exponent_bits)
         if mode == "textbook":
             return ObfuscatorSpec("textbook", int(self.n))
         if mode == "crt":
@@ -211,26 +237,64 @@ class PublicKey:
 
     @classmethod
     def from_phe(cls, key: Any, **options: Any) -> PublicKey:
-        """A PublicKey from a `phe.PaillierPublicKey` (options as for the constructor)."""
+        """A PublicKey from a `phe.PaillierPublicKey` (options as for the constructor); g must be n + 1."""
+        if int(key.g) != int(key.n) + 1:
+            raise PeerKeyError("the phe key's g is not n + 1: only keys with g = n + 1 are supported")
         return cls(int(key.n), **options)
 
     def to_dict(self) -> dict[str, Any]:
-        """``{"n": int, "hs": int, "precision_bits": int, "exponent_bits": int}`` for the codec."""
+        """``{"n", "g", "precision_bits", "proof"}`` for the codec: what a peer needs to check and use our key.
+
+        Only a key with a modulus proof can be sent (ours, made by `PrivateKey`, or a peer's we verified); no
+        obfuscation base or exponent length crosses: each party makes its own.
+        """
+        if self._proof is None:
+            raise KeyMismatchError(
+                "this public key has no modulus proof: only the key owner can send it (generate_keypair, or "
+                "PrivateKey(public, p, q) to attach the proof)"
+            )
         return {
             "n": int(self.n),
-            "hs": int(self.hs),
+            "g": int(self.n) + 1,
             "precision_bits": self.precision_bits,
-            "exponent_bits": self.exponent_bits,
+            "proof": list(self._proof),
         }
 
     @classmethod
     def from_dict(cls, obj: Any) -> PublicKey:
-        """A PublicKey from `to_dict` output (as decoded by the codec)."""
-        if not isinstance(obj, dict) or set(obj) != {"n", "hs", "precision_bits", "exponent_bits"}:
-            raise ValueError("a public key dict has the keys 'n', 'hs', 'precision_bits', 'exponent_bits'")
-        return cls(
-            obj["n"], hs=obj["hs"], precision_bits=obj["precision_bits"], exponent_bits=obj["exponent_bits"]
-        )
+        """A peer's key from `to_dict` output (as decoded by the codec), validated before any use.
+
+        Refused (`PeerKeyError`): other fields (an obfuscation base `hs` above all), g != n + 1, a modulus
+        outside our size bounds, even, square, prime or with a prime factor below 2^16, or a modulus proof
+        that does not verify. The key gets our own obfuscation base, never one the peer chose.
+        """
+        if not isinstance(obj, dict):
+            raise PeerKeyError(f"a peer's public key must be a dict, got {type(obj).__name__}")
+        if "hs" in obj or "exponent_bits" in obj:
+            raise PeerKeyError(
+                "the peer's public key carries an obfuscation base ('hs' / 'exponent_bits'): we never use a "
+                "peer's; each party makes its own. The peer must send `public.to_dict()` of this version"
+            )
+        if set(obj) != _KEY_FIELDS:
+            raise PeerKeyError(
+                f"a peer's public key has the fields {sorted(_KEY_FIELDS)}, got {sorted(map(str, obj))}"
+            )
+        n, g, precision = obj["n"], obj["g"], obj["precision_bits"]
+        check_modulus(n, MIN_KEY_BITS)
+        if g != n + 1:
+            raise PeerKeyError(
+                "the peer's public key has g != n + 1: only Paillier keys with g = n + 1 are used"
+            )
+        if (
+            isinstance(precision, bool)
+            or not isinstance(precision, int)
+            or not 0 <= precision <= MAX_FRAC_BITS
+        ):
+            raise PeerKeyError(f"the peer's precision_bits must be an integer in [0, {MAX_FRAC_BITS}]")
+        verify_modulus(n, obj["proof"])
+        public = cls(n, precision_bits=precision)
+        public._proof = list(obj["proof"])
+        return public
 
 
 def _encode_values(public: PublicKey, values: Any, precision_bits: int | None) -> tuple[list[int], int]:
@@ -270,6 +334,8 @@ class PrivateKey:
         self.public = public
         self.p, self.q = p, q
         self._crt = crt_params(p, q)
+        if public._proof is None:
+            public._proof = prove_modulus(int(p), int(q))
 
     def __repr__(self) -> str:
         return f"PrivateKey(n_bits={self.public.n_bits}, key_id={self.public.key_id[:12]})"
@@ -410,7 +476,8 @@ def generate_keypair(
     params = crt_params(p, q)
     h = -x * x % n
     hs = params.combine(gmpy2.powmod(h, n, params.psq), gmpy2.powmod(h, n, params.qsq))
-    public = PublicKey(n, hs=hs, precision_bits=precision_bits, exponent_bits=exponent_bits)
+    public = PublicKey(n, precision_bits=precision_bits)
+    public._own(hs, half if exponent_bits is None else exponent_bits)
     return public, PrivateKey(public, p, q)
 
 

@@ -1,4 +1,4 @@
-"""Obfuscators, the random factor r^n of a Paillier ciphertext (1 + m n) * r^n mod n^2, in four ways.
+"""Obfuscators, the random factor r^n of a Paillier ciphertext (1 + m n) * r^n mod n^2, in five ways.
 
 Encryption cost is all in the obfuscator. With g = n + 1 the message part (1 + m n) is one multiplication.
 
@@ -9,6 +9,10 @@ Encryption cost is all in the obfuscator. With g = n + 1 the message part (1 + m
   bits of n, HEU's choice). A table of hs^(j * 256^i) (j < 256) turns hs^a into one multiplication per
   byte of a, with no squaring: about a twentieth of the textbook cost at 2048 bits.
 * `crt_fixed_base` (key owner): the same hs^a from two tables modulo p^2 and q^2, recombined by CRT.
+* `peer_fixed_base` (a peer's key): +-hs^a from a table of *our own* base hs = y^n mod n^2 (y our secret,
+  Jacobi symbol -1), a of n_bits + 128 bits and a random sign. A peer never supplies the base: what we send
+  back on its key must carry randomness it cannot predict, and the long exponent leaves it nothing to gain
+  from choosing the factors of n (a mod the order of y is within 2^-128 of uniform).
 
 Randomness comes from `secrets` (the OS CSPRNG); tables are cached per process and per key.
 """
@@ -27,7 +31,7 @@ from fedbench.crypto.paillier.crt import crt_params
 
 __all__ = ["FixedBaseTable", "ObfuscatorSpec", "encrypt_residues", "fixed_base_table", "obfuscators"]
 
-Kind = Literal["textbook", "fixed_base", "crt_textbook", "crt_fixed_base"]
+Kind = Literal["textbook", "fixed_base", "peer_fixed_base", "crt_textbook", "crt_fixed_base"]
 _WINDOW = 8
 _TABLES: dict[tuple[int, int, int], FixedBaseTable] = {}
 _TABLES_SIZE = 8
@@ -101,6 +105,10 @@ def obfuscators(spec: ObfuscatorSpec, count: int) -> list[mpz]:
         return [powmod(below(spec.n - 1) + 1, n, nsq) for _ in range(count)]
     if spec.kind == "fixed_base":
         return fixed_base_table(spec.hs, nsq, spec.exponent_bits).random_powers(count)
+    if spec.kind == "peer_fixed_base":
+        powers = fixed_base_table(spec.hs, nsq, spec.exponent_bits).random_powers(count)
+        signs = int.from_bytes(secrets.token_bytes(-(-count // 8)), "little")
+        return [nsq - v if signs >> i & 1 else v for i, v in enumerate(powers)]
     params = crt_params(spec.p, spec.q)
     if spec.kind == "crt_textbook":
         return params.textbook_obfuscators(count)

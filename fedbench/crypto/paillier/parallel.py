@@ -206,6 +206,7 @@ def obfuscator_cost(spec: ObfuscatorSpec) -> float:
         "textbook": 1.2 * bits,
         "crt_textbook": 0.4 * bits,
         "fixed_base": spec.exponent_bits / 8,
+        "peer_fixed_base": spec.exponent_bits / 8,
         "crt_fixed_base": spec.exponent_bits / 12,
     }
     return costs[spec.kind] + 1
