@@ -81,8 +81,12 @@ lab)
 voila)
     dashboards="${FEDBENCH_DASHBOARDS:-$notebooks/dashboards}"
     : "${JUPYTER_TOKEN:?set JUPYTER_TOKEN: the token that opens the dashboards}"
+    # `--token` (no value) makes Voila require a token and read it from $JUPYTER_TOKEN: never put it on the
+    # command line, which every user of the host can read. The Host check stays off (the port is published
+    # under the server's own name); the token is what protects the dashboards, XSRF cookies are on.
     exec "$python" -m voila --no-browser --Voila.ip="${FEDBENCH_LAB_IP:-0.0.0.0}" \
-        --port="${FEDBENCH_VOILA_PORT:-8866}" --token="$JUPYTER_TOKEN" "$dashboards"
+        --port="${FEDBENCH_VOILA_PORT:-8866}" --token --Voila.tornado_settings xsrf_cookies=True \
+        "$dashboards"
     ;;
 *)
     exec "$@"

@@ -142,9 +142,12 @@ class FedbenchMagics(Magics):
             for path in found[1]:
                 print(f"  {Path(path).stem:<12} {voila_url(server['url'], path)}")
         else:
-            print(f"dashboards in {found[0]} (no Jupyter server serves this folder; open them with Voila):")
+            print(
+                f"dashboards in {found[0]} (no Jupyter server serves this folder; open them with Voila, "
+                "with a token: a dashboard's kernel acts as your party):"
+            )
             for path in found[1]:
-                print(f"  {Path(path).stem:<12} voila {found[0] / path}")
+                print(f"  {Path(path).stem:<12} voila --token {found[0] / path}")
         if importlib.util.find_spec("fedbench.cli.dashboards") is not None:
             print("standalone, outside JupyterLab: fedbench dashboards")
 

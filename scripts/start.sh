@@ -13,5 +13,8 @@ The sandbox is up. In Python or a notebook:
     wb.peers()                       # host, reached live over mutual TLS
     wb.project("demo").run("psi", data="credit").wait()
 Stop the nodes with `fedbench sandbox down`.
+
+The dashboards follow: open the URL printed below. It carries a token drawn for this start, which is what
+lets your browser in (the dashboards act as the guest party); anyone else on this machine is refused.
 TXT
 exec python3 -m fedbench dashboards

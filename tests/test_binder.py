@@ -49,8 +49,8 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _get(url: str) -> tuple[int, bytes]:
-    request = urllib.request.Request(url, headers={"Authorization": f"token {TOKEN}"})
+def _get(url: str, token: str | None = TOKEN) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, headers={"Authorization": f"token {token}"} if token else {})
     try:
         with urllib.request.urlopen(request, timeout=30) as answer:
             return answer.status, answer.read()
@@ -112,6 +112,10 @@ def test_binder_sequence_serves_lab_with_the_sandbox_and_runs_the_notebook(tmp_p
             code, page = _get(f"http://127.0.0.1:{port}/voila/render/notebooks/dashboards/{dashboard.name}")
             assert code == 200, (dashboard.name, page[-2000:])
             assert b"voila" in page and b"Traceback" not in page, dashboard.name
+        code, page = _get(f"http://127.0.0.1:{port}/voila/render/notebooks/dashboards/psi.ipynb", None)
+        assert code == 403 or b'id="login_submit"' in page, (
+            "Voila under JupyterLab asks for the server's token"
+        )
 
         executed = tmp_path / "executed.ipynb"
         _run(

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -95,7 +95,7 @@ def _wait_preheated(server: int, dashboards: int, timeout: float = 90.0) -> None
 
 @contextlib.contextmanager
 def _dashboards(home: Path, party: str, log: Path) -> Iterator[str]:
-    """`fedbench dashboards` for `party` on a free loopback port; yields its base URL."""
+    """`fedbench dashboards` for `party` on a free loopback port; yields the URL it printed (with its token)."""
     port = _free_port()
     with open(log, "wb") as out:
         server = subprocess.Popen(
@@ -115,17 +115,16 @@ def _dashboards(home: Path, party: str, log: Path) -> Iterator[str]:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    base = f"http://127.0.0.1:{port}/"
     try:
         give_up = time.monotonic() + 90
-        while True:
+        while not (printed := re.search(rf"fedbench dashboards of party {party}: (\S+)", log.read_text())):
             assert server.poll() is None, f"fedbench dashboards exited:\n{log.read_text()[-3000:]}"
-            with contextlib.suppress(urllib.error.URLError, OSError), urllib.request.urlopen(base, timeout=2):
-                break
             assert time.monotonic() < give_up, f"Voila did not answer within 90 s:\n{log.read_text()[-3000:]}"
             time.sleep(0.3)
+        url = printed.group(1)
+        assert url.startswith(f"http://127.0.0.1:{port}/?token="), url
         _wait_preheated(server.pid, len(DASHBOARDS))
-        yield base
+        yield url
     finally:
         server.terminate()
         try:
@@ -190,11 +189,18 @@ def context(browser):
     ctx.close()
 
 
-def _open(context, base: str, name: str):
-    """Open a dashboard; returns the page once its app shows, after checking it did so within budget."""
+def _page_url(printed: str, name: str) -> str:
+    """Where dashboard `name` opens, from the URL `fedbench dashboards` printed (its token kept)."""
+    parts = urllib.parse.urlsplit(printed)
+    return urllib.parse.urlunsplit(parts._replace(path=f"{parts.path}voila/render/{name}.ipynb"))
+
+
+def _open(context, printed: str, name: str):
+    """Open a dashboard with the printed URL's token; returns the page once its app shows, after checking
+    it did so within budget."""
     page = context.new_page()
     started = time.monotonic()
-    page.goto(f"{base}voila/render/{name}.ipynb")
+    page.goto(_page_url(printed, name))
     page.wait_for_selector(f".fb-app-{name}.fb-opened", state="visible", timeout=60_000)
     elapsed = time.monotonic() - started
     print(f"the {name} dashboard loaded in {elapsed:.2f} s")

@@ -4,8 +4,11 @@ JupyterLab outside containers, as the containers would."""
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -15,11 +18,13 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
 
 from fedbench.client.control import NodeClient
 from fedbench.client.workbench import Workbench
@@ -328,3 +333,51 @@ def test_entrypoint_without_a_party_says_what_to_set(tmp_path: Path, started: St
     process = started.entrypoint("node", FEDBENCH_HOME=str(tmp_path / "empty"))
     assert process.wait(timeout=30) == 2
     assert "FEDBENCH_PARTY is not set" in (tmp_path / "node-0.log").read_text()
+
+
+def test_entrypoint_serves_voila_only_with_the_token_kept_off_the_command_line(
+    tmp_path: Path, started: Started
+) -> None:
+    port = _free_port()
+    voila = started.entrypoint(
+        "voila",
+        JUPYTER_TOKEN=TOKEN,
+        FEDBENCH_DASHBOARDS=str(ROOT / "notebooks" / "dashboards"),
+        FEDBENCH_LAB_IP="127.0.0.1",
+        FEDBENCH_VOILA_PORT=str(port),
+        JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"),
+    )
+
+    def answer(path: str, token: str | None = None) -> int:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        try:
+            connection.request("GET", path, headers={"Authorization": f"token {token}"} if token else {})
+            return connection.getresponse().status
+        finally:
+            connection.close()
+
+    assert started.until(voila, lambda: answer("/", TOKEN) == 200)
+    assert answer("/") in (302, 403) and answer("/", "wrong") in (302, 403), "no dashboard without the token"
+    command_lines = [Path(f"/proc/{pid}/cmdline").read_bytes() for pid in [voila.pid, *_children(voila.pid)]]
+    assert all(TOKEN.encode() not in line for line in command_lines), (
+        "the token reaches Voila from the environment, not the command line (readable by every local user)"
+    )
+    started.stop(voila)
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            if entry.name.isdigit() and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def test_pyarrow_requirement_excludes_releases_with_cve_2023_47248() -> None:
+    listed = re.findall(r'^\s*"(pyarrow\b[^"]*)"', (ROOT / "pyproject.toml").read_text(), re.MULTILINE)
+    assert len(listed) == 1, listed
+    pyarrow = Requirement(listed[0])
+    assert not pyarrow.specifier.contains("14.0.0"), "pyarrow 14.0.0 runs code from a crafted parquet file"
+    assert pyarrow.specifier.contains("14.0.1") and pyarrow.specifier.contains(version("pyarrow"))

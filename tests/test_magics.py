@@ -84,7 +84,9 @@ def test_dashboards_lists_the_notebooks_to_open(shell, capsys, tmp_path: Path, m
     monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "no-servers"))
     assert shell.run_cell("%fedbench dashboards").success
     out = capsys.readouterr().out
-    assert f"voila {tmp_path / 'notebooks' / 'dashboards' / 'projects.ipynb'}" in out
+    assert f"voila --token {tmp_path / 'notebooks' / 'dashboards' / 'projects.ipynb'}" in out, (
+        "the command it suggests serves the dashboard behind a token"
+    )
 
 
 def test_bare_magic_prints_help(shell, capsys) -> None:

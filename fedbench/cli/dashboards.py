@@ -7,14 +7,23 @@ template the party for the page header and turns on pre-heated kernels: Voila ke
 dashboard that has already imported fedbench and built the page, so a page opens in about a second; the
 template then asks the app to reload its data (see `DashboardApp`). Each dashboard's kernel gets
 `FEDBENCH_HOME` and `FEDBENCH_PARTY`, so it talks to the chosen party's node.
+
+A dashboard's kernel acts as the party, so Voila serves only who holds the token this command draws afresh at
+each start (`secrets`, 256 bits) and prints in the URL; the token reaches Voila in that `voila.json` (0600,
+in a 0700 folder), never on a command line, which every local user can read. Jupyter Server's request checks
+are on: a `Host` that is not loopback or `localhost` is refused (DNS rebinding), as is a cross-origin
+websocket or form post (no `allow_origin`, XSRF cookies). Voila listens on loopback unless `--ip` names
+another address together with `--allow-remote`, which also lifts the Host check (the token still holds).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import ipaddress
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -33,6 +42,9 @@ from fedbench.errors import ConfigError
 __all__ = [
     "DASHBOARDS",
     "add_parser",
+    "is_loopback",
+    "new_token",
+    "voila_config",
     "dashboards_dir",
     "pipeline_templates_dir",
     "staging",
@@ -88,16 +100,55 @@ def pipeline_templates_dir() -> Path:
     )
 
 
+def new_token() -> str:
+    """A fresh random token for one start of the dashboards (256 bits, URL-safe)."""
+    return secrets.token_urlsafe(32)
+
+
+def is_loopback(ip: str) -> bool:
+    """Whether `ip` (an address or `localhost`) only accepts connections from this machine."""
+    if ip == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(ip).is_loopback
+    except ValueError:
+        return False
+
+
+def voila_config(party: str, *, token: str, allow_remote: bool = False) -> dict[str, Any]:
+    """Voila's configuration: the template's party, pre-heated kernels, the token and Jupyter's request checks.
+
+    Voila hard-codes `allow_remote_access=True` (no Host check) and leaves XSRF cookies off; its
+    `tornado_settings` are applied after, so they turn both back on.
+    """
+    if not token:
+        raise ConfigError("the dashboards need a token; none was given")
+    return {
+        "VoilaConfiguration": {"resources": {"fedbench": {"party": party}}, "preheat_kernel": True},
+        "Voila": {
+            "token": token,
+            "tornado_settings": {
+                "allow_remote_access": allow_remote,
+                "local_hostnames": ["localhost"],
+                "allow_origin": "",
+                "xsrf_cookies": True,
+            },
+        },
+    }
+
+
 @contextlib.contextmanager
-def staging(party: str) -> Iterator[Path]:
-    """A temporary folder for Voila to run in: a Jupyter data folder holding our template (as
-    `voila/templates/fedbench`), and a `voila.json` with the party for the header and pre-heated kernels."""
+def staging(party: str, *, token: str, allow_remote: bool = False) -> Iterator[Path]:
+    """A temporary folder (0700) for Voila to run in: a Jupyter data folder holding our template (as
+    `voila/templates/fedbench`), and a `voila.json` (0600) with `voila_config`, the token included."""
     with tempfile.TemporaryDirectory(prefix="fedbench-voila-") as tmp:
         link = Path(tmp) / "voila" / "templates" / _TEMPLATE
         link.parent.mkdir(parents=True)
         link.symlink_to(template_dir(), target_is_directory=True)
-        config = {"VoilaConfiguration": {"resources": {"fedbench": {"party": party}}, "preheat_kernel": True}}
-        (Path(tmp) / "voila.json").write_text(json.dumps(config))
+        config = voila_config(party, token=token, allow_remote=allow_remote)
+        descriptor = os.open(Path(tmp) / "voila.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as out:
+            json.dump(config, out)
         yield Path(tmp)
 
 
@@ -138,7 +189,14 @@ def add_parser(sub: Any) -> None:
     parser.add_argument(
         "--ip",
         default="127.0.0.1",
-        help="address to bind (default 127.0.0.1: only this machine can open them)",
+        help="address to bind (default 127.0.0.1: only this machine can open them); "
+        "any other address needs --allow-remote",
+    )
+    parser.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="let --ip be a non-loopback address and accept any Host name: anyone who reaches the port "
+        "and holds the printed token acts as the party (put TLS in front: the token travels in the URL)",
     )
     parser.add_argument("--home", default=None, help="a node home or a sandbox home (default: the sandbox)")
     parser.add_argument(
@@ -185,18 +243,33 @@ def _stop(child: subprocess.Popen[bytes]) -> None:
             child.wait()
 
 
+def _check_address(ip: str, allow_remote: bool) -> None:
+    """Refuse a non-loopback address unless `--allow-remote` says so (before anything starts)."""
+    if not is_loopback(ip) and not allow_remote:
+        raise ConfigError(
+            f"--ip {ip} would let other machines reach the dashboards, whose kernels act as this party; "
+            "keep the default 127.0.0.1 (reach it remotely through an SSH tunnel), or add --allow-remote"
+        )
+
+
 def _serve(args: argparse.Namespace) -> int:
+    _check_address(args.ip, args.allow_remote)
     workbench = fedbench.connect(args.party, args.home)
     party = workbench.party
     workbench.close()
     port = args.port or _free_port()
     folder = dashboards_dir()
     host = "127.0.0.1" if args.ip in ("127.0.0.1", "0.0.0.0", "::", "") else args.ip
-    if args.ip not in ("127.0.0.1", "localhost", "::1"):
-        print(f"fedbench: warning: the dashboards listen on {args.ip}: anyone who reaches it acts as {party}")
+    host = f"[{host}]" if ":" in host else host
+    if not is_loopback(args.ip):
+        print(
+            f"fedbench: warning: the dashboards listen on {args.ip} with no Host check: anyone who reaches "
+            f"it and holds the token acts as {party}"
+        )
+    token = new_token()
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        with staging(party) as root:
+        with staging(party, token=token, allow_remote=args.allow_remote) as root:
             child = subprocess.Popen(
                 voila_command(folder, port=port, ip=args.ip),
                 env=voila_environment(root, home=args.home, party=party),
@@ -205,10 +278,11 @@ def _serve(args: argparse.Namespace) -> int:
             try:
                 base = f"http://{host}:{port}/"
                 _wait_ready(base, child)
-                print(f"fedbench dashboards of party {party}: {base}", flush=True)
+                query = f"?token={token}"
+                print(f"fedbench dashboards of party {party}: {base}{query}", flush=True)
                 for name in DASHBOARDS:
-                    print(f"  {name:<9} {base}voila/render/{name}.ipynb", flush=True)
-                print("Stop with Ctrl-C.", flush=True)
+                    print(f"  {name:<9} {base}voila/render/{name}.ipynb{query}", flush=True)
+                print("The token is new at each start; keep it to yourself. Stop with Ctrl-C.", flush=True)
                 code = child.wait()
             except (KeyboardInterrupt, _Stop):
                 code = 0
