@@ -51,3 +51,58 @@ class Stopwatch:
         yield
         self.wall[stage] = self.wall.get(stage, 0.0) + time.perf_counter() - start
         self.cpu[stage] = self.cpu.get(stage, 0.0) + time.process_time() - start_cpu
+
+
+TEST_PLUGINS = Path(__file__).resolve().parent.parent / "tests" / "plugins"
+"""Where the test-only `slow` component lives (the long job that carries a benchmark's messages)."""
+
+
+class Channel:
+    """A long job of the sandbox's demo project, running on guest and host, recorded in `<root>/channel.json`.
+
+    A node takes a message only into a job it runs, with that job's project token: benchmarks that drive the
+    transport themselves send under this job's keys with its project's credentials.
+    """
+
+    def __init__(self, root: Path) -> None:
+        import json
+
+        facts = json.loads((root / "channel.json").read_text())
+        self.root, self.job_id, self.project_id = root, str(facts["job_id"]), str(facts["project_id"])
+
+    def key(self, tag: str) -> str:
+        """A message key of the job: `<job>/bench/<tag>` (tag: letters, digits, _.:-)."""
+        return f"{self.job_id}/bench/{tag}"
+
+    def project(self, party: str) -> tuple[str, str]:
+        """The project id and token as `party`'s node holds them (what its pushes carry)."""
+        token = (self.root / party / "secrets" / f"project-{self.project_id}.token").read_text().strip()
+        return self.project_id, token
+
+
+def start_channel(root: Path) -> Channel:
+    """Start a sandbox at `root` (demo data, test components) with one long `slow` job running on both sides."""
+    import json
+
+    import fedbench
+    from fedbench import sandbox
+
+    old = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = str(TEST_PLUGINS) + (os.pathsep + old if old else "")
+    try:
+        sandbox.up(root, component_modules=["fb_test_components"])
+    finally:
+        if old is None:
+            os.environ.pop("PYTHONPATH")
+        else:
+            os.environ["PYTHONPATH"] = old
+    project = fedbench.connect(home=root / "guest").project("demo")
+    run = project.run("slow", data="credit", seconds=7 * 86400)
+    sides = [fedbench.connect(home=root / party).project("demo") for party in ("guest", "host")]
+    deadline = time.monotonic() + 120
+    while any(side.run_by_id(run.job_id).info["state"] != "running" for side in sides):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the benchmark's channel job {run.job_id} did not start on both parties")
+        time.sleep(0.2)
+    (root / "channel.json").write_text(json.dumps({"job_id": run.job_id, "project_id": project.info["id"]}))
+    return Channel(root)

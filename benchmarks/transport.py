@@ -5,6 +5,7 @@ node, timed until the host has received, decoded and filed it; the baseline stre
 chunk size to a bare grpcio server (separate process, same certificates) that only collects them.
 Small messages: --small messages (default 100,000) of 100 bytes, one call each, sequentially, against the same
 two servers (the baseline as plain unary calls). Medians over repeats. Run: `python benchmarks/transport.py`.
+Our messages go into a long job running on both nodes, with its project's token, as every message must.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import grpc
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import markdown_table, median, record  # noqa: E402
+from _common import markdown_table, median, record, start_channel  # noqa: E402
 
 from fedbench import sandbox  # noqa: E402
 from fedbench.client.control import NodeClient  # noqa: E402
@@ -69,7 +70,7 @@ def main() -> None:
     args = parser.parse_args()
 
     root = Path(tempfile.mkdtemp(prefix="fedbench-bench-"))
-    sandbox.up(root, demo_data=False)
+    job = start_channel(root)
     host_home, guest_home = NodeHome(root / "host"), NodeHome(root / "guest")
     g_key, g_cert, ca = PartyCredentials.from_dir(guest_home.tls_dir).load()
     h_tls = PartyCredentials.from_dir(host_home.tls_dir)
@@ -96,9 +97,9 @@ def main() -> None:
         for label, payload in payloads.items():
             ours_s, ours_e2e, raw_s = [], [], []
             for _ in range(args.repeats):
-                key = f"bench/{uuid.uuid4().hex}/big"
+                key = job.key(f"big-{uuid.uuid4().hex}")
                 start = time.perf_counter()
-                ours.push(key, payload)
+                ours.push(key, payload, project=job.project("guest"))
                 ours_s.append(time.perf_counter() - start)
                 host.recv("guest", key, timeout=60)
                 ours_e2e.append(time.perf_counter() - start)
@@ -126,11 +127,11 @@ def main() -> None:
         message = b"x" * 100
         batch = max(1, args.small // 10)
         ours_rate, raw_rate_small = [], []
-        key = f"bench/{uuid.uuid4().hex}/small"
+        key = job.key(f"small-{uuid.uuid4().hex}")
         for _ in range(max(1, args.small // batch)):
             start = time.perf_counter()
             for _ in range(batch):
-                ours.push(key, message)
+                ours.push(key, message, project=job.project("guest"))
             ours_rate.append(batch / (time.perf_counter() - start))
             start = time.perf_counter()
             for _ in range(batch):

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import os
+import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +16,7 @@ from fedbench.client.control import NodeClient
 from fedbench.net.certs import PartyCredentials
 from fedbench.net.peer import PeerClient
 from fedbench.net.tls import TlsMaterial
+from fedbench.net.transport import GrpcTransport
 from fedbench.node.config import NodeHome
 
 DATABASE_URL = os.environ.get("FEDBENCH_TEST_DATABASE_URL")
@@ -109,4 +113,46 @@ def trio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]:
     root = tmp_path_factory.mktemp("trio")
     sandbox.up(root, parties=("guest", "host", "mallory"), demo_data=False, database_url=DATABASE_URL)
     yield Federation(root)
+    sandbox.down(root)
+
+
+class JobChannel:
+    """A long `slow` job of the demo project, running on guest and host: what carries a test's messages.
+
+    A node takes a message only into a job it runs, with that job's project token, so tests of the channel
+    itself send under this job's keys with its project's credentials.
+    """
+
+    def __init__(self, federation: Federation, job_id: str, project_id: str) -> None:
+        self.federation = federation
+        self.job_id = job_id
+        self.project_id = project_id
+        token_file = federation.home("guest").secrets_dir / f"project-{project_id}.token"
+        self.project = (project_id, token_file.read_text().strip())
+
+    def key(self, tag: str, task: str = "task") -> str:
+        """A fresh message key of the job (a unique tag, so tests never share a queue)."""
+        return f"{self.job_id}/{task}/{tag}-{uuid.uuid4().hex[:8]}"
+
+    def transport(self, party: str) -> GrpcTransport:
+        """`party`'s transport as its worker would have it: pushes carry the token, receipts go via its node."""
+        clients = functools.cache(lambda peer: self.federation.peer_client(party, peer))
+        return GrpcTransport(party, clients, self.federation.client(party).recv, project=self.project)
+
+
+@pytest.fixture(scope="session")
+def channel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JobChannel]:
+    """Two nodes with the demo project and one job running on both for the whole session."""
+    import fedbench
+
+    root = tmp_path_factory.mktemp("channel")
+    up_with_test_components(root, demo_data=True)
+    project = fedbench.connect(home=root / "guest").project("demo")
+    run = project.run("slow", data="credit", seconds=3600)
+    deadline = time.monotonic() + 60
+    while any(job_states(root, p, run.job_id, settle=False)[0] != "running" for p in ("guest", "host")):
+        assert time.monotonic() < deadline, "the channel's job did not start on both parties"
+        time.sleep(0.2)
+    yield JobChannel(Federation(root), run.job_id, project.info["id"])
+    run.cancel()
     sandbox.down(root)

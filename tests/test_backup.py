@@ -64,6 +64,7 @@ def test_backup_restore_into_a_fresh_home_finds_everything(demo: Path, tmp_path:
     with tarfile.open(archive) as tar:
         names = set(tar.getnames())
     assert {"home/node.json", "home/api_token", "home/tls/party.key", "home/fedbench.db"} <= names
+    assert "home/secrets/audit.key" in names
     assert not any(n.endswith(("node.pid", "fedbench.db-wal", "node.log")) for n in names)
 
     new_home = tmp_path / "restored"
@@ -74,6 +75,8 @@ def test_backup_restore_into_a_fresh_home_finds_everything(demo: Path, tmp_path:
     assert stat.S_IMODE((home.tls_dir / "party.key").stat().st_mode) == 0o600
     assert stat.S_IMODE(home.token_file.stat().st_mode) == 0o600
     assert home.api_token() == NodeHome(demo / "guest").api_token()
+    assert stat.S_IMODE(home.audit_key_file.stat().st_mode) == 0o600
+    assert home.audit_key_file.read_bytes() == NodeHome(demo / "guest").audit_key_file.read_bytes()
     config = home.load_config()
     home.save_config(
         config.model_copy(update={"federation_port": _free_port(), "control_port": _free_port()})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import grpc
 import pytest
 
@@ -86,11 +88,14 @@ def test_control_api_requires_the_token(federation, token):
     assert isinstance(federation.client("host").call("datasets.list"), list)
 
 
-def _raw_push(federation, header: PushHeader, chunks: list[bytes]) -> FedbenchError | None:
+def _raw_push(channel, header: PushHeader, chunks: list[bytes]) -> FedbenchError | None:
+    federation = channel.federation
     tls = federation.tls("guest")
     address = federation.home("host").load_config().federation_address
-    with grpc.secure_channel(address, client_credentials(tls), options=channel_options("host")) as channel:
-        push = channel.stream_unary(f"/{FEDERATION_SERVICE}/Push")
+    with grpc.secure_channel(
+        address, client_credentials(tls), options=channel_options("host")
+    ) as grpc_channel:
+        push = grpc_channel.stream_unary(f"/{FEDERATION_SERVICE}/Push")
         try:
             push(iter(chunks), metadata=header.metadata(), timeout=30)
         except grpc.RpcError as exc:
@@ -98,27 +103,32 @@ def _raw_push(federation, header: PushHeader, chunks: list[bytes]) -> FedbenchEr
     return None
 
 
-def test_malformed_frame_is_refused_and_node_stays_up(federation):
+def _header(channel, tag: str, size: int) -> PushHeader:
+    """A header admitted by the host (a running job's key, its project's token): the payload is what's wrong."""
+    return PushHeader("guest", channel.key(tag), f"m-{tag}-{uuid.uuid4().hex}", size, *channel.project)
+
+
+def test_malformed_frame_is_refused_and_node_stays_up(channel):
     garbage = b"FBC1\xff\xff\xff\x7fnot a header at all"
-    error = _raw_push(federation, PushHeader("guest", "job/task/bad", "m-bad", len(garbage)), [garbage])
+    error = _raw_push(channel, _header(channel, "bad", len(garbage)), [garbage])
     assert isinstance(error, CodecError)
-    assert_host_still_serves(federation)
+    assert_host_still_serves(channel.federation)
 
 
-def test_frame_longer_or_shorter_than_declared_is_refused(federation):
+def test_frame_longer_or_shorter_than_declared_is_refused(channel):
     body = codec.encode(b"0123456789")
-    longer = _raw_push(federation, PushHeader("guest", "job/task/long", "m-long", 5), [body])
-    shorter = _raw_push(federation, PushHeader("guest", "job/task/short", "m-short", len(body) + 9), [body])
+    longer = _raw_push(channel, _header(channel, "long", 5), [body])
+    shorter = _raw_push(channel, _header(channel, "short", len(body) + 9), [body])
     assert isinstance(longer, CodecError) and "declared size" in str(longer)
     assert isinstance(shorter, CodecError) and "declared" in str(shorter)
-    assert_host_still_serves(federation)
+    assert_host_still_serves(channel.federation)
 
 
-def test_oversized_message_is_refused_before_it_is_read(federation):
+def test_oversized_message_is_refused_before_it_is_read(channel):
     declared = 1 << 40
-    error = _raw_push(federation, PushHeader("guest", "job/task/huge", "m-huge", declared), [b"x"])
+    error = _raw_push(channel, _header(channel, "huge", declared), [b"x"])
     assert isinstance(error, Refused) and "over this node's limit" in str(error)
-    assert_host_still_serves(federation)
+    assert_host_still_serves(channel.federation)
 
 
 def test_missing_push_header_is_refused(federation):

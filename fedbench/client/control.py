@@ -94,10 +94,13 @@ class NodeClient:
         return answer
 
     def send(self, party: str, key: str, payload: Any, deadline: float = 60.0) -> bool:
-        """Have the node deliver `payload` to `party` under `key`."""
+        """Have the node deliver `payload` to `party` under `key`, a `job/task/tag` key of a job of ours.
+
+        The user must be a member of the job's project (analyst or admin); the node adds the project's token.
+        """
         answer = self.upload("send", codec.encode_parts(payload), party=party, key=key, deadline=deadline)
         return bool(answer["delivered"])
 
     def recv(self, party: str, key: str, timeout: float = 60.0) -> Any:
-        """The next payload from `party` under `key` in the node's mailbox."""
+        """The next payload from `party` under `key` (of a job of a project the user is in) in the mailbox."""
         return codec.decode(self.download("recv", party=party, key=key, timeout=timeout))

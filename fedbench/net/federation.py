@@ -1,10 +1,12 @@
-"""The federation service a party node serves to its peers over mutual TLS: Ping and Push.
+"""The federation service a party node serves to its peers over mutual TLS: Ping, Push, Deliver, Request.
 
 Before anything is read, each call is checked: the TLS layer has already verified the client certificate
 against the federation CA; here we check that it is not revoked, that the party it names is the party the
-call claims to come from, and that this party is one of our configured peers. Push then streams the payload
-in chunks under a declared size, decodes it with the safe codec under size and type limits, and files it in
-the mailbox exactly once.
+call claims to come from, and that this party is one of our configured peers. A message (Push, streamed, or
+Deliver, one call) is then admitted by the node (it names a job running here and carries that job's project
+token), its declared size is checked against the message limit and held against the mailbox bound, and only
+then is the payload read, into a buffer that grows as chunks arrive; it is decoded with the safe codec under
+size and type limits and filed in the mailbox exactly once.
 """
 
 from __future__ import annotations
@@ -78,7 +80,11 @@ class PushHeader:
 
 
 class FederationService:
-    """Serves Ping and Push for one party node; `on_refusal` lets the node audit refused calls."""
+    """Serves Ping and Push for one party node.
+
+    `admit_push` is the node's admission of a message (raises to refuse; every push passes it, streamed or
+    unary); `on_refusal` lets the node audit refused calls.
+    """
 
     def __init__(
         self,
@@ -87,9 +93,9 @@ class FederationService:
         mailbox: Mailbox,
         revocations: RevocationList | None,
         limits: codec.CodecLimits,
+        admit_push: Callable[[str, PushHeader], None],
         on_refusal: Callable[[str, str], None] | None = None,
         on_request: RequestHandler | None = None,
-        admit_push: Callable[[str, PushHeader], None] | None = None,
     ) -> None:
         self.party = party
         self._peers = peers
@@ -169,33 +175,43 @@ class FederationService:
         return self.push([body], context)
 
     def push(self, chunks: Iterable[bytes], context: grpc.ServicerContext) -> bytes:
-        """Receive one message in chunks, validate it and file it in the mailbox."""
+        """Receive one message in chunks, validate it and file it in the mailbox.
+
+        Every check runs before a byte of the payload is read: identity, admission (the node's: a running job
+        of ours, its project's token), the size limit, and room in the mailbox for the declared size. The
+        buffer then grows with the bytes that arrive, so a declared size alone allocates nothing.
+        """
         header = PushHeader.from_metadata(dict(context.invocation_metadata()))
         self.authenticate(context, header.sender)
-        if self._admit_push is not None:
-            self._admit_push(header.sender, header)
+        self._admit_push(header.sender, header)
         if header.size > self._limits.max_bytes:
-            raise Refused(
-                f"message of {header.size} bytes is over this node's limit of {self._limits.max_bytes} bytes"
+            raise self._refuse(
+                header.sender,
+                f"message of {header.size} bytes is over this node's limit of {self._limits.max_bytes} bytes",
             )
         if self.mailbox.seen(header.message_id):
             return codec.encode({"delivered": False, "duplicate": True})
-        self.mailbox.reserve(header.size)
-        buffer = bytearray(header.size)
-        view = memoryview(buffer)
-        received = 0
-        for chunk in chunks:
-            end = received + len(chunk)
-            if end > header.size:
-                raise CodecError(f"message is longer than its declared size of {header.size} bytes")
-            view[received:end] = chunk
-            received = end
-        if received != header.size:
-            raise CodecError(f"message ended after {received} of its declared {header.size} bytes")
-        view.release()
-        payload = codec.decode(buffer, self._limits)
-        delivered = self.mailbox.put(header.sender, header.key, header.message_id, payload, header.size)
+        try:
+            hold = self.mailbox.hold(header.size)
+        except Refused as exc:
+            raise self._refuse(header.sender, str(exc)) from None
+        with hold:
+            buffer = bytearray()
+            for chunk in chunks:
+                if len(buffer) + len(chunk) > header.size:
+                    raise CodecError(f"message is longer than its declared size of {header.size} bytes")
+                buffer += chunk
+            if len(buffer) != header.size:
+                raise CodecError(f"message ended after {len(buffer)} of its declared {header.size} bytes")
+            payload = codec.decode(buffer, self._limits)
+            delivered = self.mailbox.put(header.sender, header.key, header.message_id, payload, header.size)
         return codec.encode({"delivered": delivered, "duplicate": not delivered})
+
+    def _refuse(self, sender: str, reason: str) -> Refused:
+        """Report a refused push to the node (to audit it) and return the error to raise."""
+        if self._on_refusal is not None:
+            self._on_refusal(sender, reason)
+        return Refused(reason)
 
 
 @functools.lru_cache(maxsize=256)

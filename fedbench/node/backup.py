@@ -1,7 +1,8 @@
 """Backup and restore of a party node's home: one .tar.gz with a consistent copy of what the node needs.
 
 The archive holds node.json, the control-API token, `tls/` (party key, certificate, CA), `secrets/` (project
-tokens), `artifacts/` (content-addressed tables and models), job logs, and, when the store is SQLite, a
+tokens, the audit MAC key without which the restored audit chain cannot be verified, and the audit heads handed
+to partners), `artifacts/` (content-addressed tables and models), job logs, and, when the store is SQLite, a
 snapshot of the database taken with SQLite's online backup API, so the node may keep running meanwhile (the
 snapshot is taken first: every artifact it names was written before it, and artifacts are never rewritten).
 A database at any other URL is not in the archive: back it up with its own tools (pg_dump for PostgreSQL).

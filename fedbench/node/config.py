@@ -2,7 +2,8 @@
 
 One file, `<home>/node.json`, holds everything a node needs (party name, ports, peers, database URL, limits);
 it is validated by one pydantic model, so there is no second configuration system. Secrets never go in it:
-TLS material lives under `<home>/tls/` and the control-API token in `<home>/api_token` (both 0600).
+TLS material lives under `<home>/tls/`, the control-API token in `<home>/api_token`, project tokens, the audit
+MAC key and the audit heads handed to partners under `<home>/secrets/` (all 0600).
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ class NodeConfig(BaseModel):
     peers: dict[str, str] = Field(default_factory=dict, description="party name -> host:port")
     crl_path: str | None = Field(default=None, description="revocation list checked on every peer call")
     max_message_mb: int = Field(default=4096, ge=1, description="largest message a peer may send us")
+    max_pending_mb: int = Field(
+        default=8192, ge=1, description="bound on messages from peers arriving or waiting to be read"
+    )
     workers: int = Field(default=16, ge=2, le=256, description="gRPC server threads")
     component_modules: list[str] = Field(
         default_factory=list, description="Python modules with extra components, imported at start"
@@ -86,6 +90,8 @@ class NodeHome:
     log_file = property(lambda self: self.root / "node.log")
     artifacts_dir = property(lambda self: self.root / "artifacts")
     secrets_dir = property(lambda self: self.root / "secrets")
+    audit_key_file = property(lambda self: self.root / "secrets" / "audit.key")
+    audit_heads_file = property(lambda self: self.root / "secrets" / "audit-heads.jsonl")
 
     def database_url(self, config: NodeConfig) -> str:
         """The configured database URL, or SQLite under the home."""

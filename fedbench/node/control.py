@@ -5,7 +5,8 @@ It listens on loopback only. Every call but `health` and `version` carries a use
 `fedbench users add`. Each method declares the least role it needs and whether it changes something (then
 it is audited, allowed or refused). Three raw-bytes RPCs carry every method: `Call` (small request, small
 answer), `Upload` (a streamed body: a table to register, a payload to send) and `Download` (a streamed
-answer: a received payload, a table).
+answer: a received payload, a table). `send` and `recv` act in the job their message key names
+(`job/task/tag`): one that exists here and has not ended, of a project the caller belongs to.
 """
 
 from __future__ import annotations
@@ -21,7 +22,10 @@ from fedbench import __version__, components
 from fedbench.errors import CodecError, ConfigError, FedbenchError, NotFound, Refused
 from fedbench.net import codec
 from fedbench.net.rpc import chunked, guarded, guarded_stream
+from fedbench.net.transport import message_key
+from fedbench.node.jobs import TERMINAL
 from fedbench.node.users import Caller
+from fedbench.store import Job, Project
 from fedbench.store.datasets import DatasetInfo
 from fedbench.store.tables import read_table_source, table_to_parquet_bytes
 
@@ -89,16 +93,17 @@ class ControlService:
             "users.add": _Method(self.users_add, role="admin", changes=True),
             "users.list": _Method(lambda caller: node.users.list(), role="admin"),
             "users.remove": _Method(self.users_remove, role="admin", changes=True),
+            "mailbox.status": _Method(lambda caller: node.mailbox.usage(), role="admin"),
         }
         self._uploads: dict[str, _Method] = {
             "datasets.register": _Method(self.register_dataset, role="analyst", changes=True),
-            "send": _Method(self.send, role="analyst"),
+            "send": _Method(self.send, role="analyst", changes=True, audits_itself=True),
             "models.import": _Method(
                 node.models.import_model, role="analyst", changes=True, audits_itself=True
             ),
         }
         self._downloads: dict[str, _Method] = {
-            "recv": _Method(self.recv, role="analyst"),
+            "recv": _Method(self.recv, role="analyst", changes=True, audits_itself=True),
             "datasets.load": _Method(
                 lambda caller, name: [table_to_parquet_bytes(self._load(caller, name))], role="analyst"
             ),
@@ -186,14 +191,64 @@ class ControlService:
     def send(
         self, caller: Caller, data: bytes, party: str, key: str, deadline: float = 60.0
     ) -> dict[str, bool]:
-        """Forward an already encoded payload to a peer (validated first, so we never relay garbage)."""
+        """Forward an encoded payload (validated first: we never relay garbage) as a message of the key's job.
+
+        It carries the job's project token, as every message must; sent or refused, it is audited.
+        """
+        job = self._message_job(caller, "send", party, key)
         codec.decode(data)
-        delivered = self.node.peer(party).push_encoded(key, [data], deadline=deadline)
+        project = (job.project, self.node.projects.token_for(job.project))
+        try:
+            delivered = self.node.peer(party).push_encoded(key, [data], deadline=deadline, project=project)
+        except FedbenchError as exc:
+            self._audit(caller, "send", {}, allowed=False, reason=f"{party}: {exc}", project=job.project)
+            raise
+        self._audit(caller, "send", {}, allowed=True, reason=f"{key} to {party}", project=job.project)
         return {"delivered": delivered}
 
     def recv(self, caller: Caller, party: str, key: str, timeout: float = 60.0) -> list[bytes | memoryview]:
-        """Wait for a message in the mailbox and hand it over encoded."""
+        """Wait for a message of the key's job in the mailbox and hand it over encoded."""
+        self._message_job(caller, "recv", party, key)
         return codec.encode_parts(self.node.mailbox.get(party, key, timeout))
+
+    def _message_job(self, caller: Caller, method: str, party: str, key: str) -> Job:
+        """The job a send or recv acts in: named by its key, not ended here, of a project the caller is in.
+
+        The caller needs the analyst role (checked before) and membership of the job's project (an admin acts
+        in every project); `party` must be another party of the job. A refusal is audited.
+        """
+        project_id = None
+        try:
+            parts = key.split("/") if isinstance(key, str) else []
+            if len(parts) != 3:
+                raise Refused(f"message key {key!r} is not job/task/tag: a send or recv acts in one job")
+            message_key(*parts)
+            with self.node.db.session() as session:
+                job = session.get(Job, parts[0])
+                project = session.get(Project, job.project) if job is not None else None
+            if job is None or not job.spec or project is None:
+                raise Refused(
+                    f"no job {parts[0]!r} on {self.node.config.party!r}: a message key names a job of ours"
+                )
+            project_id = job.project
+            try:
+                self.node.projects.project_row(caller, project.name)
+            except NotFound:
+                raise Refused(
+                    f"user {caller.name!r} is not a member of the project of job {job.id}: "
+                    "a member of it can add you (project.add_member)"
+                ) from None
+            parties = {p for members in job.spec.get("roles", {}).values() for p in members}
+            if party == self.node.config.party or party not in parties:
+                raise Refused(
+                    f"{party!r} is not another party of job {job.id} (its parties: {sorted(parties)})"
+                )
+            if job.state in TERMINAL:
+                raise Refused(f"job {job.id} is {job.state}: it sends and receives no more messages")
+        except (Refused, ConfigError) as exc:
+            self._audit(caller, method, {}, allowed=False, reason=str(exc), project=project_id)
+            raise Refused(str(exc)) from None
+        return job
 
     def artifact_bytes(self, caller: Caller, artifact_id: str) -> list[bytes | memoryview]:
         """The stored file of an artifact (parquet for tables, codec bytes otherwise)."""
@@ -258,11 +313,18 @@ class ControlService:
         return result
 
     def _audit(
-        self, caller: Caller, name: str, args: dict[str, Any], *, allowed: bool, reason: str = ""
+        self,
+        caller: Caller,
+        name: str,
+        args: dict[str, Any],
+        *,
+        allowed: bool,
+        reason: str = "",
+        project: str | None = None,
     ) -> None:
         touched = [args["name"]] if name.startswith("datasets.") and isinstance(args.get("name"), str) else []
         self.node.audit.record(
-            actor=caller.name, action=name, allowed=allowed, reason=reason, datasets=touched
+            actor=caller.name, action=name, allowed=allowed, reason=reason, datasets=touched, project=project
         )
 
     @staticmethod

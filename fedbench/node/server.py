@@ -11,23 +11,26 @@ import logging
 import os
 import signal
 import threading
+from collections.abc import Iterable
 from concurrent import futures
 from pathlib import Path
 from typing import Any
 
 import grpc
+from sqlmodel import col, select
 
 from fedbench import components
 from fedbench.errors import CertificateError, ConfigError
 from fedbench.net import codec
 from fedbench.net.certs import PartyCredentials, RevocationList, peer_identity
-from fedbench.net.federation import FederationService
+from fedbench.net.federation import FederationService, PushHeader
 from fedbench.net.mailbox import Mailbox
 from fedbench.net.peer import PeerClient
 from fedbench.net.rpc import CHUNK_BYTES
 from fedbench.net.tls import TlsMaterial, server_credentials
 from fedbench.net.transport import GrpcTransport
 from fedbench.node.audit import AuditLog
+from fedbench.node.audit_anchor import AuditAnchors
 from fedbench.node.config import NodeHome
 from fedbench.node.control import ControlService
 from fedbench.node.health import HealthServer
@@ -35,11 +38,14 @@ from fedbench.node.jobs import JobService
 from fedbench.node.models import ModelService
 from fedbench.node.projects import ProjectService
 from fedbench.node.users import Users
-from fedbench.store import ArtifactFiles, Database, DatasetRegistry
+from fedbench.store import ArtifactFiles, Database, DatasetRegistry, Job
 
 __all__ = ["PartyNode"]
 
 log = logging.getLogger("fedbench.node")
+
+RECEIVING = frozenset({"queued", "running"})
+"""The states in which a job of this node takes messages from its parties."""
 
 _SERVER_OPTIONS = [
     ("grpc.max_receive_message_length", 4 * CHUNK_BYTES),
@@ -60,8 +66,8 @@ class PartyNode:
         self.db = Database(self.home.database_url(self.config))
         self.files = ArtifactFiles(self.home.artifacts_dir)
         self.datasets = DatasetRegistry(self.db, self.files)
-        self.mailbox = Mailbox()
-        self.audit = AuditLog(self.db)
+        self.mailbox = Mailbox(max_pending_bytes=self.config.max_pending_mb << 20, reclaim=self._ended_jobs)
+        self.audit = AuditLog.for_home(self.db, self.home)
         self.users = Users(self.db)
         self.users.ensure_admin(self.api_token)
         self.projects = ProjectService(
@@ -81,6 +87,8 @@ class PartyNode:
             self._peer_request,
         )
         self.models = ModelService(self.config.party, self.db, self.files, self.projects, self.audit)
+        self.anchors = AuditAnchors(self.config.party, self.db, self.audit, self.projects, self._peer_request)
+        self.jobs.on_finished = self._job_ended
         self.limits = codec.CodecLimits(max_bytes=self.config.max_message_mb << 20)
         self._peers: dict[str, PeerClient] = {}
         self._peers_lock = threading.Lock()
@@ -133,9 +141,9 @@ class PartyNode:
             self.mailbox,
             self.revocations(),
             self.limits,
+            admit_push=self._admit_push,
             on_refusal=self._refused,
             on_request=self.projects.handle,
-            admit_push=self.jobs.admit_message,
         )
         fed_server = self._server(federation.handler())
         _bind(fed_server, f"{self.config.federation_host}:{self.config.federation_port}", self.tls)
@@ -189,6 +197,60 @@ class PartyNode:
         stop_requested.wait()
         log.info("node %s stopping", self.config.party)
         self.stop()
+
+    def _admit_push(self, sender: str, header: PushHeader) -> None:
+        """A message goes only into a job this node runs, with that job's project token (refusals audited).
+
+        Checked from our own records before a byte of the payload is read: the key's job is queued or running
+        here, the message names its project with a right token (the project is active, the sender a member),
+        and the sender is one of the job's parties.
+        """
+        job_id = header.key.split("/", 1)[0]
+        if not header.project or not header.token:
+            raise self.projects.refusal(
+                sender,
+                "job.message",
+                None,
+                f"message {header.key!r} names no project: every message belongs to a job and must carry "
+                "its project's token",
+            )
+        with self.db.session() as session:
+            job = session.get(Job, job_id)
+        if job is None or not job.spec:
+            raise self.projects.refusal(
+                sender,
+                "job.message",
+                None,
+                f"no job {job_id!r} on {self.config.party!r}: messages go only into jobs this node runs",
+            )
+        if job.state not in RECEIVING:
+            raise self.projects.refusal(
+                sender,
+                "job.message",
+                job.project,
+                f"job {job_id} is {job.state} here: it takes messages only while queued or running",
+            )
+        if header.project != job.project:
+            raise self.projects.refusal(
+                sender, "job.message", job.project, f"messages of job {job_id} must carry its project's token"
+            )
+        self.projects.check(sender, "job.message", header.project, header.token)
+        if sender not in {party for members in job.spec.get("roles", {}).values() for party in members}:
+            raise self.projects.refusal(
+                sender, "job.message", job.project, f"{sender} is not a party of job {job_id}"
+            )
+
+    def _job_ended(self, spec: dict[str, Any], state: str) -> None:
+        """A job ended here: its waiting messages go, then its audit head is anchored with its parties."""
+        self.mailbox.close(str(spec["job_id"]))
+        self.anchors.job_ended(spec, state)
+
+    def _ended_jobs(self, jobs: Iterable[str]) -> set[str]:
+        """Of these jobs, those no longer running here (their waiting messages can go)."""
+        wanted = set(jobs)
+        with self.db.session() as session:
+            found = session.exec(select(Job).where(col(Job.id).in_(wanted))).all()
+        return wanted - {job.id for job in found if job.state in RECEIVING}
 
     def _refused(self, claimed: str, reason: str) -> None:
         log.warning("refused a call claiming to come from %s: %s", claimed, reason)
