@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import markdown_table, median, record  # noqa: E402
+from _common import Channel, markdown_table, median, record, start_channel  # noqa: E402
 
 from fedbench import sandbox  # noqa: E402
 from fedbench.client.control import NodeClient  # noqa: E402
@@ -101,7 +101,13 @@ def party_main(args: argparse.Namespace) -> None:
     def peer_client(peer: str) -> PeerClient:
         return PeerClient(args.party, peer, NodeHome(root / peer).load_config().federation_address, tls)
 
-    transport = GrpcTransport(args.party, peer_client, NodeClient.for_home(home).recv, send_deadline=600)
+    transport = GrpcTransport(
+        args.party,
+        peer_client,
+        NodeClient.for_home(home).recv,
+        send_deadline=600,
+        project=Channel(root).project(args.party),
+    )
     ids = party_ids(args.role, args.rows[0])
     print("ready", flush=True)
     sys.stdin.readline()
@@ -152,7 +158,7 @@ def proc_cpu(pid: int, children: bool = False) -> float:
 
 def run_ours(root: Path, rows: int, workers: int, verbose: bool = False) -> dict[str, Any]:
     """Both party processes, started together once each has built its IDs and transport."""
-    key = f"bench-{uuid.uuid4().hex[:12]}/psi"
+    key = f"{Channel(root).job_id}/psi-{uuid.uuid4().hex[:12]}"
     procs = {}
     for party, role, peer in (("guest", "initiator", "host"), ("host", "partner", "guest")):
         command = [sys.executable, __file__, "--party", party, "--role", role, "--peer", peer]
@@ -386,7 +392,7 @@ def main() -> None:
         return
     peer_path = None if args.no_peer else ensure_peer()
     root = Path(tempfile.mkdtemp(prefix="fedbench-psi-bench-"))
-    sandbox.up(root, demo_data=False)
+    start_channel(root)  # the sandbox, with a job running on both nodes that the PSI messages go into
     table = []
     loads = []
     try:

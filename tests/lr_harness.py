@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from fedbench import components
-from fedbench.components.context import Context, TaskIO
+from fedbench.components.context import Context, PsiRelease, TaskIO
 from fedbench.errors import ConfigError
 from fedbench.net.transport import InMemoryFederation
 
@@ -67,11 +67,16 @@ def run_component(
             if event["type"] == "metric":
                 metrics.append((party, event["name"], event["value"], event["step"]))
 
+        # As if a PSI of the project had released each party's table inputs to every party (the host checks it
+        # before it sends per-row partial scores, in score and hetero_lr).
+        tables = [inputs[party][n] for n in ("data", "train", "validation") if n in inputs[party]]
+        released = [PsiRelease("psi", "psi", tuple(parties), tuple(parties), lambda: pd.concat(tables))]
         io = TaskIO(
             read_input=read,
             write_output=outputs[party].__setitem__,
             emit=emit,
             is_cancelled=lambda: bool(errors),
+            psi_releases=lambda: released if tables else [],
         )
         return Context(
             party=party,

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from sqlalchemy import MetaData, text
+from test_rogue_projects import count_pipeline, honest_spec, psi_pipeline
 
 import fedbench
 from fedbench.errors import NotFound, Refused
@@ -89,7 +90,8 @@ def test_proposal_acceptance_and_token_stored_only_as_hash(trio, project):
         path = trio.home(party).secrets_dir / f"project-{project_id}.token"
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
         assert token.encode() not in _stored_text(trio, party)
-    admitted = _submit(trio, "guest", project_id, token, datasets={"host": [h]})
+    spec = honest_spec(guest_view.info, count_pipeline({"guest": g, "host": h}))
+    admitted = _submit(trio, "guest", project_id, token, spec=spec)
     assert admitted["admitted"] is True
 
 
@@ -114,7 +116,7 @@ def test_pending_proposal_is_listed_and_a_job_before_acceptance_is_refused(trio)
 def test_revoked_project_refuses_everything_and_cancels_admitted_jobs(trio, project):
     guest_view, host_view, g, h = project
     project_id = guest_view.info["id"]
-    job = guest_view.authorize_job("train", {"guest": [g], "host": [h]})
+    job = guest_view.authorize_job("train", {})
     host_view.revoke(reason="partner left")
     assert guest_view.refresh().state == "revoked"
     with pytest.raises(Refused, match="revoked"):
@@ -160,12 +162,19 @@ def test_dataset_not_authorised_or_replaced_is_refused(trio, project):
     token = _token(trio, "guest", project_id)
     host = fedbench.connect(home=trio.home("host").root)
     host.datasets.upload(_table(seed=5), name=f"{h}-private", id_column="id")
+    private = honest_spec(guest_view.info, count_pipeline({"guest": g, "host": f"{h}-private"}))
     with pytest.raises(Refused, match="not authorised"):
-        _submit(trio, "guest", project_id, token, datasets={"host": [f"{h}-private"]})
+        _submit(trio, "guest", project_id, token, spec=private)
     host.datasets.delete(h)
     host.datasets.upload(_table(seed=9), name=h, id_column="id")
     with pytest.raises(Refused, match="changed since it was authorised"):
-        _submit(trio, "guest", project_id, token, datasets={"host": [h]})
+        _submit(
+            trio,
+            "guest",
+            project_id,
+            token,
+            spec=honest_spec(guest_view.info, count_pipeline({"guest": g, "host": h})),
+        )
     assert len(_host_refusals(trio, project_id)) >= 2
 
 
@@ -190,14 +199,27 @@ def test_psi_quota_and_declared_size_are_enforced(trio, project):
     token = _token(trio, "guest", project_id)
     declared = guest_view.refresh().quotas["max_psi_rows"]
     assert declared == {"guest": 50, "host": 50}
-    with pytest.raises(Refused, match="more than its declared maximum"):
-        _submit(trio, "guest", project_id, token, use="psi", psi_rows={"guest": 10_000_000})
-    _submit(trio, "guest", project_id, token, use="psi", psi_rows={"guest": 50})
+    data = {"guest": g, "host": h}
+    _submit(trio, "guest", project_id, token, spec=honest_spec(guest_view.info, psi_pipeline(data)))
     with pytest.raises(Refused, match="quota exhausted"):
-        _submit(trio, "guest", project_id, token, use="psi", psi_rows={"guest": 50})
-    reasons = _host_refusals(trio, project_id)["reason"]
-    assert reasons.str.contains("quota exhausted").any() and reasons.str.contains("declared maximum").any()
+        _submit(trio, "guest", project_id, token, spec=honest_spec(guest_view.info, psi_pipeline(data)))
+    assert _host_refusals(trio, project_id)["reason"].str.contains("quota exhausted").any()
     assert guest_view.usage()["psi_runs"] == 0, "raw requests bypassed the guest's node: it counted nothing"
+    guest = fedbench.connect(home=trio.home("guest").root)
+    guest.projects.propose(
+        f"{guest_view.name}-capped", partners="host", datasets=[g], max_psi_rows={"guest": 10}
+    )
+    fedbench.connect(home=trio.home("host").root).projects.accept(f"{guest_view.name}-capped", datasets=[h])
+    capped = guest.project(f"{guest_view.name}-capped").info
+    with pytest.raises(Refused, match="more than its declared maximum of 10"):
+        _submit(
+            trio,
+            "guest",
+            capped["id"],
+            _token(trio, "guest", capped["id"]),
+            spec=honest_spec(capped, psi_pipeline(data)),
+        )
+    assert _host_refusals(trio, capped["id"])["reason"].str.contains("declared maximum").any()
 
 
 def test_daily_job_quota(trio):
@@ -209,10 +231,10 @@ def test_daily_job_quota(trio):
     guest.projects.propose("two-a-day", partners="host", datasets=["quota-ds"], jobs_per_day=2)
     host.projects.accept("two-a-day", datasets=[])
     project = guest.project("two-a-day")
-    project.authorize_job("train", {"guest": ["quota-ds"]})
-    project.authorize_job("train", {"guest": ["quota-ds"]})
+    project.authorize_job("train", {})
+    project.authorize_job("train", {})
     with pytest.raises(Refused, match="2 jobs per day"):
-        project.authorize_job("train", {"guest": ["quota-ds"]})
+        project.authorize_job("train", {})
     assert project.usage()["jobs_today"] == 2
 
 
@@ -221,12 +243,12 @@ def test_suspend_then_resume_only_by_the_suspender(trio, project):
     host_view.suspend("audit in progress")
     assert guest_view.refresh().state == "suspended"
     with pytest.raises(Refused, match="suspended"):
-        guest_view.authorize_job("train", {"guest": [g]})
+        guest_view.authorize_job("train", {})
     with pytest.raises(Refused, match="only they can resume"):
         guest_view.resume()
     host_view.resume()
     assert guest_view.refresh().state == "active"
-    assert guest_view.authorize_job("train", {"guest": [g]})["job_id"]
+    assert guest_view.authorize_job("train", {})["job_id"]
 
 
 def test_users_see_only_their_datasets_and_projects_and_viewers_cannot_run(trio, project):
@@ -284,3 +306,26 @@ def test_tampered_audit_log_fails_verify(trio, project):
             with db.engine.begin() as conn:
                 conn.execute(flip, {"id": second_id})
     assert verify().returncode == 0
+
+
+def test_a_run_in_a_project_not_yet_accepted_says_so_and_is_audited(trio):
+    guest = fedbench.connect(home=trio.home("guest").root)
+    guest.datasets.upload(_table(), name="waiting-ds", id_column="id")
+    guest.projects.propose("waiting", partners="host", datasets=["waiting-ds"])
+    with pytest.raises(Refused, match="project 'waiting' is proposed: host has not accepted"):
+        guest.project("waiting").run("row_count", data="waiting-ds")
+    project_id = guest.project("waiting").info["id"]
+    audit = guest.audit()
+    refused = audit[(audit["project"] == project_id) & ~audit["allowed"]]
+    assert refused["reason"].str.contains("host has not accepted").any()
+
+
+def test_a_run_on_a_dataset_the_project_does_not_authorise_says_so_and_is_audited(trio, project):
+    guest_view, _, g, h = project
+    guest = fedbench.connect(home=trio.home("guest").root)
+    guest.datasets.upload(_table(seed=4), name=f"{g}-other", id_column="id")
+    with pytest.raises(Refused, match=f"dataset '{g}-other' of 'guest' is not authorised"):
+        guest_view.run("row_count", data={"guest": f"{g}-other", "host": h})
+    audit = guest.audit()
+    refused = audit[(audit["project"] == guest_view.info["id"]) & ~audit["allowed"]]
+    assert refused["reason"].str.contains("not authorised").any()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import random
 import threading
 import time
@@ -13,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fedbench.net.transport import GrpcTransport, InMemoryFederation, Transport
+from fedbench.net.transport import InMemoryFederation, Transport
 from fedbench.psi import PsiError, PsiPeerError, PsiRefused, PsiResult, prepare_ids, run_psi
 from fedbench.psi import group as psi_group
 
@@ -44,6 +43,7 @@ def run_pair(
     *,
     transports: dict[str, Transport] | None = None,
     limit: float = 60.0,
+    key_prefix: str | None = None,
     **options: Any,
 ) -> dict[str, PsiResult | BaseException]:
     """Both sides in two threads (named after the party); a side's exception is returned, not raised."""
@@ -57,7 +57,7 @@ def run_pair(
     shared = {k: v for k, v in options.items() if not k.startswith(("guest_", "host_"))}
     shared.setdefault("release", "both")
     shared.setdefault("domain_key", KEY)
-    key_prefix = f"job-{uuid.uuid4().hex[:8]}/psi"
+    key_prefix = key_prefix or f"job-{uuid.uuid4().hex[:8]}/psi"
     out: dict[str, PsiResult | BaseException] = {}
 
     def side(party: str, ids: list[str]) -> None:
@@ -326,12 +326,21 @@ def test_more_values_than_declared_are_refused():
     assert liar.recv("guest", key, 10) == {"t": "ok"}
     liar.send("guest", key, {"t": "x1", "data": np.zeros((3, 32), dtype=np.uint8)})
     thread.join(20)
-    assert isinstance(out["guest"], PsiError) and "more than it declared" in str(out["guest"])
+    assert isinstance(out["guest"], PsiRefused) and "more 'x1' values than it declared" in str(out["guest"])
     while True:
         message = liar.recv("guest", key, 10)
         if "error" in message:
             break
-    assert message["error"] == "psi"
+    assert message["error"] == "psi_refused"
+
+
+def test_the_side_that_does_not_count_says_its_count_is_the_peers_report():
+    guest, host = make_sets(100)
+    out = run_pair(guest, host, release="count_only")
+    assert ok(out["guest"]).metrics()["intersection_size_from"] == "own count"
+    assert ok(out["host"]).metrics()["intersection_size_from"] == "peer"
+    both = run_pair(guest, host)
+    assert {ok(both[party]).metrics()["intersection_size_from"] for party in ROLES} == {"own count"}
 
 
 def test_progress_is_reported_up_to_one():
@@ -344,12 +353,11 @@ def test_progress_is_reported_up_to_one():
     assert any("own IDs" in m for _, m in reports)
 
 
-def test_over_real_grpc_transport(federation):
+def test_over_real_grpc_transport(channel):
+    """Through two real nodes, inside a running job of theirs (a node takes messages only into its jobs)."""
     guest, host = make_sets(1000, seed=5)
-
-    def transport(party: str) -> GrpcTransport:
-        peer_client = functools.cache(lambda peer: federation.peer_client(party, peer))
-        return GrpcTransport(party, peer_client, federation.client(party).recv)
-
-    out = run_pair(guest, host, transports={party: transport(party) for party in ROLES})
+    transports = {party: channel.transport(party) for party in ROLES}
+    out = run_pair(
+        guest, host, transports=transports, key_prefix=f"{channel.job_id}/psi-{uuid.uuid4().hex[:8]}"
+    )
     assert_exact(guest, host, out)

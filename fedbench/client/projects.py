@@ -41,6 +41,11 @@ class Project:
         """The agreed uses, quotas and PSI release policy."""
         return dict(self.info["terms"])
 
+    @property
+    def caveats(self) -> list[str]:
+        """What the terms do not stop, in plain words: limits of the protocols, or of a semi-honest partner."""
+        return [str(c) for c in self.info.get("caveats", [])]
+
     def refresh(self) -> Project:
         """Reload the project from the node."""
         self.info = self._node.call("projects.get", name=self.name)
@@ -65,7 +70,11 @@ class Project:
     def authorize_job(
         self, use: str, datasets: dict[str, list[str]], psi_rows: dict[str, int] | None = None
     ) -> dict[str, Any]:
-        """Have every member admit a job (checks and quotas) before any data moves; returns its job id."""
+        """Have every member admit a job that touches no data (checks and quotas); returns its job id.
+
+        A job that reads datasets or runs a PSI is admitted only with its pipeline (`run`, `run_pipeline`),
+        from which every member recomputes what it touches: naming datasets here is refused.
+        """
         return dict(
             self._node.call(
                 "projects.authorize_job", name=self.name, use=use, datasets=datasets, psi_rows=psi_rows or {}
@@ -173,12 +182,15 @@ class Project:
             for party, items in self.info["datasets"].items()
         )
         terms = self.info["terms"]
+        caveats = "".join(f"<li>{esc(c)}</li>" for c in self.caveats)
         return (
             f'<div class="fb-project"><b>{esc(self.name)}</b> <code>{esc(self.state)}</code> '
             f"initiated by {esc(self.info['initiator'])}<br>{esc(self.info['purpose'])}"
             f"<ul>{datasets}</ul>uses {esc(', '.join(terms['uses']))}; {terms['jobs_per_day']} jobs/day; "
             f"{terms['psi_runs']} PSI runs; min intersection {terms['min_intersection']}; "
-            f"release: {esc(terms['release'])}</div>"
+            f"release: {esc(terms['release'])}"
+            + (f"<br>What these terms do not stop:<ul>{caveats}</ul>" if caveats else "")
+            + "</div>"
         )
 
 

@@ -4,24 +4,43 @@ It hides where the code runs: `ctx.peer("host").send(tag, obj)` / `.recv(tag)` t
 role, under keys namespaced by job, step and iteration (`ctx.iter(i)`), so rounds never collide; inputs are
 opened and outputs written through it (only what the node resolved for this task: the project's authorised
 datasets and earlier artifacts of the project); progress, metrics, logs and cancellation go back to the node.
+`ctx.psi_releases()` reads one thing of the node's own records: what each PSI of the project released to whom.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fedbench.errors import ConfigError, FedbenchError, RecvTimeout
 from fedbench.net.transport import Transport, message_key
 
-__all__ = ["Cancelled", "Context", "Metrics", "PeerHandle", "TaskIO"]
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["Cancelled", "Context", "Metrics", "PeerHandle", "PsiRelease", "TaskIO"]
 
 
 class Cancelled(FedbenchError):
     """The task was cancelled (by a user, a failure on another party, or a revoked project)."""
 
     code = "cancelled"
+
+
+@dataclass(frozen=True)
+class PsiRelease:
+    """One PSI step of the project as our node recorded it: its two parties, who its policy gave the rows, ours.
+
+    `released_to` follows the release the PSI ran under (our own metrics output of it); `our_rows` reads our rows
+    in its intersection, or is None when the policy gave us none (then we cannot know which rows were released).
+    """
+
+    job_id: str
+    step: str
+    parties: tuple[str, ...]
+    released_to: tuple[str, ...]
+    our_rows: Callable[[], pd.DataFrame] | None
 
 
 @dataclass(frozen=True)
@@ -32,6 +51,8 @@ class TaskIO:
     write_output: Callable[[str, Any], None]
     emit: Callable[[dict[str, Any]], None]
     is_cancelled: Callable[[], bool]
+    psi_releases: Callable[[], list[PsiRelease]] | None = None
+    """Our node's records of the project's PSI outputs; None where there is no node (then nothing was released)."""
 
 
 class PeerHandle:
@@ -147,6 +168,10 @@ class Context:
     def input(self, name: str) -> Any:
         """An input of this step: a DataFrame for tables, the stored value for models and metrics."""
         return self.io.read_input(name)
+
+    def psi_releases(self) -> list[PsiRelease]:
+        """Every PSI of this project that released rows, as our node recorded it (never from a peer)."""
+        return [] if self.io.psi_releases is None else self.io.psi_releases()
 
     def optional_input(self, name: str) -> Any:
         """An optional input of this step, or None when the step was not given it."""

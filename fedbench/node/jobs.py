@@ -14,6 +14,7 @@ import contextlib
 import logging
 import multiprocessing
 import queue
+import re
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from typing import Any
 from sqlmodel import col, select
 
 from fedbench import components
-from fedbench.errors import FedbenchError, NotFound, Refused
+from fedbench.errors import ERRORS_BY_CODE, FedbenchError, NotFound, Refused
 from fedbench.net.federation import PushHeader
 from fedbench.node.projects import ProjectService
 from fedbench.node.users import Caller
@@ -31,7 +32,7 @@ from fedbench.pipeline import Pipeline, PipelineError, Step, step_keys
 from fedbench.store import Artifact, Database, DatasetRegistry, Job, Metric, Project, Task
 from fedbench.store.models import utcnow
 
-__all__ = ["JobService"]
+__all__ = ["JobService", "job_spec"]
 
 log = logging.getLogger("fedbench.jobs")
 
@@ -39,6 +40,7 @@ TERMINAL = {"succeeded", "failed", "cancelled"}
 ARBITER = "arbiter"
 """The role of a party that brings no data and only coordinates: a dataset named once is not its input."""
 _SPAWN = multiprocessing.get_context("spawn")
+_JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 @dataclass
@@ -80,8 +82,11 @@ class JobService:
         self._request = request
         self._live: dict[str, _Live] = {}
         self._lock = threading.Lock()
+        projects.plan_job = self._plan_job
         projects.on_job = self._on_job
         projects.on_stop = self._stop_project
+        self.on_finished: Callable[[dict[str, Any], str], None] = lambda spec, state: None
+        """Called with a job's spec and final state once it has ended here (the audit anchors hook in)."""
         projects.add_handler("job.start", self._on_start)
         projects.add_handler("job.fail", self._on_fail)
         projects.add_handler("job.cancel", self._on_cancel)
@@ -100,21 +105,18 @@ class JobService:
         force: bool = False,
     ) -> dict[str, Any]:
         """Validate, admit on every member, decide reuse, start; returns the job as `get` shows it."""
+        caller.require("analyst", "run jobs")
         row = self._projects.project_row(caller, project)
+        self._projects.require_active(caller, row)
         plan = Pipeline.from_dict(pipeline)
         roles = roles or _default_roles(row)
         ordered = plan.validate(roles)
-        spec = self._spec(row, plan.name, ordered, roles, force)
-        answers = self._projects.authorize_job(
-            caller,
-            project,
-            use=",".join(spec["uses"]),
-            uses=spec["uses"],
-            datasets=spec["datasets"],
-            psi_rows=spec["psi_rows"],
-            job_id=spec["job_id"],
-            spec=spec,
-        )["answers"]
+        try:
+            spec = job_spec(row, plan.name, ordered, roles, force)
+        except Refused as exc:
+            raise self._projects.refused_here(caller, row, "job.submit", str(exc)) from None
+        self._check_artifact_inputs(row, ordered, roles)
+        answers = self._projects.authorize_job(caller, project, spec=spec)["answers"]
         reuse = set() if force else self._reusable(spec)
         for answer in answers.values():
             reuse &= set(answer.get("have", []))
@@ -308,36 +310,72 @@ class JobService:
 
     # ----- the partner's side ---------------------------------------------------------------------------
 
-    def _on_job(self, sender: str, project: Project, body: dict[str, Any]) -> dict[str, Any]:
-        """Validate a submitted job exactly as the initiator did, and say which steps we could reuse."""
-        spec = body["spec"]
-        steps = [{k: v for k, v in step.items() if k != "key"} for step in spec.get("steps", [])]
-        plan = Pipeline.from_dict({"name": spec.get("name", "pipeline"), "steps": steps})
-        ordered = plan.validate(spec["roles"])
-        expected = self._spec(
-            project, plan.name, ordered, spec["roles"], bool(spec.get("force")), job_id=spec["job_id"]
-        )
-        if [s["key"] for s in expected["steps"]] != [s["key"] for s in spec["steps"]]:
+    def _plan_job(self, sender: str, project: Project, spec: Any) -> dict[str, Any]:
+        """Validate a submitted spec exactly as its initiator did and recompute the job from it.
+
+        Everything admission decides on (uses, our datasets, PSI sizes) comes from this recomputation with
+        our own records (the project's pinned datasets, the component registry), never from the sender's
+        description; the step keys must agree with the sender's, or the nodes disagree on what runs.
+        """
+        if not isinstance(spec, dict):
+            raise Refused("a job's spec is a mapping: {job_id, name, roles, force, steps}")
+        try:
+            roles = _checked_roles(spec["roles"], project)
+            job_id = _checked_job_id(spec["job_id"])
+            steps = [{k: v for k, v in step.items() if k != "key"} for step in spec["steps"]]
+            plan = Pipeline.from_dict({"name": str(spec.get("name", "pipeline")), "steps": steps})
+            ordered = plan.validate(roles)
+            expected = job_spec(project, plan.name, ordered, roles, bool(spec.get("force")), job_id=job_id)
+            self._check_artifact_inputs(project, ordered, roles)
+            theirs = [str(s["key"]) for s in spec["steps"]]
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:
+            raise Refused(f"malformed job spec from {sender}: {type(exc).__name__}: {exc}") from None
+        if [s["key"] for s in expected["steps"]] != theirs:
             raise Refused(
                 "the job's cache keys differ from ours: are both nodes on the same fedbench version?"
             )
+        return expected
+
+    def _on_job(self, sender: str, project: Project, expected: dict[str, Any]) -> dict[str, Any]:
+        """Record an admitted job (as we recomputed it) and say which of its steps we could reuse."""
         if self.party in _members(expected):
             self._record(project, expected, sender)
         return {"have": sorted(self._reusable(expected))}
 
+    def _job_of(self, sender: str, project: Project | None, body: dict[str, Any]) -> Job:
+        """The job a control message names: of the project whose token was presented, with `sender` a party.
+
+        The refusal says the same whether the job exists in another project or not at all.
+        """
+        assert project is not None
+        job_id = str(body.get("job_id"))
+        with self._db.session() as session:
+            job = session.get(Job, job_id)
+        if job is None or not job.spec or job.project != project.id:
+            raise Refused(f"no job {job_id[:64]!r} of project {project.name!r} here")
+        if sender not in _members(job.spec):
+            raise Refused(f"{sender} is not a party of job {job_id}")
+        return job
+
     def _on_start(self, sender: str, project: Project | None, body: dict[str, Any]) -> dict[str, Any]:
-        job = self._stored(str(body.get("job_id")))
+        job = self._job_of(sender, project, body)
         if job.initiator != sender:
             raise Refused("only the job's initiator can start it")
-        self._start(job.spec, set(body.get("reuse", [])))
+        if job.state != "queued":
+            raise Refused(f"job {job.id} is {job.state}: a job starts once")
+        reuse = body.get("reuse", [])
+        if not isinstance(reuse, list):
+            raise Refused("job.start carries the reuse set as a list of step keys")
+        self._start(job.spec, {str(k) for k in reuse})
         return {"started": True}
 
     def _on_fail(self, sender: str, project: Project | None, body: dict[str, Any]) -> dict[str, Any]:
-        self._stop(str(body.get("job_id")), "failed", f"{sender} failed: {str(body.get('reason'))[:2000]}")
+        job = self._job_of(sender, project, body)
+        self._stop(job.id, "failed", f"{sender} failed: {str(body.get('reason'))[:2000]}")
         return {"received": True}
 
     def _on_done(self, sender: str, project: Project | None, body: dict[str, Any]) -> dict[str, Any]:
-        job = self._stored(str(body.get("job_id")))
+        job = self._job_of(sender, project, body)
         if job.initiator != self.party:
             raise Refused("only the job's initiator collects `done` messages")
         live = self._live_for(job.id)
@@ -347,9 +385,8 @@ class JobService:
         return {"received": True}
 
     def _on_cancel(self, sender: str, project: Project | None, body: dict[str, Any]) -> dict[str, Any]:
-        self._stop(
-            str(body.get("job_id")), "cancelled", str(body.get("reason", f"cancelled by {sender}"))[:2000]
-        )
+        job = self._job_of(sender, project, body)
+        self._stop(job.id, "cancelled", str(body.get("reason", f"cancelled by {sender}"))[:2000])
         return {"received": True}
 
     # ----- running ----------------------------------------------------------------------------------------
@@ -399,6 +436,7 @@ class JobService:
         with live.changed:
             live.done = True
             live.changed.notify_all()
+        self.on_finished(spec, state)
 
     def _finish_together(self, spec: dict[str, Any], live: _Live, timeout: float = 600.0) -> None:
         """On the initiator: wait until every other party has finished and stored its outputs (`job.done`)."""
@@ -475,6 +513,10 @@ class JobService:
             live.emit({"type": "step", "step": name, "state": "succeeded"})
             return
         reason = f"{self.party} failed at step {name!r}: {ending['reason']}"
+        # a role function refused the peer's request (Refused or a subclass, e.g. PeerKeyError): audit it here
+        if issubclass(ERRORS_BY_CODE.get(str(ending.get("code")), FedbenchError), Refused):
+            initiator = self._stored(job_id).initiator
+            self._projects.refusal(initiator, f"step.{step['component']}", spec["project"], reason)
         self._write_log(job_id, f"[{name}] {reason}\n{ending.get('trace', '')}")
         self._set_task(job_id, name, "failed", error=reason)
         live.emit({"type": "step", "step": name, "state": "failed", "error": reason})
@@ -628,54 +670,6 @@ class JobService:
                 )
 
     # ----- bookkeeping --------------------------------------------------------------------------------
-
-    def _spec(
-        self,
-        project: Project,
-        name: str,
-        ordered: list[Step],
-        roles: dict[str, list[str]],
-        force: bool,
-        job_id: str | None = None,
-    ) -> dict[str, Any]:
-        import uuid
-
-        pinned = {party: {d["name"]: d for d in items} for party, items in project.datasets.items()}
-        parties = sorted({p for members in roles.values() for p in members})
-        touched: dict[str, set[str]] = {p: set() for p in parties}
-        psi_rows: dict[str, int] = {}
-
-        def dataset_key(ref: dict[str, Any]) -> str:
-            parts = []
-            for party in parties:
-                dataset = _dataset_name(ref, party, roles)
-                if dataset is None:
-                    continue
-                entry = pinned.get(party, {}).get(dataset)
-                if entry is None:
-                    raise PipelineError(
-                        f"dataset {dataset!r} of {party!r} is not authorised for project {project.name!r}; "
-                        f"authorised: {sorted(pinned.get(party, {}))}"
-                    )
-                touched[party].add(dataset)
-                psi_rows[party] = max(psi_rows.get(party, 0), int(entry["n_rows"]))
-                parts.append(f"{party}={entry['fingerprint']}")
-            return "dataset:" + "|".join(parts)
-
-        keys = step_keys(ordered, roles, dataset_key, project.id)
-        self._check_artifact_inputs(project, ordered, roles)
-        uses = sorted({components.get(s.component).use for s in ordered})
-        return {
-            "job_id": job_id or uuid.uuid4().hex,
-            "project": project.id,
-            "name": name,
-            "roles": roles,
-            "force": force,
-            "uses": uses,
-            "datasets": {p: sorted(d) for p, d in touched.items() if d},
-            "psi_rows": psi_rows if "psi" in uses else {},
-            "steps": [{**s.to_dict(), "key": keys[s.name]} for s in ordered],
-        }
 
     def _check_artifact_inputs(
         self, project: Project, ordered: list[Step], roles: dict[str, list[str]]
@@ -834,6 +828,84 @@ class JobService:
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("a") as handle:
             handle.write(line.rstrip("\n") + "\n")
+
+
+def job_spec(
+    project: Project,
+    name: str,
+    ordered: list[Step],
+    roles: dict[str, list[str]],
+    force: bool,
+    job_id: str | None = None,
+) -> dict[str, Any]:
+    """A validated pipeline as a job of `project`: its step keys, uses, datasets and PSI sizes per party.
+
+    `psi_steps` counts the steps that use PSI: each is one PSI run against the project's quota.
+
+    Computed from the project as this node holds it (pinned datasets, terms) and the component registry, on
+    the initiator and again on every member: admission decides on this, never on a description sent along.
+    A dataset input a party did not authorise for the project is refused.
+    """
+    import uuid
+
+    pinned = {party: {d["name"]: d for d in items} for party, items in project.datasets.items()}
+    parties = sorted({p for members in roles.values() for p in members})
+    touched: dict[str, set[str]] = {p: set() for p in parties}
+    psi_rows: dict[str, int] = {}
+
+    def dataset_key(ref: dict[str, Any]) -> str:
+        parts = []
+        for party in parties:
+            dataset = _dataset_name(ref, party, roles)
+            if dataset is None:
+                continue
+            entry = pinned.get(party, {}).get(dataset)
+            if entry is None:
+                raise Refused(
+                    f"dataset {dataset!r} of {party!r} is not authorised for project {project.name!r}; "
+                    f"authorised: {sorted(pinned.get(party, {}))}"
+                )
+            touched[party].add(dataset)
+            psi_rows[party] = max(psi_rows.get(party, 0), int(entry["n_rows"]))
+            parts.append(f"{party}={entry['fingerprint']}")
+        return "dataset:" + "|".join(parts)
+
+    keys = step_keys(ordered, roles, dataset_key, project.id)
+    step_uses = [{components.get(s.component).use} for s in ordered]
+    uses = sorted({u for found in step_uses for u in found})
+    return {
+        "job_id": job_id or uuid.uuid4().hex,
+        "project": project.id,
+        "name": name,
+        "roles": roles,
+        "force": force,
+        "uses": uses,
+        "datasets": {p: sorted(d) for p, d in touched.items() if d},
+        "psi_rows": psi_rows if "psi" in uses else {},
+        "psi_steps": sum("psi" in found for found in step_uses),
+        "steps": [{**s.to_dict(), "key": keys[s.name]} for s in ordered],
+    }
+
+
+def _checked_roles(roles: Any, project: Project) -> dict[str, list[str]]:
+    """A peer's role mapping: {role: [party]}, every party a member of the project."""
+    if not isinstance(roles, dict) or not all(
+        isinstance(r, str) and isinstance(ps, list) and all(isinstance(p, str) for p in ps)
+        for r, ps in roles.items()
+    ):
+        raise Refused("a job's roles are {role: [party, ...]}")
+    strangers = sorted({p for ps in roles.values() for p in ps} - set(project.members))
+    if strangers:
+        raise Refused(
+            f"{strangers} are not members of project {project.name!r}: they play no role in its jobs"
+        )
+    return {r: list(ps) for r, ps in roles.items()}
+
+
+def _checked_job_id(job_id: Any) -> str:
+    if not isinstance(job_id, str) or not _JOB_ID.match(job_id):
+        raise Refused("a job id is 1 to 64 letters, digits, '_' or '-'")
+    return job_id
 
 
 def _default_roles(project: Project) -> dict[str, list[str]]:

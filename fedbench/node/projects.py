@@ -27,7 +27,7 @@ from sqlmodel import col, func, select
 
 from fedbench.errors import ConfigError, FedbenchError, NotFound, Refused
 from fedbench.node.audit import AuditLog
-from fedbench.node.terms import ProjectTerms
+from fedbench.node.terms import USES, ProjectTerms, caveats
 from fedbench.node.users import Caller
 from fedbench.store import Database, DatasetRegistry, Job, Project
 from fedbench.store.models import utcnow
@@ -39,7 +39,11 @@ log = logging.getLogger("fedbench.projects")
 PeerRequest = Callable[[str, str, str | None, str | None, dict[str, Any]], Any]
 """How the service reaches a peer node: (party, action, project id, token, body) -> answer."""
 
-_OPEN_STATES_FOR = {"project.accept": {"proposed", "active"}, "project.reject": {"proposed"}}
+_OPEN_STATES_FOR = {"project.accept": {"proposed"}, "project.reject": {"proposed"}}
+_NEEDS_SPEC = (
+    "a job that reads data or runs a PSI is admitted only with its pipeline spec, from which every member "
+    "recomputes what it touches: run it with project.run(...) or project.run_pipeline(...)"
+)
 
 
 def project_token_hash(project_id: str, token: str) -> str:
@@ -80,8 +84,10 @@ class ProjectService:
         }
         self.on_stop: Callable[[str, str], None] | None = None
         """Set by the job service: cancels the running jobs of a project that was suspended or revoked."""
+        self.plan_job: Callable[[str, Project, Any], dict[str, Any]] | None = None
+        """Set by the job service: validates a job's spec and recomputes the job from it (uses, datasets, sizes)."""
         self.on_job: Callable[[str, Project, dict[str, Any]], dict[str, Any]] | None = None
-        """Set by the job service: validates a submitted job's spec and answers which steps it can reuse."""
+        """Set by the job service: records an admitted job (as recomputed) and answers which steps it can reuse."""
 
     # ----- our side -------------------------------------------------------------------------------------
 
@@ -145,16 +151,30 @@ class ProjectService:
         project = self._get(caller, name, pending_ok=True)
         if project.state != "pending":
             raise ConfigError(f"project {name!r} is {project.state}, not pending: nothing to accept")
+        reviewed = ProjectTerms.model_validate(project.terms)
         pinned = self._pin(caller, datasets)
-        rows = max_psi_rows if max_psi_rows is not None else max((d["n_rows"] for d in pinned), default=0)
+        cap = reviewed.max_psi_rows.get(self.party)
+        largest = max((d["n_rows"] for d in pinned), default=0)
+        rows = max_psi_rows if max_psi_rows is not None else min(largest, cap if cap is not None else largest)
+        if cap is not None and rows > cap:
+            raise ConfigError(
+                f"project {name!r} allows {self.party!r} a PSI input of at most {cap:,} rows; "
+                f"declare {cap:,} or less (max_psi_rows), or reject the proposal"
+            )
+        expected = reviewed.model_copy(deep=True)
+        expected.max_psi_rows[self.party] = rows
         body = {"datasets": pinned, "max_psi_rows": rows}
         answer = self._request(project.initiator, "project.accept", project.id, self._token(project.id), body)
+        try:
+            final = self._checked_answer(project, expected, answer)
+        except Refused as exc:
+            raise self.refused_here(caller, project, "project.accept", str(exc), datasets) from None
         with self._db.session() as session:
             stored = session.get(Project, project.id)
             assert stored is not None
-            stored.datasets = {**answer["datasets"], self.party: pinned}
-            stored.terms = answer["terms"]
-            stored.accepted_by = answer["accepted_by"]
+            stored.datasets = {**final["datasets"], self.party: pinned}
+            stored.terms = final["terms"]
+            stored.accepted_by = final["accepted_by"]
             stored.state = "active"
             stored.local_members = sorted({*stored.local_members, caller.name})
             stored.updated_at = utcnow()
@@ -168,6 +188,59 @@ class ProjectService:
             peer=project.initiator,
         )
         return self.describe(caller, name)
+
+    def _checked_answer(self, project: Project, expected: ProjectTerms, answer: Any) -> dict[str, Any]:
+        """The initiator's answer to our accept, kept only where it agrees with what our user reviewed.
+
+        Terms must be exactly the proposal's (with the PSI size we declared); the initiator's datasets must
+        be those it proposed; what we did not know yet (members that accepted before us) is filled in.
+        """
+        initiator = project.initiator
+        if not isinstance(answer, dict) or not isinstance(answer.get("datasets"), dict):
+            raise Refused(
+                f"{initiator} answered our accept of project {project.name!r} with a malformed answer"
+            )
+        try:
+            theirs = ProjectTerms.model_validate(answer.get("terms"))
+        except ValidationError as exc:
+            raise Refused(
+                f"{initiator} answered our accept of {project.name!r} with invalid terms: {exc}"
+            ) from None
+        differences = expected.differences(theirs, fill=set(project.members) - {self.party, initiator})
+        if differences:
+            raise Refused(
+                f"{initiator}'s answer to our accept of project {project.name!r}: its terms differ from the "
+                f"proposal you reviewed ({'; '.join(differences)}). Nothing was stored and the project stays "
+                f"pending: ask {initiator} why, or reject it"
+            )
+        terms = expected.model_copy(deep=True)
+        for party, rows in theirs.max_psi_rows.items():
+            terms.max_psi_rows.setdefault(party, rows)
+        datasets = self._merged_datasets(project, answer["datasets"])
+        accepted = sorted(set(project.members) & {str(p) for p in answer.get("accepted_by") or []})
+        return {
+            "terms": terms.model_dump(),
+            "datasets": datasets,
+            "accepted_by": sorted({*accepted, initiator, self.party}),
+        }
+
+    def _merged_datasets(self, project: Project, told: dict[Any, Any]) -> dict[str, list[dict[str, Any]]]:
+        """Every member's pinned datasets: ours and those we know as we hold them, the rest as told."""
+        merged = {str(k): list(v) for k, v in project.datasets.items()}
+        for party, items in told.items():
+            party = str(party)
+            if party not in project.members or party == self.party:
+                continue
+            if not isinstance(items, list):
+                raise Refused(f"the pinned datasets of {party!r} are a list of {{name, fingerprint, n_rows}}")
+            entries = [_pinned_entry(d) for d in items]
+            if party in merged and merged[party] != entries:
+                raise Refused(
+                    f"the datasets of {party!r} in project {project.name!r} differ from those it pinned "
+                    "when we learned them; a member's datasets never change after they are known"
+                )
+            merged[party] = entries
+        return merged
 
     def reject(self, caller: Caller, name: str, reason: str = "") -> dict[str, Any]:
         """Decline a pending proposal."""
@@ -224,41 +297,34 @@ class ProjectService:
         caller: Caller,
         name: str,
         *,
-        use: str,
-        datasets: dict[str, list[str]],
+        use: str = "train",
+        datasets: dict[str, list[str]] | None = None,
         psi_rows: dict[str, int] | None = None,
         uses: list[str] | None = None,
         job_id: str | None = None,
         spec: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Ask every member (ourselves first) to admit a job; returns its id and each member's answer."""
+        """Ask every member (ourselves first) to admit a job; returns its id and each member's answer.
+
+        With a `spec` (what `runs.submit` sends), every member recomputes the job's uses, datasets and PSI
+        sizes from it. Without one, only a job that touches no data is admitted (e.g. to check quotas).
+        """
         caller.require("analyst", "run jobs")
         project = self._get(caller, name)
-        job_id = job_id or uuid.uuid4().hex
-        body: dict[str, Any] = {
-            "job_id": job_id,
-            "use": use,
-            "datasets": datasets,
-            "psi_rows": psi_rows or {},
-        }
-        if uses:
-            body["uses"] = uses
+        described = {"use": use, "uses": uses, "datasets": datasets or {}, "psi_rows": psi_rows or {}}
+        label = ",".join(uses) if uses else use
+        self.require_active(caller, project, f"job.{label}")
+        try:
+            facts = self._recompute(self.party, project, spec) if spec is not None else _described(described)
+            label = ",".join(facts["uses"])
+            job_id = facts["job_id"] or _job_id(job_id or uuid.uuid4().hex)
+            self._admit_job(self.party, project, job_id, facts)
+        except Refused as exc:
+            ours = (datasets or {}).get(self.party)
+            raise self.refused_here(caller, project, f"job.{label}", str(exc), ours) from None
+        body: dict[str, Any] = {"job_id": job_id, "use": label}
         if spec is not None:
             body["spec"] = spec
-        try:
-            if project.state != "active":
-                raise Refused(f"project {project.name!r} is {project.state}" + _by(project))
-            self._admit_job(self.party, project, body)
-        except Refused as exc:
-            self._audit.record(
-                actor=caller.name,
-                action=f"job.{use}",
-                allowed=False,
-                project=project.id,
-                datasets=datasets.get(self.party, []),
-                reason=str(exc),
-            )
-            raise
         answers: dict[str, Any] = {}
         for member in project.members:
             if member == self.party:
@@ -270,7 +336,7 @@ class ProjectService:
             except Refused as exc:
                 self._audit.record(
                     actor=caller.name,
-                    action=f"job.{use}",
+                    action=f"job.{label}",
                     allowed=False,
                     project=project.id,
                     peer=member,
@@ -280,12 +346,48 @@ class ProjectService:
                 raise Refused(f"{member} refused the job: {exc}") from None
         self._audit.record(
             actor=caller.name,
-            action=f"job.{use}",
+            action=f"job.{label}",
             allowed=True,
             project=project.id,
-            datasets=datasets.get(self.party, []),
+            datasets=facts["datasets"].get(self.party, []),
         )
-        return {"job_id": job_id, "project": project.name, "use": use, "answers": answers}
+        return {"job_id": job_id, "project": project.name, "use": label, "answers": answers}
+
+    def require_active(self, caller: Caller, project: Project, action: str = "job.submit") -> None:
+        """Refuse (audited here) a job in a project that is not active, saying why in plain words."""
+        if project.state == "active":
+            return
+        if project.state == "proposed":
+            waiting = [m for m in project.members if m not in project.accepted_by]
+            verb = "has" if len(waiting) == 1 else "have"
+            reason = f"project {project.name!r} is proposed: {', '.join(waiting)} {verb} not accepted it yet"
+        elif project.state == "pending":
+            reason = (
+                f"project {project.name!r} is pending: {self.party} has not accepted it yet "
+                f"(wb.projects.accept({project.name!r}, datasets=[...]))"
+            )
+        else:
+            reason = f"project {project.name!r} is {project.state}" + _by(project)
+        raise self.refused_here(caller, project, action, reason)
+
+    def refused_here(
+        self,
+        caller: Caller,
+        project: Project,
+        action: str,
+        reason: str,
+        datasets: list[str] | None = None,
+    ) -> Refused:
+        """Audit a refusal our own node makes for a local user before anything leaves it; the error to raise."""
+        self._audit.record(
+            actor=caller.name,
+            action=action,
+            allowed=False,
+            project=project.id,
+            datasets=list(datasets or []),
+            reason=reason,
+        )
+        return Refused(reason)
 
     def list_for(self, caller: Caller) -> list[dict[str, Any]]:
         """The projects the caller may see (an admin sees all)."""
@@ -409,7 +511,7 @@ class ProjectService:
                     members=[str(m) for m in members],
                     accepted_by=[sender],
                     asks={str(k): str(v)[:2000] for k, v in dict(body.get("asks") or {}).items()},
-                    datasets={sender: list(dict(body.get("datasets") or {}).get(sender, []))},
+                    datasets={sender: [_pinned_entry(d) for d in _entries(body, sender)]},
                     terms=terms.model_dump(),
                     token_hash=project_token_hash(project_id, token),
                     state="pending",
@@ -425,12 +527,28 @@ class ProjectService:
         assert project is not None
         if sender == project.initiator:
             raise Refused("the initiator cannot accept its own project")
-        pinned = [dict(d) for d in body.get("datasets", [])]
+        if sender in project.accepted_by:
+            raise Refused(f"{sender} accepted project {project.name!r} already; an acceptance is given once")
+        items = body.get("datasets", [])
+        if not isinstance(items, list):
+            raise Refused("an acceptance pins a list of datasets: [{name, fingerprint, n_rows}]")
+        pinned = [_pinned_entry(d) for d in items]
+        declared = body.get("max_psi_rows", 0)
+        if not isinstance(declared, int) or isinstance(declared, bool) or declared < 0:
+            raise Refused(
+                "max_psi_rows, the largest ID set the member brings to a PSI, is a whole number >= 0"
+            )
         with self._db.session() as session:
             stored = session.get(Project, project.id)
             assert stored is not None
             terms = ProjectTerms.model_validate(stored.terms)
-            terms.max_psi_rows[sender] = int(body.get("max_psi_rows", 0))
+            cap = terms.max_psi_rows.get(sender)
+            if cap is not None and declared > cap:
+                raise Refused(
+                    f"{sender} declares a PSI input of {declared:,} rows in project {project.name!r}, but the "
+                    f"proposal allows it at most {cap:,}: accept with max_psi_rows={cap} or less"
+                )
+            terms.max_psi_rows[sender] = declared
             stored.terms = terms.model_dump()
             stored.datasets = {**stored.datasets, sender: pinned}
             stored.accepted_by = sorted({*stored.accepted_by, sender})
@@ -468,29 +586,36 @@ class ProjectService:
                 log.warning("could not tell %s that project %s is active: %s", member, project.name, exc)
 
     def _on_activated(self, sender: str, project: Project | None, body: dict[str, Any]) -> dict[str, Any]:
-        """From the initiator: every member's pinned datasets and declared PSI sizes (ours stay as we pinned)."""
+        """From the initiator: what we did not know yet (members that accepted after us); changes nothing we hold.
+
+        Every term, cap and pinned dataset we hold must be repeated unchanged; a message that would change one
+        is refused whole, so no party can raise a cap (its own or anyone's) alone after agreement.
+        """
         assert project is not None
         if sender != project.initiator:
             raise Refused("only the project's initiator says when every member has accepted")
         datasets = body.get("datasets")
         if not isinstance(datasets, dict):
             raise Refused("project.activated carries every member's datasets: {party: [pinned]}")
-        declared = ProjectTerms.model_validate(body.get("terms") or {}).max_psi_rows
+        theirs = ProjectTerms.model_validate(body.get("terms") or {})
+        ours = ProjectTerms.model_validate(project.terms)
+        differences = ours.differences(theirs, fill=set(project.members) - {self.party, sender})
+        if differences:
+            raise Refused(
+                f"project.activated would change the terms of project {project.name!r} we hold "
+                f"({'; '.join(differences)}); agreed terms change only by a new project"
+            )
+        merged = self._merged_datasets(project, datasets)
+        for party, rows in theirs.max_psi_rows.items():
+            if party in project.members:
+                ours.max_psi_rows.setdefault(party, rows)
         with self._db.session() as session:
             stored = session.get(Project, project.id)
             assert stored is not None
-            theirs = {
-                str(party): [_pinned_entry(d) for d in items]
-                for party, items in datasets.items()
-                if party in stored.members and party != self.party and isinstance(items, list)
-            }
-            stored.datasets = {**theirs, self.party: list(stored.datasets.get(self.party, []))}
-            terms = ProjectTerms.model_validate(stored.terms)
-            for party, rows in declared.items():
-                if party in stored.members and party != self.party:
-                    terms.max_psi_rows[party] = rows
-            stored.terms = terms.model_dump()
-            stored.accepted_by = sorted(set(stored.members) & {str(p) for p in body.get("accepted_by", [])})
+            stored.datasets = merged
+            stored.terms = ours.model_dump()
+            told = {str(p) for p in body.get("accepted_by") or []}
+            stored.accepted_by = sorted(set(stored.members) & (told | set(stored.accepted_by)))
             stored.updated_at = utcnow()
             session.add(stored)
         self._audit.record(
@@ -530,24 +655,46 @@ class ProjectService:
         return {"received": True}
 
     def _on_job_submit(self, sender: str, project: Project | None, body: dict[str, Any]) -> dict[str, Any]:
+        """Admit a job on what we recompute from its spec, never on the sender's description of it."""
         assert project is not None
-        self._admit_job(sender, project, body)
-        answer: dict[str, Any] = {"admitted": True, "job_id": body["job_id"]}
-        if self.on_job is not None and "spec" in body:
+        facts = self._recompute(sender, project, body["spec"]) if "spec" in body else _described(body)
+        job_id = facts["job_id"] or _job_id(body.get("job_id"))
+        self._admit_job(sender, project, job_id, facts)
+        answer: dict[str, Any] = {"admitted": True, "job_id": job_id}
+        if self.on_job is not None and facts["spec"] is not None:
             try:
-                answer.update(self.on_job(sender, project, body))
+                answer.update(self.on_job(sender, project, facts["spec"]))
             except FedbenchError as exc:
-                self._set_job_state(str(body["job_id"]), "refused")
+                self._set_job_state(job_id, "refused")
                 raise Refused(str(exc)) from None
         self._audit.record(
             actor=sender,
             peer=sender,
-            action=f"job.{body.get('use')}",
+            action=f"job.{','.join(facts['uses'])}",
             allowed=True,
             project=project.id,
-            datasets=_touched(body, self.party),
+            datasets=facts["datasets"].get(self.party, []),
         )
         return answer
+
+    def _recompute(self, sender: str, project: Project, spec: Any) -> dict[str, Any]:
+        """The job as this node computes it from its spec: uses, datasets and PSI sizes per party, the spec."""
+        if self.plan_job is None:
+            raise Refused(f"{self.party} runs no jobs")
+        try:
+            expected = self.plan_job(sender, project, spec)
+        except Refused:
+            raise
+        except FedbenchError as exc:
+            raise Refused(str(exc)) from None
+        return {
+            "job_id": expected["job_id"],
+            "uses": list(expected["uses"]),
+            "datasets": dict(expected["datasets"]),
+            "psi_rows": dict(expected["psi_rows"]),
+            "psi_steps": int(expected["psi_steps"]),
+            "spec": expected,
+        }
 
     def add_handler(self, action: str, handler: Callable[[str, Project | None, dict[str, Any]], Any]) -> None:
         """Serve one more project-scoped action (the token and membership are checked first)."""
@@ -559,18 +706,21 @@ class ProjectService:
 
     # ----- shared checks ----------------------------------------------------------------------------------
 
-    def _admit_job(self, requester: str, project: Project, body: dict[str, Any]) -> None:
-        """Every check a job passes on each member before any data moves; records the job when admitted."""
+    def _admit_job(self, requester: str, project: Project, job_id: str, facts: dict[str, Any]) -> None:
+        """Every check a job passes on each member before any data moves; records the job when admitted.
+
+        `facts` are this node's own recomputation (`_recompute`, `_described`): uses, datasets per party, PSI
+        sizes per party and the number of PSI steps (each one PSI run). Our datasets must be unchanged since we
+        pinned them. The job's `use` column repeats `psi` once per PSI step, so `_usage` counts runs, not jobs.
+        """
         terms = ProjectTerms.model_validate(project.terms)
-        use = body.get("use")
-        for wanted in body.get("uses") or [use]:
+        uses = list(facts["uses"])
+        for wanted in uses:
             if wanted not in terms.uses:
                 raise Refused(
                     f"use {wanted!r} is not allowed in project {project.name!r} (allowed: {terms.uses})"
                 )
-        requested = body.get("datasets")
-        if not isinstance(requested, dict):
-            raise Refused("a job request names its datasets per party: {party: [names]}")
+        requested: dict[str, list[str]] = facts["datasets"]
         for party, names in requested.items():
             authorised = {d["name"]: d for d in project.datasets.get(party, [])}
             for dataset in names:
@@ -588,21 +738,24 @@ class ProjectService:
         usage = self._usage(project.id)
         if usage["jobs_today"] >= terms.jobs_per_day:
             raise Refused(f"quota exhausted: {terms.jobs_per_day} jobs per day in project {project.name!r}")
-        if "psi" in (body.get("uses") or [use]):
-            if usage["psi_runs"] >= terms.psi_runs:
+        psi_steps = int(facts["psi_steps"]) if "psi" in uses else 0
+        if psi_steps:
+            if usage["psi_runs"] + psi_steps > terms.psi_runs:
                 raise Refused(f"quota exhausted: {terms.psi_runs} PSI runs in project {project.name!r}")
-            for party, rows in dict(body.get("psi_rows") or {}).items():
+            for party, rows in dict(facts["psi_rows"]).items():
                 declared = terms.max_psi_rows.get(party)
                 if declared is not None and int(rows) > declared:
                     raise Refused(
                         f"PSI input of {party!r} has {rows} rows, more than its declared maximum of {declared}"
                     )
         with self._db.session() as session:
+            if session.get(Job, job_id) is not None:
+                raise Refused(f"job {job_id} is known here already: a job is submitted once")
             session.add(
                 Job(
-                    id=str(body["job_id"]),
+                    id=job_id,
                     project=project.id,
-                    use=str(use),
+                    use=",".join(["psi"] * (psi_steps - 1) + uses),
                     initiator=requester,
                     datasets={str(k): [str(n) for n in v] for k, v in requested.items()},
                     state="admitted",
@@ -618,11 +771,10 @@ class ProjectService:
                 .select_from(Job)
                 .where(Job.project == project_id, Job.created_at >= today, admitted)
             ).one()
-            psi_runs = session.exec(
-                select(func.count())
-                .select_from(Job)
-                .where(Job.project == project_id, col(Job.use).contains("psi"), admitted)
-            ).one()
+            psi_uses = session.exec(
+                select(Job.use).where(Job.project == project_id, col(Job.use).contains("psi"), admitted)
+            ).all()
+            psi_runs = sum(str(use).split(",").count("psi") for use in psi_uses)
             jobs = session.exec(
                 select(func.count()).select_from(Job).where(Job.project == project_id, admitted)
             ).one()
@@ -708,6 +860,7 @@ def _public(project: Project) -> dict[str, Any]:
         "asks": dict(project.asks),
         "datasets": dict(project.datasets),
         "terms": dict(project.terms),
+        "caveats": caveats(ProjectTerms.model_validate(project.terms)),
         "local_members": list(project.local_members),
         "state": project.state,
         "state_by": project.state_by,
@@ -754,3 +907,31 @@ def _touched(body: Any, party: str) -> list[str]:
     if isinstance(datasets, dict):
         return [str(n) for n in datasets.get(party, []) if isinstance(n, str)]
     return []
+
+
+def _entries(body: dict[str, Any], party: str) -> list[Any]:
+    """The pinned datasets a proposal gives for `party` (a list, or nothing)."""
+    datasets = body.get("datasets")
+    items = datasets.get(party, []) if isinstance(datasets, dict) else []
+    if not isinstance(items, list):
+        raise Refused("a proposal pins a list of datasets per party: {party: [{name, fingerprint, n_rows}]}")
+    return items
+
+
+def _job_id(value: Any) -> str:
+    if not isinstance(value, str) or not value or len(value) > 64 or "/" in value:
+        raise Refused("a job id is a string of 1 to 64 characters without '/'")
+    return value
+
+
+def _described(body: dict[str, Any]) -> dict[str, Any]:
+    """A job without a spec, as described: admitted only if it touches no data (no datasets, no PSI)."""
+    use = body.get("use")
+    if not isinstance(use, str) or use not in USES:
+        raise Refused(f"a job's use is one of {list(USES)}, not {use!r}")
+    uses = body.get("uses") or [use]
+    datasets = body.get("datasets") or {}
+    reads = not isinstance(datasets, dict) or any(bool(names) for names in datasets.values())
+    if reads or use == "psi" or "psi" in uses or body.get("psi_rows"):
+        raise Refused(_NEEDS_SPEC)
+    return {"job_id": None, "uses": [use], "datasets": {}, "psi_rows": {}, "psi_steps": 0, "spec": None}

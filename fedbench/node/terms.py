@@ -1,18 +1,21 @@
 """The terms of a project every member agrees to: allowed uses, quotas and the PSI release policy.
 
 One pydantic model, validated when a project is proposed and again when a proposal arrives from a partner,
-so a malformed or hostile proposal is refused with the field at fault.
+so a malformed or hostile proposal is refused with the field at fault. Terms, caps included, are fixed once
+agreed: `differences` is how a node tells that a partner's copy says something else. `caveats` says, in plain
+words beside the terms, which promises hold only while the partner runs fedbench unmodified.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Literal
 
 from pydantic import BaseModel, Field
 
 Use = Literal["psi", "train", "score"]
 
-__all__ = ["RELEASE_POLICIES", "USES", "ProjectTerms"]
+__all__ = ["RELEASE_POLICIES", "USES", "ProjectTerms", "caveats"]
 
 USES = ("psi", "train", "score")
 RELEASE_POLICIES = ("both", "initiator", "partner", "count_only")
@@ -52,3 +55,59 @@ class ProjectTerms(BaseModel):
         if self.release == "partner":
             return party != initiator
         return False
+
+    def differences(self, other: ProjectTerms, *, fill: Collection[str] = ()) -> list[str]:
+        """How `other` differs from these terms, one phrase per field; [] when they agree.
+
+        A PSI cap we hold must be repeated unchanged; a cap we do not hold yet may appear in `other` only for
+        the parties in `fill` (members whose acceptance we have not seen).
+        """
+        found = []
+        for name in type(self).model_fields:
+            if name == "max_psi_rows":
+                continue
+            mine, theirs = getattr(self, name), getattr(other, name)
+            if (sorted(mine) if name == "uses" else mine) != (sorted(theirs) if name == "uses" else theirs):
+                found.append(f"{name}: agreed {mine!r}, now {theirs!r}")
+        for party, rows in self.max_psi_rows.items():
+            if other.max_psi_rows.get(party) != rows:
+                found.append(
+                    f"max_psi_rows[{party!r}]: agreed {rows!r}, now {other.max_psi_rows.get(party)!r}"
+                )
+        for party in sorted(set(other.max_psi_rows) - set(self.max_psi_rows) - set(fill)):
+            found.append(f"max_psi_rows[{party!r}]: not agreed, now {other.max_psi_rows[party]!r}")
+        return found
+
+
+def caveats(terms: ProjectTerms) -> list[str]:
+    """Plain sentences on what these terms do not stop, shown beside them when a user accepts a project.
+
+    The quotas, uses, datasets and caps are enforced by our own node against any partner; these are the
+    limits of the protocols themselves, or guarantees that hold only while the partner runs fedbench
+    unmodified (see docs/security.md).
+    """
+    found = []
+    if "psi" in terms.uses:
+        found.append(
+            "Largest ID set (declared PSI size): a partner can bring any identifiers it likes within that "
+            "size, and learns which of them are your customers whenever matched IDs go to it."
+        )
+        if terms.release != "both":
+            found.append(
+                f"Release {terms.release!r} and the minimum intersection of {terms.min_intersection} hold only "
+                "while the partner runs fedbench unmodified: a partner whose modified code counts the "
+                "intersection learns which of its own IDs are your customers and can report any count (your "
+                "node marks a count it did not make itself as the partner's report)."
+            )
+    if "train" in terms.uses:
+        found.append(
+            "Training (hetero_lr) is protected only against a partner that runs fedbench unmodified: each side "
+            "learns what docs/protocols/hetero_lr.md lists (e.g. the host its batch gradients), and a partner "
+            "running modified code can spoil the model."
+        )
+    if "score" in terms.uses:
+        found.append(
+            "Scoring: every exact score shown to the guest tells it the host's part of that score; a partner "
+            "running modified code can return wrong scores."
+        )
+    return found

@@ -29,6 +29,7 @@ from fedbench.net.tls import TlsMaterial
 from fedbench.net.transport import GrpcTransport
 from fedbench.node.config import NodeHome
 from fedbench.node.projects import psi_domain_key
+from fedbench.node.releases import psi_releases
 from fedbench.store import ArtifactFiles
 
 __all__ = ["run_task"]
@@ -127,7 +128,11 @@ def _run(task: dict[str, Any], events: Queue[dict[str, Any]], cancel: Event) -> 
         project=task.get("project_info", {}),
         psi_key=psi_domain_key(task["project"], token),
         io=TaskIO(
-            read_input=read_input, write_output=write_output, emit=events.put, is_cancelled=cancel.is_set
+            read_input=read_input,
+            write_output=write_output,
+            emit=events.put,
+            is_cancelled=cancel.is_set,
+            psi_releases=lambda: psi_releases(home.database_url(config), files, task["project"]),
         ),
         recv_timeout=float(task.get("recv_timeout", 600.0)),
     )

@@ -24,7 +24,8 @@ class PsiError(FedbenchError):
 
 
 class PsiRefused(PsiError, Refused):
-    """A party refused to run the PSI (declared size over its limit, mismatched policy or domain key)."""
+    """A party refused the PSI: a declared size over its limit, a mismatched policy or domain key, or a peer
+    that left the protocol (more values than declared, a message out of order, an impossible count)."""
 
     code = "psi_refused"
 

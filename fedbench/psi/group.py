@@ -21,7 +21,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
-from fedbench.psi.errors import PsiError
+from fedbench.psi.errors import PsiError, PsiRefused
 
 __all__ = ["BROKEN_POOL", "ELEMENT_BYTES", "GROUP", "Masker", "MaskingPool", "new_secret"]
 
@@ -73,7 +73,7 @@ class Masker:
                 [exchange(load(values[i : i + ELEMENT_BYTES])) for i in range(0, len(values), ELEMENT_BYTES)]
             )
         except ValueError:
-            raise PsiError("the peer sent an invalid group element (one of small order)") from None
+            raise PsiRefused("the peer sent an invalid group element (one of small order)") from None
 
 
 BROKEN_POOL = (

@@ -81,6 +81,10 @@ class PsiResult:
     refusal: str | None = None
     min_intersection: int = 0
     seconds: float = field(default=0.0, compare=False)
+    count_from_peer: bool = False
+    """The intersection size is the peer's report (this side did not count): true only for the side that does
+    not get its own values back (the partner under `count_only`, the side not entitled under `initiator` or
+    `partner`); a peer running modified code can report any size up to the smaller set's."""
 
     def metrics(self) -> dict[str, Any]:
         """Sizes, intersection size and rates, as plain JSON-ready values."""
@@ -91,6 +95,7 @@ class PsiResult:
             "size_self": self.size_self,
             "size_peer": self.size_peer,
             "intersection_size": size,
+            "intersection_size_from": "peer" if self.count_from_peer else "own count",
             "match_rate_self": size / self.size_self if self.size_self else 0.0,
             "match_rate_peer": size / self.size_peer if self.size_peer else 0.0,
             "released": self.released,
@@ -202,7 +207,9 @@ class _Channel:
             raise PsiPeerError(f"{self.peer!r} failed during the PSI: {text}")
         if not isinstance(message, dict) or message.get("t") != kind:
             got = message.get("t") if isinstance(message, dict) else type(message).__name__
-            raise PsiError(f"expected a {kind!r} message from {self.peer!r}, got {got!r}")
+            raise PsiRefused(
+                f"expected a {kind!r} message from {self.peer!r}, got {got!r}: the peer left the protocol"
+            )
         return message
 
     def fail(self, exc: BaseException) -> None:
@@ -309,6 +316,7 @@ class _Session:
             refusal=refusal,
             min_intersection=self.min_intersection,
             seconds=time.monotonic() - start,
+            count_from_peer=not self_learns,
         )
 
     def handshake(self) -> None:
@@ -402,17 +410,23 @@ class _Session:
         return out
 
     def recv_chunk(self, kind: str, remaining: int) -> np.ndarray[Any, np.dtype[np.uint8]]:
+        """One chunk of values; more values than the peer declared (or than we sent) is a refusal."""
         data = self.channel.recv(kind).get("data")
         if (
             not isinstance(data, np.ndarray)
             or data.dtype != np.uint8
             or data.ndim != 2
             or data.shape[1] != group.ELEMENT_BYTES
-            or not 1 <= data.shape[0] <= remaining
+            or data.shape[0] < 1
         ):
-            raise PsiError(
+            raise PsiRefused(
                 f"{self.channel.peer!r} sent a malformed {kind!r} chunk: expected 1 to {remaining} values of "
-                f"{group.ELEMENT_BYTES} bytes as a uint8 array (more than it declared?)"
+                f"{group.ELEMENT_BYTES} bytes as a uint8 array"
+            )
+        if data.shape[0] > remaining:
+            raise PsiRefused(
+                f"{self.channel.peer!r} sent more {kind!r} values than it declared ({data.shape[0]:,} in one "
+                f"chunk, {remaining:,} left of its declared size): the run stops here"
             )
         return data
 
@@ -452,14 +466,14 @@ class _Session:
                 or data.ndim != 1
                 or not 1 <= len(data) <= total - position
             ):
-                raise PsiError(f"{self.channel.peer!r} sent a malformed permutation chunk")
+                raise PsiRefused(f"{self.channel.peer!r} sent a malformed permutation chunk")
             out[position : position + len(data)] = data
             position += len(data)
         seen = np.zeros(total, dtype=bool)
         if total and out.min() >= 0 and out.max() < total:
             seen[out] = True
         if not seen.all():
-            raise PsiError(f"{self.channel.peer!r} sent an order that is not a permutation of our values")
+            raise PsiRefused(f"{self.channel.peer!r} sent an order that is not a permutation of our values")
         return out
 
     def settle_count(self, count: int | None, self_learns: bool, peer_learns: bool) -> int:
@@ -471,9 +485,9 @@ class _Session:
             return count
         theirs = self.channel.recv("count").get("count")
         if type(theirs) is not int or not 0 <= theirs <= min(self.n, self.n_peer):
-            raise PsiError(f"{self.channel.peer!r} reported an impossible intersection size {theirs!r}")
+            raise PsiRefused(f"{self.channel.peer!r} reported an impossible intersection size {theirs!r}")
         if count is not None and theirs != count:
-            raise PsiError(
+            raise PsiRefused(
                 f"the parties counted different intersections ({self.channel.party!r}: {count}, "
                 f"{self.channel.peer!r}: {theirs}); the runs are inconsistent"
             )

@@ -26,6 +26,7 @@ from pydantic import BaseModel, Field, model_validator
 from fedbench.components.builtin.columns import LABEL_CANDIDATES, find_label
 from fedbench.components.builtin.key_size import KeyBits, key_bits_field
 from fedbench.components.builtin.metrics import roc_auc
+from fedbench.components.builtin.released import released_rows
 from fedbench.components.context import Context
 from fedbench.components.spec import Component, Port, register
 from fedbench.crypto.paillier import ObfuscatorPool
@@ -508,6 +509,10 @@ def _metrics(run: _Training) -> dict[str, Any]:
 def host(ctx: Context, params: HeteroLRParams) -> None:
     """Train with the guest (and the arbiter), send our partial scores for its scores tables, write our part."""
     run = _Training(ctx, params, "host", {params.id_column})
+    if params.score_rows:
+        for rows in (run.table, run.validation):
+            if rows is not None:
+                released_rows(ctx, rows, params.id_column, None)
     ids = ctx.peer("guest").recv("lr.model_id")
     if not isinstance(ids, dict) or not isinstance(ids.get("model_id"), str):
         raise HeteroLRError("the guest's model id message is malformed")

@@ -3,7 +3,10 @@
 Each party prepares its IDs (normalisation, several columns combined into one key, duplicates handled), runs
 its side of the protocol with the project's PSI key and limits (the partner's declared maximum size, the
 minimum intersection, the release policy), and writes the intersected rows of its own table as `data`, in the
-same order on both sides, when the release policy entitles it. The `metrics` output holds sizes and rates.
+same order on both sides, when the release policy entitles it. The `metrics` output holds sizes and rates. The
+peer's size limit comes from the terms our node holds (a PSI without one is refused), and every refusal of
+the protocol (a size over that limit, more values than declared, an impossible count) fails the step as
+`Refused`, which our node audits.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from pydantic import BaseModel, Field
 from fedbench.components.context import Context
 from fedbench.components.spec import Component, Port, register
 from fedbench.errors import Refused
-from fedbench.psi import Normalise, prepare_ids, run_psi
+from fedbench.psi import Normalise, PsiRefused, prepare_ids, run_psi
 
 __all__ = ["PsiParams", "psi"]
 
@@ -97,19 +100,28 @@ def _run(ctx: Context, params: PsiParams) -> None:
     peer_role = "host" if ctx.role == "guest" else "guest"
     peer = ctx.peer(peer_role).party
     terms = ctx.project.get("terms", {})
-    result = run_psi(
-        ctx.transport,
-        role="initiator" if ctx.party == ctx.project.get("initiator") else "partner",
-        peer=peer,
-        ids=prepared.keys,
-        domain_key=ctx.psi_key,
-        key_prefix=f"{ctx.job_id}/{ctx.step}",
-        release=release,
-        min_intersection=int(terms.get("min_intersection", 0)),
-        max_peer_rows=terms.get("max_psi_rows", {}).get(peer),
-        workers=params.workers,
-        progress=ctx.progress,
-    )
+    max_peer_rows = terms.get("max_psi_rows", {}).get(peer)
+    if type(max_peer_rows) is not int:
+        raise Refused(
+            f"our terms of project {ctx.project.get('name')!r} hold no PSI size limit for {peer!r} "
+            "(max_psi_rows): a PSI needs the largest ID set we agreed to receive from the peer"
+        )
+    try:
+        result = run_psi(
+            ctx.transport,
+            role="initiator" if ctx.party == ctx.project.get("initiator") else "partner",
+            peer=peer,
+            ids=prepared.keys,
+            domain_key=ctx.psi_key,
+            key_prefix=f"{ctx.job_id}/{ctx.step}",
+            release=release,
+            min_intersection=int(terms.get("min_intersection", 0)),
+            max_peer_rows=max_peer_rows,
+            workers=params.workers,
+            progress=ctx.progress,
+        )
+    except PsiRefused as exc:
+        raise Refused(str(exc)) from None  # code "refused": the node audits the refusal of this step
     if result.indices is not None and result.released:
         rows = prepared.row_positions[result.indices]
         ctx.output("data", table.iloc[rows].reset_index(drop=True))

@@ -3,7 +3,12 @@
 Each party loads its own part of the model and its rows of a data set authorised in the project, aligned by a
 PSI output or selected by a given ID list. The host sends its partial scores X_h w_h of those rows to the
 guest, which adds its own, applies the sigmoid and writes the probabilities, predicted labels and, if asked,
-scorecard points. Scoring counts as the project's `score` use. See docs/protocols/hetero_lr.md.
+scorecard points. Scoring counts as the project's `score` use.
+
+The host scores only rows that a PSI of the project released to the guest, decided from its own records
+(`ctx.psi_releases()`): anything else, given by `ids` or in the rows to score, is refused with one message
+that does not depend on which IDs the host holds, so `score` is never a membership oracle beyond the PSI
+policy. See docs/protocols/hetero_lr.md.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import pandas as pd
 from pydantic import BaseModel, Field
 
 from fedbench.components.builtin.hetero_lr import scores_table
+from fedbench.components.builtin.released import released_rows
 from fedbench.components.context import Context
 from fedbench.components.spec import Component, Port, register
 from fedbench.ml.design import Design
@@ -47,7 +53,9 @@ class ScoreParams(BaseModel):
     )
     pdo: float = Field(default=20.0, gt=0.0, le=1_000.0, description="points to double the odds")
     ids: list[str] | None = Field(
-        default=None, description="score only these IDs, in this order; none: the (aligned) table as it is"
+        default=None,
+        description="score only these IDs, in this order (each released to the guest by a PSI of the project); "
+        "none: the (aligned) table as it is",
     )
 
 
@@ -60,7 +68,11 @@ score = register(
         use="score",
         inputs=(
             Port("model", "model", "each party's part of a hetero_lr model of this project"),
-            Port("data", "table", "each party's rows to score, aligned (e.g. a PSI output) or picked by ids"),
+            Port(
+                "data",
+                "table",
+                "each party's rows to score: a PSI output (or rows derived from one), or picked by ids",
+            ),
         ),
         outputs=(
             Port("scores", "table", "guest: id, score (probability), pred and points; host: the ids scored"),
@@ -75,8 +87,11 @@ def _load(ctx: Context, role: str) -> tuple[dict[str, Any], pd.DataFrame, Design
     model = check_model(ctx.input("model"), role, ctx)
     table = ctx.input("data")
     params: ScoreParams = ctx.params
+    ids = params.ids
+    if role == "host":
+        table, ids = released_rows(ctx, table, model["id_column"], params.ids), None
     aligned = align_rows(
-        ctx, "host" if role == "guest" else "guest", table, model["id_column"], params.ids, model["model_id"]
+        ctx, "host" if role == "guest" else "guest", table, model["id_column"], ids, model["model_id"]
     )
     return model, aligned, Design.from_dict(model["design"])
 

@@ -19,6 +19,7 @@ from fedbench.client.projects import Project
 from fedbench.client.workbench import Workbench
 from fedbench.errors import FedbenchError
 from fedbench.node.terms import ProjectTerms
+from fedbench.node.terms import caveats as caveats_of
 from fedbench.ui.dashboards.common import (
     DashboardApp,
     Notice,
@@ -31,7 +32,7 @@ from fedbench.ui.errors import FormError
 from fedbench.ui.fields import ChoiceSet, ModelFields
 from fedbench.ui.style import row
 
-__all__ = ["ProjectsApp", "app", "describe_terms"]
+__all__ = ["ProjectsApp", "app", "describe_caveats", "describe_terms"]
 
 USE_LABELS = {"psi": "Match IDs (PSI)", "train": "Train models", "score": "Score customers"}
 RELEASE_LABELS = {
@@ -76,6 +77,15 @@ def describe_terms(terms: dict[str, Any]) -> str:
     return '<ul class="fb-terms">' + "".join(f"<li>{item}</li>" for item in items) + "</ul>"
 
 
+def describe_caveats(info: dict[str, Any]) -> str:
+    """What the terms do not stop (a partner running modified code, the protocols' own limits), in plain words."""
+    caveats = info.get("caveats") or caveats_of(ProjectTerms.model_validate(info.get("terms") or {}))
+    if not caveats:
+        return ""
+    items = "".join(f"<li>{escape(str(c))}</li>" for c in caveats)
+    return f"<div class='fb-label'>What these terms do not stop:</div><ul class='fb-terms fb-caveats'>{items}</ul>"
+
+
 def _datasets_html(info: dict[str, Any], us: str) -> str:
     parts = []
     for party, items in info.get("datasets", {}).items():
@@ -115,6 +125,7 @@ class _Proposal:
             f"<div><span class='fb-label'>They ask you for:</span> {escape(ask)}</div>"
             f"<div class='fb-label'>They bring:</div>{_datasets_html(info, party)}"
             f"<div class='fb-label'>Terms:</div>{describe_terms(info.get('terms', {}))}"
+            f"{describe_caveats(info)}"
         )
         self.box = widgets.VBox(
             [
@@ -354,7 +365,7 @@ class ProjectsApp(DashboardApp):
             f"<span class='fb-help'>{by if info.get('state_by') and project.state != 'active' else ''}</span></div>"
             f"<div>{escape(info.get('purpose') or '')}</div>"
             f"<div class='fb-label'>Datasets</div>{_datasets_html(info, self.party)}"
-            f"<div class='fb-label'>Terms</div>{describe_terms(terms)}"
+            f"<div class='fb-label'>Terms</div>{describe_terms(terms)}{describe_caveats(info)}"
             f"<div class='fb-label'>Used so far</div><ul class='fb-terms'>"
             f"<li>{int(usage.get('jobs_today', 0)):,} of {int(terms.get('jobs_per_day', 0)):,} jobs today</li>"
             f"<li>{int(usage.get('psi_runs', 0)):,} of {int(terms.get('psi_runs', 0)):,} PSI runs</li>"
