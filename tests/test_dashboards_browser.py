@@ -391,11 +391,17 @@ def _plain(text: str) -> str:
 def _notice_after(page, card: str, before: str) -> str:
     """The action notice of `card` once it says a new run started (it said `before` until the click)."""
     selector = f"{card} .fb-notice"
-    _until(
-        lambda: "started" in page.inner_text(selector) and page.inner_text(selector) != before,
-        "the page says the run started",
-    )
-    return page.inner_text(selector)
+    seen: list[str] = []
+
+    def started() -> bool:
+        # keep the text that said so: the notice may change again (e.g. when the monitor takes over) before a
+        # second read
+        text = page.inner_text(selector)
+        seen.append(text)
+        return "started" in text and text != before
+
+    _until(started, "the page says the run started")
+    return seen[-1]
 
 
 @pytest.mark.filterwarnings("ignore::fedbench.crypto.paillier.WeakKeyWarning")
@@ -519,7 +525,8 @@ def test_scoring_dashboard_scores_the_test_rows_and_downloads_the_scores(
     test = project.run_by_id(credit_model).output("test", step="split").to_pandas()
     assert page.inner_text(".fb-scoring-rows .fb-figure-value") == f"{metrics['rows']:,}"
     assert metrics["rows"] == len(scores) == len(test)
-    assert "points" in scores.columns and page.locator(".fb-scoring-plot img").count() == 2
+    assert "points" in scores.columns
+    _until(lambda: page.locator(".fb-scoring-plot img").count() == 2, "both score plots are drawn")
     assert f"run {short}" in page.inner_text(".fb-scoring-result")
 
     with page.expect_download() as download:

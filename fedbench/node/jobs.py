@@ -502,6 +502,14 @@ class JobService:
                 continue
             ending = self._handle(job_id, name, event, outputs, live)
         process.join(timeout=10)
+        if ending["type"] != "succeeded" and issubclass(
+            ERRORS_BY_CODE.get(str(ending.get("code")), FedbenchError), Refused
+        ):
+            # our role function refused the peer's request (Refused or a subclass, e.g. PeerKeyError): audit it
+            # here, also when the peer's own failure reached us first
+            initiator = self._stored(job_id).initiator
+            reason = f"{self.party} failed at step {name!r}: {ending['reason']}"
+            self._projects.refusal(initiator, f"step.{step['component']}", spec["project"], reason)
         if live.stop_reason is not None:
             state = "failed" if live.stop_state == "failed" else "cancelled"
             self._set_task(job_id, name, state, error=live.stop_reason)
@@ -513,10 +521,6 @@ class JobService:
             live.emit({"type": "step", "step": name, "state": "succeeded"})
             return
         reason = f"{self.party} failed at step {name!r}: {ending['reason']}"
-        # a role function refused the peer's request (Refused or a subclass, e.g. PeerKeyError): audit it here
-        if issubclass(ERRORS_BY_CODE.get(str(ending.get("code")), FedbenchError), Refused):
-            initiator = self._stored(job_id).initiator
-            self._projects.refusal(initiator, f"step.{step['component']}", spec["project"], reason)
         self._write_log(job_id, f"[{name}] {reason}\n{ending.get('trace', '')}")
         self._set_task(job_id, name, "failed", error=reason)
         live.emit({"type": "step", "step": name, "state": "failed", "error": reason})
