@@ -25,7 +25,6 @@ from sqlmodel import col, select
 
 from fedbench import components
 from fedbench.errors import ERRORS_BY_CODE, FedbenchError, NotFound, Refused
-from fedbench.net.federation import PushHeader
 from fedbench.node.projects import ProjectService
 from fedbench.node.users import Caller
 from fedbench.pipeline import Pipeline, PipelineError, Step, step_keys
@@ -286,27 +285,6 @@ class JobService:
                 index += 1
             if (done and index >= len(live.events)) or waited > timeout:
                 return
-
-    def admit_message(self, sender: str, header: PushHeader) -> None:
-        """A message into a job must carry the job's project token and come from one of the job's parties."""
-        job_id = header.key.split("/", 1)[0]
-        with self._db.session() as session:
-            job = session.get(Job, job_id)
-        if job is None or not job.spec:
-            if header.project:
-                raise Refused(f"no job {job_id!r} here for a project message")
-            return
-        if header.project != job.project:
-            raise self._projects.refusal(
-                sender, "job.message", job.project, f"messages of job {job_id} must carry its project's token"
-            )
-        self._projects.check(sender, "job.message", header.project, header.token)
-        if sender not in _members(job.spec):
-            raise self._projects.refusal(
-                sender, "job.message", job.project, f"{sender} is not a party of job {job_id}"
-            )
-        if job.state in TERMINAL:
-            raise Refused(f"job {job_id} is {job.state}: it takes no more messages")
 
     # ----- the partner's side ---------------------------------------------------------------------------
 
