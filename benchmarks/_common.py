@@ -28,7 +28,7 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> 
 
 def record(title: str, table: str, notes: str = "") -> None:
     """Print the table and append it, dated and with the machine's description, to RESULTS.md."""
-    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     section = f"\n## {title}\n\n{stamp}; {machine}\n\n{table}\n" + (f"\n{notes}\n" if notes else "")
     print(section)

@@ -11,7 +11,10 @@
 # lab:   FEDBENCH_WORK_DIR (/data/work, notebooks are copied there on first start from FEDBENCH_NOTEBOOKS),
 #        FEDBENCH_LAB_IP (0.0.0.0), FEDBENCH_LAB_PORT (8888), JUPYTER_TOKEN (required).
 # voila: FEDBENCH_VOILA_PORT (8866), FEDBENCH_LAB_IP, FEDBENCH_DASHBOARDS (the dashboards folder),
-#        JUPYTER_TOKEN (required).
+#        JUPYTER_TOKEN (required), FEDBENCH_CULL_IDLE (600: seconds before the kernel of a page left open but
+#        unused is freed), FEDBENCH_CULL_CLOSED (30: seconds after a page closed before its kernel is freed),
+#        FEDBENCH_TEMPLATES (/opt/fedbench/templates: where the `fedbench` Voila template and its landing page
+#        are; plain Voila pages when it is absent).
 set -euo pipefail
 
 home="${FEDBENCH_HOME:-/data/home}"
@@ -84,9 +87,28 @@ voila)
     # `--token` (no value) makes Voila require a token and read it from $JUPYTER_TOKEN: never put it on the
     # command line, which every user of the host can read. The Host check stays off (the port is published
     # under the server's own name); the token is what protects the dashboards, XSRF cookies are on.
+    # Each page holds a kernel: fedbench's kernel manager frees it once the page closed or sat unused (as
+    # `fedbench dashboards` does), so the dashboards can run for weeks.
+    idle="${FEDBENCH_CULL_IDLE:-600}"
+    closed="${FEDBENCH_CULL_CLOSED:-30}"
+    interval=$(((idle < closed ? idle : closed) / 3))
+    interval=$((interval < 1 ? 1 : (interval > 60 ? 60 : interval)))
+    templates="${FEDBENCH_TEMPLATES:-/opt/fedbench/templates}"
+    template=()
+    if [ -f "$templates/voila/fedbench/index.html.j2" ]; then
+        # Voila looks for a template under <a JUPYTER_PATH entry>/voila/templates/<name>.
+        data="$(mktemp -d)"
+        mkdir -p "$data/voila/templates"
+        ln -s "$templates/voila/fedbench" "$data/voila/templates/fedbench"
+        export JUPYTER_PATH="$data${JUPYTER_PATH:+:$JUPYTER_PATH}"
+        template=(--template=fedbench --strip_sources=True)
+    fi
     exec "$python" -m voila --no-browser --Voila.ip="${FEDBENCH_LAB_IP:-0.0.0.0}" \
         --port="${FEDBENCH_VOILA_PORT:-8866}" --token --Voila.tornado_settings xsrf_cookies=True \
-        "$dashboards"
+        --VoilaConfiguration.multi_kernel_manager_class=fedbench.cli.dashboard_kernels.DashboardKernelManager \
+        --DashboardKernelManager.cull_idle_timeout="$idle" --DashboardKernelManager.cull_connected=True \
+        --DashboardKernelManager.cull_interval="$interval" --DashboardKernelManager.closed_timeout="$closed" \
+        "${template[@]}" "$dashboards"
     ;;
 *)
     exec "$@"

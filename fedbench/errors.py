@@ -53,9 +53,30 @@ class StoreError(FedbenchError):
 
 
 class PeerUnavailable(FedbenchError):
-    """A partner's node did not answer before the deadline, after retries with backoff."""
+    """A partner's node did not answer before the deadline, after retries with backoff.
+
+    The message says which partner and what to do; `detail` keeps the transport's own words for the logs.
+    """
 
     code = "peer_unavailable"
+
+    def __init__(self, message: str, *, detail: str = "") -> None:
+        super().__init__(message)
+        self.detail = detail
+
+
+class NodeUnavailable(FedbenchError):
+    """Our own node (the one this kernel or command talks to) is stopped or does not answer.
+
+    `command` is the command that starts it, when known; `detail` keeps the transport's words for the logs.
+    """
+
+    code = "node_unavailable"
+
+    def __init__(self, message: str, *, command: str | None = None, detail: str = "") -> None:
+        super().__init__(message)
+        self.command = command
+        self.detail = detail
 
 
 class Refused(FedbenchError):

@@ -6,8 +6,14 @@ idempotent: running it again starts only what is not running. With `arbiter=True
 party, `arbiter`, that brings no data: it joins the demo project without datasets and plays the arbiter role
 of the components that have one. Layout of the sandbox home:
 
+    <home>/sandbox.json   its parties (and arbiter)
+    <home>/stopped        written by `down`, removed by `up`: the nodes were stopped on purpose
     <home>/ca/            the federation CA (its crl.pem is checked by every node)
     <home>/<party>/       one node home per party (node.json, tls/, api_token, fedbench.db, artifacts/, node.log)
+
+`autostart` is what `fedbench.connect()` (and the Jupyter extension) may do on their own: create and start a
+sandbox that does not exist yet (or finish a first `up` that was interrupted before any node ran), never
+start a node that ran before: one `down` stopped or one stopped by hand, ours or a partner's, stays stopped.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import fcntl
 import hashlib
 import json
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -33,12 +40,25 @@ from fedbench.errors import ConfigError, FedbenchError, NodeError
 from fedbench.net.certs import init_ca, issue_party
 from fedbench.node.config import NodeConfig, NodeHome
 
-__all__ = ["ARBITER_PARTY", "DEFAULT_PARTIES", "NodeStatus", "default_home", "down", "status", "up"]
+__all__ = [
+    "ARBITER_PARTY",
+    "DEFAULT_PARTIES",
+    "NodeStatus",
+    "autostart",
+    "default_home",
+    "down",
+    "sandbox_of",
+    "start_command",
+    "status",
+    "stopped_on_purpose",
+    "up",
+]
 
 DEFAULT_PARTIES = ("guest", "host")
 ARBITER_PARTY = "arbiter"
 """The party `up(arbiter=True)` adds: a member of the demo project that brings no data."""
 _MANIFEST = "sandbox.json"
+_STOPPED = "stopped"
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 """Nodes this process started: polled so that a node that exited is not mistaken for a live one (zombie)."""
 
@@ -81,17 +101,77 @@ def up(
     root = Path(home).expanduser().resolve() if home else default_home()
     root.mkdir(parents=True, exist_ok=True, mode=0o700)
     with _locked(root):
-        members, arbiter_party = _members(root, parties, arbiter=arbiter)
-        _ensure_federation(root, members, component_modules or [], database_url)
-        for party in members:
-            if not _answering(NodeHome(root / party)):
-                _spawn(NodeHome(root / party))
-        for party in members:
-            _wait_healthy(NodeHome(root / party), timeout)
-        if demo_data:
-            _register_demo_data(root, members)
-            _create_demo_project(root, members, arbiter_party)
+        _start(root, parties, demo_data, timeout, component_modules, database_url, arbiter)
     return status(root)
+
+
+def autostart(home: str | os.PathLike[str] | None = None, *, timeout: float = 60.0) -> list[NodeStatus]:
+    """Create and start the sandbox if it never ran; returns every node's status.
+
+    A sandbox that does not exist yet is created and started (the first-run convenience), and so is one
+    whose first `up` was interrupted before any node ran. A node that ran before is never started here:
+    stopped with `down` or by hand, ours or a partner's, it stays stopped, and the caller tells the user
+    which and that `fedbench sandbox up` starts it.
+    """
+    root = Path(home).expanduser().resolve() if home else default_home()
+    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with _locked(root):
+        nodes = status(root)
+        never_ran = not any(NodeHome(n.home).log_file.exists() for n in nodes)
+        if not nodes or (never_ran and not stopped_on_purpose(root)):
+            _start(root, None, True, timeout, None, None, False)
+    return status(root)
+
+
+def stopped_on_purpose(home: str | os.PathLike[str] | None = None) -> bool:
+    """Whether `down` stopped this sandbox and no `up` ran since."""
+    root = Path(home).expanduser().resolve() if home else default_home()
+    return (root / _STOPPED).exists()
+
+
+def start_command(node_home: NodeHome) -> str:
+    """The command that starts the node of `node_home`: `fedbench sandbox up` for a sandbox's node.
+
+    `--home` is named unless the sandbox is in the standard place, so the command works in any shell.
+    """
+    root = sandbox_of(node_home)
+    if root is not None:
+        standard = Path("~/.fedbench/sandbox").expanduser().resolve()
+        where = "" if root == standard else f" --home {shlex.quote(str(root))}"
+        return f"fedbench sandbox up{where}"
+    return f"fedbench node start --home {shlex.quote(str(node_home.root))}"
+
+
+def sandbox_of(node_home: NodeHome) -> Path | None:
+    """The sandbox home `node_home` is a node of, or None for a node of its own."""
+    root = node_home.root.resolve().parent
+    if not (root / _MANIFEST).exists():
+        return None
+    parties: list[str] = json.loads((root / _MANIFEST).read_text())["parties"]
+    return root if node_home.root.resolve().name in parties else None
+
+
+def _start(
+    root: Path,
+    parties: tuple[str, ...] | None,
+    demo_data: bool,
+    timeout: float,
+    component_modules: list[str] | None,
+    database_url: str | None,
+    arbiter: bool,
+) -> None:
+    """`up`'s work, under the sandbox's lock; it clears the "stopped on purpose" mark first."""
+    (root / _STOPPED).unlink(missing_ok=True)
+    members, arbiter_party = _members(root, parties, arbiter=arbiter)
+    _ensure_federation(root, members, component_modules or [], database_url)
+    for party in members:
+        if not _answering(NodeHome(root / party)):
+            _spawn(NodeHome(root / party))
+    for party in members:
+        _wait_healthy(NodeHome(root / party), timeout)
+    if demo_data:
+        _register_demo_data(root, members)
+        _create_demo_project(root, members, arbiter_party)
 
 
 def status(home: str | os.PathLike[str] | None = None) -> list[NodeStatus]:
@@ -119,15 +199,26 @@ def status(home: str | os.PathLike[str] | None = None) -> list[NodeStatus]:
 
 
 def down(home: str | os.PathLike[str] | None = None, *, timeout: float = 15.0) -> list[str]:
-    """Stop every running node of the sandbox (SIGTERM, then SIGKILL after `timeout`); returns who stopped."""
+    """Stop every running node of the sandbox (SIGTERM, then SIGKILL after `timeout`); returns who stopped.
+
+    The sandbox is marked stopped on purpose, so `autostart` (`fedbench.connect()`) leaves it stopped
+    until the next `up`.
+    """
+    root = Path(home).expanduser().resolve() if home else default_home()
+    if not (root / _MANIFEST).exists():
+        return []
     stopped = []
-    for node in status(home):
-        if node.pid is None:
-            continue
-        _terminate(node.pid, timeout)
-        with contextlib.suppress(FileNotFoundError):
-            NodeHome(node.home).pid_file.unlink()
-        stopped.append(node.party)
+    with _locked(root):
+        (root / _STOPPED).write_text(
+            "stopped with `fedbench sandbox down`; `fedbench sandbox up` starts it\n"
+        )
+        for node in status(root):
+            if node.pid is None:
+                continue
+            _terminate(node.pid, timeout)
+            with contextlib.suppress(FileNotFoundError):
+                NodeHome(node.home).pid_file.unlink()
+            stopped.append(node.party)
     return stopped
 
 
@@ -240,7 +331,19 @@ def _running(node_home: NodeHome) -> int | None:
         return None
     except PermissionError:
         pass
+    if _zombie(pid):
+        _forget_pid(node_home, pid)
+        return None
     return pid
+
+
+def _zombie(pid: int) -> bool:
+    """Whether `pid` has exited but its parent (e.g. the kernel whose `connect()` started it) has not reaped it."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state == "Z"
 
 
 def _answering(node_home: NodeHome) -> bool:
@@ -317,6 +420,8 @@ def _terminate(pid: int, timeout: float) -> None:
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
+            return
+        if _zombie(pid):
             return
         time.sleep(0.1)
     with contextlib.suppress(ProcessLookupError):

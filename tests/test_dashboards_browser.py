@@ -30,8 +30,6 @@ from fedbench.pipeline import Pipeline
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).parent / "artifacts"
-LOAD_BUDGET_S = 5.0
-"""A dashboard must show its app, with data read after it was opened, within this many seconds."""
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -81,7 +79,7 @@ def _wait_preheated(server: int, dashboards: int, timeout: float = 90.0) -> None
     """Wait until Voila's pre-heated kernels (one per dashboard) have built their pages and gone quiet.
 
     Voila answers before its kernels are ready; a page opened while they all start competes with them for
-    the CPU, which is server start-up, not the page's load time the tests hold to a budget.
+    the CPU, which is server start-up, not what a user opening a page waits for.
     """
     give_up = time.monotonic() + timeout
     previous: dict[int, int] = {}
@@ -196,17 +194,11 @@ def _page_url(printed: str, name: str) -> str:
 
 
 def _open(context, printed: str, name: str):
-    """Open a dashboard with the printed URL's token; returns the page once its app shows, after checking
-    it did so within budget."""
+    """Open a dashboard with the printed URL's token; returns the page once its app shows (how fast it does
+    is measured by `benchmarks/dashboards.py`, never here)."""
     page = context.new_page()
-    started = time.monotonic()
     page.goto(_page_url(printed, name))
     page.wait_for_selector(f".fb-app-{name}.fb-opened", state="visible", timeout=60_000)
-    elapsed = time.monotonic() - started
-    print(f"the {name} dashboard loaded in {elapsed:.2f} s")
-    assert elapsed < LOAD_BUDGET_S, (
-        f"the {name} dashboard took {elapsed:.1f} s to load (budget {LOAD_BUDGET_S} s)"
-    )
     assert page.locator(".jp-InputArea:visible").count() == 0, "no code is shown"
     assert "Traceback" not in page.content()
     return page

@@ -90,14 +90,15 @@ def test_register_and_load_round_trip(registry: DatasetRegistry, home: Path) -> 
     assert info.features == ["age", "income", "vip"]
     assert info.n_rows == 4 and info.label_column == "y"
     assert info.created_at.tzinfo is not None
-    assert info.dtypes["income"] == "float64" and info.dtypes["vip"] == "float64"
+    assert info.dtypes["income"] == "float64" and info.dtypes["vip"] == "int64"
 
     df = registry.load("customers")
     assert list(df.columns) == ["cust", "age", "income", "vip", "y"]
     assert df["cust"].tolist() == ["101", "102", "103", "104"]
     assert df["vip"].tolist() == [1.0, 0.0, 0.0, 1.0]
     assert np.isnan(df["income"].iloc[1])
-    assert all(df[c].dtype == np.float64 for c in ["age", "income", "vip", "y"])
+    assert df["income"].dtype == np.float64, "a column with missing values is float (NaN)"
+    assert all(df[c].dtype == np.int64 for c in ["age", "vip", "y"]), "whole numbers stay whole (#15)"
     assert table_fingerprint(df, "cust", "y") == info.fingerprint
     assert registry.get("customers") == info
     assert registry.list() == [info]
@@ -204,7 +205,7 @@ BAD_INPUTS: dict[str, Case] = {
     "missing ids": (
         lambda d: d.assign(cust=[101, None, 103, None]),
         {},
-        ["'cust'", "2 missing", "1, 3"],
+        ["'cust'", "2 missing", "data rows 2, 4"],
     ),
     "empty-string ids": (lambda d: d.assign(cust=["a", "", "c", "d"]), {}, ["'cust'", "1 missing"]),
     "duplicate ids": (
@@ -213,7 +214,7 @@ BAD_INPUTS: dict[str, Case] = {
         ["'cust'", "2 duplicated ids", "'a'", "'b'", "drop_duplicates"],
     ),
     "int and str ids collide": (lambda d: d.assign(cust=[1, "1", 2, 3]), {}, ["duplicated", "'1'"]),
-    "label missing": (lambda d: d.assign(y=[0, 1, None, 1]), {}, ["'y'", "1 missing", "2"]),
+    "label missing": (lambda d: d.assign(y=[0, 1, None, 1]), {}, ["'y'", "1 missing", "data row 3"]),
     "label not numeric": (lambda d: d.assign(y=["no", "yes", "no", "yes"]), {}, ["'y'", "not numeric"]),
     "non-numeric features": (
         lambda d: d.assign(city=["a", "b", "c", "d"], when=pd.to_datetime(["2024-01-01"] * 4)),

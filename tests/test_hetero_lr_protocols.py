@@ -119,7 +119,7 @@ def test_multiclass_trains_one_vs_rest():
     ids = [f"r{i}" for i in range(n)]
     g = pd.DataFrame({"id": ids, "y": klass, "a0": a[:, 0], "a1": a[:, 1]})
     h = pd.DataFrame({"id": ids, "b0": b[:, 0], "b1": b[:, 1]})
-    params = {"key_bits": 1024, "epochs": 6, "batch_size": 0, "learning_rate": 1.0, "alpha": 0.0}
+    params = {"key_bits": 1024, "epochs": 6, "batch_size": 0, "learning_rate": 0.5, "alpha": 0.0}
     result = run_component("hetero_lr", params, {"guest": {"train": g}, "host": {"train": h}})
     assert not result.errors, result.errors
     scores = result.outputs["guest"]["scores"]

@@ -7,6 +7,7 @@ called as its buttons call them, and what it shows is compared with what the nod
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -149,6 +150,32 @@ def test_modeling_app_says_in_words_why_a_training_failed(fed: Path) -> None:
     assert failed.status == "failed" and guest.shown == failed.job_id
     assert "This training failed" in guest.result.value and "no label column" in guest.result.value
     assert "Traceback" not in guest.result.value + guest.monitor.results.value
+
+
+def test_a_page_opened_during_a_training_follows_it_with_its_settings(fed: Path) -> None:
+    started = modeling.app(fedbench.connect(home=fed / "guest"))
+    started.settings.set(learning_rate=0.07, **QUICK)
+    run = started.train()
+    reloaded = modeling.app(fedbench.connect(home=fed / "guest"))
+    reloaded.page_opened()
+    assert reloaded.monitor is not None and reloaded.monitor.run.job_id == run.job_id, (
+        "the reloaded page shows the run in progress"
+    )
+    assert reloaded.train_button.disabled and run.job_id[:8] in reloaded.message.text
+    fields = reloaded.settings.fields
+    assert (fields["learning_rate"].input.value, fields["key_bits"].input.value) == (0.07, 1024)
+    partner = modeling.app(fedbench.connect(home=fed / "host"))
+    assert partner.monitor is not None and partner.monitor.run.job_id == run.job_id
+    _until(lambda: "AUC" in reloaded.result.value, "the reloaded page shows the result when the run ends")
+    assert reloaded.monitor.state == "succeeded" and reloaded.shown == run.job_id
+    assert not reloaded.train_button.disabled
+
+
+def _until(check, what: str, timeout: float = 300.0) -> None:
+    give_up = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < give_up, what
+        time.sleep(0.5)
 
 
 def test_modeling_app_lets_a_viewer_look_but_not_train(fed: Path) -> None:

@@ -76,6 +76,32 @@ def test_psi_app_runs_a_psi_shows_it_to_both_parties_and_offers_our_matched_rows
     assert host.cannot_run() is None and not host.run_button.disabled
 
 
+def test_psi_app_shows_the_newest_psi_that_ran_and_leaves_out_runs_that_reused_one(fed: Path) -> None:
+    guest = psi.app(fedbench.connect(home=fed / "guest"))
+    guest.choose_dataset("credit")
+    guest.settings.set(strip=False)
+    ran = guest.run(wait=True)
+    reused = guest.run(wait=True)
+    steps = {s["step"]: s["state"] for s in reused.steps().to_dict("records")}
+    assert steps == {"psi": "reused"}, "same data and settings: the PSI step is reused"
+
+    host = psi.app(fedbench.connect(home=fed / "host"))
+    listed = [job for _, job in host.pick_run.options]
+    assert reused.job_id not in listed, "a run that reused a PSI is not a PSI"
+    assert host.shown == listed[0] == ran.job_id
+
+    guest.settings.set(strip=False, lower=True)
+    newer = guest.run(wait=True)
+    host.refresh()
+    assert [job for _, job in host.pick_run.options][:2] == [newer.job_id, ran.job_id]
+    assert host.shown == newer.job_id and newer.job_id[:8] in host.result.value, (
+        "the card follows the list: the newest PSI"
+    )
+    host.pick_run.value = ran.job_id
+    host.refresh()
+    assert host.shown == ran.job_id, "a run the user picked stays shown on refresh"
+
+
 def _until(check, what: str, timeout: float = 20.0) -> None:
     give_up = time.monotonic() + timeout
     while not check():

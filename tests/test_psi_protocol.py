@@ -233,7 +233,7 @@ def test_declared_size_over_limit_is_refused_on_both_sides_promptly():
     guest, host = make_sets(100)
     began = time.monotonic()
     out = run_pair(guest, host[:20], guest_max_peer_rows=1000, host_max_peer_rows=50, timeout=30)
-    assert time.monotonic() - began < 5
+    assert time.monotonic() - began < 15, "it ends on the refusal, not on the 30 s timeout"
     assert isinstance(out["host"], PsiRefused)
     assert "max_peer_rows" in str(out["host"]) and "100" in str(out["host"])
     assert isinstance(out["guest"], PsiRefused)
@@ -292,7 +292,7 @@ def test_a_local_failure_reaches_the_peer_as_a_value():
     guest, host = make_sets(30)
     began = time.monotonic()
     out = run_pair(guest + guest[:1], host, timeout=30)
-    assert time.monotonic() - began < 5
+    assert time.monotonic() - began < 15, "the peer learns of the failure, not on the 30 s timeout"
     assert isinstance(out["guest"], PsiError) and "duplicate" in str(out["guest"])
     assert isinstance(out["host"], PsiPeerError) and "'guest' failed" in str(out["host"])
 

@@ -18,7 +18,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -66,7 +66,7 @@ def _copy_home(source: NodeHome, target: Path) -> NodeHome:
 
 def _canonical(row: sqlite3.Row, prev: str) -> bytes:
     """What an attacker who read our code hashes for one entry (the same fields as `node/audit.py`)."""
-    ts = datetime.fromisoformat(row["ts"]).replace(tzinfo=timezone.utc).isoformat()
+    ts = datetime.fromisoformat(row["ts"]).replace(tzinfo=UTC).isoformat()
     fields = {
         "id": row["id"],
         "ts": ts,

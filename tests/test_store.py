@@ -6,7 +6,7 @@ import hashlib
 import io
 import os
 import socket
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -84,7 +84,7 @@ def test_session_commits_on_success_and_rolls_back_on_error(db: Database) -> Non
 
 
 def test_timestamps_come_back_timezone_aware_utc(db: Database, tmp_path: Path) -> None:
-    ts = datetime(2024, 5, 1, 12, 30, 15, 123456, tzinfo=timezone.utc)
+    ts = datetime(2024, 5, 1, 12, 30, 15, 123456, tzinfo=UTC)
     with db.session() as session:
         session.add(AuditEvent(ts=ts, actor="alice", action="psi", datasets=["d1"], allowed=True))
     db.close()

@@ -193,7 +193,7 @@ def test_form_lists_earlier_results_by_friendly_name(project) -> None:
     results = [
         (label, value) for label, value in form.inputs["data"].options if value.startswith("artifact:")
     ]
-    assert results and results[0][0].startswith("Result of head: data, ")
+    assert results and results[0][0].startswith("Rows of run ") and "(step head, " in results[0][0]
     form.choose_input("data", results[0][1])
     run = form.run().wait(show_progress=False)
     assert run.output("metrics").value()["total"] > 0
@@ -302,6 +302,8 @@ def test_confusion_matrix_annotates_every_cell() -> None:
     (ax, *_colorbar) = fig.axes
     assert len(ax.texts) == 4 and ax.get_title() == "Confusion matrix (accuracy 60.0%)"
     assert [t.get_text() for t in ax.texts] == ["1", "1", "1", "2"]
+    floats = ui.confusion_matrix(np.array([0.0, 1.0, 1.0]), np.array([0.0, 1.0, 0.0])).axes[0]
+    assert [t.get_text() for t in floats.get_xticklabels()] == ["0", "1"], "classes read 0 and 1, not 0.0"
 
 
 def test_loss_curve_one_line_per_metric_and_party() -> None:
@@ -344,11 +346,21 @@ def test_compare_runs_pairs_final_values_and_overlays_curves() -> None:
         )
 
     fig = ui.compare_runs(metrics(0.0), metrics(0.1), labels=("before", "after"))
-    bars, curves = fig.axes
-    assert len(bars.patches) == 4 and bars.get_title() == "before vs after"
-    assert len(curves.lines) == 4
+    loss_bars, auc_bars, loss_curves, auc_curves = fig.axes
+    assert fig.get_suptitle() == "before vs after"
+    assert [ax.get_title() for ax in fig.axes] == ["loss", "auc", "loss by iteration", "auc by iteration"]
+    assert len(loss_bars.patches) == len(auc_bars.patches) == 2
+    assert len(loss_curves.lines) == len(auc_curves.lines) == 2
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["before", "after"]
     simple = ui.compare_runs({"auc": 0.7}, {"auc": 0.75, "ks": 0.3})
-    assert len(simple.axes) == 1 and len(simple.axes[0].patches) == 4
+    assert [len(ax.patches) for ax in simple.axes] == [2, 2]
+
+
+def test_compare_runs_gives_each_metric_its_own_scale() -> None:
+    fig = ui.compare_runs({"loss": 4.1e7, "auc": 0.42}, {"loss": 0.59, "auc": 0.77})
+    loss, auc = fig.axes
+    assert auc.get_ylim()[1] < 1.0, "a huge loss does not flatten the AUC bars"
+    assert loss.get_ylim()[1] > 4e7
 
 
 def test_charts_refuse_unusable_data_with_our_error() -> None:

@@ -8,6 +8,11 @@ dashboard that has already imported fedbench and built the page, so a page opens
 template then asks the app to reload its data (see `DashboardApp`). Each dashboard's kernel gets
 `FEDBENCH_HOME` and `FEDBENCH_PARTY`, so it talks to the chosen party's node.
 
+Each page opened takes a kernel (about 235 MB): `DashboardKernelManager` shuts it down `--cull-closed` seconds
+(default 30) after its page closed, and a page left open but idle for `--cull-idle` seconds (default 600) loses
+its kernel too, so the dashboards can run for weeks. The root URL is the template's landing page (`tree-lab.html`
+and `tree.html`): the five dashboards, a line each on what they are for.
+
 A dashboard's kernel acts as the party, so Voila serves only who holds the token this command draws afresh at
 each start (`secrets`, 256 bits) and prints in the URL; the token reaches Voila in that `voila.json` (0600,
 in a 0700 folder), never on a command line, which every local user can read. Jupyter Server's request checks
@@ -40,8 +45,11 @@ import fedbench
 from fedbench.errors import ConfigError
 
 __all__ = [
+    "CLOSED_TIMEOUT_S",
     "DASHBOARDS",
+    "IDLE_TIMEOUT_S",
     "add_parser",
+    "cull_interval",
     "is_loopback",
     "new_token",
     "voila_config",
@@ -55,6 +63,11 @@ __all__ = [
 
 DASHBOARDS = ("data", "projects", "psi", "modeling", "scoring")
 _TEMPLATE = "fedbench"
+IDLE_TIMEOUT_S = 600
+"""Default seconds a page may stay open without being used before its kernel is shut down."""
+CLOSED_TIMEOUT_S = 30
+"""Default seconds after a page closed (no connection left) before its kernel is shut down."""
+_KERNEL_MANAGER = "fedbench.cli.dashboard_kernels.DashboardKernelManager"
 
 
 def _roots() -> list[Path]:
@@ -115,16 +128,51 @@ def is_loopback(ip: str) -> bool:
         return False
 
 
-def voila_config(party: str, *, token: str, allow_remote: bool = False) -> dict[str, Any]:
-    """Voila's configuration: the template's party, pre-heated kernels, the token and Jupyter's request checks.
+def _check_timeouts(idle_timeout: int, closed_timeout: int) -> None:
+    """Refuse a timeout under one second (Jupyter reads 0 or less as "never", which would leak kernels)."""
+    for option, seconds in (("--cull-idle", idle_timeout), ("--cull-closed", closed_timeout)):
+        if seconds < 1:
+            raise ConfigError(
+                f"{option} {seconds}: give a number of seconds of at least 1, such as "
+                f"{IDLE_TIMEOUT_S if option == '--cull-idle' else CLOSED_TIMEOUT_S} (the default)"
+            )
+
+
+def cull_interval(idle_timeout: int, closed_timeout: int) -> int:
+    """How often (seconds) to look for kernels to free: a third of the shorter timeout, between 1 s and 60 s,
+    so a kernel goes at most a third later than its timeout says."""
+    return max(1, min(60, min(idle_timeout, closed_timeout) // 3))
+
+
+def voila_config(
+    party: str,
+    *,
+    token: str,
+    allow_remote: bool = False,
+    idle_timeout: int = IDLE_TIMEOUT_S,
+    closed_timeout: int = CLOSED_TIMEOUT_S,
+) -> dict[str, Any]:
+    """Voila's configuration: the template's party, pre-heated kernels, kernels freed when their page closed
+    or sat idle, the token and Jupyter's request checks.
 
     Voila hard-codes `allow_remote_access=True` (no Host check) and leaves XSRF cookies off; its
     `tornado_settings` are applied after, so they turn both back on.
     """
     if not token:
         raise ConfigError("the dashboards need a token; none was given")
+    _check_timeouts(idle_timeout, closed_timeout)
     return {
-        "VoilaConfiguration": {"resources": {"fedbench": {"party": party}}, "preheat_kernel": True},
+        "VoilaConfiguration": {
+            "resources": {"fedbench": {"party": party}},
+            "preheat_kernel": True,
+            "multi_kernel_manager_class": _KERNEL_MANAGER,
+        },
+        "DashboardKernelManager": {
+            "cull_idle_timeout": idle_timeout,
+            "cull_connected": True,
+            "cull_interval": cull_interval(idle_timeout, closed_timeout),
+            "closed_timeout": closed_timeout,
+        },
         "Voila": {
             "token": token,
             "tornado_settings": {
@@ -138,14 +186,27 @@ def voila_config(party: str, *, token: str, allow_remote: bool = False) -> dict[
 
 
 @contextlib.contextmanager
-def staging(party: str, *, token: str, allow_remote: bool = False) -> Iterator[Path]:
+def staging(
+    party: str,
+    *,
+    token: str,
+    allow_remote: bool = False,
+    idle_timeout: int = IDLE_TIMEOUT_S,
+    closed_timeout: int = CLOSED_TIMEOUT_S,
+) -> Iterator[Path]:
     """A temporary folder (0700) for Voila to run in: a Jupyter data folder holding our template (as
     `voila/templates/fedbench`), and a `voila.json` (0600) with `voila_config`, the token included."""
+    config = voila_config(
+        party,
+        token=token,
+        allow_remote=allow_remote,
+        idle_timeout=idle_timeout,
+        closed_timeout=closed_timeout,
+    )
     with tempfile.TemporaryDirectory(prefix="fedbench-voila-") as tmp:
         link = Path(tmp) / "voila" / "templates" / _TEMPLATE
         link.parent.mkdir(parents=True)
         link.symlink_to(template_dir(), target_is_directory=True)
-        config = voila_config(party, token=token, allow_remote=allow_remote)
         descriptor = os.open(Path(tmp) / "voila.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(descriptor, "w") as out:
             json.dump(config, out)
@@ -202,6 +263,21 @@ def add_parser(sub: Any) -> None:
     parser.add_argument(
         "--party", default=None, help="the party to act as (default: the node's, or the sandbox's first)"
     )
+    parser.add_argument(
+        "--cull-idle",
+        type=int,
+        default=IDLE_TIMEOUT_S,
+        metavar="SECONDS",
+        help=f"free the kernel (memory) of a page left open but unused this long (default {IDLE_TIMEOUT_S}: "
+        "10 minutes); the page then asks to be reloaded",
+    )
+    parser.add_argument(
+        "--cull-closed",
+        type=int,
+        default=CLOSED_TIMEOUT_S,
+        metavar="SECONDS",
+        help=f"free the kernel of a closed page this long after it closed (default {CLOSED_TIMEOUT_S})",
+    )
     parser.set_defaults(func=_serve)
 
 
@@ -254,6 +330,7 @@ def _check_address(ip: str, allow_remote: bool) -> None:
 
 def _serve(args: argparse.Namespace) -> int:
     _check_address(args.ip, args.allow_remote)
+    _check_timeouts(args.cull_idle, args.cull_closed)
     workbench = fedbench.connect(args.party, args.home)
     party = workbench.party
     workbench.close()
@@ -269,7 +346,13 @@ def _serve(args: argparse.Namespace) -> int:
     token = new_token()
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        with staging(party, token=token, allow_remote=args.allow_remote) as root:
+        with staging(
+            party,
+            token=token,
+            allow_remote=args.allow_remote,
+            idle_timeout=args.cull_idle,
+            closed_timeout=args.cull_closed,
+        ) as root:
             child = subprocess.Popen(
                 voila_command(folder, port=port, ip=args.ip),
                 env=voila_environment(root, home=args.home, party=party),

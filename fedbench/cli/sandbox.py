@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 from typing import Any
 
 from fedbench import sandbox
@@ -32,7 +33,7 @@ def add_parser(sub: Any) -> None:
         action.add_argument("--home", default=None, help="sandbox home (default: ~/.fedbench/sandbox)")
 
 
-def _print(nodes: list[sandbox.NodeStatus]) -> None:
+def _print(nodes: list[sandbox.NodeStatus], home: str | None) -> None:
     if not nodes:
         print("no sandbox here; start one with `fedbench sandbox up`")
     for n in nodes:
@@ -41,17 +42,30 @@ def _print(nodes: list[sandbox.NodeStatus]) -> None:
             f"{n.party:<10} {state:<22} federation {n.federation_address:<21} control {n.control_address:<21} "
             f"home {n.home}"
         )
+    if any(not n.running for n in nodes):
+        why = "stopped with `fedbench sandbox down`; " if sandbox.stopped_on_purpose(home) else ""
+        print(f"{why}`{_up_command(home)}` starts what is stopped")
+
+
+def _up_command(home: str | None) -> str:
+    """`fedbench sandbox up`, with the `--home` it was given."""
+    return "fedbench sandbox up" if home is None else f"fedbench sandbox up --home {shlex.quote(home)}"
 
 
 def _up(args: argparse.Namespace) -> int:
     parties = tuple(args.parties) if args.parties else None
-    _print(sandbox.up(args.home, parties=parties, demo_data=not args.no_demo_data, arbiter=args.arbiter))
+    nodes = sandbox.up(args.home, parties=parties, demo_data=not args.no_demo_data, arbiter=args.arbiter)
+    _print(nodes, args.home)
     return 0
 
 
 def _down(args: argparse.Namespace) -> int:
     stopped = sandbox.down(args.home)
     print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+    if sandbox.status(args.home):
+        print(
+            f"they stay stopped (fedbench.connect() will not restart them) until `{_up_command(args.home)}`"
+        )
     return 0
 
 
@@ -60,5 +74,5 @@ def _status(args: argparse.Namespace) -> int:
     if args.json:
         print(sandbox.as_json(nodes))
     else:
-        _print(nodes)
+        _print(nodes, args.home)
     return 0

@@ -1,30 +1,43 @@
 """`NodeClient`: the raw control-API client a kernel uses to talk to its own node.
 
 Every call carries the node's API token. Errors come back as (code, reason) values and are raised here as
-the matching `FedbenchError`, so a notebook shows "dataset 'x' not found" rather than a gRPC traceback.
+the matching `FedbenchError`, so a notebook shows "dataset 'x' not found" rather than a gRPC traceback. When
+the node itself does not answer, the error is `NodeUnavailable`, naming our node and the command that starts
+it; the transport's own words go to the debug log and the error's `detail`.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from typing import Any
 
 import grpc
 
+from fedbench.errors import FedbenchError, NodeUnavailable
 from fedbench.net import codec
-from fedbench.net.rpc import CHUNK_BYTES, chunked, error_from_rpc
+from fedbench.net.rpc import CHUNK_BYTES, chunked, error_from_rpc, unanswered
 from fedbench.node.config import NodeHome
 from fedbench.node.control import CONTROL_SERVICE
 
 __all__ = ["NodeClient"]
 
+_log = logging.getLogger(__name__)
+
 
 class NodeClient:
-    """A connection to a node's control API at `address`, authenticated with `token`."""
+    """A connection to a node's control API at `address`, authenticated with `token`.
 
-    def __init__(self, address: str, token: str | None) -> None:
+    `home` and `party`, when known (as with `for_home`), let errors name the node and the command that starts it.
+    """
+
+    def __init__(
+        self, address: str, token: str | None, *, home: NodeHome | None = None, party: str | None = None
+    ) -> None:
         self.address = address
+        self.home = home
+        self.party = party
         self._channel = grpc.insecure_channel(
             address,
             options=[
@@ -43,7 +56,16 @@ class NodeClient:
         """The client of the node whose home is `home`: as the user of `token`, else as its admin."""
         node_home = home if isinstance(home, NodeHome) else NodeHome(home)
         config = node_home.load_config()
-        return cls(config.control_address, token or node_home.api_token())
+        return cls(config.control_address, token or node_home.api_token(), home=node_home, party=config.party)
+
+    @property
+    def start_command(self) -> str | None:
+        """The command that starts this node (`fedbench sandbox up` for a sandbox's), if its home is known."""
+        if self.home is None:
+            return None
+        from fedbench.sandbox import start_command
+
+        return start_command(self.home)
 
     def close(self) -> None:
         """Close the channel."""
@@ -55,7 +77,7 @@ class NodeClient:
         try:
             reply = self._call(request, metadata=self._metadata, timeout=timeout)
         except grpc.RpcError as exc:
-            raise error_from_rpc(exc, what=f"node at {self.address} ({method})") from None
+            raise self._failure(exc, method) from None
         return codec.decode(reply)
 
     def upload(self, method: str, data: bytes | list[bytes | memoryview], **args: Any) -> Any:
@@ -65,7 +87,7 @@ class NodeClient:
         try:
             reply = self._upload(chunked(parts), metadata=metadata)
         except grpc.RpcError as exc:
-            raise error_from_rpc(exc, what=f"node at {self.address} ({method})") from None
+            raise self._failure(exc, method) from None
         return codec.decode(reply)
 
     def download(self, method: str, **args: Any) -> bytearray:
@@ -76,7 +98,7 @@ class NodeClient:
             for chunk in self._download(request, metadata=self._metadata):
                 body += chunk
         except grpc.RpcError as exc:
-            raise error_from_rpc(exc, what=f"node at {self.address} ({method})") from None
+            raise self._failure(exc, method) from None
         return body
 
     def watch(self, method: str, **args: Any) -> Iterator[Any]:
@@ -86,7 +108,7 @@ class NodeClient:
             for message in self._watch(request, metadata=self._metadata):
                 yield codec.decode(message)
         except grpc.RpcError as exc:
-            raise error_from_rpc(exc, what=f"node at {self.address} ({method})") from None
+            raise self._failure(exc, method) from None
 
     def health(self, timeout: float = 5.0) -> dict[str, Any]:
         """The node's health answer (no token needed)."""
@@ -104,3 +126,28 @@ class NodeClient:
     def recv(self, party: str, key: str, timeout: float = 60.0) -> Any:
         """The next payload from `party` under `key` (of a job of a project the user is in) in the mailbox."""
         return codec.decode(self.download("recv", party=party, key=key, timeout=timeout))
+
+    def _failure(self, exc: grpc.RpcError, method: str) -> FedbenchError:
+        """The node's own error if it answered; else `NodeUnavailable` in plain words, the transport's logged."""
+        status = unanswered(exc)
+        if status is None:
+            return error_from_rpc(exc, what=f"node at {self.address} ({method})")
+        detail = f"{method}: {status.name}: {exc.details()}"
+        _log.debug("the node at %s did not answer: %s", self.address, detail)
+        who = f"Your node ({self.party})" if self.party else "Your node"
+        command = self.start_command
+        if status == grpc.StatusCode.DEADLINE_EXCEEDED:
+            log = f" (its log: {self.home.log_file})" if self.home is not None else ""
+            message = (
+                f"{who} at {self.address} did not answer in time: it may be busy or stuck. Try again; if this "
+                f"keeps happening, look at its log{log} or restart it."
+            )
+        else:
+            how = (
+                f"Start it with `{command}`"
+                if command
+                else "Start it (`fedbench node start --home <its home>`, or `fedbench sandbox up` for the local "
+                "sandbox)"
+            )
+            message = f"{who} is not running (nothing answers at {self.address}). {how}, then try again."
+        return NodeUnavailable(message, command=command, detail=detail)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import html
 import io
 import os
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 
 from fedbench.client.control import NodeClient
-from fedbench.store.datasets import DatasetInfo
+from fedbench.errors import DatasetError
+from fedbench.store.datasets import DatasetInfo, find_not_numbers, fix_not_numbers, missing_id_message
 from fedbench.store.tables import read_table_source, table_to_parquet_bytes
 
 __all__ = ["Dataset", "Datasets"]
@@ -41,7 +42,7 @@ class Dataset:
         return _table(self._node.call("datasets.summary", name=self.name)).set_index("column")
 
     def to_pandas(self) -> pd.DataFrame:
-        """The whole table (ids as strings, features as floats)."""
+        """The whole table (ids as strings; whole-number columns as integers, other features as floats)."""
         return _table(self._node.download("datasets.load", name=self.name))
 
     def __repr__(self) -> str:
@@ -67,11 +68,22 @@ class Datasets:
         source: str | os.PathLike[str] | pd.DataFrame,
         *,
         name: str,
-        id_column: str,
+        id_column: str | None = None,
         label_column: str | None = None,
+        not_numbers: Literal["refuse", "missing", "drop"] = "refuse",
     ) -> Dataset:
-        """Register a CSV or parquet file or a DataFrame; the node validates it and stores it."""
-        table = read_table_source(source)
+        """Register a CSV or parquet file or a DataFrame; the node validates it and stores it.
+
+        `id_column` must be given: nothing is guessed (the error lists the columns that could be the ID).
+        Values that are not numbers in a numeric column (e.g. a stray "unknown") are refused by default, with
+        their column, values and rows; `not_numbers="missing"` treats them as missing, `"drop"` drops their rows.
+        """
+        table = read_table_source(source, id_column=id_column)
+        if id_column is None:
+            raise DatasetError(missing_id_message(table))
+        if not_numbers != "refuse":
+            problems = find_not_numbers(table, exclude=(id_column,))
+            table = fix_not_numbers(table, problems, not_numbers)
         answer = self._node.upload(
             "datasets.register",
             table_to_parquet_bytes(table),

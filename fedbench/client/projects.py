@@ -13,7 +13,7 @@ import pandas as pd
 
 from fedbench.client.control import NodeClient
 from fedbench.client.runs import Output, Run
-from fedbench.errors import ConfigError
+from fedbench.errors import ConfigError, NotFound
 from fedbench.pipeline import Pipeline, PipelineError
 
 __all__ = ["Project", "Projects"]
@@ -125,8 +125,27 @@ class Project:
         return pd.DataFrame(rows)
 
     def run_by_id(self, job_id: str) -> Run:
-        """One run of the project by its id (to pick up a run after a kernel restart)."""
-        return Run(self._node, self._node.call("runs.get", job_id=job_id))
+        """One run of the project by its id, or by the first 8 or more characters of it as the dashboards
+        show them (to pick up a run after a kernel restart)."""
+        job_id = str(job_id).strip()
+        try:
+            return Run(self._node, self._node.call("runs.get", job_id=job_id))
+        except NotFound:
+            if len(job_id) < 8:
+                raise NotFound(
+                    f"no run has the id {job_id!r}: give the whole id, or at least its first 8 characters"
+                ) from None
+        found = [r for r in self._node.call("runs.list", project=self.name) if r["job_id"].startswith(job_id)]
+        if not found:
+            raise NotFound(
+                f"no run of project {self.name!r} has an id starting with {job_id!r}; project.runs() lists them"
+            )
+        if len(found) > 1:
+            raise NotFound(
+                f"{len(found)} runs of project {self.name!r} have ids starting with {job_id!r} "
+                f"({', '.join(r['job_id'] for r in found)}); give more characters of the id"
+            )
+        return Run(self._node, found[0])
 
     def artifacts(self) -> pd.DataFrame:
         """Every artifact our node holds for the project: id, name, kind, step, when."""
@@ -158,6 +177,31 @@ class Project:
             raise ConfigError(f"no model file at {source}; give the path project.export_model(...) wrote")
         info = self._node.upload("models.import", source.read_bytes(), project=self.name, name=name)
         return Output(self._node, str(info["id"]), str(info["kind"]))
+
+    @property
+    def amendment(self) -> dict[str, Any] | None:
+        """The pending amendment (else the latest one): who proposed it, the datasets it adds, its state."""
+        found = self.info.get("amendment")
+        return dict(found) if found else None
+
+    def amend(self, *, add_datasets: list[str]) -> Project:
+        """Propose to add our `add_datasets` to this active project (their content is pinned, as at creation).
+
+        Every other member accepts it again (`accept_amendment`); until then the project runs on its old
+        datasets and a job on an added one is refused.
+        """
+        self.info = self._node.call("projects.amend", name=self.name, add_datasets=list(add_datasets))
+        return self
+
+    def accept_amendment(self) -> Project:
+        """Accept a partner's pending amendment as it reached our node; it applies once every member accepted."""
+        self.info = self._node.call("projects.amend_accept", name=self.name)
+        return self
+
+    def reject_amendment(self, reason: str = "") -> Project:
+        """Decline a partner's pending amendment (or withdraw our own); the project keeps its datasets."""
+        self.info = self._node.call("projects.amend_reject", name=self.name, reason=reason)
+        return self
 
     def add_member(self, user: str) -> Project:
         """Give a local user access to this project."""

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import html
 import io
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,7 @@ from fedbench.client.control import NodeClient
 from fedbench.errors import FedbenchError, NotRunError
 from fedbench.net import codec
 
-__all__ = ["Output", "Run", "RunFailed"]
+__all__ = ["Output", "Run", "RunFailed", "duration_words", "step_started", "timing_words"]
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
 
@@ -112,6 +114,12 @@ class Run:
         """Our party's steps with their state, progress and error."""
         return pd.DataFrame(self.refresh().info["steps"])
 
+    @property
+    def warnings(self) -> list[str]:
+        """What our party's steps warned about their results (the run still succeeded), e.g. a model that may
+        be under-trained; each prefixed with its step's name."""
+        return [f"{s['step']}: {w}" for s in self.refresh().info["steps"] for w in s.get("warnings") or []]
+
     def wait(
         self, timeout: float = 3600.0, *, show_progress: bool = True, raise_on_error: bool = True
     ) -> Run:
@@ -127,6 +135,8 @@ class Run:
         self.refresh()
         if raise_on_error and self.info["state"] != "succeeded":
             raise RunFailed(f"run {self.job_id[:8]} {self.info['state']}: {self.info.get('error')}")
+        for warning in self.warnings if show_progress else []:
+            print(f"warning: {warning}")
         return self
 
     def cancel(self) -> Run:
@@ -168,13 +178,15 @@ class Run:
         rows = "".join(
             f"<tr><td>{html.escape(s['step'])}</td><td>{html.escape(s['component'])}</td>"
             f"<td>{html.escape(s['state'])}</td><td>{s['progress']:.0%}</td>"
-            f"<td>{html.escape(s['error'] or '')}</td></tr>"
+            f"<td>{html.escape(s['error'] or '')}"
+            + "".join(f"<div class='fb-warning'>⚠ {html.escape(w)}</div>" for w in s.get("warnings") or [])
+            + "</td></tr>"
             for s in self.info["steps"]
         )
         return (
             f'<div class="fb-run"><b>run {self.job_id[:8]}</b> {html.escape(self.info["name"])} '
             f"<code>{html.escape(self.info['state'])}</code><table><tr><th>step</th><th>component</th>"
-            f"<th>state</th><th>progress</th><th>error</th></tr>{rows}</table></div>"
+            f"<th>state</th><th>progress</th><th>error or warning</th></tr>{rows}</table></div>"
         )
 
 
@@ -185,14 +197,26 @@ class _Bar:
         from tqdm.auto import tqdm
 
         self._bar = tqdm(total=total, desc=description, unit="step", leave=True)
+        self._started: dict[str, float] = {}
 
     def update_to(self, run: Run, event: dict[str, Any]) -> None:
-        if event.get("type") in ("step", "progress", "job"):
-            done = run.progress
-            self._bar.n = round(done * self._bar.total, 3)
-            label = event.get("step") or event.get("state") or ""
-            self._bar.set_postfix_str(f"{label} {event.get('state') or event.get('message') or ''}".strip())
-            self._bar.refresh()
+        kind = event.get("type")
+        if kind not in ("step", "progress", "job"):
+            return
+        done = run.progress
+        self._bar.n = round(done * self._bar.total, 3)
+        step = str(event.get("step") or "")
+        if kind == "job":
+            text = str(event.get("state") or "")
+        elif kind == "step":
+            text = f"{step} {event.get('state') or ''}"
+        else:
+            info: dict[str, Any] = next((s for s in run.info["steps"] if s["step"] == step), {})
+            started = self._started.setdefault(step, step_started(info) or time.time())
+            timing = timing_words(started, float(event.get("fraction") or 0.0))
+            text = f"{step} {event.get('message') or ''}" + (f" · {timing}" if timing else "")
+        self._bar.set_postfix_str(text.strip())
+        self._bar.refresh()
 
     def close(self) -> None:
         self._bar.close()
@@ -203,3 +227,34 @@ def _progress_bar(run: Run) -> _Bar | None:
         return _Bar(max(1, len(run.info["steps"])), f"run {run.job_id[:8]}")
     except ImportError:
         return None
+
+
+def step_started(step: dict[str, Any]) -> float | None:
+    """When a step started on our node (seconds since the epoch), from `runs.get`; None if not known."""
+    text = step.get("started_at")
+    if not text:
+        return None
+    when = datetime.fromisoformat(str(text))
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+
+
+def duration_words(seconds: float) -> str:
+    """A duration as people say it: "40 s", "3 min 5 s", "1 h 12 min"."""
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+
+
+def timing_words(started: float, fraction: float, now: float | None = None) -> str:
+    """Time elapsed since a step started and, once it reports some progress, an estimate of the time left
+    (elapsed time scaled by the fraction still to do): "1 min 5 s elapsed, about 2 min 10 s left"."""
+    elapsed = (time.time() if now is None else now) - started
+    if elapsed < 0:
+        return ""
+    words = f"{duration_words(elapsed)} elapsed"
+    if 0.02 <= fraction < 1.0 and elapsed >= 1.0:
+        words += f", about {duration_words(elapsed * (1.0 - fraction) / fraction)} left"
+    return words

@@ -12,14 +12,18 @@ import pandas as pd
 from fedbench.client.control import NodeClient
 from fedbench.client.datasets import Datasets
 from fedbench.client.projects import Project, Projects
-from fedbench.errors import FedbenchError
+from fedbench.errors import FedbenchError, NodeUnavailable, PeerUnavailable
+from fedbench.node.config import NodeHome
 
 __all__ = ["PeerStatus", "Workbench"]
 
 
 @dataclass(frozen=True)
 class PeerStatus:
-    """One peer as seen from our node right now, through the real mutual-TLS channel."""
+    """One peer as seen from our node right now, through the real mutual-TLS channel.
+
+    When it cannot be reached, `error` says so in plain words ("host is not reachable: ...") with what to do.
+    """
 
     party: str
     address: str
@@ -65,20 +69,49 @@ class Workbench:
         return self._node.health()
 
     def peers(self, timeout: float = 5.0) -> list[PeerStatus]:
-        """Every configured peer, each pinged live through the federation channel."""
+        """Every configured peer, each pinged live through the federation channel.
+
+        A peer that does not answer is listed as not reachable (with the command that starts it, on the
+        sandbox); our own node not answering raises `NodeUnavailable`.
+        """
         statuses = []
         for peer in self._node.call("peers"):
+            party, address = peer["party"], peer["address"]
             started = time.perf_counter()
             try:
-                answer = self._node.call("ping_peer", party=peer["party"], timeout=timeout)
+                answer = self._node.call("ping_peer", party=party, timeout=timeout)
+            except NodeUnavailable:
+                self._node.health()  # our node down raises here; else it waited for the peer past `timeout`
+                error = self._unreachable(party, address, f"did not answer within {timeout:g} s")
+                statuses.append(PeerStatus(party, address, False, None, None, error))
+                continue
+            except PeerUnavailable:
+                error = self._unreachable(party, address, "does not answer")
+                statuses.append(PeerStatus(party, address, False, None, None, error))
+                continue
             except FedbenchError as exc:
-                statuses.append(PeerStatus(peer["party"], peer["address"], False, None, None, str(exc)))
+                statuses.append(PeerStatus(party, address, False, None, None, str(exc)))
                 continue
             latency = (time.perf_counter() - started) * 1000
             statuses.append(
                 PeerStatus(peer["party"], peer["address"], True, round(latency, 1), answer["version"], None)
             )
         return statuses
+
+    def _unreachable(self, party: str, address: str, what: str) -> str:
+        """Why `party` cannot be reached and what to do, in words a business user reads."""
+        from fedbench import sandbox
+
+        root = sandbox.sandbox_of(self._node.home) if self._node.home is not None else None
+        if root is not None and (root / party).is_dir():
+            node = next((n for n in sandbox.status(root) if n.party == party), None)
+            if node is not None and not node.running:
+                command = sandbox.start_command(NodeHome(node.home))
+                return f"{party} is not reachable: its node is stopped. Start it with `{command}`."
+        return (
+            f"{party} is not reachable: its node at {address} {what}. Ask {party} to check that their node is "
+            "running and reachable from ours."
+        )
 
     def close(self) -> None:
         """Close the connection to the node."""

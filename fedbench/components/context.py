@@ -194,6 +194,10 @@ class Context:
         """A line in the run's log."""
         self.io.emit({"type": "log", "message": str(message)})
 
+    def warn(self, message: str) -> None:
+        """A warning about this step's result, kept with the run and shown beside it; the step still succeeds."""
+        self.io.emit({"type": "warning", "message": str(message)})
+
     @property
     def cancelled(self) -> bool:
         """Whether the task was asked to stop."""

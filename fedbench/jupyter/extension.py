@@ -4,7 +4,8 @@ Which node: `c.Fedbench.home` (or `$FEDBENCH_HOME`) names a node home; `c.Fedben
 `$FEDBENCH_SANDBOX=1`), or no home at all, means the local sandbox federation in `c.Fedbench.sandbox_home`
 (or `$FEDBENCH_SANDBOX_HOME`, default `~/.fedbench/sandbox`), working as its first party unless
 `c.Fedbench.party` says otherwise. The node is brought up in a background thread, so JupyterLab starts at
-once: the sandbox through `fedbench.sandbox.up` (idempotent), a node home by starting `fedbench node start`
+once: the sandbox through `fedbench.sandbox.autostart` (made on a first run, never restarted after
+`fedbench sandbox down`), a node home by starting `fedbench node start`
 when its control API does not answer. With `c.Fedbench.start_node = False` (`$FEDBENCH_START_NODE=0`, as in
 docker compose, where the node has its own container) the extension only looks for the node.
 
@@ -186,7 +187,7 @@ class NodeWatch:
         try:
             if self.mode == "sandbox":
                 if self.start_node:
-                    sandbox.up(self.root, timeout=self.timeout)
+                    sandbox.autostart(self.root, timeout=self.timeout)
                 self.node_home()
             else:
                 self._node_up(NodeHome(self.root))

@@ -7,6 +7,7 @@ the same message (the receiver drops duplicates) with exponential backoff until 
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 import uuid
@@ -14,15 +15,16 @@ from typing import Any
 
 import grpc
 
-from fedbench.errors import PeerUnavailable
+from fedbench.errors import FedbenchError, PeerUnavailable
 from fedbench.net import codec
 from fedbench.net.federation import FEDERATION_SERVICE, PushHeader
-from fedbench.net.rpc import CHUNK_BYTES, chunked, error_from_rpc
+from fedbench.net.rpc import CHUNK_BYTES, chunked, error_from_rpc, unanswered
 from fedbench.net.tls import TlsMaterial, channel_options, client_credentials
 
 __all__ = ["PeerClient"]
 
 _RETRYABLE = {grpc.StatusCode.UNAVAILABLE}
+_log = logging.getLogger(__name__)
 
 
 class PeerClient:
@@ -47,7 +49,7 @@ class PeerClient:
         try:
             reply = self._ping(b"", timeout=timeout, metadata=[("fb-party", self.party)])
         except grpc.RpcError as exc:
-            raise error_from_rpc(exc, what=self._describe()) from None
+            raise self._failure(exc) from None
         answer = codec.decode(reply)
         if not isinstance(answer, dict):
             raise PeerUnavailable(f"{self._describe()} sent a malformed ping answer")
@@ -67,7 +69,7 @@ class PeerClient:
         try:
             reply = self._request(message, timeout=timeout, metadata=[("fb-party", self.party)])
         except grpc.RpcError as exc:
-            raise error_from_rpc(exc, what=self._describe()) from None
+            raise self._failure(exc) from None
         return codec.decode(reply)
 
     def push(
@@ -117,14 +119,24 @@ class PeerClient:
                 return bool(codec.decode(reply).get("delivered"))
             except grpc.RpcError as exc:
                 if exc.code() not in _RETRYABLE:
-                    raise error_from_rpc(exc, what=self._describe()) from None
+                    raise self._failure(exc) from None
                 if time.monotonic() + delay > give_up:
-                    raise PeerUnavailable(
-                        f"{self._describe()} did not answer within {deadline:g} s "
-                        f"({exc.details()}); is its node running? (`fedbench sandbox status`)"
-                    ) from None
+                    raise self._failure(exc, f"did not answer within {deadline:g} s") from None
             time.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 2, 2.0)
 
     def _describe(self) -> str:
         return f"party {self.peer!r} at {self.address}"
+
+    def _failure(self, exc: grpc.RpcError, what: str = "does not answer") -> FedbenchError:
+        """The peer's own error if it answered; else "<peer> is not reachable", the transport's words logged."""
+        status = unanswered(exc)
+        if status is None:
+            return error_from_rpc(exc, what=self._describe())
+        detail = f"{status.name}: {exc.details()}"
+        _log.debug("%s %s: %s", self._describe(), what, detail)
+        return PeerUnavailable(
+            f"{self.peer} is not reachable: its node at {self.address} {what}. Ask {self.peer} to check that "
+            "their node is running and reachable from ours (on the local sandbox: `fedbench sandbox up`).",
+            detail=detail,
+        )

@@ -31,6 +31,7 @@ __all__ = [
     "error_from_rpc",
     "guarded",
     "status_for",
+    "unanswered",
 ]
 
 CHUNK_BYTES = 1 << 20
@@ -99,6 +100,19 @@ def error_from_rpc(exc: grpc.RpcError, *, what: str) -> FedbenchError:
     if status in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
         return PeerUnavailable(f"{what} did not answer: {details or status}")
     return NodeError(f"{what} failed: {status}: {details}")
+
+
+def unanswered(exc: grpc.RpcError) -> grpc.StatusCode | None:
+    """`UNAVAILABLE` or `DEADLINE_EXCEEDED` when the call got no answer from the other end (stopped,
+    unreachable, too slow); None when it answered, even with an error (one of ours travels as `code: reason`)."""
+    details = (exc.details() if hasattr(exc, "details") else None) or ""
+    code, _, reason = details.partition(": ")
+    if code in ERRORS_BY_CODE and reason:
+        return None
+    status = exc.code() if hasattr(exc, "code") else None
+    if status in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+        return status
+    return None
 
 
 def chunked(parts: Sequence[bytes | memoryview], size: int = CHUNK_BYTES) -> Iterator[bytes]:

@@ -20,7 +20,7 @@ import secrets
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -127,7 +127,7 @@ class AuditKey:
             "key": made.key.hex(),
             "keyed_after": keyed_after,
             "keyed_after_hash": keyed_after_hash,
-            "created_at": datetime.now(timezone.utc).isoformat(),
+            "created_at": datetime.now(UTC).isoformat(),
         }
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as handle:
@@ -236,7 +236,7 @@ class AuditLog:
         last = self._last()
         if last is None or last.id is None:
             return None
-        return Head(last.id, last.hash, holder, project, job, datetime.now(timezone.utc).isoformat())
+        return Head(last.id, last.hash, holder, project, job, datetime.now(UTC).isoformat())
 
     def note_sent(self, head: Head) -> None:
         """Keep a head we handed to a partner outside the database (append-only, 0600), then audit it."""

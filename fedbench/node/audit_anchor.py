@@ -16,7 +16,7 @@ import logging
 import re
 import threading
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -162,7 +162,7 @@ def export_heads(audit: AuditLog, party: str) -> dict[str, Any]:
     return {
         "format": 1,
         "party": party,
-        "exported_at": datetime.now(timezone.utc).isoformat(),
+        "exported_at": datetime.now(UTC).isoformat(),
         "heads": heads,
     }
 

@@ -23,7 +23,7 @@ import sqlite3
 import tarfile
 import tempfile
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
 from sqlalchemy.engine import make_url
@@ -83,7 +83,7 @@ def backup(home: str | os.PathLike[str], out: str | os.PathLike[str]) -> BackupS
         "format": 1,
         "fedbench": __version__,
         "party": config.party,
-        "created_at": datetime.now(timezone.utc).isoformat(),
+        "created_at": datetime.now(UTC).isoformat(),
     }
     tmp = target.with_name(f".{target.name}.part")
     files = size = 0
@@ -244,7 +244,7 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     info = tarfile.TarInfo(name)
     info.size = len(data)
     info.mode = 0o600
-    info.mtime = int(datetime.now(timezone.utc).timestamp())
+    info.mtime = int(datetime.now(UTC).timestamp())
     tar.addfile(info, io.BytesIO(data))
 
 

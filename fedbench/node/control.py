@@ -77,6 +77,15 @@ class ControlService:
             "projects.add_member": _Method(
                 projects.add_member, role="analyst", changes=True, audits_itself=True
             ),
+            "projects.amend": _Method(
+                projects.amendments.amend, role="analyst", changes=True, audits_itself=True
+            ),
+            "projects.amend_accept": _Method(
+                projects.amendments.accept, role="analyst", changes=True, audits_itself=True
+            ),
+            "projects.amend_reject": _Method(
+                projects.amendments.reject, role="analyst", changes=True, audits_itself=True
+            ),
             "projects.authorize_job": _Method(
                 projects.authorize_job, role="analyst", changes=True, audits_itself=True
             ),

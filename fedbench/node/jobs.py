@@ -29,7 +29,7 @@ from fedbench.node.projects import ProjectService
 from fedbench.node.users import Caller
 from fedbench.pipeline import Pipeline, PipelineError, Step, step_keys
 from fedbench.store import Artifact, Database, DatasetRegistry, Job, Metric, Project, Task
-from fedbench.store.models import utcnow
+from fedbench.store.models import StepWarning, utcnow
 
 __all__ = ["JobService", "job_spec"]
 
@@ -83,6 +83,7 @@ class JobService:
         self._lock = threading.Lock()
         projects.plan_job = self._plan_job
         projects.on_job = self._on_job
+        projects.held_steps = self._held
         projects.on_stop = self._stop_project
         self.on_finished: Callable[[dict[str, Any], str], None] = lambda spec, state: None
         """Called with a job's spec and final state once it has ended here (the audit anchors hook in)."""
@@ -167,7 +168,12 @@ class JobService:
         job = self._job(caller, job_id)
         with self._db.session() as session:
             tasks = session.exec(select(Task).where(Task.job_id == job_id)).all()
+            warned = session.exec(
+                select(StepWarning).where(StepWarning.job_id == job_id).order_by(col(StepWarning.id))
+            ).all()
         order = [s["name"] for s in job.spec.get("steps", [])]
+        inputs = _step_inputs(job.spec)
+        params = {s["name"]: dict(s.get("params") or {}) for s in job.spec.get("steps", [])}
         steps = sorted(
             (
                 {
@@ -179,6 +185,10 @@ class JobService:
                     "message": t.message,
                     "error": t.error,
                     "key": t.step_key,
+                    "inputs": inputs.get(t.step, {}),
+                    "params": params.get(t.step, {}),
+                    "warnings": [w.message for w in warned if w.step == t.step],
+                    "started_at": t.started_at.isoformat() if t.started_at else None,
                 }
                 for t in tasks
             ),
@@ -349,7 +359,9 @@ class JobService:
 
     def _on_fail(self, sender: str, project: Project | None, body: dict[str, Any]) -> dict[str, Any]:
         job = self._job_of(sender, project, body)
-        self._stop(job.id, "failed", f"{sender} failed: {str(body.get('reason'))[:2000]}")
+        reason = str(body.get("reason"))[:2000]
+        said = reason if reason.split(" ", 1)[0].rstrip(":") == sender else f"{sender} failed: {reason}"
+        self._stop(job.id, "failed", said)
         return {"received": True}
 
     def _on_done(self, sender: str, project: Project | None, body: dict[str, Any]) -> dict[str, Any]:
@@ -387,6 +399,7 @@ class JobService:
         self._set_job(job_id, "running")
         live.emit({"type": "job", "state": "running"})
         try:
+            self._charge_psi(spec, reuse, live)
             for step in spec["steps"]:
                 if live.stop_reason is not None:
                     break
@@ -415,6 +428,23 @@ class JobService:
             live.done = True
             live.changed.notify_all()
         self.on_finished(spec, state)
+
+    def _charge_psi(self, spec: dict[str, Any], reuse: set[str], live: _Live) -> None:
+        """Count the PSI steps this node is about to run (not reuse) against the quota; fail the job if used up."""
+        psi_keys = set(spec.get("psi_keys", []))
+        running = sum(
+            s["key"] in psi_keys
+            and s["key"] not in reuse
+            and _role_of(spec["roles"], self.party, s["component"]) is not None
+            for s in spec["steps"]
+        )
+        try:
+            self._projects.charge_psi_runs(spec["job_id"], running)
+        except Refused as exc:
+            initiator = self._stored(spec["job_id"]).initiator
+            reason = f"{self.party} refused to run the PSI: {exc}"
+            self._projects.refusal(initiator, "job.psi", spec["project"], reason)
+            self._fail(spec, live, reason)
 
     def _finish_together(self, spec: dict[str, Any], live: _Live, timeout: float = 600.0) -> None:
         """On the initiator: wait until every other party has finished and stored its outputs (`job.done`)."""
@@ -548,6 +578,12 @@ class JobService:
         elif kind == "log":
             self._write_log(job_id, f"[{step}] {event['message']}")
             live.emit({"type": "log", "step": step, "message": event["message"]})
+        elif kind == "warning":
+            message = str(event.get("message", ""))[:2000]
+            with self._db.session() as session:
+                session.add(StepWarning(job_id=job_id, step=step, party=self.party, message=message))
+            self._write_log(job_id, f"[{step}] warning: {message}")
+            live.emit({"type": "warning", "step": step, "message": message})
         return None
 
     def _stop_project(self, project_id: str, reason: str) -> None:
@@ -692,6 +728,10 @@ class JobService:
                     have.add(step["key"])
         return have
 
+    def _held(self, spec: dict[str, Any]) -> set[str]:
+        """The steps of a job this node would reuse as they stand (none when the job is forced to run all)."""
+        return set() if spec.get("force") else self._reusable(spec)
+
     def _record(self, project: Project, spec: dict[str, Any], initiator: str) -> None:
         with self._db.session() as session:
             job = session.get(Job, spec["job_id"])
@@ -822,7 +862,8 @@ def job_spec(
 ) -> dict[str, Any]:
     """A validated pipeline as a job of `project`: its step keys, uses, datasets and PSI sizes per party.
 
-    `psi_steps` counts the steps that use PSI: each is one PSI run against the project's quota.
+    `psi_steps` counts the steps that use PSI and `psi_keys` names them: each one this node runs (rather
+    than reuses) is one PSI run against the project's quota.
 
     Computed from the project as this node holds it (pinned datasets, terms) and the component registry, on
     the initiator and again on every member: admission decides on this, never on a description sent along.
@@ -865,8 +906,27 @@ def job_spec(
         "datasets": {p: sorted(d) for p, d in touched.items() if d},
         "psi_rows": psi_rows if "psi" in uses else {},
         "psi_steps": sum("psi" in found for found in step_uses),
+        "psi_keys": [keys[s.name] for s, found in zip(ordered, step_uses, strict=True) if "psi" in found],
         "steps": [{**s.to_dict(), "key": keys[s.name]} for s in ordered],
     }
+
+
+def _step_inputs(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each step's inputs with a pipeline step's output named as the artifact it is (`<key>:<output>`).
+
+    What a run's listing shows of where a step's rows came from, so a form can tell which tables are aligned.
+    """
+    keys = {s["name"]: s.get("key") for s in spec.get("steps", [])}
+    found: dict[str, dict[str, Any]] = {}
+    for step in spec.get("steps", []):
+        refs: dict[str, Any] = {}
+        for port, ref in dict(step.get("inputs") or {}).items():
+            if "step" in ref and keys.get(ref["step"]):
+                refs[port] = {"artifact": f"{keys[ref['step']]}:{ref.get('output')}"}
+            else:
+                refs[port] = dict(ref)
+        found[step["name"]] = refs
+    return found
 
 
 def _checked_roles(roles: Any, project: Project) -> dict[str, list[str]]:

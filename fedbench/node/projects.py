@@ -6,7 +6,8 @@ datasets and declared PSI sizes (`_activated`, `_on_activated`), so that with th
 arbiter that brings no data) every member knows every other's pinned datasets, whatever the order of accepts.
 Each incoming request is checked by `_admit` before its handler runs: token, membership, state, use, datasets
 and quotas; a refusal is audited on the receiving node and travels back to the sender as a `Refused` error
-(audited there too).
+(audited there too). Adding datasets to an active project (an amendment every member accepts again) is in
+`amendments.py`, served through the same `handle`.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ import hmac
 import logging
 import os
 import secrets
+import threading
 import uuid
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,7 @@ from pydantic import ValidationError
 from sqlmodel import col, func, select
 
 from fedbench.errors import ConfigError, FedbenchError, NotFound, Refused
+from fedbench.node.amendments import Amendments
 from fedbench.node.audit import AuditLog
 from fedbench.node.terms import USES, ProjectTerms, caveats
 from fedbench.node.users import Caller
@@ -88,6 +91,29 @@ class ProjectService:
         """Set by the job service: validates a job's spec and recomputes the job from it (uses, datasets, sizes)."""
         self.on_job: Callable[[str, Project, dict[str, Any]], dict[str, Any]] | None = None
         """Set by the job service: records an admitted job (as recomputed) and answers which steps it can reuse."""
+        self.held_steps: Callable[[dict[str, Any]], set[str]] | None = None
+        """Set by the job service: the step keys of a job whose outputs this node holds already (its own records)."""
+        self._quota_lock = threading.Lock()
+        self.amendments = Amendments(self)
+        """Adding datasets to an active project: proposed by one member, accepted again by every other."""
+
+    @property
+    def db(self) -> Database:
+        """The node's metadata database (for the amendments kept beside the projects)."""
+        return self._db
+
+    @property
+    def audit(self) -> AuditLog:
+        """The node's audit log."""
+        return self._audit
+
+    def request(self, party: str, action: str, project_id: str | None, token: str | None, body: Any) -> Any:
+        """Send one project request to a peer node; its answer."""
+        return self._request(party, action, project_id, token, body)
+
+    def pin(self, caller: Caller, names: list[str]) -> list[dict[str, Any]]:
+        """Our datasets `names` as pinned in a project (name, fingerprint, rows), if the caller may use them."""
+        return self._pin(caller, names)
 
     # ----- our side -------------------------------------------------------------------------------------
 
@@ -393,7 +419,11 @@ class ProjectService:
         """The projects the caller may see (an admin sees all)."""
         with self._db.session() as session:
             rows = session.exec(select(Project).order_by(col(Project.created_at))).all()
-        return [_public(p) for p in rows if self._visible(caller, p, pending_ok=True)]
+        return [
+            {**_public(p), "amendment": self.amendments.latest(p)}
+            for p in rows
+            if self._visible(caller, p, pending_ok=True)
+        ]
 
     def pending(self, caller: Caller) -> list[dict[str, Any]]:
         """Proposals from partners waiting for our answer."""
@@ -405,6 +435,7 @@ class ProjectService:
         project = self._get(caller, name, pending_ok=True)
         info = _public(project)
         info["usage"] = self._usage(project.id)
+        info["amendment"] = self.amendments.latest(project)
         return info
 
     def add_member(self, caller: Caller, name: str, user: str) -> dict[str, Any]:
@@ -693,6 +724,7 @@ class ProjectService:
             "datasets": dict(expected["datasets"]),
             "psi_rows": dict(expected["psi_rows"]),
             "psi_steps": int(expected["psi_steps"]),
+            "psi_keys": [str(k) for k in expected["psi_keys"]],
             "spec": expected,
         }
 
@@ -710,8 +742,11 @@ class ProjectService:
         """Every check a job passes on each member before any data moves; records the job when admitted.
 
         `facts` are this node's own recomputation (`_recompute`, `_described`): uses, datasets per party, PSI
-        sizes per party and the number of PSI steps (each one PSI run). Our datasets must be unchanged since we
-        pinned them. The job's `use` column repeats `psi` once per PSI step, so `_usage` counts runs, not jobs.
+        sizes per party and the keys of the PSI steps. Our datasets must be unchanged since we pinned them.
+        A PSI step counts as one PSI run unless this node holds its outputs already (its own records, never a
+        peer's word): such a step is reused, not run, and moves no ID. If it runs after all (a partner lacked
+        it), `charge_psi_runs` counts it when the job starts. The job's `use` column repeats `psi` once per
+        counted run, so `_usage` counts runs, not jobs.
         """
         terms = ProjectTerms.model_validate(project.terms)
         uses = list(facts["uses"])
@@ -735,35 +770,66 @@ class ProjectService:
                             f"dataset {dataset!r} changed since it was authorised for project {project.name!r}; "
                             "its content must be accepted again in a new project"
                         )
-        usage = self._usage(project.id)
-        if usage["jobs_today"] >= terms.jobs_per_day:
-            raise Refused(f"quota exhausted: {terms.jobs_per_day} jobs per day in project {project.name!r}")
-        psi_steps = int(facts["psi_steps"]) if "psi" in uses else 0
-        if psi_steps:
-            if usage["psi_runs"] + psi_steps > terms.psi_runs:
-                raise Refused(f"quota exhausted: {terms.psi_runs} PSI runs in project {project.name!r}")
+        psi_keys = [str(k) for k in facts.get("psi_keys", [])] if "psi" in uses else []
+        if psi_keys:
             for party, rows in dict(facts["psi_rows"]).items():
                 declared = terms.max_psi_rows.get(party)
                 if declared is not None and int(rows) > declared:
                     raise Refused(
                         f"PSI input of {party!r} has {rows} rows, more than its declared maximum of {declared}"
                     )
-        with self._db.session() as session:
-            if session.get(Job, job_id) is not None:
-                raise Refused(f"job {job_id} is known here already: a job is submitted once")
-            session.add(
-                Job(
-                    id=job_id,
-                    project=project.id,
-                    use=",".join(["psi"] * (psi_steps - 1) + uses),
-                    initiator=requester,
-                    datasets={str(k): [str(n) for n in v] for k, v in requested.items()},
-                    state="admitted",
+        held = self.held_steps(facts["spec"]) if psi_keys and self.held_steps and facts.get("spec") else set()
+        runs = sum(key not in held for key in psi_keys)
+        with self._quota_lock:
+            usage = self._usage(project.id)
+            if usage["jobs_today"] >= terms.jobs_per_day:
+                raise Refused(
+                    f"quota exhausted: {terms.jobs_per_day} jobs per day in project {project.name!r}"
                 )
-            )
+            if runs and usage["psi_runs"] + runs > terms.psi_runs:
+                raise Refused(_psi_quota_exhausted(terms, project))
+            with self._db.session() as session:
+                if session.get(Job, job_id) is not None:
+                    raise Refused(f"job {job_id} is known here already: a job is submitted once")
+                session.add(
+                    Job(
+                        id=job_id,
+                        project=project.id,
+                        use=",".join([u for u in uses if u != "psi"] + ["psi"] * runs),
+                        initiator=requester,
+                        datasets={str(k): [str(n) for n in v] for k, v in requested.items()},
+                        state="admitted",
+                    )
+                )
+
+    def charge_psi_runs(self, job_id: str, running: int) -> None:
+        """Count the PSI steps a job is about to run here, beyond the runs admission counted, against the quota.
+
+        Admission counts no run for a PSI step whose outputs we held then; if the step runs after all (a
+        partner did not hold it, or the job was told to run it again), it counts now, before any ID moves.
+        Refused when the project's PSI runs would be exceeded.
+        """
+        with self._quota_lock:
+            with self._db.session() as session:
+                job = session.get(Job, job_id)
+                if job is None:
+                    raise Refused(f"no job {job_id!r} admitted here")
+                counted = job.use.split(",").count("psi")
+                if running <= counted:
+                    return
+                project = session.get(Project, job.project)
+                assert project is not None
+                terms = ProjectTerms.model_validate(project.terms)
+            if self._usage(project.id)["psi_runs"] + running - counted > terms.psi_runs:
+                raise Refused(_psi_quota_exhausted(terms, project))
+            with self._db.session() as session:
+                stored = session.get(Job, job_id)
+                assert stored is not None
+                stored.use = ",".join([u for u in stored.use.split(",") if u] + ["psi"] * (running - counted))
+                session.add(stored)
 
     def _usage(self, project_id: str) -> dict[str, int]:
-        today = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+        today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
         admitted = col(Job.state) != "refused"
         with self._db.session() as session:
             jobs_today = session.exec(
@@ -888,6 +954,11 @@ def _check_transition(project: Project, state: str, by: str) -> None:
         raise Refused(f"project {project.name!r} is {project.state}; only a suspended project can be resumed")
 
 
+def pinned_entry(entry: Any) -> dict[str, Any]:
+    """One pinned dataset as a partner describes it (see `_pinned_entry`), for the amendments."""
+    return _pinned_entry(entry)
+
+
 def _pinned_entry(entry: Any) -> dict[str, Any]:
     """One pinned dataset as a partner describes it: name, fingerprint and row count, nothing else."""
     if not isinstance(entry, dict):
@@ -934,4 +1005,20 @@ def _described(body: dict[str, Any]) -> dict[str, Any]:
     reads = not isinstance(datasets, dict) or any(bool(names) for names in datasets.values())
     if reads or use == "psi" or "psi" in uses or body.get("psi_rows"):
         raise Refused(_NEEDS_SPEC)
-    return {"job_id": None, "uses": [use], "datasets": {}, "psi_rows": {}, "psi_steps": 0, "spec": None}
+    return {
+        "job_id": None,
+        "uses": [use],
+        "datasets": {},
+        "psi_rows": {},
+        "psi_steps": 0,
+        "psi_keys": [],
+        "spec": None,
+    }
+
+
+def _psi_quota_exhausted(terms: ProjectTerms, project: Project) -> str:
+    """The refusal of one PSI run too many (reused PSI steps never count)."""
+    return (
+        f"quota exhausted: {terms.psi_runs} PSI runs in project {project.name!r}; runs that reuse an "
+        "earlier PSI's results are still allowed, a new PSI needs a new project"
+    )

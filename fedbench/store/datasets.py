@@ -11,6 +11,8 @@ import builtins
 import contextlib
 import hashlib
 import html
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
@@ -82,9 +84,179 @@ class DatasetInfo(BaseModel):
 
 
 def _positions(mask: np.ndarray) -> str:
+    """Where `mask` is set, as the user counts rows: data rows from 1, and the lines of a CSV file."""
     where = np.flatnonzero(mask)
-    shown = ", ".join(str(int(i)) for i in where[:_MAX_EXAMPLES])
-    return shown + (", …" if len(where) > _MAX_EXAMPLES else "")
+    return rows_text([int(i) + 1 for i in where[:_MAX_EXAMPLES]], len(where))
+
+
+def rows_text(rows: builtins.list[int], count: int) -> str:
+    """Data rows (1-based, the header line not counted) as words, with their line numbers in a CSV file."""
+    more = ", …" if count > len(rows) else ""
+    numbers = ", ".join(str(r) for r in rows)
+    lines = ", ".join(str(r + 1) for r in rows)
+    word = "row" if count == 1 else "rows"
+    where = "line" if count == 1 else "lines"
+    return (
+        f"data {word} {numbers}{more}, counting data rows from 1 "
+        f"({where} {lines}{more} of a CSV file whose first line is the header)"
+    )
+
+
+@dataclass(frozen=True)
+class NotNumbers:
+    """Values of a column that should be numeric but are not: a few of them, their rows, how many."""
+
+    column: str
+    values: builtins.list[str]
+    """A few distinct values that are not numbers, in order of appearance."""
+    rows: builtins.list[int]
+    """The data rows (1-based) of the first few of them."""
+    count: int
+    """How many rows hold a value that is not a number."""
+    numbers: int
+    """How many rows hold a number."""
+    distinct: int
+    """How many different values that are not numbers there are."""
+
+    @property
+    def mostly_text(self) -> bool:
+        """True when most present values are not numbers: the column is text, not a numeric one with strays."""
+        return self.count > self.numbers
+
+    def describe(self) -> str:
+        """A plain-English account: the column, a few bad values, their rows and their count."""
+        shown = ", ".join(repr(v) for v in self.values)
+        more = ", …" if self.distinct > len(self.values) else ""
+        noun = "value that is not a number" if self.count == 1 else "values that are not numbers"
+        return (
+            f"column {self.column!r} has {self.count:,} {noun} ({shown}{more}) "
+            f"at {rows_text(self.rows, self.count)}"
+        )
+
+
+def _stripped_text(series: pd.Series) -> pd.Series:
+    """Present values as stripped strings; empty or blank strings become missing."""
+    text = series.map(lambda v: v.strip() if isinstance(v, str) else v)
+    return text.mask(text.map(lambda v: isinstance(v, str) and v == ""))
+
+
+def _is_text(dtype: object) -> bool:
+    return bool(ptypes.is_object_dtype(dtype) or ptypes.is_string_dtype(dtype))
+
+
+def not_numbers(series: pd.Series, column: str) -> NotNumbers | None:
+    """The values of a text column that are not numbers (None when every present value is one, or it is not text).
+
+    Columns of other types (dates, complex numbers) are no text to clean: the registry refuses them by type.
+    """
+    if not _is_text(series.dtype) or _is_numeric(series.dtype):
+        return None
+    text = _stripped_text(series.reset_index(drop=True))
+    present = text.notna().to_numpy()
+    numeric = pd.to_numeric(text.where(present, None).astype(object), errors="coerce").notna().to_numpy()
+    bad = present & ~numeric
+    if not bad.any():
+        return None
+    where = np.flatnonzero(bad)
+    values = pd.unique(text[bad].astype(str))
+    return NotNumbers(
+        column=column,
+        values=[str(v) for v in values[:_MAX_EXAMPLES]],
+        rows=[int(i) + 1 for i in where[:_MAX_EXAMPLES]],
+        count=len(where),
+        numbers=int(numeric.sum()),
+        distinct=len(values),
+    )
+
+
+def find_not_numbers(df: pd.DataFrame, exclude: Iterable[str | None] = ()) -> builtins.list[NotNumbers]:
+    """Every column of `df` (but those in `exclude`) that holds values that are not numbers."""
+    skip = {c for c in exclude if c is not None}
+    found = (not_numbers(df[c], str(c)) for c in df.columns if c not in skip)
+    return [problem for problem in found if problem is not None]
+
+
+def fix_not_numbers(df: pd.DataFrame, problems: Iterable[NotNumbers], how: str) -> pd.DataFrame:
+    """`df` with the values that are not numbers in the given columns treated as missing, or their rows dropped.
+
+    `how` is "missing" (the value becomes empty, the row stays) or "drop" (the row goes); either way the
+    columns become numbers. A column that is mostly text is left alone: it needs encoding, not cleaning.
+    """
+    if how not in ("missing", "drop"):
+        raise DatasetError(f"not_numbers={how!r} is not a choice; use 'missing', 'drop' or 'refuse'")
+    out = df.reset_index(drop=True).copy()
+    keep = np.ones(len(out), dtype=bool)
+    for problem in problems:
+        if problem.mostly_text or problem.column not in out.columns:
+            continue
+        text = _stripped_text(out[problem.column])
+        numbers = pd.to_numeric(text.astype(object), errors="coerce")
+        keep &= ~(text.notna() & numbers.isna()).to_numpy()
+        out[problem.column] = numbers.astype(np.float64)
+    return out[keep].reset_index(drop=True) if how == "drop" else out
+
+
+def not_numbers_message(problems: builtins.list[NotNumbers]) -> str:
+    """The error for feature columns that hold values that are not numbers: what, where, and the fix."""
+    strays = [p for p in problems if not p.mostly_text]
+    text = [p for p in problems if p.mostly_text]
+    parts: builtins.list[str] = []
+    if strays:
+        names = [p.column for p in strays]
+        values = sorted({v for p in strays for v in p.values})
+        parts.append(
+            "; ".join(p.describe() for p in strays)
+            + ': if such values stand for "not known", treat them as missing '
+            f"(upload with not_numbers='missing', or read the CSV with na_values={values!r}); "
+            f"if those rows are wrong, drop them (not_numbers='drop'); the rest of {_names(names)} is numeric"
+        )
+    if text:
+        names = [p.column for p in text]
+        described = "; ".join(
+            f"{p.column!r} holds text in {p.count:,} of {p.count + p.numbers:,} rows "
+            f"(for example {', '.join(repr(v) for v in p.values[:3])})"
+            for p in text
+        )
+        parts.append(
+            f"{described}: every column other than the ID and the label must be numeric: encode "
+            f"{'it' if len(names) == 1 else 'them'} as numbers (e.g. one-hot: pd.get_dummies(df, columns={names!r})) "
+            f"or drop {'it' if len(names) == 1 else 'them'} (df.drop(columns={names!r}))"
+        )
+    return "; ".join(parts)
+
+
+def _names(names: builtins.list[str]) -> str:
+    return ", ".join(repr(n) for n in names)
+
+
+def id_candidates(df: pd.DataFrame) -> builtins.list[str]:
+    """The columns that could identify each row: a value in every row, and no value twice."""
+    found = []
+    for c in df.columns:
+        column = df[c]
+        if column.isna().any():
+            continue
+        if not _is_numeric(column.dtype) and (column.astype(str).str.strip() == "").any():
+            continue
+        if _id_strings(column).is_unique:
+            found.append(str(c))
+    return found
+
+
+def missing_id_message(df: pd.DataFrame) -> str:
+    """The error for an upload without an ID column: ask for one, naming the columns that could be it."""
+    candidates = id_candidates(df)
+    if candidates:
+        shown = ", ".join(repr(c) for c in candidates[:10]) + (", …" if len(candidates) > 10 else "")
+        return (
+            "which column identifies each row (the ID matched with partners)? Nothing is guessed: pass "
+            f"id_column= one of the columns that have a different value in every row: {shown}"
+        )
+    return (
+        "which column identifies each row (the ID matched with partners)? No column has a different value in "
+        f"every row (columns: {', '.join(repr(str(c)) for c in df.columns[:20])}): add a column with a unique "
+        "ID per row (e.g. the customer number), then pass it as id_column="
+    )
 
 
 def _is_numeric(dtype: object) -> bool:
@@ -119,6 +291,30 @@ def _as_float64(series: pd.Series, column: str) -> np.ndarray:
             f"column {column!r} ({series.dtype}) is not numeric; encode it as numbers or drop it"
         )
     return series.to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def _numbers(series: pd.Series) -> pd.Series:
+    """A text column whose present values are all numbers, as numbers; any other column as it is."""
+    if _is_numeric(series.dtype) or not _is_text(series.dtype):
+        return series
+    converted = pd.to_numeric(_stripped_text(series).astype(object), errors="coerce")
+    return converted.astype(np.float64) if _is_numeric(converted.dtype) else series
+
+
+def _stored_values(series: pd.Series, column: str) -> np.ndarray:
+    """A column as stored: integers (and bools, as 0/1) stay int64 when complete, everything else float64.
+
+    Keeping whole numbers whole means a download of the data (or of anything made from it) writes 31, not 31.0;
+    the fingerprint reads every column as float64, so it does not depend on this.
+    """
+    dtype = series.dtype
+    if ptypes.is_bool_dtype(dtype) and not series.isna().any():
+        return series.to_numpy(dtype=np.int64)
+    if ptypes.is_integer_dtype(dtype) and not series.isna().any():
+        if ptypes.is_unsigned_integer_dtype(dtype) and len(series) and int(series.max()) >= 2**63:
+            return _as_float64(series, column)
+        return series.to_numpy(dtype=np.int64)
+    return _as_float64(series, column)
 
 
 def _canonical_float_bytes(values: np.ndarray) -> bytes:
@@ -179,7 +375,8 @@ class DatasetRegistry:
     ) -> DatasetInfo:
         """Validate `df`, store it and record it as dataset `name`; DatasetError, nothing stored, if unusable.
 
-        Ids become strings, the label and every other column (the features) become float64 (bools as 0/1).
+        Ids become strings; the label and every other column (the features) become numbers: int64 when the
+        column holds whole numbers in every row (bools as 0/1), float64 otherwise (missing values as NaN).
         """
         check_dataset_name(name)
         if self._row(name) is not None:
@@ -222,7 +419,7 @@ class DatasetRegistry:
         return DatasetInfo.from_row(row)
 
     def _validated(self, df: pd.DataFrame, *, id_column: str, label_column: str | None) -> pd.DataFrame:
-        """Check `df` against every rule and return the table to store (str ids, float64 elsewhere)."""
+        """Check `df` against every rule and return the table to store (str ids, numbers elsewhere)."""
         if not isinstance(df, pd.DataFrame):
             raise DatasetError(
                 f"expected a pandas DataFrame, got {type(df).__name__}; "
@@ -264,7 +461,7 @@ class DatasetRegistry:
         if missing.any():
             raise DatasetError(
                 f"id column {id_column!r} has {int(missing.sum())} missing or empty values "
-                f"(row positions {_positions(missing)}); drop those rows or fill in their ids"
+                f"(at {_positions(missing)}); drop those rows or fill in their ids"
             )
         id_strings = _id_strings(ids)
         dup_mask = id_strings.duplicated(keep=False).to_numpy()
@@ -278,6 +475,13 @@ class DatasetRegistry:
             )
         if label_column is not None:
             label = df[label_column]
+            stray = not_numbers(label, label_column)
+            if stray is not None and not stray.mostly_text:
+                raise DatasetError(
+                    f"label {stray.describe()}; a label must be a number in every row: drop those rows "
+                    "(upload with not_numbers='drop') or fill in their labels"
+                )
+            label = _numbers(label) if stray is None else label
             if not _is_numeric(label.dtype):
                 raise DatasetError(
                     f"label column {label_column!r} is not numeric (dtype {label.dtype}); encode it as "
@@ -287,24 +491,27 @@ class DatasetRegistry:
             if label_missing.any():
                 raise DatasetError(
                     f"label column {label_column!r} has {int(label_missing.sum())} missing values "
-                    f"(row positions {_positions(label_missing)}); drop those rows or fill in their labels"
+                    f"(at {_positions(label_missing)}); drop those rows or fill in their labels"
                 )
-        non_numeric = [
-            (str(c), str(df[c].dtype))
-            for c in df.columns
-            if c not in (id_column, label_column) and not _is_numeric(df[c].dtype)
+        problems = find_not_numbers(df, exclude=(id_column, label_column))
+        numbers = {c: _numbers(df[c]) for c in df.columns if c not in (id_column, label_column)}
+        other = [
+            (c, str(df[c].dtype))
+            for c, v in numbers.items()
+            if not _is_numeric(v.dtype) and not _is_text(v.dtype)
         ]
-        if non_numeric:
-            names = [c for c, _ in non_numeric]
-            listing = ", ".join(f"{c!r} ({t})" for c, t in non_numeric)
-            raise DatasetError(
-                f"{len(non_numeric)} feature column(s) are not numeric: {listing}; every column other than "
-                f"the id and label must be numeric: encode them (e.g. pd.get_dummies(df, columns={names!r})) "
-                f"or drop them (df.drop(columns={names!r}))"
+        if problems or other:
+            described = "; ".join(
+                f"column {c!r} ({t}) is not numeric: turn it into a number (e.g. a date into days since a "
+                f"reference date) or drop it (df.drop(columns=[{c!r}]))"
+                for c, t in other
             )
+            raise DatasetError("; ".join(m for m in (not_numbers_message(problems), described) if m))
+        if label_column is not None:
+            numbers[label_column] = label
         out: dict[str, object] = {}
         for c in df.columns:
-            out[c] = id_strings.to_numpy() if c == id_column else _as_float64(df[c], c)
+            out[c] = id_strings.to_numpy() if c == id_column else _stored_values(numbers[c], c)
         table = pd.DataFrame(out)
         table[id_column] = table[id_column].astype(str)
         return table

@@ -6,7 +6,7 @@ and returned as a timezone-aware UTC datetime, whatever the database backend.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import JSON, CheckConstraint, Column, DateTime
@@ -20,7 +20,7 @@ METADATA = SQLModel.metadata
 
 def utcnow() -> datetime:
     """Return the current time as a timezone-aware UTC datetime."""
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -36,15 +36,15 @@ class UTCDateTime(TypeDecorator[datetime]):
             raise ValueError(
                 f"naive datetime {value!r} given: use a timezone-aware one, e.g. datetime.now(UTC)"
             )
-        value = value.astimezone(timezone.utc)
+        value = value.astimezone(UTC)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
         if value.tzinfo is None:
-            return value.replace(tzinfo=timezone.utc)
-        return value.astimezone(timezone.utc)
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
 
 
 def _json_column() -> Any:
@@ -107,6 +107,27 @@ class Project(SQLModel, table=True):
     local_members: list[str] = Field(default_factory=list, sa_column=_json_column())
     token_hash: str = ""
     state: str = "proposed"
+    state_by: str = ""
+    reason: str = ""
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class Amendment(SQLModel, table=True):
+    """A member's proposal to add datasets to an active project; the project is unchanged until every member
+    accepted it. `datasets` are the proposer's additions as pinned (name, fingerprint, row count), `max_psi_rows`
+    its PSI cap as the amendment would set it. The same id on every member node.
+    """
+
+    __tablename__ = "amendment"
+
+    id: str = Field(primary_key=True)
+    project: str = Field(index=True)
+    proposed_by: str
+    datasets: list[dict[str, Any]] = Field(default_factory=list, sa_column=_json_column())
+    max_psi_rows: int = 0
+    accepted_by: list[str] = Field(default_factory=list, sa_column=_json_column())
+    state: str = "pending"
     state_by: str = ""
     reason: str = ""
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
@@ -197,6 +218,19 @@ class Metric(SQLModel, table=True):
     name: str
     iteration: int | None = None
     value: float
+    ts: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class StepWarning(SQLModel, table=True):
+    """A warning a step gave about its result (`ctx.warn`): the step succeeded, the warning is shown with it."""
+
+    __tablename__ = "step_warning"
+
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: str = Field(index=True)
+    step: str
+    party: str
+    message: str
     ts: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 

@@ -1,7 +1,9 @@
 """`fedbench.ui.form(project, "row_count")`: a form for any component, generated from its declaration.
 
 The params model gives one field per parameter (type, bounds, default, help text); each input of the
-component gets a picker listing the project's datasets and the earlier results of the project. The logic
+component gets a picker listing the earlier results of the project (each once, newest first, named by run
+and step) and its datasets, starting at something that runs (`choices.default_choices`: the latest aligned
+rows for a step that reads rows, never the raw dataset a PSI has not matched yet). The logic
 is one plain `run()` method (testable without a browser): it validates with the params model, shows each
 problem at its field, submits the run and returns it; the Run button only calls it. Called from code,
 `run()` raises the same problems as a `FormError`.
@@ -13,7 +15,6 @@ import contextlib
 import html
 import logging
 import re
-from datetime import datetime
 from html import escape
 from typing import Any
 
@@ -25,6 +26,7 @@ from fedbench.client.projects import Project
 from fedbench.client.runs import Run
 from fedbench.errors import FedbenchError
 from fedbench.pipeline import Pipeline, Step
+from fedbench.ui.choices import Earlier, default_choices, earlier_results
 from fedbench.ui.errors import FormError
 from fedbench.ui.fields import ModelFields
 from fedbench.ui.style import style_sheet
@@ -34,15 +36,6 @@ __all__ = ["ComponentForm", "form"]
 log = logging.getLogger("fedbench.ui")
 
 _NONE = "none:"
-
-
-def _when(stamp: str | None) -> str:
-    if not stamp:
-        return ""
-    try:
-        return datetime.fromisoformat(str(stamp)).astimezone().strftime("%d %b %H:%M")
-    except ValueError:
-        return str(stamp)
 
 
 def _our_party(project: Project) -> str | None:
@@ -66,6 +59,10 @@ class ComponentForm(widgets.VBox):
         self.show_monitor = show_monitor
         self.params = ModelFields(self.component.params, prefix="fb-field")
         self.inputs: dict[str, widgets.Dropdown] = {}
+        self._chosen: dict[str, bool] = {}
+        """Inputs the user picked (kept across refreshes); the others follow their defaults."""
+        self._refreshing = False
+        self._party: str | None = None
         self._input_messages: dict[str, widgets.HTML] = {}
         input_boxes = []
         for port in self.component.inputs:
@@ -82,6 +79,7 @@ class ComponentForm(widgets.VBox):
             box.add_class("fb-field")
             box.add_class(f"fb-input-{port.name}")
             self.inputs[port.name] = picker
+            picker.observe(lambda _change, n=port.name: self._picked(n), "value")
             self._input_messages[port.name] = message
             input_boxes.append(box)
         self.refresh_inputs()
@@ -136,7 +134,8 @@ class ComponentForm(widgets.VBox):
         if isinstance(value, dict) and "artifact" in value:
             key = f"artifact:{value['artifact']}"
         elif isinstance(value, dict) and "dataset" in value:
-            key = f"dataset:{value['dataset']}"
+            dataset = value["dataset"]
+            key = f"dataset:{dataset.get(self._party) if isinstance(dataset, dict) else dataset}"
         else:
             text = str(value)
             key = text if text.split(":", 1)[0] in ("dataset", "artifact") else f"dataset:{text}"
@@ -146,50 +145,80 @@ class ComponentForm(widgets.VBox):
             self._show_input(name, problem)
             raise FormError("Some values need fixing", {name: problem})
         picker.value = key
-        self._show_input(name, None)
+        self._show_input(name, self._hint(name, key))
 
     def refresh_inputs(self) -> None:
-        """Reload the choices of every input: the project's datasets and its earlier results."""
+        """Reload the choices of every input: the project's earlier results and its datasets.
+
+        A choice the user made is kept while it is still offered; otherwise the input starts at its default
+        (`default_choices`), so a fresh form runs as it is.
+        """
         if not self.inputs:
             return
-        party = _our_party(self.project)
+        party = self._party = _our_party(self.project)
         with contextlib.suppress(FedbenchError):
             self.project.refresh()
         by_party: dict[str, list[dict[str, Any]]] = self.project.info.get("datasets", {})
         own = by_party.get(party or "", []) if party else []
-        datasets = own or [d for items in by_party.values() for d in items]
-        try:
-            artifacts = self.project.artifacts()
-        except FedbenchError:
-            artifacts = None
+        datasets: dict[str, int] = {}
+        for d in own or [d for items in by_party.values() for d in items]:
+            datasets.setdefault(str(d["name"]), int(d.get("n_rows", 0)))
+        results = self._earlier()
+        defaults = default_choices(self.component, results, list(datasets))
+        raw_first = self.component.use == "psi"
         for port in self.component.inputs:
-            options: list[tuple[str, str]] = []
-            if port.optional:
-                options.append(("(none)", _NONE))
-            if port.kind == "table":
-                seen = set()
-                for d in datasets:
-                    if d["name"] not in seen:
-                        seen.add(d["name"])
-                        options.append(
-                            (
-                                f"Dataset {d['name']} ({int(d.get('n_rows', 0)):,} rows)",
-                                f"dataset:{d['name']}",
-                            )
-                        )
-            if artifacts is not None and not artifacts.empty:
-                for row in artifacts[artifacts["kind"] == port.kind].iloc[::-1].itertuples():
-                    step = row.step or "earlier step"
-                    origin = f"{step} ({row.component})" if row.component and row.component != step else step
-                    options.append(
-                        (f"Result of {origin}: {row.name}, {_when(row.created_at)}", f"artifact:{row.id}")
-                    )
-            picker = self.inputs[port.name]
-            previous = picker.value
-            picker.options = options
-            picker.value = (
-                previous if previous in [v for _, v in options] else (options[0][1] if options else None)
+            from_datasets = (
+                [(f"Dataset {name} ({rows:,} rows)", f"dataset:{name}") for name, rows in datasets.items()]
+                if port.kind == "table"
+                else []
             )
+            from_runs = [(r.label(), f"artifact:{r.artifact_id}") for r in results if r.kind == port.kind]
+            options: list[tuple[str, str]] = [("(none)", _NONE)] if port.optional else []
+            options += from_datasets + from_runs if raw_first else from_runs + from_datasets
+            values = [v for _, v in options]
+            start = defaults.get(port.name) or _NONE
+            picker = self.inputs[port.name]
+            previous = picker.value if self._chosen.get(port.name) else None
+            self._refreshing = True
+            try:
+                picker.options = options
+                if previous in values:
+                    picker.value = previous
+                else:
+                    picker.value = start if start in values else (values[0] if values else None)
+                    self._chosen.pop(port.name, None)
+            finally:
+                self._refreshing = False
+            self._show_input(port.name, self._hint(port.name, picker.value))
+
+    def _picked(self, name: str) -> None:
+        """The user chose an input: keep it when the choices are reloaded."""
+        if not self._refreshing:
+            self._chosen[name] = True
+            self._show_input(name, self._hint(name, self.inputs[name].value))
+
+    def _earlier(self) -> list[Earlier]:
+        """The project's earlier results our node holds (none when the node cannot be asked now)."""
+        try:
+            artifacts = self.project._node.call("artifacts.list", project=self.project.name)
+            runs = self.project._node.call("runs.list", project=self.project.name)
+        except FedbenchError:
+            return []
+        return earlier_results(artifacts, runs)
+
+    def _hint(self, name: str, value: Any) -> str | None:
+        """A note under an input that reads aligned rows but starts at a raw dataset (no PSI has run yet)."""
+        port = next(p for p in self.component.inputs if p.name == name)
+        if (
+            self.component.use == "psi"
+            or "aligned" not in port.description
+            or not str(value).startswith("dataset:")
+        ):
+            return None
+        return (
+            "A raw dataset's rows are not matched with the partner's: run a PSI first and pick its matched "
+            "rows here."
+        )
 
     def _show_input(self, name: str, problem: str | None) -> None:
         message = self._input_messages[name]
@@ -211,8 +240,28 @@ class ComponentForm(widgets.VBox):
                         )
                 continue
             kind, _, value = str(key).partition(":")
-            refs[port.name] = {kind: value}
+            refs[port.name] = {kind: self._dataset_ref(value) if kind == "dataset" else value}
         return refs, problems
+
+    def _dataset_ref(self, name: str) -> str | dict[str, str]:
+        """Our dataset `name` as a step input: with each partner's dataset of that name, or its only one.
+
+        A plain name means the same name on every party; a project whose parties named their data
+        differently (`customers` here, `accounts` there) gets a name per party.
+        """
+        by_party: dict[str, list[dict[str, Any]]] = self.project.info.get("datasets", {})
+        if not self._party or all(name in {d["name"] for d in items} for items in by_party.values() if items):
+            return name
+        mapping = {self._party: name}
+        for party, items in by_party.items():
+            names = [str(d["name"]) for d in items]
+            if party == self._party or not names:
+                continue
+            if name in names or len(names) == 1:
+                mapping[party] = name if name in names else names[0]
+            else:
+                return name
+        return mapping
 
     def validate(self) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
         """The validated params (as plain data) and input references; FormError shown in the form if not."""

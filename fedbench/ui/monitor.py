@@ -24,7 +24,7 @@ import pandas as pd
 import traitlets
 
 from fedbench import components
-from fedbench.client.runs import TERMINAL, Output, Run
+from fedbench.client.runs import TERMINAL, Output, Run, step_started, timing_words
 from fedbench.errors import FedbenchError
 from fedbench.ui.style import row, style_sheet
 
@@ -64,6 +64,8 @@ class _StepRow:
         self.box.add_class(f"fb-step-{step}")
         self.value = "pending"
         self.message = ""
+        self.started: float | None = None
+        """When the step started (seconds since the epoch): from the node, else when we first saw it run."""
 
     def update(
         self, state: str | None = None, fraction: float | None = None, message: str | None = None
@@ -76,9 +78,14 @@ class _StepRow:
             self.bar.value = max(self.bar.value, min(1.0, float(fraction)))
         if message is not None:
             self.message = message
+        if self.value == "running" and self.started is None:
+            self.started = time.time()
         self.bar.bar_style = _BAR_STYLES.get(self.value, "info" if self.value == "running" else "")
         words = _STATE_WORDS.get(self.value, self.value)
-        detail = f" · {escape(self.message)}" if self.message and self.value == "running" else ""
+        running = self.value == "running"
+        timing = timing_words(self.started, self.bar.value) if running and self.started is not None else ""
+        detail = " · ".join(escape(part) for part in (self.message, timing) if part) if running else ""
+        detail = f" · {detail}" if detail else ""
         self.state.value = (
             f'<span class="fb-state fb-state-{escape(self.value)}">{escape(words)}</span>{detail}'
         )
@@ -196,6 +203,8 @@ class RunMonitor(widgets.VBox):
                     self._draw()
             elif kind == "log":
                 self._log(f"[{event.get('step', '')}] {event.get('message', '')}")
+            elif kind == "warning":
+                self._log(f"[{event.get('step', '')}] warning: {event.get('message', '')}")
 
     def cancel(self) -> Run:
         """Stop the run on every party."""
@@ -225,9 +234,9 @@ class RunMonitor(widgets.VBox):
 
     def _show_info(self, info: dict[str, Any]) -> None:
         for s in info.get("steps", []):
-            self._row(s["step"], s.get("component")).update(
-                state=s["state"], fraction=s.get("progress"), message=s.get("message") or ""
-            )
+            step_row = self._row(s["step"], s.get("component"))
+            step_row.started = step_started(s) or step_row.started
+            step_row.update(state=s["state"], fraction=s.get("progress"), message=s.get("message") or "")
         self._set_state(str(info.get("state", "")), info.get("error"))
 
     def _set_state(self, state: str, error: Any = None) -> None:
@@ -285,6 +294,8 @@ class RunMonitor(widgets.VBox):
                     self._draw()
                 if self._show_results or self.run.info.get("state") != "succeeded":
                     self.results.value = self._results_html()
+                else:
+                    self.results.value = _warnings_html(self.run.info)
                 self.done = True
         if self.done and self._on_end is not None:
             with contextlib.suppress(Exception):
@@ -295,7 +306,7 @@ class RunMonitor(widgets.VBox):
         if info.get("state") != "succeeded":
             reason = info.get("error") or "no reason was given"
             return f'<div class="fb-message">The run {escape(str(info.get("state")))}: {escape(str(reason))}</div>'
-        parts = []
+        parts = [_warnings_html(info)]
         for step in info.get("steps", []):
             try:
                 ports = components.get(step["component"]).outputs
@@ -313,6 +324,18 @@ class RunMonitor(widgets.VBox):
             )
             parts.append(f"<div class='fb-result'><b>Metrics</b><table class='fb-table'>{rows}</table></div>")
         return '<div class="fb-results"><div class="fb-section">Results</div>' + "".join(parts) + "</div>"
+
+
+def _warnings_html(info: dict[str, Any]) -> str:
+    """The warnings of a succeeded run's steps, in a box that stands out (nothing when there are none)."""
+    items = [(s["step"], w) for s in info.get("steps", []) for w in s.get("warnings") or []]
+    if not items:
+        return ""
+    lines = "".join(f"<li><b>{escape(step)}</b>: {escape(text)}</li>" for step, text in items)
+    return (
+        '<div class="fb-message fb-warning fb-run-warnings"><b>⚠ The run succeeded with warnings; check them '
+        f"before using its results:</b><ul>{lines}</ul></div>"
+    )
 
 
 def _describe_output(output: Output) -> str:

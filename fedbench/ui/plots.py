@@ -154,6 +154,13 @@ def lift_gain_chart(y_true: Any, y_score: Any, *, bins: int = 10) -> Figure:
     return fig
 
 
+def _class_name(value: Any) -> str:
+    """A class as a person writes it: 1 rather than 1.0."""
+    if isinstance(value, float | np.floating) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
+
+
 def confusion_matrix(
     y_true: Any, y_pred: Any, *, labels: Sequence[Any] | None = None, normalize: bool = False
 ) -> Figure:
@@ -179,7 +186,8 @@ def confusion_matrix(
         text = f"{value:.2f}" if normalize else f"{int(value):,}"
         ax.text(j, i, text, ha="center", va="center", color="white" if value > limit else "black")
     ticks = range(len(classes))
-    ax.set(xticks=ticks, yticks=ticks, xticklabels=classes, yticklabels=classes)
+    names = [_class_name(c) for c in classes]
+    ax.set(xticks=ticks, yticks=ticks, xticklabels=names, yticklabels=names)
     ax.set(xlabel="Predicted", ylabel="Actual")
     ax.set_title(f"Confusion matrix (accuracy {accuracy:.1%})")
     return fig
@@ -295,38 +303,42 @@ def compare_runs(
     b: pd.DataFrame | Mapping[str, float],
     *,
     labels: tuple[str, str] = ("Run A", "Run B"),
+    most: int = 6,
 ) -> Figure:
-    """Two runs side by side: the final value of each metric as paired bars (and curves, when both have them)."""
+    """Two runs side by side: one small chart per metric (its own scale, so a huge loss does not flatten an
+    AUC), the final values as paired bars and, when both runs have them, the curves by iteration beneath."""
     first, second = _final(a), _final(b)
-    names = list(dict.fromkeys([*first.index, *second.index]))
+    names = list(dict.fromkeys([*first.index, *second.index]))[:most]
     if not names:
         raise PlotError("neither run has metrics to compare")
-    curves = [
-        (label, _series(m)) for label, m in zip(labels, (a, b), strict=True) if isinstance(m, pd.DataFrame)
-    ]
-    with_curves = len(curves) == 2 and all(any(len(p) > 1 for p in c.values()) for _, c in curves)
-    fig, axes = _figure(10.0 if with_curves else 5.6, 3.8, ncols=2 if with_curves else 1)
-    ax = axes[0]
-    x = np.arange(len(names))
-    width = 0.38
-    for offset, values, label, color in (
-        (-width / 2, first, labels[0], _BLUE),
-        (width / 2, second, labels[1], _ORANGE),
-    ):
-        heights = [float(values.get(n, np.nan)) for n in names]
-        bars = ax.bar(x + offset, np.nan_to_num(heights), width, label=label, color=color)
+    curves = [_series(m) for m in (a, b) if isinstance(m, pd.DataFrame)]
+    with_curves = len(curves) == 2 and all(any(len(p) > 1 for p in c.values()) for c in curves)
+    rows = 2 if with_curves else 1
+    fig = Figure(figsize=(max(4.0, 2.4 * len(names)), 2.9 * rows + 0.5), layout="constrained")
+    grid = fig.subplots(rows, len(names), squeeze=False)
+    colors = (_BLUE, _ORANGE)
+    for column, name in enumerate(names):
+        ax = grid[0][column]
+        heights = [float(values.get(name, np.nan)) for values in (first, second)]
+        bars = ax.bar([0, 1], np.nan_to_num(heights), 0.7, color=colors, label=list(labels))
         ax.bar_label(bars, labels=["–" if np.isnan(h) else f"{h:.3g}" for h in heights], fontsize=8)
-    ax.set(xticks=x, xticklabels=names, ylabel="Final value")
-    ax.set_title(f"{labels[0]} vs {labels[1]}")
-    ax.legend(frameon=False)
-    if with_curves:
-        curve_ax = axes[1]
-        for (label, series), style in zip(curves, ("-", "--"), strict=True):
-            for name, points in series.items():
-                if len(points) > 1:
-                    curve_ax.plot(points["x"], points["value"], ls=style, lw=1.8, label=f"{label}: {name}")
-        curve_ax.set(xlabel="Iteration", ylabel="Value")
-        curve_ax.set_title("By iteration")
-        curve_ax.legend(frameon=False, fontsize=8)
-        curve_ax.grid(alpha=0.3)
+        ax.set(xticks=[], title=name)
+        ax.margins(y=0.15)
+        if with_curves:
+            curve_ax = grid[1][column]
+            for series, color in zip(curves, colors, strict=True):
+                for key, points in series.items():
+                    if (key == name or key.startswith(f"{name} · ")) and len(points) > 1:
+                        curve_ax.plot(points["x"], points["value"], color=color, lw=1.8)
+            curve_ax.set(xlabel="Iteration", title=f"{name} by iteration")
+            curve_ax.grid(alpha=0.3)
+    grid[0][0].set_ylabel("Final value")
+    fig.legend(
+        handles=list(grid[0][0].patches),
+        labels=list(labels),
+        loc="outside lower center",
+        ncols=2,
+        frameon=False,
+    )
+    fig.suptitle(f"{labels[0]} vs {labels[1]}")
     return fig

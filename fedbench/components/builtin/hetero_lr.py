@@ -33,6 +33,7 @@ from fedbench.crypto.paillier import ObfuscatorPool
 from fedbench.errors import FedbenchError
 from fedbench.ml import coordinated
 from fedbench.ml.design import Design, batches
+from fedbench.ml.health import check_training
 from fedbench.ml.lr_model import (
     align_rows,
     check_model,
@@ -59,7 +60,12 @@ class HeteroLRParams(BaseModel):
     )
     epochs: int = Field(default=10, ge=1, le=1000, description="passes over the training rows")
     batch_size: int = Field(default=5000, ge=0, le=10_000_000, description="rows per mini-batch; 0: all rows")
-    learning_rate: float = Field(default=0.15, gt=0.0, le=100.0, description="step size of the first epoch")
+    learning_rate: float = Field(
+        default=0.15,
+        gt=0.0,
+        le=0.5,
+        description="step size of the first epoch; at most 0.5, above which standardised data can diverge",
+    )
     lr_schedule: Literal["constant", "inverse_time", "exponential"] = Field(
         default="constant",
         description="how the step size shrinks: lr/(1+decay*epoch) or lr*exp(-decay*epoch)",
@@ -333,6 +339,9 @@ def _epoch_end(
     ctx = ectx
     ctx.metrics.log(name, loss, step=epoch)
     ctx.metrics.log("epoch_seconds", seconds, step=epoch)
+    check_training(
+        losses=run.losses[k], learning_rate=run.params.learning_rate, epochs=run.params.epochs
+    ).raise_if_broken()
     converged = run.params.early_stopping and previous is not None and abs(previous - loss) < run.params.tol
     go_on = not converged and epoch + 1 < run.params.epochs
     for role in ("host", "arbiter"):
@@ -463,11 +472,30 @@ def guest(ctx: Context, params: HeteroLRParams) -> None:
         _log_auc(ctx, metrics, "validation", vscores, classes)
     else:
         ctx.output("validation_scores", empty)
+    _judge(ctx, run, coef, metrics)
+    ctx.peer("host").send("lr.finish", True)
     ctx.output("metrics", metrics)
     ctx.output(
         "model", run.model(coef, {"label": label, "classes": classes, "threshold": params.threshold}, metrics)
     )
     ctx.progress(1.0, f"trained: {len(run.seconds)} epochs")
+
+
+def _judge(ctx: Context, run: _Training, coef: np.ndarray, metrics: dict[str, Any]) -> None:
+    """The guest's verdict on its own figures (loss, weights, AUC): fail on a broken model, else keep warnings."""
+    auc_rows = "validation" if "validation_auc" in metrics else "training"
+    health = check_training(
+        losses=metrics["loss"],
+        learning_rate=run.params.learning_rate,
+        epochs=run.params.epochs,
+        weights=coef,
+        auc=metrics.get(f"{auc_rows}_auc"),
+        auc_rows=auc_rows,
+    )
+    health.raise_if_broken()
+    metrics["warnings"] = health.warnings
+    for warning in health.warnings:
+        ctx.warn(warning)
 
 
 def _validation(ctx: Context, run: _Training) -> pd.DataFrame | None:
@@ -528,11 +556,16 @@ def host(ctx: Context, params: HeteroLRParams) -> None:
     targets: list[np.ndarray | None] = [None] * count
     run.losses = []
     coef = _train(ctx, run, run.starting_weights(count), targets, None)
+    check_training(
+        losses=None, learning_rate=params.learning_rate, epochs=params.epochs, weights=coef
+    ).raise_if_broken()
     validation = _validation(ctx, run)
     if params.score_rows:
         host_send_scores(ctx, "lr.scores", run.design, coef, run.table)
         if validation is not None:
             host_send_scores(ctx, "lr.vscores", run.design, coef, validation)
+    # The guest judges the model on its labels; it tells us to keep our part only once it found it sound.
+    ctx.peer("guest").recv("lr.finish")
     empty = pd.DataFrame({"id": pd.Series([], dtype=str)})
     ctx.output("scores", pd.DataFrame({"id": run.table[params.id_column].to_numpy()}))
     ctx.output(
@@ -559,11 +592,17 @@ def arbiter(ctx: Context, params: HeteroLRParams) -> None:
     for k in range(1 if classes == 2 else classes):
         cctx = ctx.iter(k)
         private = coordinated.arbiter_setup(cctx, params.key_bits)
+        losses: list[float] = []
         for epoch in range(params.epochs):
             ectx = cctx.iter(epoch)
             loss = coordinated.arbiter_epoch(ectx, private, count)
-            ectx.peer("guest").send("coord.loss", loss)
+            losses.append(loss)
             ctx.metrics.log("loss" if classes == 2 else f"loss_class{k}", loss, step=epoch)
+            # we decrypted this loss ourselves: a diverged training stops here whatever the others say
+            check_training(
+                losses=losses, learning_rate=params.learning_rate, epochs=params.epochs
+            ).raise_if_broken()
+            ectx.peer("guest").send("coord.loss", loss)
             if not bool(ectx.peer("guest").recv("lr.continue")):
                 break
     ctx.progress(1.0, "done")

@@ -12,7 +12,7 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from fedbench.client.runs import Run
+from fedbench.client.runs import TERMINAL, Run
 from fedbench.client.workbench import Workbench
 from fedbench.errors import FedbenchError
 from fedbench.pipeline import Pipeline
@@ -69,15 +69,15 @@ class RunsApp(DashboardApp):
 
     @staticmethod
     def uses_reason(info: dict[str, Any], uses: set[str]) -> str | None:
-        """Why the project's terms forbid a run with these uses (psi, train, score), or None."""
+        """Why the project's terms forbid a run with these uses (psi, train, score), or None.
+
+        A used-up PSI quota does not stop a run here: a rerun that reuses its PSI costs none, and the nodes
+        refuse, in words the monitor shows, a run whose PSI would really run again."""
         terms = info.get("terms", {})
         missing = [u for u in ("psi", "train", "score") if u in uses and u not in terms.get("uses", [])]
         if missing:
             words = " or ".join(USE_LABELS.get(u, u).lower() for u in missing)
             return f"This project does not allow this: its terms do not include {words}."
-        usage = info.get("usage", {})
-        if "psi" in uses and int(usage.get("psi_runs", 0)) >= int(terms.get("psi_runs", 0)):
-            return f"This project's {int(terms.get('psi_runs', 0)):,} PSI runs are all used."
         return None
 
     def launch(
@@ -98,6 +98,12 @@ class RunsApp(DashboardApp):
             self.message.problem(f"The {what} could not start: {exc}")
             raise
         self.message.ok(started.format(run=run.job_id[:8], project=project.name))
+        self.follow(run, button, what, wait=wait)
+        return run
+
+    def follow(self, run: Run, button: widgets.Button, what: str, *, wait: bool = False) -> None:
+        """Show `run`'s live monitor below, `button` disabled until it ends; then its result."""
+        button.disabled = True
 
         def ended(run: Run) -> None:
             button.disabled = False
@@ -113,7 +119,23 @@ class RunsApp(DashboardApp):
             self.monitor.follow()
         else:
             self.monitor.start()
-        return run
+
+    def attach_running(
+        self, runs: list[dict[str, Any]], button: widgets.Button, what: str
+    ) -> dict[str, Any] | None:
+        """A page opened (or reloaded) while one of the project's runs is in progress follows that run.
+
+        `runs` are the project's runs of this page's kind, newest first, as our node lists them. Returns the
+        run followed (None when none is in progress or the page already follows one).
+        """
+        if self.monitor is not None and self.monitor.state not in TERMINAL:
+            return None
+        running = next((r for r in runs if r.get("state") not in TERMINAL), None)
+        if running is None:
+            return None
+        self.follow(Run(self.workbench.node, running), button, what)
+        self.message.ok(f"Run {str(running['job_id'])[:8]} is in progress: its progress shows below.")
+        return running
 
     def refuse(self, reason: str | None) -> None:
         """Show and raise why the action cannot run now (nothing happens when `reason` is None)."""

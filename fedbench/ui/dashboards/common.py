@@ -9,7 +9,8 @@ from __future__ import annotations
 import base64
 import contextlib
 import os
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from html import escape
 from typing import Any
@@ -20,12 +21,13 @@ import traitlets
 
 import fedbench
 from fedbench.client.workbench import Workbench
-from fedbench.errors import FedbenchError
+from fedbench.errors import FedbenchError, NodeUnavailable
 from fedbench.ui.style import style_sheet
 
 __all__ = [
     "DashboardApp",
     "Notice",
+    "UnavailablePage",
     "card",
     "connect_from_env",
     "download_link",
@@ -34,6 +36,7 @@ __all__ = [
     "header",
     "labelled",
     "table_html",
+    "unavailable_page",
 ]
 
 HOME_VARIABLE = "FEDBENCH_HOME"
@@ -47,17 +50,92 @@ def connect_from_env() -> Workbench:
     return fedbench.connect(party=party, home=home)
 
 
-def unavailable_page(title: str, problem: FedbenchError) -> widgets.HTML:
-    """The page a dashboard shows instead of a traceback when our node cannot be reached."""
-    page = widgets.HTML(
-        f'<div class="fb-app-title">{escape(title)}</div><div class="fb-message">This dashboard cannot '
-        f'reach your organisation\'s node: {escape(str(problem))}</div><div class="fb-help">Start the node '
-        "(<code>fedbench node start</code>, or <code>fedbench sandbox up</code> to try fedbench), then reload "
-        "this page.</div>"
-    )
-    page.add_class("fb-app")
-    page.add_class("fb-app-unavailable")
-    return page
+class UnavailablePage(widgets.VBox):
+    """What a dashboard shows instead of a traceback when our node cannot be reached: what is wrong, the
+    command that starts the node, and a Retry button that builds the dashboard in place once the node answers.
+
+    `retry` builds the dashboard again (it returns the app, or another `UnavailablePage` if the node still
+    cannot be reached). A pre-heated page retries by itself when it is opened (the `fb-refresh-on-open`
+    button that the `fedbench` Voila template clicks).
+    """
+
+    def __init__(
+        self, title: str, problem: FedbenchError, retry: Callable[[], widgets.Widget] | None = None
+    ) -> None:
+        super().__init__()
+        self.page_title = title
+        self.problem = problem
+        self._retry = retry
+        self.message = widgets.HTML()
+        self.message.add_class("fb-unavailable-message")
+        self.retry_button = widgets.Button(
+            description="Retry",
+            button_style="primary",
+            tooltip="try to reach the node again",
+            layout=widgets.Layout(display="" if retry else "none", width="auto"),
+        )
+        self.retry_button.add_class("fb-retry")
+        self.retry_button.on_click(lambda _button: self.retry())
+        on_open = widgets.Button(description="retry", layout=widgets.Layout(display="none"))
+        on_open.add_class("fb-refresh-on-open")
+        on_open.on_click(lambda _button: self.retry())
+        self._show(problem, again=False)
+        self.children = (style_sheet(), *([on_open] if retry else []), self.message, self.retry_button)
+        self.add_class("fb-app")
+        self.add_class("fb-app-unavailable")
+
+    @property
+    def value(self) -> str:
+        """The message shown, as HTML."""
+        return str(self.message.value)
+
+    def retry(self) -> None:
+        """Build the dashboard again: shown in place of this message if our node answers now."""
+        if self._retry is None:
+            return
+        try:
+            built = self._retry()
+        except FedbenchError as exc:
+            self._show(exc, again=True)
+            return
+        if isinstance(built, UnavailablePage):
+            self._show(built.problem, again=True)
+            return
+        self.children = (built,)
+        self.remove_class("fb-app-unavailable")
+        self.remove_class("fb-app")
+
+    def _show(self, problem: FedbenchError, *, again: bool) -> None:
+        self.problem = problem
+        command = problem.command if isinstance(problem, NodeUnavailable) else None
+        action = "press Retry" if self._retry else "reload this page"
+        if command:
+            todo = f"Run <code>{escape(command)}</code> on the node's machine, then {action}."
+        elif isinstance(problem, NodeUnavailable):
+            todo = f"Once the node runs again, {action}."
+        else:
+            todo = (
+                "Start the node (<code>fedbench node start --home &lt;its home&gt;</code>, or "
+                f"<code>fedbench sandbox up</code> to try fedbench), then {action}."
+            )
+        still = '<div class="fb-help fb-still">Still not reachable.</div>' if again else ""
+        self.message.value = (
+            f'<div class="fb-app-title">{escape(self.page_title)}</div><div class="fb-message">This dashboard cannot '
+            f"reach your organisation's node. {_code_spans(escape(str(problem)))}</div>"
+            f'<div class="fb-help">{todo}</div>{still}'
+        )
+
+
+def _code_spans(text: str) -> str:
+    """Escaped text with its `backquoted` commands set as code."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", text)
+
+
+def unavailable_page(
+    title: str, problem: FedbenchError, retry: Callable[[], widgets.Widget] | None = None
+) -> UnavailablePage:
+    """The page a dashboard shows instead of a traceback when our node cannot be reached (see `UnavailablePage`)."""
+    return UnavailablePage(title, problem, retry)
 
 
 def header(workbench: Workbench, title: str, subtitle: str) -> widgets.HTML:

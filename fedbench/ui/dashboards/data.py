@@ -9,12 +9,14 @@ of ours.
 from __future__ import annotations
 
 import contextlib
+import math
 import re
 from html import escape
 from pathlib import PurePath
 from typing import Any
 
 import ipywidgets as widgets
+import numpy as np
 import pandas as pd
 import traitlets
 
@@ -22,6 +24,7 @@ from fedbench.client.datasets import Dataset
 from fedbench.client.workbench import Workbench
 from fedbench.errors import FedbenchError
 from fedbench.names import check_dataset_name
+from fedbench.store.datasets import NotNumbers, find_not_numbers, id_candidates
 from fedbench.store.tables import read_table_source
 from fedbench.ui.dashboards.common import (
     DashboardApp,
@@ -30,11 +33,12 @@ from fedbench.ui.dashboards.common import (
     connect_from_env,
     format_when,
     table_html,
+    unavailable_page,
 )
 from fedbench.ui.errors import FormError
 from fedbench.ui.style import row
 
-__all__ = ["DataApp", "app"]
+__all__ = ["DataApp", "app", "human_number"]
 
 _NO_LABEL = ""
 _LABEL_NAMES = (
@@ -53,15 +57,81 @@ _LABEL_NAMES = (
 _FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 
 
-def _guess_id(frame: pd.DataFrame) -> str:
-    for column in frame.columns:
-        if str(column).lower() in ("id", "customer_id", "client_id", "user_id", "key"):
-            return str(column)
-    for column in frame.columns:
-        if str(column).lower().endswith("_id") or str(column).lower().endswith("id"):
-            return str(column)
-    unique = [str(c) for c in frame.columns if frame[c].is_unique]
-    return unique[0] if unique else str(frame.columns[0])
+_NO_ID = ""
+_ID_NAMES = ("id", "customer_id", "client_id", "user_id", "key")
+_NOT_NUMBERS = (
+    ("Stop: I will fix the file", "refuse"),
+    ("Treat them as missing values", "missing"),
+    ("Leave out the rows that hold them", "drop"),
+)
+
+
+def _named_id(columns: list[str]) -> str:
+    """The column named as an ID (id, customer_id, …, or ending in _id); else none: the user chooses.
+
+    Nothing else is guessed: taking some unique-looking column (say `age`) as the ID only leads to a confusing
+    "repeated values" error later. A column named as an ID is the user's own declaration, checked like any ID.
+    """
+    for column in columns:
+        if column.lower() in _ID_NAMES:
+            return column
+    for column in columns:
+        if column.lower().endswith("_id"):
+            return column
+    return _NO_ID
+
+
+def human_number(value: Any) -> str:
+    """A number as a business user reads it: thousands separators, a few decimals, never scientific notation."""
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        return str(value)
+    number = float(value)
+    if math.isnan(number):
+        return ""
+    if math.isinf(number):
+        return "infinite" if number > 0 else "minus infinite"
+    if number == int(number) and abs(number) < 1e15:
+        return f"{int(number):,}"
+    size = abs(number)
+    if size >= 1000:
+        decimals = 0
+    elif size >= 1:
+        decimals = 2
+    else:
+        decimals = min(2 - math.floor(math.log10(size)), 12)
+    text = f"{number:,.{decimals}f}"
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
+
+
+def _plain_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows to show as they are, but with numbers written plainly (thousands separators, no scientific notation)."""
+
+    def plain(value: Any) -> Any:
+        if not isinstance(value, float | np.floating):
+            return value
+        number = float(value)
+        if math.isfinite(number) and abs(number) >= 1 and number != int(number):
+            return f"{number:,.6f}".rstrip("0").rstrip(".")
+        return human_number(number)
+
+    return frame.map(plain)
+
+
+def _in_words(problem: NotNumbers) -> str:
+    """Values that are not numbers, as the page says it: the column, a few values, their rows, how many."""
+    many = problem.count > 1
+    values = ", ".join(f"“{v}”" for v in problem.values[:3]) + (", …" if len(problem.values) > 3 else "")
+    more = ", …" if problem.count > 3 else ""
+    rows = ", ".join(str(r) for r in problem.rows[:3]) + more
+    lines = ", ".join(str(r + 1) for r in problem.rows[:3]) + more
+    noun = "values that are not numbers" if many else "value that is not a number"
+    return (
+        f"{problem.column} has {problem.count:,} {noun} "
+        f"({values}) in {'rows' if many else 'row'} {rows} of the data ({'lines' if many else 'line'} {lines} "
+        "of the file, counting its header line)"
+    )
 
 
 def _guess_label(frame: pd.DataFrame, id_column: str) -> str:
@@ -100,8 +170,24 @@ class DataApp(DashboardApp):
             placeholder="for example customers_2024", layout=widgets.Layout(width="300px")
         )
         self.name.add_class("fb-data-name")
-        self.id_column = widgets.Dropdown(options=[], layout=widgets.Layout(width="300px"))
+        self.id_column = widgets.Dropdown(
+            options=[("(choose the ID column)", _NO_ID)], layout=widgets.Layout(width="300px")
+        )
         self.id_column.add_class("fb-data-id-column")
+        self.id_hint = widgets.HTML("")
+        self.id_hint.add_class("fb-data-id-hint")
+        self.not_numbers = widgets.Dropdown(
+            options=_NOT_NUMBERS, value="refuse", layout=widgets.Layout(width="300px")
+        )
+        self.not_numbers.add_class("fb-data-not-numbers")
+        self.not_numbers.observe(lambda _change: self._show_schema(), "value")
+        self.not_numbers_box = widgets.VBox(
+            [
+                widgets.HTML('<span class="fb-label">Values that are not numbers in a number column</span>'),
+                self.not_numbers,
+            ]
+        )
+        self.not_numbers_box.layout.display = "none"
         self.label_column = widgets.Dropdown(
             options=[("(no label)", _NO_LABEL)], layout=widgets.Layout(width="300px")
         )
@@ -149,11 +235,12 @@ class DataApp(DashboardApp):
                 row(
                     [
                         labelled("Dataset name", self.name, self.name_message),
-                        labelled("ID column (matched with partners)", self.id_column),
+                        labelled("ID column (matched with partners)", self.id_column, self.id_hint),
                         labelled("Label column (what a model predicts)", self.label_column),
                     ],
                     top=True,
                 ),
+                self.not_numbers_box,
                 self.register_button,
             ]
         )
@@ -205,9 +292,18 @@ class DataApp(DashboardApp):
         self._content = bytes(content)
         self.file_name = file_name
         columns = [str(c) for c in frame.columns]
-        id_column = _guess_id(frame)
-        self.id_column.options = columns
+        candidates = id_candidates(frame)
+        id_column = _named_id(columns)
+        self.id_column.options = [("(choose the ID column)", _NO_ID), *[(c, c) for c in columns]]
         self.id_column.value = id_column
+        self.id_hint.value = (
+            '<span class="fb-muted">Columns with a different value in every row: '
+            f"{escape(', '.join(candidates[:8]) + (', …' if len(candidates) > 8 else ''))}</span>"
+            if candidates
+            else '<span class="fb-message">No column has a different value in every row: add an ID column '
+            "(e.g. the customer number) to the file.</span>"
+        )
+        self.not_numbers.value = "refuse"
         self.label_column.options = [("(no label)", _NO_LABEL), *[(c, c) for c in columns]]
         self.label_column.value = _guess_label(frame, id_column)
         if not self.name.value:
@@ -215,6 +311,7 @@ class DataApp(DashboardApp):
         self.table = frame
         self.file_info.value = f"<b>{escape(file_name)}</b> · {len(frame):,} rows · {frame.shape[1]} columns"
         self._show_schema()
+        self._clear_upload_button()
         self.details.layout.display = None
         self.settings.layout.display = None
         return frame
@@ -224,11 +321,19 @@ class DataApp(DashboardApp):
         if not files:
             return
         upload = files[0]
-        with contextlib.suppress(FormError):
-            self.load_file(str(upload["name"]), bytes(upload["content"]))
+        try:
+            with contextlib.suppress(FormError):
+                self.load_file(str(upload["name"]), bytes(upload["content"]))
+        finally:
+            self._clear_upload_button()
+
+    def _clear_upload_button(self) -> None:
+        """Forget the browser's file: the button reads "Choose a file" again (not "(1)"), ready for the next."""
+        if self.upload.value:
+            self.upload.value = ()
 
     def _roles(self) -> dict[str, str]:
-        roles = {self.id_column.value: "ID"}
+        roles = {self.id_column.value: "ID"} if self.id_column.value else {}
         if self.label_column.value:
             roles[self.label_column.value] = "label"
         return roles
@@ -238,13 +343,27 @@ class DataApp(DashboardApp):
         if frame is None:
             return
         roles = self._roles()
+        strays = {p.column: p for p in self._not_numbers()}
+        self.not_numbers_box.layout.display = (
+            None if any(not p.mostly_text for p in strays.values()) else "none"
+        )
         rows = []
         for column in frame.columns:
             series = frame[column]
-            numeric = pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
+            numeric = pd.api.types.is_numeric_dtype(series)
             role = roles.get(str(column), "feature")
-            if role == "feature" and not numeric:
-                check = "✗ not numeric: make it the ID, or drop or encode it"
+            stray = strays.get(str(column))
+            if role != "ID" and stray is not None and not stray.mostly_text:
+                fix = {"missing": "treated as missing", "drop": "those rows left out"}.get(
+                    self.not_numbers.value
+                )
+                check = (
+                    f"✓ numbers ({stray.count:,} not: {fix})"
+                    if fix
+                    else f"✗ {stray.count:,} not a number: " + ", ".join(f"“{v}”" for v in stray.values[:3])
+                )
+            elif role != "ID" and not numeric:
+                check = "✗ text: make it the ID, drop it, or turn it into numbers"
             elif role == "ID" and not series.is_unique:
                 check = "✗ repeated values: an ID must be unique"
             elif role == "ID" and series.isna().any():
@@ -255,21 +374,23 @@ class DataApp(DashboardApp):
                 {
                     "column": str(column),
                     "role": role,
-                    "type": "number" if numeric else "text",
+                    "type": "number" if numeric or (stray and not stray.mostly_text) else "text",
                     "missing": f"{series.isna().mean():.1%}",
                     "distinct values": f"{series.nunique():,}",
                     "check": check,
                 }
             )
         self.schema.value = '<div class="fb-section">Columns</div>' + table_html(pd.DataFrame(rows))
-        self.preview.value = '<div class="fb-section">First rows</div>' + table_html(frame.head(5))
+        self.preview.value = '<div class="fb-section">First rows</div>' + table_html(
+            _plain_rows(frame.head(5))
+        )
         numeric = frame.drop(columns=[c for c in roles if c in frame.columns]).select_dtypes("number")
         if numeric.empty:
             self.stats.value = ""
             return
         stats = numeric.describe().T[["mean", "std", "min", "50%", "max"]].rename(columns={"50%": "median"})
+        stats = stats.map(human_number)
         stats.insert(0, "missing", numeric.isna().mean().map("{:.1%}".format))
-        stats = stats.map(lambda v: f"{v:,.4g}" if isinstance(v, float) else v)
         self.stats.value = '<div class="fb-section">Statistics of the features</div>' + table_html(
             stats, index=True
         )
@@ -281,6 +402,17 @@ class DataApp(DashboardApp):
             return ["choose a CSV or parquet file first"]
         found = []
         id_column = str(self.id_column.value)
+        if not id_column:
+            candidates = id_candidates(frame)
+            found.append(
+                "choose the ID column, the one that identifies each customer and is matched with partners"
+                + (
+                    f" (columns with a different value in every row: {', '.join(candidates[:8])})"
+                    if candidates
+                    else " (no column has a different value in every row: add one to the file)"
+                )
+            )
+            return found
         ids = frame[id_column]
         if ids.isna().any():
             found.append(
@@ -292,19 +424,27 @@ class DataApp(DashboardApp):
                 f"the ID column {id_column} repeats values (for example {str(repeated.iloc[0])!r}): "
                 "each row needs its own ID"
             )
-        roles = self._roles()
-        text = [
-            str(c)
-            for c in frame.columns
-            if str(c) not in roles
-            and (not pd.api.types.is_numeric_dtype(frame[c]) or pd.api.types.is_bool_dtype(frame[c]))
-        ]
+        problems = self._not_numbers()
+        strays = [p for p in problems if not p.mostly_text]
+        if strays and self.not_numbers.value == "refuse":
+            found.append(
+                "; ".join(_in_words(p) for p in strays)
+                + ": if they stand for unknown values, choose “Treat them as missing values” below; "
+                "if those rows are wrong, choose “Leave out the rows that hold them”, or fix the file"
+            )
+        text = [p.column for p in problems if p.mostly_text]
         if text:
             found.append(
                 f"{', '.join(text)} {'holds' if len(text) == 1 else 'hold'} text: only the ID column may; "
-                "remove such columns from the file or turn them into numbers"
+                "remove such columns from the file or turn them into numbers (for example one column per category)"
             )
         return found
+
+    def _not_numbers(self) -> list[NotNumbers]:
+        """The columns other than the ID that hold values that are not numbers."""
+        if self.table is None:
+            return []
+        return find_not_numbers(self.table, exclude=(self.id_column.value or None,))
 
     def register(self) -> Dataset:
         """Register the uploaded table under the chosen name and columns; problems shown here and raised."""
@@ -340,7 +480,7 @@ class DataApp(DashboardApp):
         try:
             frame = read_table_source(self._content, fmt=fmt, id_column=id_column)
             dataset = self.workbench.datasets.upload(
-                frame, name=name, id_column=id_column, label_column=label
+                frame, name=name, id_column=id_column, label_column=label, not_numbers=self.not_numbers.value
             )
         except FedbenchError as exc:
             self.message.problem(f"The node did not register this table: {exc}")
@@ -359,6 +499,10 @@ class DataApp(DashboardApp):
         self._content = b""
         self.file_name = ""
         self.name.value = ""
+        self._clear_upload_button()
+        self.id_column.options = [("(choose the ID column)", _NO_ID)]
+        self.id_hint.value = ""
+        self.not_numbers.value = "refuse"
         self.settings.layout.display = "none"
         self.details.layout.display = "none"
         self.file_info.value = '<span class="fb-muted">CSV or parquet, one row per customer.</span>'
@@ -406,30 +550,36 @@ class DataApp(DashboardApp):
             self.dataset_view.value = f'<div class="fb-message">{escape(str(exc))}</div>'
             return
         self.dataset_view.value = (
-            f'<div class="fb-section">{escape(name)}: first rows</div>{table_html(preview)}'
+            f'<div class="fb-section">{escape(name)}: first rows</div>{table_html(_plain_rows(preview))}'
             f'<div class="fb-section">Statistics</div>{table_html(_friendly_summary(summary), index=True)}'
         )
 
 
 def _friendly_summary(summary: pd.DataFrame) -> pd.DataFrame:
-    """The node's per-column statistics with plain headers: type, missing share, mean, spread, range."""
+    """The node's per-column statistics with plain headers and plain numbers: type, missing share, mean, range."""
     text = summary["dtype"].astype(str).isin(["str", "object", "string"])
     friendly = pd.DataFrame(
         {
             "type": text.map({True: "text", False: "number"}),
             "missing": summary["missing_rate"].astype(float).map("{:.1%}".format),
-            "mean": summary["mean"],
-            "std": summary["std"],
-            "min": summary["min"],
-            "median": summary["50%"],
-            "max": summary["max"],
-            "distinct values": summary["unique"],
+            "mean": summary["mean"].map(human_number),
+            "std": summary["std"].map(human_number),
+            "min": summary["min"].map(human_number),
+            "median": summary["50%"].map(human_number),
+            "max": summary["max"].map(human_number),
+            "distinct values": summary["unique"].map(human_number),
         },
         index=summary.index.rename(None),
     )
     return friendly
 
 
-def app(workbench: Workbench | None = None) -> DataApp:
-    """The data dashboard, on `workbench` or on the node the environment names (see `connect_from_env`)."""
-    return DataApp(workbench or connect_from_env())
+def app(workbench: Workbench | None = None) -> DataApp | widgets.VBox:
+    """The data dashboard, on `workbench` or on the node the environment names (see `connect_from_env`).
+
+    When the node cannot be reached, a page saying so (and what to do) instead of a traceback.
+    """
+    try:
+        return DataApp(workbench or connect_from_env())
+    except FedbenchError as exc:
+        return unavailable_page("Data", exc, retry=app)

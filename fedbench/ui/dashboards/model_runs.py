@@ -3,9 +3,10 @@
 A run as our node lists it (`runs.list` / `runs.get`) has our party's steps, each with its component, state
 and cache key; a step's outputs are artifacts `<key>:<output>`. Here: finding steps by component, the sentence
 saying which steps were reused and which ran (`reuse_sentence`), the models trained in a project
-(`trained_models`), the tables whose rows are aligned across the parties (`aligned_tables`), the model a
-scoring run used (`model_of_run`), and `Outputs`, which reads each artifact once (an artifact id names content
-that never changes, so a page reloading its data reads nothing twice).
+(`trained_models`, and which one scoring offers first: `default_model`), whether a run succeeded with
+warnings (`run_warnings`, `run_state_words`), the tables whose rows are aligned across the parties
+(`aligned_tables`), the model a scoring run used (`model_of_run`), and `Outputs`, which reads each artifact
+once (an artifact id names content that never changes, so a page reloading its data reads nothing twice).
 
 A run as listed does not say what a step's inputs were, so the scoring dashboard names its runs after the
 model (`SCORING_NAME`); a scoring step in a pipeline that also trains used the model trained there.
@@ -32,9 +33,12 @@ __all__ = [
     "Outputs",
     "TableEntry",
     "aligned_tables",
+    "default_model",
     "join_words",
     "model_of_run",
     "reuse_sentence",
+    "run_state_words",
+    "run_warnings",
     "step_label",
     "step_of",
     "trained_models",
@@ -61,6 +65,18 @@ def join_words(words: Sequence[str]) -> str:
     if len(words) <= 1:
         return "".join(words)
     return ", ".join(words[:-1]) + " and " + words[-1]
+
+
+def run_warnings(info: dict[str, Any]) -> list[str]:
+    """What a run's steps (on our party) warned about their results, each once."""
+    found = [str(w) for s in info.get("steps", []) for w in s.get("warnings") or []]
+    return list(dict.fromkeys(found))
+
+
+def run_state_words(info: dict[str, Any]) -> str:
+    """A run's state for a list of runs: "succeeded with warnings" when its steps warned."""
+    state = str(info.get("state", ""))
+    return f"⚠ {state} with warnings" if state == "succeeded" and run_warnings(info) else state
 
 
 def _capital(text: str) -> str:
@@ -136,6 +152,8 @@ class ModelEntry:
     validation_auc: float | None = None
     imported: str = ""
     """The name it was imported under, for an imported model."""
+    warnings: tuple[str, ...] = ()
+    """What the training warned about the model (it succeeded, but may be weak or under-trained)."""
 
     @property
     def key(self) -> str:
@@ -151,6 +169,8 @@ class ModelEntry:
             parts.insert(1, self.run_name)
         if self.validation_auc is not None:
             parts.append(f"AUC {self.validation_auc:.3f}")
+        if self.warnings:
+            parts.append("⚠ trained with warnings")
         return " · ".join(parts)
 
 
@@ -174,6 +194,12 @@ def trained_models(
     """The models of a project, newest first: each succeeded `hetero_lr` step's model (once, from the run
     that made it or first used it), then the models imported from files (`artifacts`: `project.artifacts()`)."""
     found: dict[str, ModelEntry] = {}
+    runs = list(runs)
+    warned: dict[str, tuple[str, ...]] = {}
+    for info in runs:
+        for step in info.get("steps", []):
+            if step.get("component") == "hetero_lr" and step.get("warnings"):
+                warned[str(step["key"])] = tuple(str(w) for w in step["warnings"])
     for info in sorted(runs, key=lambda r: str(r.get("created_at", ""))):
         step = step_of(info, "hetero_lr")
         if info.get("state") != "succeeded" or step is None or step.get("state") not in DONE:
@@ -188,6 +214,7 @@ def trained_models(
             str(info.get("created_at", "")),
             str(info.get("name", "")),
             validation_auc(outputs, info) if with_auc else None,
+            warnings=warned.get(str(step["key"]), ()),
         )
     entries = sorted(found.values(), key=lambda e: e.created_at, reverse=True)
     if artifacts is not None and not artifacts.empty and "kind" in artifacts.columns:
@@ -199,6 +226,12 @@ def trained_models(
                 )
             )
     return entries
+
+
+def default_model(models: Sequence[ModelEntry]) -> ModelEntry | None:
+    """The model scoring offers first: the newest trained without warnings (a failed training is never
+    listed); None when every model has warnings, so that using one is a deliberate choice."""
+    return next((m for m in models if not m.warnings), None)
 
 
 ALIGNED_OUTPUTS: dict[str, tuple[str, ...]] = {

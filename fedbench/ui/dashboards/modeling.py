@@ -1,9 +1,12 @@
 """The modeling dashboard: train a model from a pipeline template, see how good it is, change a setting, retrain.
 
 `app()` builds the page as one widget (`notebooks/dashboards/modeling.ipynb` only displays it). A business user
-chooses an active project and a template of `templates/pipelines/` that trains a model (a `hetero_lr` step),
-adjusts the training settings in a form generated from the component's params model, and `train()` runs the
-whole pipeline with the run monitor (progress per step, the loss as it falls). When it ends, `show_run(job_id)`
+chooses an active project, then each party's dataset of that project (ours from those we authorised, with the
+label and ID columns our registry holds for it; the partner's by the name the project lists), then the steps: a
+template of `templates/pipelines/` that trains a model (a `hetero_lr` step) is the starting point, its optional
+steps (preprocessing; binning and selection) can be left out, and the training settings are a form generated
+from the component's params model. `train()` builds the pipeline for the chosen data (`PipelineTemplate.build`)
+and runs it with the run monitor (progress per step, the loss as it falls). When it ends, `show_run(job_id)`
 says which steps were reused and which ran again, and shows the metrics on training and validation rows, the
 charts and our part of the model; `compare(a, b)` sets two runs of the template side by side.
 
@@ -37,7 +40,7 @@ from fedbench.ui.dashboards.common import (
     unavailable_page,
 )
 from fedbench.ui.dashboards.figures import figure_html
-from fedbench.ui.dashboards.model_runs import Outputs, reuse_sentence, step_of
+from fedbench.ui.dashboards.model_runs import Outputs, reuse_sentence, run_state_words, step_of
 from fedbench.ui.dashboards.modeling_result import (
     final_metrics,
     guest_charts,
@@ -50,6 +53,7 @@ from fedbench.ui.dashboards.modeling_result import (
     settings_differences,
     settings_text,
 )
+from fedbench.ui.dashboards.projects import RELEASE_LABELS
 from fedbench.ui.dashboards.templates import TRAIN_COMPONENT, PipelineTemplate, modeling_templates
 from fedbench.ui.errors import FormError, PlotError
 from fedbench.ui.fields import ModelFields
@@ -71,8 +75,15 @@ _LABELS = {
     "alpha": "Strength of the penalty on large weights",
     "key_bits": "Encryption key size",
     "protocol": "Protocol",
-    "label": "Label column (empty: default, else y)",
+    "label": "Label column (from your data registry)",
+    "id_column": "ID column (from your data registry)",
 }
+_GROUPS = {
+    "preprocess": "Preprocess: fill missing values, cap outliers, scale",
+    "selection": "Bin the features and keep those with enough information value",
+}
+"""The optional steps a user may leave out, as the page names them."""
+SCORE_COMPONENT = "score"
 _CHOICES: dict[str, dict[Any, str]] = {
     "key_bits": {1024: "1024 bits (a quick try only)", 2048: "2048 bits", 3072: "3072 bits"},
     "protocol": {
@@ -114,9 +125,39 @@ class ModelingApp(RunsApp):
         self.template = widgets.Dropdown(options=list(self.templates), layout=wide)
         self.template.add_class("fb-modeling-template")
         self.template.observe(self._template_picked, "value")
-        self.template_box = labelled("Template", self.template)
+        self.template_box = labelled("Steps (start from a template)", self.template)
         self.template_info = widgets.HTML("")
         self.template_info.add_class("fb-modeling-template-info")
+        self.registry: dict[str, Any] = {}
+        """Our registered datasets by name (their label and ID columns)."""
+        self.our_dataset = widgets.Dropdown(options=[], layout=wide)
+        self.our_dataset.add_class("fb-modeling-our-dataset")
+        self.our_dataset.observe(self._dataset_picked, "value")
+        self.partner_pickers: dict[str, widgets.Dropdown] = {}
+        self.partner_box = widgets.HBox([])
+        self.dataset_info = widgets.HTML("")
+        self.dataset_info.add_class("fb-modeling-dataset-info")
+        self.data_box = widgets.VBox(
+            [
+                widgets.HTML('<div class="fb-subsection">Data</div>'),
+                row([labelled("Your dataset", self.our_dataset), self.partner_box], top=True),
+                self.dataset_info,
+            ]
+        )
+        self.data_box.add_class("fb-modeling-data")
+        self.include = {
+            g: widgets.Checkbox(value=True, description=text, indent=False) for g, text in _GROUPS.items()
+        }
+        for group, box in self.include.items():
+            box.add_class(f"fb-modeling-include-{group}")
+            box.layout.width = "560px"
+        self.scorecard = widgets.Checkbox(
+            value=False, description="Score the test rows with scorecard points", indent=False
+        )
+        self.scorecard.add_class("fb-modeling-scorecard")
+        self.scorecard.layout.width = "560px"
+        self.steps_box = widgets.VBox([*self.include.values(), self.scorecard])
+        self.steps_box.add_class("fb-modeling-steps")
 
         params = components.get(TRAIN_COMPONENT).params
         self.settings = ModelFields(
@@ -184,26 +225,28 @@ class ModelingApp(RunsApp):
         self.frame(
             workbench,
             "Train a model",
-            "Train a credit-scoring model with a partner's features without seeing them: choose a template, "
-            "adjust the training, train, and compare.",
+            "Train a model with a partner's features without seeing them: choose the project and each "
+            "party's data, the steps and the training settings, train, and compare.",
             "modeling",
             [
                 card(
                     "Train",
                     [
-                        row(
-                            [labelled("Project", self.project), self.template_box],
-                            top=True,
-                        ),
+                        labelled("Project", self.project),
+                        self.data_box,
+                        widgets.HTML('<div class="fb-subsection">Steps</div>'),
+                        self.template_box,
                         self.template_info,
+                        self.steps_box,
                         self.settings_box,
                         row([self.train_button, self.permission]),
                         self.message,
                         self.monitor_area,
                     ],
                     "fb-modeling-train-card",
-                    "The template says which steps run; you change only the training settings. Steps whose "
-                    "data and settings did not change are reused, not run again.",
+                    "A template is a starting point: it runs on the data you choose, with the steps you keep "
+                    "and your training settings. Steps whose data and settings did not change are reused, not "
+                    "run again.",
                 ),
                 card("Result", [self.result, self.charts, self.model_part], "fb-modeling-result-card"),
                 card(
@@ -230,6 +273,7 @@ class ModelingApp(RunsApp):
             self.project.value = current
         if current is None:
             self.project_info = {}
+            self._fill_datasets()
             self._set_permission()
             self._show_runs([])
             return
@@ -242,15 +286,41 @@ class ModelingApp(RunsApp):
         super().page_opened()
 
     def choose_project(self, name: str) -> None:
-        """Show one project: whether we train in it, the chosen template's settings, its modeling runs."""
+        """Show one project: whether we train in it, each party's datasets of it, its modeling runs."""
         info = self.workbench.projects.get(name).info
         self.project_info = info
         with self._quiet():
             if self.project.value != name:
                 self.project.value = name
+        self._fill_datasets()
         self._set_permission()
         runs = [r for r in self.workbench.node.call("runs.list", project=name) if step_of(r, TRAIN_COMPONENT)]
         self._show_runs(runs[:RUNS_SHOWN])
+        running = self.attach_running(runs, self.train_button, "training")
+        if running is not None:
+            self._restore(running)
+
+    def _restore(self, info: dict[str, Any]) -> None:
+        """Show the choices a run in progress was started with: its template, datasets and settings."""
+        template = next((n for n, t in self.templates.items() if t.pipeline.name == info.get("name")), None)
+        if template is not None:
+            self.choose_template(template)
+        chosen: dict[str, str] = {}
+        for step in info.get("steps", []):
+            for ref in dict(step.get("inputs") or {}).values():
+                if isinstance(ref, dict) and isinstance(ref.get("dataset"), dict):
+                    chosen.update({str(p): str(n) for p, n in ref["dataset"].items()})
+        if self.party in chosen:
+            ours = chosen.pop(self.party)
+            with contextlib.suppress(FormError):
+                self.choose_datasets(ours, chosen)
+        train = step_of(info, TRAIN_COMPONENT)
+        if train is not None:
+            self._fill_settings(dict(train.get("params") or {}))
+        score = step_of(info, SCORE_COMPONENT)
+        if score is not None:
+            self.scorecard.value = bool(dict(score.get("params") or {}).get("scorecard"))
+        self._set_permission()
 
     def choose_template(self, name: str) -> PipelineTemplate:
         """Choose a template: its description, and the training settings filled with the template's values."""
@@ -263,6 +333,14 @@ class ModelingApp(RunsApp):
             self.template.value = name
         step = template.train_step
         self._fill_settings(step.params if step is not None else {})
+        self._apply_columns()
+        groups = template.optional_groups()
+        for group, box in self.include.items():
+            box.value = group in groups
+            box.layout.display = None if group in groups else "none"
+        score = template.step_of(SCORE_COMPONENT)
+        self.scorecard.value = bool(score is not None and score.params.get("scorecard"))
+        self.scorecard.layout.display = None if score is not None else "none"
         self.template_info.value = (
             f'<div class="fb-help">{escape(template.summary)}</div>'
             f'<div class="fb-help">Steps: <b>{escape(template.steps_text())}</b></div>'
@@ -313,21 +391,152 @@ class ModelingApp(RunsApp):
         reason = self.uses_reason(info, uses)
         if reason:
             return reason
-        for dataset in template.datasets():
-            for party, items in info.get("datasets", {}).items():
-                if items and dataset not in [d["name"] for d in items]:
-                    return (
-                        f"This template reads the dataset {dataset!r}, which {self.who(party)} has not "
-                        "authorised in this project."
-                    )
-        return self.role_reason()
+        release = str(info.get("terms", {}).get("release", ""))
+        if release != "both" and any(s.component == "psi" for s in template.pipeline.steps):
+            return (
+                "A model is trained on the matched customers' rows of both parties, but in this project the "
+                f"matched IDs go to: {RELEASE_LABELS.get(release, release).lower()}. Propose a project whose "
+                "matched IDs go to both parties (Projects dashboard)."
+            )
+        return self.role_reason() or self.data_reason()
+
+    def data_reason(self) -> str | None:
+        """Why the chosen data cannot be trained on, in words; None when it can."""
+        info = self.project_info
+        ours = self.our_dataset.value
+        if not ours:
+            return (
+                f"You have not authorised any dataset in project {info.get('name')!r}: add one on the "
+                "Projects dashboard (Add your datasets to this project); the partner accepts it again."
+            )
+        registered = self.registry.get(str(ours))
+        if registered is None:
+            return (
+                f"Your dataset {ours!r} is authorised in this project, but your user cannot read it in your "
+                "data registry (it was deleted, or belongs to another user): ask its owner to share it, or "
+                "upload it again on the Data dashboard and add it to the project."
+            )
+        if not registered.label_column:
+            return (
+                f"Your dataset {ours!r} has no label column, so there is nothing to learn: upload it again on "
+                "the Data dashboard with its label column chosen, or choose another dataset."
+            )
+        if not self.partner_pickers:
+            return "No partner has authorised a dataset in this project yet: a model needs their features."
+        for party, picker in self.partner_pickers.items():
+            if not picker.value:
+                return f"Choose the dataset of {party}."
+        return None
+
+    def chosen_datasets(self) -> dict[str, str]:
+        """The dataset each party reads: {party: name}, ours first."""
+        chosen = {self.party: str(self.our_dataset.value)} if self.our_dataset.value else {}
+        chosen.update({p: str(w.value) for p, w in self.partner_pickers.items() if w.value})
+        return chosen
+
+    def choose_datasets(self, ours: str, partners: dict[str, str] | None = None) -> dict[str, str]:
+        """Choose our dataset (and the partners'): the label and ID columns follow our registry."""
+        names = [v for _, v in self.our_dataset.options]
+        if ours not in names:
+            problem = (
+                f"{ours!r} is not one of your datasets in this project (yours: {', '.join(names) or 'none'})."
+            )
+            self.message.problem(problem)
+            raise FormError(problem, {"dataset": problem})
+        for party, name in (partners or {}).items():
+            picker = self.partner_pickers.get(party)
+            if picker is None or name not in picker.options:
+                listed = ", ".join(picker.options) if picker is not None else "none"
+                problem = f"{party} has not authorised a dataset named {name!r} in this project ({listed})."
+                self.message.problem(problem)
+                raise FormError(problem, {"dataset": problem})
+            with self._quiet():
+                picker.value = name
+        with self._quiet():
+            self.our_dataset.value = ours
+        self._apply_columns()
+        self._set_permission()
+        return self.chosen_datasets()
+
+    def _fill_datasets(self) -> None:
+        """Offer each party's datasets of the chosen project: ours (with their columns) and the partners'."""
+        try:
+            self.registry = {d.name: d for d in self.workbench.datasets.list()}
+        except FedbenchError:
+            self.registry = {}
+        pinned = {
+            p: [str(d["name"]) for d in items] for p, items in self.project_info.get("datasets", {}).items()
+        }
+        template = self.chosen
+        wanted = template.datasets() if template is not None else []
+
+        def pick(names: list[str], current: Any, preferred: list[str]) -> str | None:
+            if current in names:
+                return str(current)
+            return next((n for n in preferred if n in names), names[0] if names else None)
+
+        ours = pinned.get(self.party, [])
+        labelled_first = [n for n in ours if getattr(self.registry.get(n), "label_column", None)]
+        options = [(self._dataset_label(n), n) for n in ours]
+        with self._quiet():
+            current = self.our_dataset.value
+            self.our_dataset.options = options
+            self.our_dataset.value = pick(
+                ours, current, [*[n for n in wanted if n in labelled_first], *labelled_first]
+            )
+        partners = [p for p in self.project_info.get("members", []) if p != self.party and pinned.get(p)]
+        if list(self.partner_pickers) != partners:
+            self.partner_pickers = {}
+            for party in partners:
+                picker = widgets.Dropdown(options=[], layout=widgets.Layout(width="300px"))
+                picker.add_class(f"fb-modeling-partner-dataset-{party}")
+                picker.observe(self._dataset_picked, "value")
+                self.partner_pickers[party] = picker
+            self.partner_box.children = tuple(
+                labelled(f"Dataset of {party}", w) for party, w in self.partner_pickers.items()
+            )
+        for party, picker in self.partner_pickers.items():
+            with self._quiet():
+                current = picker.value
+                picker.options = pinned[party]
+                picker.value = pick(pinned[party], current, wanted)
+        self._apply_columns()
+
+    def _dataset_label(self, name: str) -> str:
+        info = self.registry.get(name)
+        if info is None:
+            return f"{name} (not in your registry)"
+        return f"{name} ({info.n_rows:,} rows)"
+
+    def _apply_columns(self) -> None:
+        """Put our chosen dataset's label and ID columns (as registered) in the form, and say which they are."""
+        info = self.registry.get(str(self.our_dataset.value)) if self.our_dataset.value else None
+        if info is None:
+            self.dataset_info.value = ""
+            return
+        values: dict[str, Any] = {"id_column": info.id_column}
+        if info.label_column:
+            values["label"] = info.label_column
+        for name, value in values.items():
+            if name in self.settings.fields:
+                self.settings.fields[name].write(value)
+                self.settings.check(name)
+        label = f"label <b>{escape(info.label_column)}</b>" if info.label_column else "<b>no label</b>"
+        partners = ", ".join(self.partner_pickers) or "the partner"
+        self.dataset_info.value = (
+            f'<div class="fb-help">Your dataset <b>{escape(info.name)}</b>: {info.n_rows:,} rows, {label}, '
+            f"ID column <b>{escape(info.id_column)}</b> (as registered). {escape(partners)} matches its rows on "
+            f"its own column of the same name.</div>"
+        )
 
     def _set_permission(self) -> None:
         reason = self.cannot_train()
         guest = self.trains_here() and not self._templates_problem
         for part in (
+            self.data_box,
             self.template_box,
             self.template_info,
+            self.steps_box,
             self.settings_box,
             self.train_button,
             self.compare_box,
@@ -356,14 +565,34 @@ class ModelingApp(RunsApp):
         return model.model_dump(mode="json", exclude_defaults=True)
 
     def pipeline(self) -> Pipeline:
-        """The chosen template with our training settings in its training step."""
+        """The chosen template built for the chosen data, with the steps kept and our training settings."""
         template = self.chosen
         step = template.train_step if template is not None else None
         if template is None or step is None:
             problem = "Choose a template first."
             self.message.problem(problem)
             raise FormError(problem, {"template": problem})
-        return template.with_params(step.name, self.params())
+        unusable = self.data_reason()
+        if unusable:
+            self.message.problem(unusable)
+            raise FormError(unusable, {"dataset": unusable})
+        train = self.params()
+        params = {step.name: train}
+        score = template.step_of(SCORE_COMPONENT)
+        if score is not None:
+            params[score.name] = {**score.params, "scorecard": bool(self.scorecard.value)}
+        without = [g for g, box in self.include.items() if g in template.optional_groups() and not box.value]
+        try:
+            return template.build(
+                self.chosen_datasets(),
+                label=train.get("label"),
+                id_column=train.get("id_column", self.settings.model.model_fields["id_column"].default),
+                params=params,
+                without=without,
+            )
+        except FedbenchError as exc:
+            self.message.problem(f"These steps do not go together: {exc}")
+            raise FormError(str(exc), {"steps": str(exc)}) from None
 
     def train(self, *, wait: bool = False) -> Run:
         """Run the chosen template with our settings; progress shows below and the result when it ends.
@@ -500,7 +729,7 @@ class ModelingApp(RunsApp):
             "when": format_when(info.get("created_at")),
             "template": info.get("name", ""),
             "started by": self.who(str(info.get("initiator", ""))),
-            "state": info["state"],
+            "state": run_state_words(info),
             "steps run": f"{ran} of {len(steps)}" if info["state"] == "succeeded" else "",
         }
         done = info["state"] == "succeeded"
@@ -592,12 +821,18 @@ class ModelingApp(RunsApp):
         if not self._updating and change["new"]:
             self._quietly(self.choose_template, change["new"])
 
+    def _dataset_picked(self, change: Any) -> None:
+        if not self._updating and change["new"]:
+            self.message.clear()
+            self._apply_columns()
+            self._set_permission()
+
     def _run_picked(self, change: Any) -> None:
         if not self._updating and change["new"] and change["new"] != self.shown:
             self._quietly(self.show_run, change["new"])
 
 
-def app(workbench: Workbench | None = None) -> ModelingApp | widgets.HTML:
+def app(workbench: Workbench | None = None) -> ModelingApp | widgets.VBox:
     """The modeling dashboard, on `workbench` or on the node the environment names (see `connect_from_env`).
 
     When the node cannot be reached, a page saying so (and what to do) instead of a traceback.
@@ -605,4 +840,4 @@ def app(workbench: Workbench | None = None) -> ModelingApp | widgets.HTML:
     try:
         return ModelingApp(workbench or connect_from_env())
     except FedbenchError as exc:
-        return unavailable_page("Train a model", exc)
+        return unavailable_page("Train a model", exc, retry=app)

@@ -31,6 +31,7 @@ __all__ = [
     "partner_figures",
     "settings_differences",
     "settings_text",
+    "warnings_html",
 ]
 
 _METRICS = (
@@ -56,8 +57,20 @@ def _number(value: Any, digits: int = 3) -> str:
     return f"{float(value):.{digits}f}"
 
 
+def warnings_html(warnings: Any) -> str:
+    """A model's training warnings (from `hetero_lr`'s metrics) in a box that stands out; nothing without any."""
+    if not isinstance(warnings, list) or not warnings:
+        return ""
+    items = "".join(f"<li>{escape(str(w))}</li>" for w in warnings)
+    return (
+        '<div class="fb-message fb-warning fb-modeling-warnings"><b>⚠ This model was trained with warnings; '
+        f"check them before using it (scoring does not offer it first):</b><ul>{items}</ul></div>"
+    )
+
+
 def headline(evaluation: dict[str, Any] | None, train_metrics: dict[str, Any] | None) -> str:
-    """The guest's headline figures: validation AUC and KS, training AUC, epochs run, training rows."""
+    """The guest's headline figures: validation AUC and KS, training AUC, epochs run, training rows; above them
+    the training's warnings, if any."""
     evaluation = evaluation or {}
     validation = evaluation.get("validation") or {}
     train = evaluation.get("train") or {}
@@ -74,7 +87,8 @@ def headline(evaluation: dict[str, Any] | None, train_metrics: dict[str, Any] | 
         parts.append(figure_box("epochs run", _number(train_metrics.get("epochs")), "fb-modeling-epochs"))
     if train.get("rows") is not None:
         parts.append(figure_box("training rows", _number(train.get("rows")), "fb-modeling-rows"))
-    return f'<div class="fb-figures">{"".join(parts)}</div>' if parts else ""
+    warned = warnings_html((train_metrics or {}).get("warnings"))
+    return warned + (f'<div class="fb-figures">{"".join(parts)}</div>' if parts else "")
 
 
 def metrics_table(evaluation: dict[str, Any]) -> str:

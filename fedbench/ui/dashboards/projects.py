@@ -2,7 +2,9 @@
 
 `app()` builds the page as one widget (`notebooks/dashboards/projects.ipynb` only displays it). Each action
 is a plain method, tested in-process and driven by its button: `propose()`, `accept(name)`, `reject(name)`,
-`select(name)` (terms, usage, datasets and audit trail of one project) and `revoke(name)`.
+`select(name)` (terms, usage, datasets and audit trail of one project), `revoke(name)`, and the amendments
+that add datasets to an active project: `amend(name, datasets)`, `accept_amendment(name)`,
+`reject_amendment(name)` (a partner's amendment waits for our answer beside the proposals).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from fedbench.ui.dashboards.common import (
     connect_from_env,
     format_when,
     table_html,
+    unavailable_page,
 )
 from fedbench.ui.errors import FormError
 from fedbench.ui.fields import ChoiceSet, ModelFields
@@ -52,6 +55,14 @@ _ACTIONS = {
     "project.suspended": "suspended",
     "project.revoked": "revoked",
     "project.add_member": "gave a user access",
+    "project.amend": "proposed adding datasets",
+    "project.amend_received": "partner proposed adding datasets",
+    "project.amend_accept": "accepted the added datasets",
+    "project.amend_accepted": "added datasets accepted",
+    "project.amend_reject": "declined the added datasets",
+    "project.amend_rejected": "added datasets declined",
+    "project.amend_withdraw": "withdrew the added datasets",
+    "project.amend_withdrawn": "partner withdrew the added datasets",
     "job.psi": "started a PSI job",
     "job.train": "started a training job",
     "job.score": "started a scoring job",
@@ -97,6 +108,58 @@ def _datasets_html(info: dict[str, Any], us: str) -> str:
 
 def _badge(state: str) -> str:
     return f'<span class="fb-state fb-state-{escape(state)}">{escape(state)}</span>'
+
+
+def describe_amendment(amendment: dict[str, Any], us: str) -> str:
+    """An amendment in plain words: who proposes to add which datasets, the PSI cap it sets, who must answer."""
+    who = "You" if amendment["proposed_by"] == us else str(amendment["proposed_by"])
+    added = ", ".join(
+        f"{d['name']} ({int(d.get('n_rows', 0)):,} rows)" for d in amendment.get("datasets", [])
+    )
+    waiting = [("you" if p == us else p) for p in amendment.get("waiting_for", [])]
+    state = str(amendment.get("state"))
+    if state == "pending":
+        status = f"Waiting for {escape(', '.join(waiting))} to accept; until then the project runs as before."
+    else:
+        by = amendment.get("state_by") or ""
+        reason = amendment.get("reason") or ""
+        status = f"{escape(state.capitalize())}" + (f" by {escape('you' if by == us else by)}" if by else "")
+        status += f": {escape(reason)}" if reason else "."
+    return (
+        f"<div class='fb-amendment'><div>{escape(who)} proposed on "
+        f"{escape(format_when(amendment.get('created_at')))} to add: <b>{escape(added)}</b></div>"
+        f"<div>Largest ID set of {escape(str(amendment['proposed_by']))} in a PSI: "
+        f"{int(amendment.get('max_psi_rows', 0)):,} rows</div><div>{status}</div></div>"
+    )
+
+
+class _AmendmentAnswer:
+    """A partner's amendment waiting for our answer: what it adds, accept / decline."""
+
+    def __init__(self, project: Project, party: str, app: ProjectsApp) -> None:
+        self.name = project.name
+        amendment = project.amendment or {}
+        self.accept_button = widgets.Button(description="Accept", button_style="success", icon="check")
+        self.accept_button.add_class("fb-amendment-accept")
+        self.accept_button.on_click(lambda _b: app._quietly(app.accept_amendment, self.name))
+        self.reject_button = widgets.Button(description="Decline", icon="times")
+        self.reject_button.add_class("fb-amendment-reject")
+        self.reject_button.on_click(lambda _b: app._quietly(app.reject_amendment, self.name))
+        self.message = Notice("")
+        self.message.add_class("fb-notice")
+        summary = widgets.HTML(
+            f"<div><b>{escape(self.name)}</b> {_badge(project.state)}: "
+            f"{escape(str(amendment.get('proposed_by')))} asks to add datasets to this project</div>"
+            f"{describe_amendment(amendment, party)}"
+            f"<div class='fb-help'>Accepting lets jobs of this project read these datasets too, their content "
+            f"pinned as it is now; the project's other terms stay as agreed.</div>"
+        )
+        self.box = widgets.VBox(
+            [summary, row([self.accept_button, self.reject_button]), self.message],
+            layout=widgets.Layout(border="1px solid #eaeef2", padding="6px 12px", margin="6px 0"),
+        )
+        self.box.add_class("fb-amendment-pending")
+        self.box.add_class(f"fb-amendment-pending-{self.name}")
 
 
 class _Proposal:
@@ -153,6 +216,7 @@ class ProjectsApp(DashboardApp):
         self.workbench = workbench
         self.party = workbench.party
         self.proposals: dict[str, _Proposal] = {}
+        self.amendments: dict[str, _AmendmentAnswer] = {}
         self.refresh_button = widgets.Button(description="Refresh", icon="refresh")
         self.refresh_button.add_class("fb-refresh")
         self.refresh_button.on_click(lambda _b: self._quietly(self.refresh))
@@ -196,7 +260,37 @@ class ProjectsApp(DashboardApp):
         audit_box = widgets.VBox(
             [widgets.HTML('<div class="fb-label">Audit trail (latest first)</div>'), self.audit]
         )
-        self.actions = widgets.VBox([self.revoke_button, self.revoke_confirm, self.project_message])
+        self.amend_datasets = ChoiceSet([])
+        self.amend_datasets.add_class("fb-amend-datasets")
+        self.amend_button = widgets.Button(description="Propose adding them", icon="plus")
+        self.amend_button.add_class("fb-amend-button")
+        self.amend_button.on_click(lambda _b: self._quietly(self.amend, self.selected))
+        self.withdraw_button = widgets.Button(description="Withdraw the amendment", icon="undo")
+        self.withdraw_button.add_class("fb-amend-withdraw")
+        self.withdraw_button.on_click(lambda _b: self._quietly(self.reject_amendment, self.selected))
+        self.amendment = widgets.HTML("")
+        self.amendment.add_class("fb-project-amendment")
+        self.amend_box = widgets.VBox(
+            [
+                widgets.HTML(
+                    '<div class="fb-label">Add your datasets to this project</div><div class="fb-help">The '
+                    "partner accepts again; until then the project runs on its current datasets.</div>"
+                ),
+                self.amend_datasets,
+                self.amend_button,
+            ]
+        )
+        self.amend_box.add_class("fb-amend-box")
+        self.actions = widgets.VBox(
+            [
+                self.amendment,
+                self.withdraw_button,
+                self.amend_box,
+                self.revoke_button,
+                self.revoke_confirm,
+                self.project_message,
+            ]
+        )
 
         self._build_propose()
         self.frame(
@@ -211,7 +305,8 @@ class ProjectsApp(DashboardApp):
                     [self.pending_box],
                     "fb-pending-card",
                     "Accepting authorises the datasets you choose for this project only; "
-                    "their content is pinned, so a changed file needs a new authorisation.",
+                    "their content is pinned, so a changed file needs a new authorisation. A partner that adds "
+                    "datasets to a project asks here too.",
                 ),
                 card(
                     "Your projects",
@@ -315,13 +410,22 @@ class ProjectsApp(DashboardApp):
             self._propose_datasets_box.children = tuple(parts)
         pending = self.workbench.projects.pending()
         self.proposals = {p.name: _Proposal(p, self.party, own, self) for p in pending}
-        if self.proposals:
-            self.pending_box.children = tuple(p.box for p in self.proposals.values())
+        listed = self.workbench.projects.list()
+        self.amendments = {
+            p.name: _AmendmentAnswer(p, self.party, self)
+            for p in listed
+            if p.amendment
+            and p.amendment.get("state") == "pending"
+            and self.party in p.amendment.get("waiting_for", [])
+        }
+        answers = [*(p.box for p in self.proposals.values()), *(a.box for a in self.amendments.values())]
+        if answers:
+            self.pending_box.children = tuple(answers)
         else:
             self.pending_box.children = (
                 widgets.HTML('<div class="fb-muted">No proposals are waiting for you.</div>'),
             )
-        projects = [p for p in self.workbench.projects.list() if p.state != "pending"]
+        projects = [p for p in listed if p.state != "pending"]
         rows = "".join(
             "<tr>"
             f"<td><b>{escape(p.name)}</b></td><td>{_badge(p.state)}</td>"
@@ -374,6 +478,27 @@ class ProjectsApp(DashboardApp):
         self.actions.layout.display = None
         self.revoke_button.layout.display = (
             None if project.state in ("active", "suspended", "proposed") else "none"
+        )
+        amendment = project.amendment
+        pending = bool(amendment and amendment.get("state") == "pending")
+        self.amendment.value = (
+            "<div class='fb-label'>Amendment</div>" + describe_amendment(amendment, self.party)
+            if amendment
+            else ""
+        )
+        self.withdraw_button.layout.display = (
+            None if pending and amendment and amendment["proposed_by"] == self.party else "none"
+        )
+        pinned = {d["name"] for d in info.get("datasets", {}).get(self.party, [])}
+        addable = [d.name for d in self.workbench.datasets.list() if d.name not in pinned]
+        if addable != self.amend_datasets.choices:
+            self.amend_datasets = ChoiceSet([(n, n) for n in addable])
+            self.amend_datasets.add_class("fb-amend-datasets")
+            parts = list(self.amend_box.children)
+            parts[1] = self.amend_datasets
+            self.amend_box.children = tuple(parts)
+        self.amend_box.layout.display = (
+            None if project.state == "active" and not pending and addable else "none"
         )
         self._hide_revoke()
         self.audit.value = self._audit_html(project)
@@ -487,6 +612,60 @@ class ProjectsApp(DashboardApp):
         self.refresh()
         return project
 
+    def amend(self, name: str, datasets: list[str] | None = None) -> Project:
+        """Propose adding our `datasets` (default: those ticked) to project `name`; the partner accepts again."""
+        chosen = list(datasets if datasets is not None else self.amend_datasets.value)
+        if not chosen:
+            self.project_message.problem("Choose at least one of your datasets to add to this project.")
+            raise FormError("Choose the datasets to add", {"datasets": "Choose at least one dataset."})
+        try:
+            project = self.workbench.projects.get(name).amend(add_datasets=chosen)
+        except FedbenchError as exc:
+            self.project_message.problem(f"The datasets were not added: {exc}")
+            raise
+        self.selected = name
+        self.refresh()
+        waiting = ", ".join((project.amendment or {}).get("waiting_for", [])) or "the partner"
+        self.project_message.ok(
+            f"You proposed adding {', '.join(chosen)} to {name}; they can be used once {waiting} accepts."
+        )
+        return project
+
+    def accept_amendment(self, name: str) -> Project:
+        """Accept a partner's amendment of project `name` (the datasets it adds, as they reached our node)."""
+        answer = self.amendments.get(name)
+        try:
+            project = self.workbench.projects.get(name).accept_amendment()
+        except FedbenchError as exc:
+            (answer.message if answer is not None else self.project_message).problem(
+                f"Could not accept: {exc}"
+            )
+            raise
+        self.selected = name
+        self.refresh()
+        added = ", ".join(d["name"] for d in (project.amendment or {}).get("datasets", []))
+        state = (project.amendment or {}).get("state")
+        self.project_message.ok(
+            f"You accepted adding {added} to {name}: "
+            + ("jobs can use them now." if state == "accepted" else "they apply once every partner accepts.")
+        )
+        return project
+
+    def reject_amendment(self, name: str, reason: str = "") -> Project:
+        """Decline a partner's amendment of project `name`, or withdraw ours; the project keeps its datasets."""
+        answer = self.amendments.get(name)
+        try:
+            project = self.workbench.projects.get(name).reject_amendment(reason)
+        except FedbenchError as exc:
+            (answer.message if answer is not None else self.project_message).problem(
+                f"Could not decline: {exc}"
+            )
+            raise
+        self.selected = name
+        self.refresh()
+        self.project_message.ok(f"The amendment of {name} is {(project.amendment or {}).get('state')}.")
+        return project
+
     def revoke(self, name: str, reason: str = "") -> Project:
         """End a project for good on every party (its running jobs are cancelled)."""
         try:
@@ -521,6 +700,12 @@ class ProjectsApp(DashboardApp):
             action(*args)
 
 
-def app(workbench: Workbench | None = None) -> ProjectsApp:
-    """The projects dashboard, on `workbench` or on the node the environment names."""
-    return ProjectsApp(workbench or connect_from_env())
+def app(workbench: Workbench | None = None) -> ProjectsApp | widgets.VBox:
+    """The projects dashboard, on `workbench` or on the node the environment names.
+
+    When the node cannot be reached, a page saying so (and what to do) instead of a traceback.
+    """
+    try:
+        return ProjectsApp(workbench or connect_from_env())
+    except FedbenchError as exc:
+        return unavailable_page("Projects", exc, retry=app)

@@ -29,6 +29,7 @@ from fedbench.client.runs import Output, Run
 from fedbench.client.workbench import Workbench
 from fedbench.errors import FedbenchError
 from fedbench.pipeline import Pipeline
+from fedbench.store.tables import table_to_csv_bytes
 from fedbench.ui.dashboards.common import (
     DashboardApp,
     Notice,
@@ -92,6 +93,7 @@ class PsiApp(DashboardApp):
         self.monitor: RunMonitor | None = None
         self._shown_key = ""
         self._prepared = ""
+        self._picked = ""
         """The job id whose download the page holds."""
         self._updating = False
         self.refresh_button = widgets.Button(description="Refresh", icon="refresh")
@@ -264,7 +266,10 @@ class PsiApp(DashboardApp):
         if COMPONENT not in terms.get("uses", []):
             return "This project does not allow matching IDs (PSI): you can only look at earlier runs."
         if int(usage.get("psi_runs", 0)) >= int(terms.get("psi_runs", 0)):
-            return f"This project's {int(terms.get('psi_runs', 0)):,} PSI runs are all used."
+            return (
+                f"This project's {int(terms.get('psi_runs', 0)):,} PSI runs are all used: the results of "
+                "earlier ones stay below, and modeling runs that reuse them still run."
+            )
         if self.partner() is None:
             return "A PSI matches two parties: this project needs exactly one partner with a dataset."
         if not self.dataset.options:
@@ -410,7 +415,7 @@ class PsiApp(DashboardApp):
         """Make the download of our matched rows (a CSV file) and offer it as a link; returns the file."""
         try:
             frame = self.intersection()
-            content = frame.to_csv(index=False).encode()
+            content = table_to_csv_bytes(frame)
         except FedbenchError as exc:
             self.download.value = f'<div class="fb-message">{escape(str(exc))}</div>'
             raise
@@ -443,8 +448,10 @@ class PsiApp(DashboardApp):
     # ----- drawing ----------------------------------------------------------------------------------------
 
     def _psi_runs(self, project: str) -> list[dict[str, Any]]:
-        runs = [r for r in self.workbench.node.call("runs.list", project=project) if psi_step(r)]
-        return runs[:RUNS_SHOWN]
+        """The project's runs where a PSI ran (a pipeline that reused an earlier PSI is not one), newest first."""
+        runs = self.workbench.node.call("runs.list", project=project)
+        ran = [r for r in runs if (step := psi_step(r)) and step.get("state") != "reused"]
+        return ran[:RUNS_SHOWN]
 
     def _show_runs(self, runs: list[dict[str, Any]]) -> None:
         rows = []
@@ -473,7 +480,8 @@ class PsiApp(DashboardApp):
         self.pick_run.layout.display = None if choices else "none"
         if choices:
             with contextlib.suppress(FedbenchError):
-                latest = self.shown if self.shown in [c for _, c in choices] else choices[0][1]
+                picked = self._picked in [c for _, c in choices]
+                latest = self._picked if picked else choices[0][1]
                 self.show_run(latest, prepare=False)
         else:
             self.shown = ""
@@ -538,6 +546,7 @@ class PsiApp(DashboardApp):
 
     def _run_picked(self, change: Any) -> None:
         if not self._updating and change["new"] and change["new"] != self.shown:
+            self._picked = change["new"]
             self._quietly(self.show_run, change["new"])
 
     def _quietly(self, action: Any, *args: Any) -> None:
@@ -551,7 +560,7 @@ class PsiApp(DashboardApp):
             self.message.problem(f"Something went wrong ({type(exc).__name__}: {exc}).")
 
 
-def app(workbench: Workbench | None = None) -> PsiApp | widgets.HTML:
+def app(workbench: Workbench | None = None) -> PsiApp | widgets.VBox:
     """The PSI dashboard, on `workbench` or on the node the environment names (see `connect_from_env`).
 
     When the node cannot be reached, a page saying so (and what to do) instead of a traceback.
@@ -559,4 +568,4 @@ def app(workbench: Workbench | None = None) -> PsiApp | widgets.HTML:
     try:
         return PsiApp(workbench or connect_from_env())
     except FedbenchError as exc:
-        return unavailable_page("Match customers (PSI)", exc)
+        return unavailable_page("Match customers (PSI)", exc, retry=app)

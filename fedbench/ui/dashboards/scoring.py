@@ -30,6 +30,7 @@ from fedbench.client.runs import TERMINAL, Run
 from fedbench.client.workbench import Workbench
 from fedbench.errors import FedbenchError
 from fedbench.pipeline import Pipeline
+from fedbench.store.tables import table_to_csv_bytes
 from fedbench.ui.dashboards.acting import RunsApp
 from fedbench.ui.dashboards.common import (
     card,
@@ -46,6 +47,7 @@ from fedbench.ui.dashboards.model_runs import (
     Outputs,
     TableEntry,
     aligned_tables,
+    default_model,
     model_of_run,
     step_of,
     trained_models,
@@ -242,9 +244,15 @@ class ScoringApp(RunsApp):
             previous = self.model.value
             self.model.options = model_choices
             values = [v for _, v in model_choices]
-            self.model.value = previous if previous in values else (values[0] if values else None)
+            # never a model trained with warnings by default (failed trainings are not listed at all)
+            fallback = default_model(self.models)
+            self.model.value = (
+                previous if previous in values else (fallback.artifact_id if fallback else None)
+            )
         self._model_changed(keep_data=True)
         self._show_runs()
+        scorings = [r for r in self.project_runs if step_of(r, COMPONENT)]
+        self.attach_running(scorings, self.score_button, "scoring")
 
     def choose_model(self, artifact_id: str) -> ModelEntry:
         """Choose a model (by artifact id); the rows to score default to the test rows of its run."""
@@ -282,7 +290,11 @@ class ScoringApp(RunsApp):
     def _model_changed(self, *, keep_data: bool) -> None:
         entry = self.chosen_model()
         model = self.outputs.maybe(entry.artifact_id, "model") if entry is not None else None
-        self.model_info.value = model_summary(model, entry.validation_auc if entry is not None else None)
+        self.model_info.value = model_summary(model, entry.validation_auc if entry is not None else None) + (
+            "".join(f'<div class="fb-message fb-warning">⚠ {escape(w)}</div>' for w in entry.warnings)
+            if entry is not None
+            else ""
+        )
         choices = [(t.label(), f"artifact:{t.artifact_id}") for t in self.tables]
         ours = [d["name"] for d in self.project_info.get("datasets", {}).get(self.party, [])]
         sizes = {
@@ -369,6 +381,11 @@ class ScoringApp(RunsApp):
             )
         if not self.models:
             return "No model has been trained in this project yet: train one on the Modeling dashboard."
+        if self.chosen_model() is None:
+            return (
+                "Choose a model: each model of this project was trained with warnings (marked ⚠). Read them on "
+                "the Modeling dashboard, or train again with the settings they suggest."
+            )
         data = str(self.data.value or "")
         if not data:
             return "There are no rows to score yet: authorise a dataset or run a PSI or a split first."
@@ -545,7 +562,7 @@ class ScoringApp(RunsApp):
             problem = "No scores to download here: show a succeeded scoring run (the scores are the guest's)."
             self.download.value = f'<div class="fb-message">{escape(problem)}</div>'
             raise FormError(problem, {"run": problem})
-        csv = self.scores.to_csv(index=False).encode()
+        csv = table_to_csv_bytes(self.scores)
         buffer = io.BytesIO()
         self.scores.to_parquet(buffer, index=False)
         parquet = buffer.getvalue()
@@ -653,7 +670,7 @@ class ScoringApp(RunsApp):
             self._quietly(self.show_run, change["new"])
 
 
-def app(workbench: Workbench | None = None) -> ScoringApp | widgets.HTML:
+def app(workbench: Workbench | None = None) -> ScoringApp | widgets.VBox:
     """The scoring dashboard, on `workbench` or on the node the environment names (see `connect_from_env`).
 
     When the node cannot be reached, a page saying so (and what to do) instead of a traceback.
@@ -661,4 +678,4 @@ def app(workbench: Workbench | None = None) -> ScoringApp | widgets.HTML:
     try:
         return ScoringApp(workbench or connect_from_env())
     except FedbenchError as exc:
-        return unavailable_page("Score customers", exc)
+        return unavailable_page("Score customers", exc, retry=app)

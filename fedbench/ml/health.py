@@ -1,0 +1,171 @@
+"""Model health: whether a training went wrong, judged by each party from the metrics it computed itself.
+
+`check_training` reads a training's loss per epoch, its weights and (for the guest) its AUC and returns a
+`Health`: `problems` make the step fail (a non-finite or exploding loss, non-finite weights, an AUC at or
+below chance); `warnings` let it succeed but are shown with the result (a loss that did not fall, an AUC
+barely above chance, a loss that stayed where all-zero weights put it, a loss still falling fast when five or
+more epochs ran out). Every sentence names what was seen and the parameter to change, with a value to try, in
+words a business user reads.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from fedbench.errors import FedbenchError
+
+__all__ = [
+    "CHANCE_AUC",
+    "EXPLODED_LOSS",
+    "GROWTH_FACTOR",
+    "Health",
+    "LEARNED_NOTHING",
+    "MIN_EPOCHS_JUDGED",
+    "ModelHealthError",
+    "STILL_FALLING",
+    "WEAK_AUC",
+    "check_training",
+    "safer_learning_rate",
+]
+
+GROWTH_FACTOR = 10.0
+"""A last-epoch loss this many times the first epoch's means the training diverged."""
+EXPLODED_LOSS = 100.0
+"""A loss above this diverged whatever the first epoch's was: the (Taylor) log-loss of all-zero weights is
+ln 2 = 0.69 and training only lowers it, so 100 means scores far outside any sensible range."""
+CHANCE_AUC = 0.5
+"""An AUC at or below this ranks rows no better than a coin: the model is unusable."""
+WEAK_AUC = 0.55
+"""An AUC below this is barely better than chance: the model is kept, with a warning."""
+STILL_FALLING = 0.02
+"""A loss that fell by more than this share in the last epoch had not settled when the epochs ran out."""
+MIN_EPOCHS_JUDGED = 5
+"""Fewer epochs are a quick try whose loss always still falls: a still-falling loss is warned of from 5 on."""
+LEARNED_NOTHING = 0.99 * math.log(2.0)
+"""A final loss at or above this is (within 1%) what all-zero weights give: the model learned almost nothing."""
+
+
+class ModelHealthError(FedbenchError):
+    """A training ended with a model that must not be used: its loss diverged or it ranks no better than chance."""
+
+    code = "model_health"
+
+
+@dataclass
+class Health:
+    """What a party concluded of its training: `problems` fail the step, `warnings` are shown with it."""
+
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """Whether the model may be used (it may still carry warnings)."""
+        return not self.problems
+
+    def raise_if_broken(self) -> None:
+        """Raise `ModelHealthError` with every problem when the model must not be used."""
+        if self.problems:
+            raise ModelHealthError(" ".join(self.problems))
+
+
+def _show(value: float) -> str:
+    """A loss as a person reads it: 0.59, 0.693, 250, 4.1e+07."""
+    if not math.isfinite(value):
+        return "not a number" if math.isnan(value) else "infinite"
+    return f"{value:.3g}" if abs(value) < 1000 else f"{value:.2g}"
+
+
+def safer_learning_rate(learning_rate: float) -> float:
+    """A learning rate to suggest after a divergence: 0.1, or a tenth of the one used if that is smaller."""
+    return 0.1 if learning_rate > 0.1 else float(f"{learning_rate / 10:.1g}")
+
+
+def _loss_health(
+    losses: Sequence[float], learning_rate: float, epochs: int, name: str, health: Health
+) -> None:
+    if not losses:
+        return
+    first, last = float(losses[0]), float(losses[-1])
+    lower = f"lower learning_rate, e.g. {safer_learning_rate(learning_rate):g}"
+    bad = next((float(v) for v in losses if not math.isfinite(float(v))), None)
+    if bad is not None:
+        health.problems.append(
+            f"The {name} became {_show(bad)} during training: the weights diverged; {lower}."
+        )
+        return
+    worst = max(float(v) for v in losses)
+    if worst > EXPLODED_LOSS or (len(losses) > 1 and first > 0 and last > GROWTH_FACTOR * first):
+        peak = last if last > first else worst
+        grew = f"grew from {_show(first)} to {_show(peak)}" if peak > first else f"reached {_show(peak)}"
+        health.problems.append(f"The {name} {grew}: the training diverged; {lower}.")
+        return
+    if len(losses) < 2:
+        return
+    if last >= first:
+        health.warnings.append(
+            f"The {name} did not fall ({_show(first)} at the first epoch, {_show(last)} at the last): "
+            f"{lower}, or check that the features relate to the label."
+        )
+        return
+    if last >= LEARNED_NOTHING:
+        raise_it = (
+            f"raise learning_rate (e.g. {min(0.5, max(0.15, learning_rate * 10)):g}) or epochs"
+            if learning_rate < 0.5
+            else "raise epochs"
+        )
+        health.warnings.append(
+            f"The model learned almost nothing: its {name} ended at {_show(last)}, about what a model without "
+            f"features gives ({math.log(2.0):.2f}); {raise_it}, or check that the features relate to the label."
+        )
+        return
+    previous = float(losses[-2])
+    still_falling = previous > 0 and (previous - last) / previous > STILL_FALLING
+    if epochs >= MIN_EPOCHS_JUDGED and len(losses) >= epochs and still_falling:
+        health.warnings.append(
+            f"The {name} was still falling fast when the {epochs} epochs ran out "
+            f"({_show(previous)} to {_show(last)} in the last one): the model may be under-trained; "
+            f"raise epochs, e.g. {min(1000, max(epochs * 2, epochs + 5))}."
+        )
+
+
+def check_training(
+    *,
+    losses: Sequence[float] | dict[str, Sequence[float]] | None,
+    learning_rate: float,
+    epochs: int,
+    weights: np.ndarray | None = None,
+    auc: float | None = None,
+    auc_rows: str = "validation",
+) -> Health:
+    """Judge one party's training from what it computed itself.
+
+    `losses`: the loss per epoch (a dict of them per class, one-vs-rest); `epochs`: the most epochs allowed;
+    `weights`: our weights; `auc`: the binary model's AUC on `auc_rows` ("validation" or "training").
+    """
+    health = Health()
+    per_class = losses if isinstance(losses, dict) else {"": losses or []}
+    for k, values in per_class.items():
+        _loss_health(list(values), learning_rate, epochs, f"loss of class {k}" if k else "loss", health)
+    if weights is not None and not np.all(np.isfinite(np.asarray(weights, dtype=np.float64))):
+        health.problems.append(
+            "Some of the model's weights are not numbers: the training diverged; "
+            f"lower learning_rate, e.g. {safer_learning_rate(learning_rate):g}."
+        )
+    if auc is not None and health.ok:
+        if not math.isfinite(auc) or auc <= CHANCE_AUC:
+            health.problems.append(
+                f"The model's AUC on the {auc_rows} rows is {_show(auc)}, no better than chance: it ranks rows "
+                f"no better than a coin toss. Lower learning_rate (e.g. {safer_learning_rate(learning_rate):g}), "
+                "or check that the label and the features are the right columns."
+            )
+        elif auc < WEAK_AUC:
+            health.warnings.append(
+                f"The model's AUC on the {auc_rows} rows is {auc:.3f}, barely better than chance: check the "
+                "features and the label before using it."
+            )
+    return health
