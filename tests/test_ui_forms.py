@@ -261,6 +261,13 @@ def test_monitor_redraws_metric_chart_on_metric_events(project) -> None:
         view._drawn_at = 0.0
     (shown,) = view.chart.outputs
     assert shown["data"]["image/png"]
+    timed = ui.monitor(run, start=False)
+    for i in range(3):
+        timed.apply(
+            {"type": "metric", "step": "row_count", "name": "epoch_seconds", "value": 2.0, "iteration": i}
+        )
+        timed._drawn_at = 0.0
+    assert timed.chart.outputs == (), "timings are not charted for the people watching a run"
     view.apply({"type": "log", "step": "row_count", "message": "iteration 5 done"})
     assert "iteration 5 done" in view.logs.value
 

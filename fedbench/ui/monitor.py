@@ -259,12 +259,14 @@ class RunMonitor(widgets.VBox):
         self.logs.value = '<pre class="fb-log-lines">' + escape("\n".join(self._logs)) + "</pre>"
 
     def _draw(self) -> None:
+        """Chart the model's metrics by iteration; timings (`*_seconds`) are said as time left, not drawn."""
         self._drawn_at = time.monotonic()
         self._dirty = False
         frame = pd.DataFrame(self._metrics)
         if frame.empty:
             return
-        per_iteration = frame[frame["iteration"].notna()]
+        timing = frame["name"].astype(str).str.endswith("_seconds")
+        per_iteration = frame[frame["iteration"].notna() & ~timing]
         if per_iteration.empty:
             return
         from fedbench.ui.plots import loss_curve
