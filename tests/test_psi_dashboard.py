@@ -102,6 +102,25 @@ def test_psi_app_shows_the_newest_psi_that_ran_and_leaves_out_runs_that_reused_o
     assert host.shown == ran.job_id, "a run the user picked stays shown on refresh"
 
 
+def test_a_psi_page_opened_while_a_psi_runs_follows_it(fed: Path) -> None:
+    guest = psi.app(fedbench.connect(home=fed / "guest"))
+    guest.choose_dataset("credit")
+    guest.settings.set(strip=False, lower=True, duplicates="first")
+    run = guest.run()
+    reloaded = psi.app(fedbench.connect(home=fed / "guest"))
+    partner = psi.app(fedbench.connect(home=fed / "host"))
+    for page in (reloaded, partner):
+        assert page.monitor is not None and page.monitor.run.job_id == run.job_id, "the PSI in progress shows"
+        assert page.run_button.disabled and run.job_id[:8] in page.message.text
+
+    def ended() -> bool:
+        outcome = reloaded.outcome
+        return outcome is not None and outcome.job_id == run.job_id and bool(outcome.intersection)
+
+    _until(ended, "the reloaded page shows the PSI's result when it ends", 120.0)
+    assert reloaded.monitor.state == "succeeded" and reloaded.shown == run.job_id
+
+
 def _until(check, what: str, timeout: float = 20.0) -> None:
     give_up = time.monotonic() + timeout
     while not check():

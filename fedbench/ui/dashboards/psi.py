@@ -25,7 +25,7 @@ import traitlets
 
 from fedbench import components
 from fedbench.client.projects import Project
-from fedbench.client.runs import Output, Run
+from fedbench.client.runs import TERMINAL, Output, Run
 from fedbench.client.workbench import Workbench
 from fedbench.errors import FedbenchError
 from fedbench.pipeline import Pipeline
@@ -234,8 +234,26 @@ class PsiApp(DashboardApp):
         self._partner_datasets()
         self.terms.value = terms_html(info)
         self._set_permission(self.cannot_run())
-        self._show_runs(self._psi_runs(name))
+        runs = self._psi_runs(name)
+        self._show_runs(runs)
+        self._follow_running(runs)
         return project
+
+    def _follow_running(self, runs: list[dict[str, Any]]) -> None:
+        """A page opened (or reloaded) while a PSI of the project is in progress shows its live progress."""
+        if self._running():
+            return
+        running = next((r for r in runs if r.get("state") not in TERMINAL), None)
+        if running is None:
+            return
+        self.run_button.disabled = True
+        self.message.ok(f"PSI {str(running['job_id'])[:8]} is in progress: its progress shows below.")
+        self.monitor = RunMonitor(Run(self.workbench.node, running), on_end=self._ended, show_results=False)
+        self.monitor_area.children = (self.monitor,)
+        self.monitor.start()
+
+    def _running(self) -> bool:
+        return self.monitor is not None and self.monitor.state not in TERMINAL
 
     def choose_dataset(self, name: str, partner_dataset: str | None = None) -> None:
         """Choose our dataset (one authorised in the project) and, optionally, the partner's."""
@@ -516,7 +534,7 @@ class PsiApp(DashboardApp):
             return "id"
 
     def _set_permission(self, reason: str | None) -> None:
-        self.run_button.disabled = reason is not None
+        self.run_button.disabled = reason is not None or self._running()
         self.permission.value = f'<span class="fb-help">{escape(reason)}</span>' if reason else ""
 
     def _who(self, party: str) -> str:
