@@ -18,7 +18,7 @@ from conftest import DATABASE_URL
 import fedbench
 from fedbench import sandbox
 from fedbench.client.workbench import Workbench
-from fedbench.ui.dashboards import modeling
+from fedbench.ui.dashboards import modeling, scoring
 from fedbench.ui.dashboards.templates import modeling_templates
 from fedbench.ui.errors import FormError
 
@@ -128,6 +128,20 @@ def test_a_project_on_uploaded_data_trains_from_the_modeling_dashboard(
     assert sorted(host_model["design"]["features"]) == ["balance", "products"]
     guest_model = run.output("model", step="train").value()
     assert sorted(guest_model["design"]["features"]) == ["income", "tenure"], "label and ID are no features"
+
+    keys = {step["step"]: step["key"] for step in run.steps().to_dict("records")}
+    scoring_page = scoring.app(guest_wb)
+    (model,) = [m for m in scoring_page.models if m.job_id == run.job_id]
+    scoring_page.choose_model(model.artifact_id)
+    assert scoring_page.data.value == f"artifact:{keys['prep_test']}:data", (
+        "a model trained on preprocessed rows scores the preprocessed test rows by default"
+    )
+
+    guest.include["selection"].value = True
+    guest._restore(guest_wb.node.call("runs.get", job_id=run.job_id))
+    assert guest.include["preprocess"].value and not guest.include["selection"].value, (
+        "a page following a run shows the steps it kept and left out"
+    )
 
 
 def test_the_dashboard_says_in_plain_words_when_our_dataset_has_no_label(

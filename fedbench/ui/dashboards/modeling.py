@@ -54,7 +54,12 @@ from fedbench.ui.dashboards.modeling_result import (
     settings_text,
 )
 from fedbench.ui.dashboards.projects import RELEASE_LABELS
-from fedbench.ui.dashboards.templates import TRAIN_COMPONENT, PipelineTemplate, modeling_templates
+from fedbench.ui.dashboards.templates import (
+    OPTIONAL_STEPS,
+    TRAIN_COMPONENT,
+    PipelineTemplate,
+    modeling_templates,
+)
 from fedbench.ui.errors import FormError, PlotError
 from fedbench.ui.fields import ModelFields
 from fedbench.ui.monitor import RunMonitor
@@ -305,6 +310,9 @@ class ModelingApp(RunsApp):
         template = next((n for n, t in self.templates.items() if t.pipeline.name == info.get("name")), None)
         if template is not None:
             self.choose_template(template)
+        ran = {str(s.get("component")) for s in info.get("steps", [])}
+        for group, box in self.include.items():
+            box.value = any(component in ran for component in OPTIONAL_STEPS[group])
         chosen: dict[str, str] = {}
         for step in info.get("steps", []):
             for ref in dict(step.get("inputs") or {}).values():

@@ -315,9 +315,16 @@ class ScoringApp(RunsApp):
         self._data_changed()
 
     def _test_rows_of(self, entry: ModelEntry | None) -> str | None:
-        """The choice of the test rows split off in the run that trained `entry` (None if it split none)."""
+        """The test rows of the run that trained `entry`, as that run's own scoring read them (prepared as the
+        model was trained, e.g. preprocessed), else the test rows its split made (None if it made none)."""
         info = next((r for r in self.project_runs if entry is not None and r["job_id"] == entry.job_id), None)
-        split = step_of(info, "split") if info is not None else None
+        if info is None:
+            return None
+        score = step_of(info, COMPONENT)
+        read = dict((score or {}).get("inputs") or {}).get("data")
+        if isinstance(read, dict) and isinstance(read.get("artifact"), str):
+            return f"artifact:{read['artifact']}"
+        split = step_of(info, "split")
         return f"artifact:{split['key']}:test" if split is not None else None
 
     def _data_changed(self) -> None:
