@@ -318,7 +318,9 @@ def test_the_guest_trains_retrains_scores_and_downloads_the_scores(
         lambda: _plain(scoring.input_value(".fb-scoring-model select")).startswith(f"run {again}"),
         "the newest healthy model is offered first",
     )
-    assert _plain(scoring.input_value(".fb-scoring-data select")).startswith(f"test rows of run {again}")
+    assert _plain(scoring.input_value(".fb-scoring-data select")).startswith(
+        f"rows of run {again} (prep_test"
+    ), "the test rows preprocessed as the model's training rows were"
     before = scoring.inner_text(".fb-scoring-run-card .fb-notice")
     scoring.click(".fb-scoring-run")
     scored = _started(scoring, ".fb-scoring-run-card", before)
