@@ -19,6 +19,19 @@ from fedbench.net.tls import TlsMaterial
 from fedbench.net.transport import GrpcTransport
 from fedbench.node.config import NodeHome
 
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+    "--no-first-run",
+    "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1, EXCLUDE localhost",
+]
+
 DATABASE_URL = os.environ.get("FEDBENCH_TEST_DATABASE_URL")
 """When set (e.g. postgresql://localhost/fb_{sandbox}_{party}), every test sandbox stores metadata there."""
 
@@ -156,3 +169,21 @@ def channel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JobChannel]:
     yield JobChannel(Federation(root), run.job_id, project.info["id"])
     run.cancel()
     sandbox.down(root)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's chromium through playwright (never `playwright install`), for the dashboards' browser tests."""
+    if not CHROMIUM.exists():
+        pytest.fail(
+            f"no browser at {CHROMIUM}: the dashboard tests need Debian's chromium; install it with "
+            "`bash scripts/ci/install-browser.sh` (as root). Do not run `playwright install`."
+        )
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        yield chromium
+        chromium.close()

@@ -22,8 +22,6 @@ import pandas as pd
 import pytest
 from conftest import DATABASE_URL
 from test_dashboards_browser import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     _dashboards,
     _notice_after,
     _open,
@@ -110,23 +108,6 @@ def guest_url(fed: Path) -> Iterator[str]:
 def host_url(fed: Path) -> Iterator[str]:
     with _dashboards(fed, "host", fed / "voila-host.log") as url:
         yield url
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        pytest.fail(
-            f"no browser at {CHROMIUM}: the dashboard tests need Debian's chromium; install it with "
-            "`bash scripts/ci/install-browser.sh` (as root). Do not run `playwright install`."
-        )
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture

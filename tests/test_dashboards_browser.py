@@ -28,19 +28,7 @@ from fedbench import sandbox
 from fedbench.cli.dashboards import DASHBOARDS
 from fedbench.pipeline import Pipeline
 
-CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).parent / "artifacts"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-quic",
-    "--no-first-run",
-    "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1, EXCLUDE localhost",
-]
 
 
 def _free_port() -> int:
@@ -150,23 +138,6 @@ def guest_url(fed: Path) -> Iterator[str]:
 def host_url(fed: Path) -> Iterator[str]:
     with _dashboards(fed, "host", fed / "voila-host.log") as url:
         yield url
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        pytest.fail(
-            f"no browser at {CHROMIUM}: the dashboard tests need Debian's chromium; install it with "
-            "`bash scripts/ci/install-browser.sh` (as root). Do not run `playwright install`."
-        )
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture

@@ -32,18 +32,6 @@ from fedbench.cli.dashboards import DASHBOARDS
 from fedbench.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-quic",
-    "--no-first-run",
-    "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1, EXCLUDE localhost",
-]
 CLOSED_S = 3
 """`--cull-closed` of the served dashboards: a closed page's kernel goes this long after it closed."""
 IDLE_S = 40
@@ -182,23 +170,6 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait()
         sandbox.down(root)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        pytest.fail(
-            f"no browser at {CHROMIUM}: the dashboard tests need Debian's chromium; install it with "
-            "`bash scripts/ci/install-browser.sh` (as root). Do not run `playwright install`."
-        )
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture
