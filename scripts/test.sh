@@ -9,5 +9,5 @@ bash scripts/ci/install-compose.sh
 python3 -m pip install --quiet --disable-pip-version-check -e '.[test,postgres]'
 python3 -m ruff check fedbench tests benchmarks
 python3 -m mypy
-python3 -m pytest -q "$@"
+python3 -m pytest -q --durations=25 "$@"
 bash scripts/ci/test-postgres.sh

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
 from conftest import PLUGINS, Federation, up_with_test_components
 
 from fedbench import sandbox
+from fedbench.client.runs import TERMINAL
 from fedbench.node.config import NodeHome
 
 ROGUE_ENV = "FB_ROGUE"
@@ -66,3 +68,18 @@ def restart_rogue(root: Path, settings: dict[str, Any], *, rogue: str = "guest")
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+def victim_run_ended(project: Any, job_id: str, timeout: float = 300.0) -> str:
+    """Wait until the victim's own record of a job is final and return its state.
+
+    The attacker's run can fail (on the victim's error message) before the victim's node has written the
+    refusal to its audit log; the victim audits before it marks the job ended, so a test reads the audit
+    only after this returns.
+    """
+    deadline = time.monotonic() + timeout
+    while (state := project.run_by_id(job_id).status) not in TERMINAL:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the victim's run {job_id} is still {state!r} after {timeout:.0f} s")
+        time.sleep(0.2)
+    return state

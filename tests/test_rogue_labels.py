@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from rogue import restart_rogue, rogue_sandbox
+from rogue import restart_rogue, rogue_sandbox, victim_run_ended
 
 import fedbench
 from fedbench import sandbox
@@ -58,12 +58,12 @@ def _refusals(wb: Any) -> pd.DataFrame:
 def test_a_guest_sending_powers_of_two_learns_no_row_of_any_host_bin(labels):
     before = len(_refusals(labels["host"]))
     project = labels["guest"].project("demo")
+    run = project.run("binning", data="breast_cancer", key_bits=1024, force=True)
     try:
-        run = project.run("binning", data="breast_cancer", key_bits=1024, force=True).wait(
-            show_progress=False
-        )
+        run.wait(show_progress=False)
     except RunFailed as exc:
         error = str(exc)
+        victim_run_ended(labels["host"].project("demo"), run.job_id)
     else:
         model = run.output("model").value()
         truth = _host_bins()

@@ -19,7 +19,7 @@ import gmpy2
 import numpy as np
 import pytest
 from gmpy2 import mpz
-from rogue import restart_rogue, rogue_sandbox
+from rogue import restart_rogue, rogue_sandbox, victim_run_ended
 
 import fedbench
 from fedbench import sandbox
@@ -273,8 +273,10 @@ def test_a_victim_node_refuses_a_malformed_peer_key_audits_it_and_keeps_serving(
         for deviation, match in (("even", "is even"), ("hs", "obfuscation base")):
             if deviation != "even":
                 restart_rogue(root, {"key": deviation}, rogue="guest")
+            run = guest.run_pipeline(_training())
             with pytest.raises(FedbenchError, match=match):
-                guest.run_pipeline(_training()).wait(show_progress=False)
+                run.wait(show_progress=False)
+            victim_run_ended(host.project("demo"), run.job_id)
             audit = host.audit()
             refused = audit[(audit["action"] == "step.hetero_lr") & ~audit["allowed"].astype(bool)]
             assert refused["reason"].str.contains(match).any(), refused.to_dict("records")

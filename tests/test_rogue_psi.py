@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from rogue import restart_rogue, rogue_sandbox
+from rogue import restart_rogue, rogue_sandbox, victim_run_ended
 
 import fedbench
 from fedbench import sandbox
@@ -81,6 +81,7 @@ def test_a_counting_side_that_tags_each_id_learns_which_matched(fed: Path, tmp_p
     try:
         run.wait(timeout=300, show_progress=False)
     except RunFailed:
+        victim_run_ended(host, run.job_id)
         assert not _host_refusals(fed, "psi").empty, "a refusal must be audited on the victim"
         _victim_still_serves_an_honest_psi(fed)
         return
@@ -99,9 +100,11 @@ def test_a_counting_side_that_tags_each_id_learns_which_matched(fed: Path, tmp_p
 
 def test_a_peer_bringing_more_ids_than_our_terms_allow_is_refused_and_audited(fed: Path) -> None:
     restart_rogue(fed, {"psi": "oversize", "extra_ids": 40})
-    guest, _, data = _project(fed, [f"c{i}" for i in range(60)], [f"c{i}" for i in range(30, 90)])
+    guest, host, data = _project(fed, [f"c{i}" for i in range(60)], [f"c{i}" for i in range(30, 90)])
+    run = guest.run("psi", data=data, id_column="id")
     with pytest.raises(RunFailed, match="max_peer_rows"):
-        guest.run("psi", data=data, id_column="id").wait(timeout=300, show_progress=False)
+        run.wait(timeout=300, show_progress=False)
+    victim_run_ended(host, run.job_id)
     refused = _host_refusals(fed, "declared 100 rows, more than the 60 rows")
     assert len(refused) == 1 and refused["action"].iloc[0] == "step.psi"
     _victim_still_serves_an_honest_psi(fed)
@@ -109,9 +112,11 @@ def test_a_peer_bringing_more_ids_than_our_terms_allow_is_refused_and_audited(fe
 
 def test_a_peer_sending_more_values_than_it_declared_is_refused_and_audited(fed: Path) -> None:
     restart_rogue(fed, {"psi": "overflow", "extra_values": 7})
-    guest, _, data = _project(fed, [f"c{i}" for i in range(60)], [f"c{i}" for i in range(30, 90)])
+    guest, host, data = _project(fed, [f"c{i}" for i in range(60)], [f"c{i}" for i in range(30, 90)])
+    run = guest.run("psi", data=data, id_column="id")
     with pytest.raises(RunFailed, match="more 'x1' values than it declared"):
-        guest.run("psi", data=data, id_column="id").wait(timeout=300, show_progress=False)
+        run.wait(timeout=300, show_progress=False)
+    victim_run_ended(host, run.job_id)
     refused = _host_refusals(fed, "more 'x1' values than it declared (67 in one chunk, 60 left")
     assert len(refused) == 1 and refused["action"].iloc[0] == "step.psi"
     _victim_still_serves_an_honest_psi(fed)

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from rogue import restart_rogue, rogue_sandbox
+from rogue import restart_rogue, rogue_sandbox, victim_run_ended
 
 import fedbench
 from fedbench import sandbox
@@ -108,9 +108,11 @@ def _refusals(wb: Any) -> pd.DataFrame:
 def _attempt(scoring: dict[str, Any], **params: Any) -> tuple[pd.DataFrame | None, str]:
     """Run a score job as the rogue guest: its output (the host's partial scores) or the run's error."""
     project = scoring["guest"].project(PROJECT)
+    run = project.run("score", model=scoring["model"], data="sc", **params)
     try:
-        run = project.run("score", model=scoring["model"], data="sc", **params).wait(show_progress=False)
+        run.wait(show_progress=False)
     except RunFailed as exc:
+        victim_run_ended(scoring["host"].project(PROJECT), run.job_id)
         return None, str(exc)
     return run.output("scores").to_pandas(), ""
 
@@ -151,8 +153,10 @@ def test_training_on_the_raw_dataset_sends_no_partial_scores_of_unreleased_rows(
     """hetero_lr's training scores (`score_rows`) are per-row partial scores too: the same check applies."""
     before = len(_refusals(scoring["host"]))
     project = scoring["guest"].project(PROJECT)
+    run = project.run("hetero_lr", train="sc", key_bits=1024, epochs=1, batch_size=0)
     with pytest.raises(RunFailed, match="not released to 'guest' by a PSI of this project"):
-        project.run("hetero_lr", train="sc", key_bits=1024, epochs=1, batch_size=0).wait(show_progress=False)
+        run.wait(show_progress=False)
+    victim_run_ended(scoring["host"].project(PROJECT), run.job_id)
     assert len(_refusals(scoring["host"])) == before + 1
 
 
