@@ -1,8 +1,9 @@
 """fedbench: a Jupyter-native workbench for federated learning (PSI, vertical and horizontal modeling).
 
 Start with `wb = fedbench.connect()`: it brings up the local sandbox federation if needed and returns a
-`Workbench` on the `guest` party's node. `fedbench.ui` (forms, monitors, charts) is imported on first use,
-so a plain `import fedbench` (a node, the CLI) does not load ipywidgets.
+`Workbench` on the `guest` party's node. The public names load on first use (PEP 562), so a plain
+`import fedbench` (a node's worker, the CLI) pulls in neither the client, the sandbox, sqlmodel, pandas or
+gRPC, nor `fedbench.ui` (ipywidgets).
 """
 
 from __future__ import annotations
@@ -10,19 +11,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
-
-from fedbench.client import (  # noqa: E402
-    Dataset,
-    Datasets,
-    NodeClient,
-    PeerStatus,
-    Project,
-    Projects,
-    Workbench,
-    connect,
-)
-from fedbench.errors import (  # noqa: E402
+from fedbench.errors import (
     CertificateError,
     CodecError,
     ConfigError,
@@ -36,8 +25,29 @@ from fedbench.errors import (  # noqa: E402
     Unauthenticated,
 )
 
+__version__ = "0.1.0"
+
 if TYPE_CHECKING:
     from fedbench import ui
+    from fedbench.client.connect import connect
+    from fedbench.client.control import NodeClient
+    from fedbench.client.datasets import Dataset, Datasets
+    from fedbench.client.projects import Project, Projects
+    from fedbench.client.workbench import PeerStatus, Workbench
+    from fedbench.components.simulate import simulate
+
+_LAZY = {
+    "Dataset": "fedbench.client",
+    "Datasets": "fedbench.client",
+    "NodeClient": "fedbench.client",
+    "PeerStatus": "fedbench.client",
+    "Project": "fedbench.client",
+    "Projects": "fedbench.client",
+    "Workbench": "fedbench.client",
+    "connect": "fedbench.client",
+    "simulate": "fedbench.components",
+}
+"""Public names defined elsewhere, by the module that holds each; imported when first asked for."""
 
 __all__ = [
     "CertificateError",
@@ -61,6 +71,7 @@ __all__ = [
     "__version__",
     "connect",
     "load_ipython_extension",
+    "simulate",
     "ui",
 ]
 
@@ -73,7 +84,17 @@ def load_ipython_extension(ipython: object) -> None:
 
 
 def __getattr__(name: str) -> Any:
-    """`fedbench.ui`, imported when first asked for (it loads ipywidgets, which nodes and the CLI never need)."""
+    """A public name (or `fedbench.ui`) imported when first asked for, then kept as a module attribute."""
     if name == "ui":
         return importlib.import_module("fedbench.ui")
-    raise AttributeError(f"module 'fedbench' has no attribute {name!r}")
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'fedbench' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    """The loaded attributes and every public name, loaded or not (for tab completion)."""
+    return sorted(set(globals()) | set(__all__))

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+import fedbench
 from fedbench import sandbox
 from fedbench.client.control import NodeClient
 from fedbench.net.certs import PartyCredentials
@@ -40,15 +41,21 @@ PLUGINS = str(Path(__file__).parent / "plugins")
 """Test-only components (e.g. `slow`), loaded by nodes started with `up_with_test_components`."""
 
 
-def up_with_test_components(root: Path, *, demo_data: bool = False, arbiter: bool = False) -> None:
-    """Start a sandbox whose nodes also import the test-only components of tests/plugins."""
+def up_with_test_components(
+    root: Path,
+    *,
+    demo_data: bool = False,
+    arbiter: bool = False,
+    modules: tuple[str, ...] = ("fb_test_components",),
+) -> None:
+    """Start a sandbox whose nodes (not this kernel) also import the test-only component `modules` of tests/plugins."""
     old = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = PLUGINS + (os.pathsep + old if old else "")
     try:
         sandbox.up(
             root,
             demo_data=demo_data,
-            component_modules=["fb_test_components"],
+            component_modules=list(modules),
             database_url=DATABASE_URL,
             arbiter=arbiter,
         )
@@ -57,6 +64,23 @@ def up_with_test_components(root: Path, *, demo_data: bool = False, arbiter: boo
             os.environ.pop("PYTHONPATH")
         else:
             os.environ["PYTHONPATH"] = old
+
+
+def small_two_party_project(root: Path, name: str) -> None:
+    """On a started sandbox at `root`: a project `name` between guest and host over one 20-row table `t` each."""
+    import pandas as pd
+
+    guest = fedbench.connect(home=root / "guest")
+    host = fedbench.connect(home=root / "host")
+    ids = [f"u{i}" for i in range(20)]
+    guest.datasets.upload(
+        pd.DataFrame({"id": ids, "y": [i % 2 for i in range(20)]}), name="t", id_column="id"
+    )
+    host.datasets.upload(
+        pd.DataFrame({"id": ids, "x": [float(i) for i in range(20)]}), name="t", id_column="id"
+    )
+    guest.projects.propose(name, partners="host", datasets=["t"], jobs_per_day=10_000)
+    host.projects.accept(name, datasets=["t"])
 
 
 def job_states(root: Path, party: str, job_id: str, *, settle: bool = True) -> tuple[str, dict[str, str]]:

@@ -185,7 +185,7 @@ def test_validation_and_keys_with_an_optional_role_left_out(roll_call):
 
 
 def test_ctx_peer_of_an_absent_optional_role_says_so():
-    from fedbench.components.context import Context, TaskIO
+    from fedbench.federation import Context, TaskIO
 
     context = Context(
         party="g",

@@ -4,8 +4,8 @@ and the host sums only labels proved to be 0 or 1, over bins it recounted itself
 
 from __future__ import annotations
 
-import threading
 import warnings
+from dataclasses import replace
 from typing import Any
 
 import gmpy2
@@ -13,43 +13,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from fedbench.components import RecordedMessage, RoleFailed, get, simulate
 from fedbench.components.builtin.binning import (
-    BinningParams,
     BinningRefused,
     _check_own_bins,
     assign_bins,
     fit_bins,
-    guest,
-    host,
     label_proof_context,
 )
-from fedbench.components.context import Context, TaskIO
 from fedbench.crypto.paillier import EncryptedVector, PublicKey, generate_keypair
 from fedbench.crypto.paillier.proofs import encrypt_bits
-from fedbench.net.transport import InMemoryFederation
+from fedbench.federation import Context
 
-
-def _context(
-    federation: InMemoryFederation, party: str, table: pd.DataFrame, outputs: dict[str, Any]
-) -> Context:
-    io = TaskIO(
-        read_input=lambda name: table,
-        write_output=outputs.__setitem__,
-        emit=lambda event: None,
-        is_cancelled=lambda: False,
-    )
-    roles = {"guest": ["guest"], "host": ["host"]}
-    return Context(
-        party=party,
-        role=party,
-        roles=roles,
-        job_id="job",
-        step="binning",
-        params=None,
-        transport=federation.transport(party),
-        io=io,
-        recv_timeout=60,
-    )
+pytestmark = pytest.mark.filterwarnings("ignore::fedbench.crypto.paillier.WeakKeyWarning")
 
 
 def test_host_sums_are_rerandomized_before_they_go_back():
@@ -63,31 +39,22 @@ def test_host_sums_are_rerandomized_before_they_go_back():
         }
     )
     host_table = pd.DataFrame({"id": guest_table["id"], "h": rng.normal(size=rows)})
-    federation = InMemoryFederation(["guest", "host"])
-    wire: dict[str, Any] = {}
-    deliver = federation._deliver
-
-    def recording(sender: str, receiver: str, key: str, payload: Any) -> None:
-        wire[key.rsplit("/", 1)[-1]] = payload
-        deliver(sender, receiver, key, payload)
-
-    federation._deliver = recording  # type: ignore[method-assign]
-    params = BinningParams(label="y", key_bits=1024, bins=4, min_bin_count=20)
-    guest_out: dict[str, Any] = {}
-    host_out: dict[str, Any] = {}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        worker = threading.Thread(
-            target=host, args=(_context(federation, "host", host_table, host_out), params)
-        )
-        worker.start()
-        guest(_context(federation, "guest", guest_table, guest_out), params)
-        worker.join(timeout=60)
+    record: list[RecordedMessage] = []
+    outputs = simulate(
+        "binning",
+        {"guest": guest_table, "host": host_table},
+        record=record,
+        label="y",
+        key_bits=1024,
+        bins=4,
+        min_bin_count=20,
+    )
+    wire = {message.tag: message.payload for message in record}
 
     public = PublicKey.from_dict(wire["labels"]["public_key"])
     labels = EncryptedVector.from_dict(public, wire["labels"]["labels"]).ciphertexts
     sums = EncryptedVector.from_dict(public, wire["sums"]["sums"]).ciphertexts
-    bins = host_out["model"]["features"]["h"]
+    bins = outputs["host"]["model"]["features"]["h"]
     index = assign_bins(host_table["h"].to_numpy(), bins)
     nsq = gmpy2.mpz(public.n) ** 2
     assert len(sums) == len(bins["counts"]) >= 2
@@ -104,26 +71,20 @@ def _host_against(message: Any, rows: int = 60) -> str:
     """Run the host role against a guest that sends `message` as its labels; the host's error."""
     rng = np.random.default_rng(3)
     table = pd.DataFrame({"id": [f"u{i}" for i in range(rows)], "h": rng.normal(size=rows)})
-    federation = InMemoryFederation(["guest", "host"])
-    ctx = _context(federation, "guest", table, {})
-    params = BinningParams(key_bits=1024, bins=3, min_bin_count=10)
-    errors: list[str] = []
 
-    def run_host() -> None:
-        try:
-            host(_context(federation, "host", table, {}), params)
-        except Exception as exc:
-            errors.append(f"{type(exc).__name__}: {exc}")
+    def rogue_guest(ctx: Context, params: Any) -> None:
+        peer = ctx.peer("host")
+        peer.send("rows", rows)
+        peer.recv("rows")
+        peer.send("labels", message(ctx) if callable(message) else message)
 
-    worker = threading.Thread(target=run_host)
-    worker.start()
-    peer = ctx.peer("host")
-    peer.send("rows", rows)
-    peer.recv("rows")
-    peer.send("labels", message(ctx) if callable(message) else message)
-    worker.join(timeout=60)
-    assert errors, "the host summed the labels"
-    return errors[0]
+    binning = get("binning")
+    rogue = replace(binning, functions={**binning.functions, "guest": rogue_guest})
+    with pytest.raises(RoleFailed) as failed:
+        simulate(rogue, {"guest": table, "host": table}, key_bits=1024, bins=3, min_bin_count=10)
+    assert failed.value.party == "host", "the host summed the labels"
+    error = failed.value.error
+    return f"{type(error).__name__}: {error}"
 
 
 @pytest.fixture(scope="module")

@@ -3,15 +3,17 @@ refuse unsafe or unsupported setups, and send the other party nothing in the cle
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import pytest
-from lr_harness import aligned, run_component
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.preprocessing import StandardScaler
 
 from fedbench import components
+from fedbench.components import RecordedMessage, RoleFailed, simulate
 from fedbench.components.spec import ParamsError
 from fedbench.crypto.paillier import generate_keypair
 from fedbench.datasets import breast_cancer_vertical
@@ -21,8 +23,22 @@ from fedbench.ml.design import sigmoid
 pytestmark = pytest.mark.filterwarnings("ignore::fedbench.crypto.paillier.WeakKeyWarning")
 
 
+def _aligned(guest: pd.DataFrame, host: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The two parties' rows of the IDs both hold, in the guest's order (what PSI would give)."""
+    common = guest[guest["id"].isin(set(host["id"]))].reset_index(drop=True)
+    return common, host.set_index("id").loc[common["id"]].reset_index()
+
+
 def _cancer() -> tuple[pd.DataFrame, pd.DataFrame]:
-    return aligned(*breast_cancer_vertical())
+    return _aligned(*breast_cancer_vertical())
+
+
+Events = list[tuple[str, dict[str, Any]]]
+
+
+def _losses(events: Events, party: str = "guest", name: str = "loss") -> list[float]:
+    """The values of one metric a party logged during a simulation, in order."""
+    return [e["value"] for p, e in events if p == party and e["type"] == "metric" and e["name"] == name]
 
 
 def _standardised(table: pd.DataFrame) -> np.ndarray:
@@ -69,19 +85,19 @@ def test_protocol_reproduces_the_plaintext_updates(protocol):
     inputs = {"guest": {"train": g}, "host": {"train": h}}
     if protocol == "coordinated":
         inputs["arbiter"] = {}
-    result = run_component("hetero_lr", params, inputs)
-    assert not result.errors, result.errors
+    events: Events = []
+    outputs = simulate("hetero_lr", inputs, events=events, **params)
     xg, xh = _standardised(g.drop(columns=["id", "y"])), _standardised(h.drop(columns=["id"]))
     wg, wh, losses = _plain_taylor_sgd(xg, xh, g["y"].to_numpy(float), 4, params["batch_size"], 0.5, 0.01, 0)
-    guest_model, host_model = result.outputs["guest"]["model"], result.outputs["host"]["model"]
+    guest_model, host_model = outputs["guest"]["model"], outputs["host"]["model"]
     np.testing.assert_allclose(guest_model["coef"][0], wg, atol=2e-4)
     np.testing.assert_allclose(host_model["coef"][0], wh, atol=2e-4)
-    np.testing.assert_allclose(result.losses(), losses, atol=1e-4)
+    np.testing.assert_allclose(_losses(events), losses, atol=1e-4)
     assert all(b < a for a, b in zip(losses, losses[1:], strict=False))
-    scores = result.outputs["guest"]["scores"]
+    scores = outputs["guest"]["scores"]
     expected = sigmoid(np.hstack([xg, np.ones((len(xg), 1))]) @ wg + xh @ wh)
     np.testing.assert_allclose(scores["score"], expected, atol=1e-3)
-    assert result.outputs["guest"]["metrics"]["train_auc"] == pytest.approx(
+    assert outputs["guest"]["metrics"]["train_auc"] == pytest.approx(
         roc_auc_score(g["y"], expected), abs=1e-3
     )
     assert guest_model["model_id"] == host_model["model_id"]
@@ -102,13 +118,13 @@ def test_coordinated_adam_l1_class_weights_match_sklearn_auc():
         "alpha": 0.001,
         "class_weight": "balanced",
     }
-    result = run_component("hetero_lr", params, {"guest": {"train": g}, "host": {"train": h}, "arbiter": {}})
-    assert not result.errors, result.errors
+    events: Events = []
+    outputs = simulate("hetero_lr", {"guest": g, "host": h, "arbiter": {}}, events=events, **params)
     x = StandardScaler().fit_transform(np.hstack([g.drop(columns=["id", "y"]), h.drop(columns=["id"])]))
     reference = LogisticRegression(max_iter=1000, class_weight="balanced").fit(x, g["y"])
-    ours = roc_auc_score(g["y"], result.outputs["guest"]["scores"]["score"])
+    ours = roc_auc_score(g["y"], outputs["guest"]["scores"]["score"])
     assert ours > roc_auc_score(g["y"], reference.predict_proba(x)[:, 1]) - 0.01
-    assert result.losses("arbiter") == result.losses("guest")
+    assert _losses(events, "arbiter") == _losses(events, "guest")
 
 
 def test_multiclass_trains_one_vs_rest():
@@ -120,31 +136,29 @@ def test_multiclass_trains_one_vs_rest():
     g = pd.DataFrame({"id": ids, "y": klass, "a0": a[:, 0], "a1": a[:, 1]})
     h = pd.DataFrame({"id": ids, "b0": b[:, 0], "b1": b[:, 1]})
     params = {"key_bits": 1024, "epochs": 6, "batch_size": 0, "learning_rate": 0.5, "alpha": 0.0}
-    result = run_component("hetero_lr", params, {"guest": {"train": g}, "host": {"train": h}})
-    assert not result.errors, result.errors
-    scores = result.outputs["guest"]["scores"]
+    events: Events = []
+    outputs = simulate("hetero_lr", {"guest": g, "host": h}, events=events, **params)
+    scores = outputs["guest"]["scores"]
     assert {"score_0", "score_1", "score_2", "pred"} <= set(scores.columns)
     assert (scores["pred"] == klass).mean() > 0.8
-    assert len(result.outputs["host"]["model"]["coef"]) == 3
-    assert result.losses(name="loss_class0") and result.losses(name="loss_class2")
+    assert len(outputs["host"]["model"]["coef"]) == 3
+    assert _losses(events, name="loss_class0") and _losses(events, name="loss_class2")
 
 
 def test_coordinated_refuses_an_unsafe_batch_size():
     g, h = _cancer()
     params = {"protocol": "coordinated", "key_bits": 1024, "epochs": 10, "batch_size": 120}
-    result = run_component("hetero_lr", params, {"guest": {"train": g}, "host": {"train": h}, "arbiter": {}})
-    assert "unsafe for the coordinated protocol" in str(result.errors["guest"])
-    assert "use a batch size of at least 210" in str(result.errors["guest"])
+    with pytest.raises(RoleFailed) as failed:
+        simulate("hetero_lr", {"guest": g, "host": h, "arbiter": {}}, **params)
+    assert "unsafe for the coordinated protocol" in str(failed.value.errors["guest"])
+    assert "use a batch size of at least 210" in str(failed.value.errors["guest"])
 
 
 def test_coordinated_needs_an_arbiter_and_sshe_refuses_nonlinear_updates():
     g, h = _cancer()
-    result = run_component(
-        "hetero_lr",
-        {"protocol": "coordinated", "key_bits": 1024},
-        {"guest": {"train": g}, "host": {"train": h}},
-    )
-    assert "needs a party in the arbiter role" in str(result.errors["guest"])
+    with pytest.raises(RoleFailed) as failed:
+        simulate("hetero_lr", {"guest": g, "host": h}, protocol="coordinated", key_bits=1024)
+    assert "needs a party in the arbiter role" in str(failed.value.errors["guest"])
     with pytest.raises(ParamsError, match="optimizer 'adam'.*need protocol 'coordinated'"):
         components.get("hetero_lr").validate_params({"optimizer": "adam"})
     with pytest.raises(ParamsError, match="penalty 'l1'"):
@@ -160,11 +174,11 @@ def test_sshe_sends_nothing_in_the_clear():
     """The host receives keys, ciphertexts, uniformly random ring shares and flags; never a float of the guest's."""
     g, h = _cancer()
     params = {"key_bits": 1024, "epochs": 2, "batch_size": 300, "score_rows": False}
-    result = run_component("hetero_lr", params, {"guest": {"train": g}, "host": {"train": h}})
-    assert not result.errors, result.errors
+    record: list[RecordedMessage] = []
+    outputs = simulate("hetero_lr", {"guest": g, "host": h}, record=record, **params)
     for receiver in ("host", "guest"):
         kinds = set()
-        for tag, payload in result.received[receiver]:
+        for tag, payload in [(m.tag, m.payload) for m in record if m.receiver == receiver]:
             kinds.add(tag)
             assert not isinstance(payload, np.ndarray), (receiver, tag)
             if tag in ("sshe.init", "sshe.loss"):
@@ -173,9 +187,9 @@ def test_sshe_sends_nothing_in_the_clear():
                 assert set(payload) == {"n_bits", "key_id", "exponent", "bound", "data"}
         assert "lr.scores" not in kinds
     labels = g["y"].to_numpy(float)
-    stored = str(result.outputs["host"]["model"])
+    stored = str(outputs["host"]["model"])
     assert "mean radius" not in stored and str(labels[:20].tolist()) not in stored
-    assert result.outputs["guest"]["scores"].empty
+    assert outputs["guest"]["scores"].empty
 
 
 def test_packed_matvec_is_exact_and_unpacks_per_row():
@@ -205,52 +219,54 @@ def test_ring_truncation_of_shares():
 def test_warm_start_continues_from_the_earlier_model():
     g, h = _cancer()
     params = {"key_bits": 1024, "epochs": 2, "batch_size": 0, "learning_rate": 0.5, "early_stopping": False}
-    first = run_component("hetero_lr", params, {"guest": {"train": g}, "host": {"train": h}})
-    assert not first.errors, first.errors
+    first = simulate("hetero_lr", {"guest": g, "host": h}, **params)
     warm = {
-        party: {"train": table, "warm_start": first.outputs[party]["model"]}
+        party: {"train": table, "warm_start": first[party]["model"]}
         for party, table in (("guest", g), ("host", h))
     }
-    second = run_component("hetero_lr", params, warm)
-    assert not second.errors, second.errors
-    cold = run_component("hetero_lr", {**params, "epochs": 4}, {"guest": {"train": g}, "host": {"train": h}})
-    np.testing.assert_allclose(second.losses(), cold.losses()[2:], atol=1e-4)
+    second: Events = []
+    simulate("hetero_lr", warm, events=second, **params)
+    cold: Events = []
+    simulate("hetero_lr", {"guest": g, "host": h}, events=cold, **{**params, "epochs": 4})
+    np.testing.assert_allclose(_losses(second), _losses(cold)[2:], atol=1e-4)
     mixed = {"guest": warm["guest"], "host": {"train": h}}
-    refused = run_component("hetero_lr", params, mixed)
-    assert "warm-start from different models" in str(refused.errors["host"])
+    with pytest.raises(RoleFailed) as refused:
+        simulate("hetero_lr", mixed, **params)
+    assert "warm-start from different models" in str(refused.value.errors["host"])
 
 
 def test_score_picks_ids_checks_alignment_and_the_project():
     g, h = _cancer()
     params = {"key_bits": 1024, "epochs": 2, "batch_size": 0, "learning_rate": 0.5}
-    trained = run_component("hetero_lr", params, {"guest": {"train": g}, "host": {"train": h}})
-    models = {p: trained.outputs[p]["model"] for p in ("guest", "host")}
+    trained = simulate("hetero_lr", {"guest": g, "host": h}, **params)
+    models = {p: trained[p]["model"] for p in ("guest", "host")}
     ids = [str(i) for i in g["id"].iloc[[5, 1, 9]]]
     shuffled = {"guest": g.sample(frac=1.0, random_state=1), "host": h.sample(frac=1.0, random_state=2)}
-    result = run_component(
+    scored = simulate(
         "score",
-        {"ids": ids, "scorecard": True},
         {
             p: {"model": models[p], "data": shuffled[p].assign(id=shuffled[p]["id"].astype(str))}
             for p in models
         },
+        ids=ids,
+        scorecard=True,
     )
-    assert not result.errors, result.errors
-    scores = result.outputs["guest"]["scores"]
+    scores = scored["guest"]["scores"]
     assert list(scores["id"]) == ids
-    full = trained.outputs["guest"]["scores"].set_index(trained.outputs["guest"]["scores"]["id"].astype(str))
+    full = trained["guest"]["scores"].set_index(trained["guest"]["scores"]["id"].astype(str))
     np.testing.assert_allclose(scores["score"], full.loc[ids, "score"], atol=1e-12)
     assert (np.diff(scores["points"][np.argsort(scores["score"].to_numpy())]) <= 0).all()
 
-    unaligned = run_component("score", {}, {p: {"model": models[p], "data": shuffled[p]} for p in models})
-    assert "IDs or their order differ" in str(unaligned.errors["guest"])
-    other = run_component(
-        "score",
-        {},
-        {p: {"model": models[p], "data": {"guest": g, "host": h}[p]} for p in models},
-        project={"id": "p-2", "name": "other"},
-    )
-    assert "trained in another project" in str(other.errors["guest"])
+    with pytest.raises(RoleFailed) as unaligned:
+        simulate("score", {p: {"model": models[p], "data": shuffled[p]} for p in models})
+    assert "IDs or their order differ" in str(unaligned.value.errors["guest"])
+    with pytest.raises(RoleFailed) as other:
+        simulate(
+            "score",
+            {p: {"model": models[p], "data": {"guest": g, "host": h}[p]} for p in models},
+            project={"id": "p-2", "name": "other"},
+        )
+    assert "trained in another project" in str(other.value.errors["guest"])
 
 
 def test_missing_values_are_refused_or_count_as_the_training_mean():

@@ -2,8 +2,8 @@
 with warnings kept on the run and shown by the dashboards, scoring never offers a warned model first, and the
 learning-rate bound keeps standardised data from diverging; plus the run-status wording of #15 item 10.
 
-The health rules are unit-tested on plain numbers; the coordinated protocol's arbiter in process (the harness of
-the protocol tests); the rest on one real two-party sandbox with small tables and 1024-bit keys, shared by
+The health rules are unit-tested on plain numbers; the coordinated protocol's arbiter in process
+(`components.simulate`); the rest on one real two-party sandbox with small tables and 1024-bit keys, shared by
 the module: one healthy, one weak (warned) and one diverging training.
 """
 
@@ -21,11 +21,12 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import job_states
-from lr_harness import run_component
 
 import fedbench
 from fedbench import sandbox
+from fedbench.client.records import Event
 from fedbench.client.runs import Run, _Bar, duration_words, timing_words
+from fedbench.components import RoleFailed, simulate
 from fedbench.components.builtin.hetero_lr import HeteroLRParams
 from fedbench.components.spec import ParamsError
 from fedbench.errors import NotFound
@@ -146,12 +147,11 @@ def test_the_quickstart_learning_rates_are_within_the_bound() -> None:
 def test_the_arbiter_stops_a_diverging_coordinated_training_from_the_loss_it_decrypted() -> None:
     guest, host = _tables(copies=10)
     params = {"protocol": "coordinated", "key_bits": 1024, "epochs": 8, "batch_size": 0, "learning_rate": 0.5}
-    result = run_component(
-        "hetero_lr", params, {"guest": {"train": guest}, "host": {"train": host}, "arbiter": {}}
-    )
-    assert isinstance(result.errors.get("arbiter"), ModelHealthError), result.errors
-    assert "grew from 0.69" in str(result.errors["arbiter"])
-    assert "model" not in result.outputs["guest"] and "model" not in result.outputs["host"]
+    with pytest.raises(RoleFailed) as failed:
+        simulate("hetero_lr", {"guest": guest, "host": host, "arbiter": {}}, **params)
+    assert isinstance(failed.value.errors.get("arbiter"), ModelHealthError), failed.value.errors
+    assert "grew from 0.69" in str(failed.value.errors["arbiter"])
+    assert "model" not in failed.value.outputs["guest"] and "model" not in failed.value.outputs["host"]
 
 
 # ----- progress wording ----------------------------------------------------------------------------------
@@ -292,9 +292,9 @@ def test_run_ids_as_the_dashboards_show_them_are_accepted(fed: Path, runs: dict[
 def test_the_progress_bar_says_a_state_once(runs: dict[str, Run]) -> None:
     bar = _Bar(1, "run")
     try:
-        bar.update_to(runs["healthy"], {"type": "job", "state": "succeeded"})
+        bar.update_to(runs["healthy"], Event(type="job", state="succeeded"))
         assert str(bar._bar.postfix).strip(", ") == "succeeded"
-        bar.update_to(runs["healthy"], {"type": "step", "step": "train", "state": "succeeded"})
+        bar.update_to(runs["healthy"], Event(type="step", step="train", state="succeeded"))
         assert str(bar._bar.postfix).strip(", ") == "train succeeded"
     finally:
         bar.close()

@@ -145,7 +145,8 @@ def test_run_killed_half_way_fails_on_both_sides_and_rerun_succeeds(fed):
     time.sleep(1.0)
     os.kill(int((fed / "host" / "node.pid").read_text()), signal.SIGKILL)
     sandbox.up(fed, demo_data=False)
-    with pytest.raises(RunFailed, match="host was restarted"):
+    # whichever the guest notices first: the host back and saying so, or the heartbeat missing it for 6 s
+    with pytest.raises(RunFailed, match="host was restarted|host stopped answering"):
         run.wait(timeout=120, show_progress=False)
     assert _states(fed, "host", run.job_id) == ("failed", {"psi": "failed"})
     again = guest.run("psi", data=data, id_column="phone").wait(timeout=300, show_progress=False)

@@ -23,10 +23,10 @@ from rogue import restart_rogue, rogue_sandbox, victim_run_ended
 
 import fedbench
 from fedbench import sandbox
-from fedbench.components.context import Context, TaskIO
 from fedbench.crypto.paillier import EncryptedVector, PrivateKey, PublicKey, generate_keypair
 from fedbench.crypto.paillier.errors import PeerKeyError
 from fedbench.errors import FedbenchError
+from fedbench.federation import Context, TaskIO
 from fedbench.ml import sshe
 from fedbench.ml.design import FIXED_BITS
 from fedbench.net.transport import InMemoryFederation

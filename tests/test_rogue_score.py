@@ -22,8 +22,8 @@ import fedbench
 from fedbench import sandbox
 from fedbench.client.runs import RunFailed
 from fedbench.components.builtin.released import released_rows
-from fedbench.components.context import Context, PsiRelease, TaskIO
 from fedbench.errors import Refused
+from fedbench.federation import Context, PsiRelease, TaskIO
 from fedbench.net.transport import InMemoryFederation
 from fedbench.node.releases import released_to
 from fedbench.pipeline import Pipeline

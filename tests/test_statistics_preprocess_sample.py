@@ -3,8 +3,7 @@ inspected), and between two real nodes."""
 
 from __future__ import annotations
 
-import threading
-import warnings
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -14,13 +13,11 @@ import pytest
 import fedbench
 from fedbench import sandbox
 from fedbench.client.runs import RunFailed
-from fedbench.components import get
+from fedbench.components import RecordedMessage, RoleFailed, get, simulate
 from fedbench.components.builtin.preprocess import PreprocessError, apply_state
 from fedbench.components.builtin.sample import SampleParams, draw
-from fedbench.components.context import Context, TaskIO
-from fedbench.crypto.paillier import WeakKeyWarning
-from fedbench.errors import ConfigError
-from fedbench.net.transport import InMemoryFederation, Transport
+
+pytestmark = pytest.mark.filterwarnings("ignore::fedbench.crypto.paillier.WeakKeyWarning")
 
 N = 240
 
@@ -42,76 +39,9 @@ def _tables(seed: int, n: int = N) -> tuple[pd.DataFrame, pd.DataFrame]:
     return guest, host
 
 
-class _Recording(Transport):
-    """A transport that keeps every payload its party receives."""
-
-    def __init__(self, inner: Transport) -> None:
-        self.inner = inner
-        self.received: list[tuple[str, Any]] = []
-
-    def send(self, party: str, key: str, payload: Any) -> None:
-        self.inner.send(party, key, payload)
-
-    def recv(self, party: str, key: str, timeout: float = 60.0) -> Any:
-        payload = self.inner.recv(party, key, timeout)
-        self.received.append((key, payload))
-        return payload
-
-
-def _in_process(
-    component: str, tables: dict[str, pd.DataFrame], fitted: dict[str, Any] | None = None, **params: Any
-) -> dict[str, Any]:
-    """Run both roles in threads over the in-memory transport: outputs per role and what the host received.
-
-    `data` is each role's table; `fitted` (preprocess) each role's model input, absent when None."""
-    federation = InMemoryFederation(["guest", "host"])
-    transports = {role: _Recording(federation.transport(role)) for role in ("guest", "host")}
-    spec = get(component)
-    validated = spec.validate_params(params)
-    outputs: dict[str, dict[str, Any]] = {"guest": {}, "host": {}}
-    errors: dict[str, BaseException] = {}
-
-    def read(role: str, name: str) -> Any:
-        if name == "data":
-            return tables[role].copy()
-        if name == "fitted" and fitted is not None:
-            return fitted[role]
-        raise ConfigError(f"no input {name!r}")
-
-    def side(role: str) -> None:
-        io = TaskIO(
-            read_input=lambda name: read(role, name),
-            write_output=lambda name, value: outputs[role].__setitem__(name, value),
-            emit=lambda event: None,
-            is_cancelled=lambda: False,
-        )
-        ctx = Context(
-            party=role,
-            role=role,
-            roles={"guest": ["guest"], "host": ["host"]},
-            job_id="job",
-            step=component,
-            params=validated,
-            transport=transports[role],
-            io=io,
-            recv_timeout=60,
-        )
-        try:
-            spec.functions[role](ctx, validated)
-        except BaseException as exc:
-            errors[role] = exc
-
-    threads = [threading.Thread(target=side, args=(role,)) for role in ("guest", "host")]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", WeakKeyWarning)
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(120)
-    if errors:
-        assert set(errors) == {"guest", "host"}, f"one side failed alone: {errors}"
-        raise errors["guest"]
-    return {"outputs": outputs, "host_received": transports["host"].received}
+def _host_received(record: list[RecordedMessage]) -> list[tuple[str, Any]]:
+    """Every message the host received in a simulation, as (key, payload)."""
+    return [(m.key, m.payload) for m in record if m.receiver == "host"]
 
 
 # ----- statistics ---------------------------------------------------------------------------------------------
@@ -133,8 +63,10 @@ def _check_summary(summary: dict[str, Any], table: pd.DataFrame, features: list[
 
 def test_statistics_in_process_match_pandas_and_numpy_and_host_sees_only_ciphertexts() -> None:
     guest, host = _tables(1)
-    result = _in_process("statistics", {"guest": guest, "host": host}, key_bits=1024)
-    g, h = result["outputs"]["guest"]["metrics"], result["outputs"]["host"]["metrics"]
+    record: list[RecordedMessage] = []
+    outputs = simulate("statistics", {"guest": guest, "host": host}, record=record, key_bits=1024)
+    received = _host_received(record)
+    g, h = outputs["guest"]["metrics"], outputs["host"]["metrics"]
     _check_summary(g["features"], guest, ["a", "b", "c", "k"])
     _check_summary(h["features"], host, ["u", "v", "w"])
     assert "correlation" not in h and g["label"] == "y"
@@ -148,10 +80,10 @@ def test_statistics_in_process_match_pandas_and_numpy_and_host_sees_only_ciphert
     assert np.allclose(matrix[2], z_c.to_numpy() @ z_h.to_numpy() / (N - 1), atol=1e-6)
 
     (rows,), (encrypted,) = (
-        [p for k, p in result["host_received"] if k.endswith("rows")],
-        [p for k, p in result["host_received"] if k.endswith("encrypted")],
+        [p for k, p in received if k.endswith("rows")],
+        [p for k, p in received if k.endswith("encrypted")],
     )
-    assert len(result["host_received"]) == 2 and rows == N
+    assert len(received) == 2 and rows == N
     assert set(encrypted) == {"public_key", "vectors"}
     assert {"n", "precision_bits"} <= set(encrypted["public_key"]) and "hs" not in encrypted["public_key"]
     for vector in encrypted["vectors"]:
@@ -162,11 +94,13 @@ def test_statistics_in_process_match_pandas_and_numpy_and_host_sees_only_ciphert
 def test_statistics_without_correlation_and_with_a_constant_feature() -> None:
     guest, host = _tables(2, 50)
     host["w"] = 3.0
-    off = _in_process("statistics", {"guest": guest, "host": host}, correlation=False, label="y")
-    assert "correlation" not in off["outputs"]["guest"]["metrics"]
-    assert [k for k, _ in off["host_received"]] and all(k.endswith("rows") for k, _ in off["host_received"])
-    on = _in_process("statistics", {"guest": guest, "host": host}, key_bits=1024)
-    matrix = on["outputs"]["guest"]["metrics"]["correlation"]["matrix"]
+    record: list[RecordedMessage] = []
+    off = simulate("statistics", {"guest": guest, "host": host}, record=record, correlation=False, label="y")
+    assert "correlation" not in off["guest"]["metrics"]
+    received = _host_received(record)
+    assert [k for k, _ in received] and all(k.endswith("rows") for k, _ in received)
+    on = simulate("statistics", {"guest": guest, "host": host}, key_bits=1024)
+    matrix = on["guest"]["metrics"]["correlation"]["matrix"]
     assert [row[2] for row in matrix] == [None] * 4 and all(row[0] is not None for row in matrix)
 
 
@@ -192,9 +126,9 @@ def _expected(train: pd.DataFrame, other: pd.DataFrame, name: str) -> pd.Series:
 
 def test_preprocess_fits_and_the_fitted_state_reproduces_the_training_transform() -> None:
     guest, host = _tables(3)
-    fit = _in_process("preprocess", {"guest": guest, "host": host}, **PRE)
-    state = fit["outputs"]["guest"]["model"]
-    train_out = fit["outputs"]["guest"]["data"]
+    fit = simulate("preprocess", {"guest": guest, "host": host}, **PRE)
+    state = fit["guest"]["model"]
+    train_out = fit["guest"]["data"]
     assert list(train_out.columns[:2]) == ["id", "y"] and train_out["y"].equals(guest["y"])
     for name in ("a", "b", "c"):
         assert np.allclose(train_out[name], _expected(guest, guest, name), atol=1e-12)
@@ -202,22 +136,35 @@ def test_preprocess_fits_and_the_fitted_state_reproduces_the_training_transform(
     top = sorted(top.items(), key=lambda item: (-item[1], str(item[0])))[:4]
     assert [c for c in train_out.columns if c.startswith("k=")] == [f"k={v}" for v, _ in top] + ["k=other"]
     assert (train_out.filter(like="k=").sum(axis=1) == 1).all(), "each row lands in exactly one column"
-    host_out = fit["outputs"]["host"]["data"]
+    host_out = fit["host"]["data"]
     assert len([c for c in host_out.columns if c.startswith("w=")]) == 5 and "u" in host_out
 
     other_g, other_h = _tables(4, 90)
-    refit = _in_process("preprocess", {"guest": other_g, "host": other_h}, scale="none", max_categories=1)
-    assert refit["outputs"]["guest"]["model"] != state, "sanity: params alone fit a new state"
-    fitted = {"guest": state, "host": fit["outputs"]["host"]["model"]}
-    applied = _in_process(
-        "preprocess", {"guest": other_g, "host": other_h}, fitted=fitted, scale="none", max_categories=1
+    refit = simulate("preprocess", {"guest": other_g, "host": other_h}, scale="none", max_categories=1)
+    assert refit["guest"]["model"] != state, "sanity: params alone fit a new state"
+    fitted = {"guest": state, "host": fit["host"]["model"]}
+    applied = simulate(
+        "preprocess",
+        {
+            "guest": {"data": other_g, "fitted": fitted["guest"]},
+            "host": {"data": other_h, "fitted": fitted["host"]},
+        },
+        scale="none",
+        max_categories=1,
     )
-    direct = applied["outputs"]["guest"]["data"]
-    assert applied["outputs"]["guest"]["model"] == state and list(direct.columns) == list(train_out.columns)
+    direct = applied["guest"]["data"]
+    assert applied["guest"]["model"] == state and list(direct.columns) == list(train_out.columns)
     pd.testing.assert_frame_equal(direct, apply_state(other_g, state))
-    assert np.allclose(applied["outputs"]["host"]["data"]["u"], _expected(host, other_h, "u"), atol=1e-12)
-    with pytest.raises(PreprocessError, match="lacks the fitted features"):
-        _in_process("preprocess", {"guest": other_g.drop(columns="b"), "host": other_h}, fitted=fitted)
+    assert np.allclose(applied["host"]["data"]["u"], _expected(host, other_h, "u"), atol=1e-12)
+    with pytest.raises(RoleFailed, match="lacks the fitted features") as failed:
+        simulate(
+            "preprocess",
+            {
+                "guest": {"data": other_g.drop(columns="b"), "fitted": fitted["guest"]},
+                "host": {"data": other_h, "fitted": fitted["host"]},
+            },
+        )
+    assert isinstance(failed.value.error, PreprocessError), "both parties refuse, each with this reason"
     for name in ("a", "b", "c"):
         assert np.allclose(direct[name], _expected(guest, other_g, name), atol=1e-12)
     for value, _ in top:
@@ -226,7 +173,7 @@ def test_preprocess_fits_and_the_fitted_state_reproduces_the_training_transform(
 
 def test_preprocess_without_params_keeps_the_table() -> None:
     guest, host = _tables(5, 40)
-    out = _in_process("preprocess", {"guest": guest, "host": host})["outputs"]
+    out = simulate("preprocess", {"guest": guest, "host": host})
     pd.testing.assert_frame_equal(out["guest"]["data"], guest, check_dtype=False)
     pd.testing.assert_frame_equal(out["host"]["data"], host, check_dtype=False)
 
@@ -338,56 +285,25 @@ def test_sample_keeps_the_same_ids_on_both_sides(fed) -> None:
 def test_statistics_host_refuses_vectors_whose_sums_could_carry_its_rows() -> None:
     """A guest choosing its plaintexts (Enc(2^(w i)) for row i, one vector per slice of rows) could read our
     values from the sums: the host bounds what its returned sums could carry, from its own numbers."""
-    from fedbench.components.builtin.statistics import (
-        StatisticsParams,
-        StatisticsRefused,
-        carried_values,
-        host,
-    )
+    from fedbench.components.builtin.statistics import StatisticsRefused, carried_values
     from fedbench.crypto.paillier import generate_keypair
 
     _, host_table = _tables(4, 200)
-    federation = InMemoryFederation(["guest", "host"])
-    errors: list[BaseException] = []
+    public, private = generate_keypair(1024)
 
-    def context(role: str) -> Context:
-        io = TaskIO(
-            read_input=lambda name: host_table,
-            write_output=lambda name, value: None,
-            emit=lambda event: None,
-            is_cancelled=lambda: False,
-        )
-        roles = {"guest": ["guest"], "host": ["host"]}
-        transport = federation.transport(role)
-        return Context(
-            party=role,
-            role=role,
-            roles=roles,
-            job_id="job",
-            step="statistics",
-            params=None,
-            transport=transport,
-            io=io,
-            recv_timeout=30,
-        )
-
-    def run_host() -> None:
-        try:
-            host(context("host"), StatisticsParams(key_bits=1024))
-        except BaseException as exc:
-            errors.append(exc)
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", WeakKeyWarning)
-        public, private = generate_keypair(1024)
-        thread = threading.Thread(target=run_host)
-        thread.start()
-        peer = context("guest").peer("host")
+    def rogue_guest(ctx: Any, params: Any) -> None:
+        peer = ctx.peer("host")
         peer.recv("features")
         peer.send("rows", len(host_table))
         vectors = [private.encrypt_encoded([1 << (30 * (i % 30)) for i in range(200)], 0).to_dict()] * 7
         peer.send("encrypted", {"public_key": public.to_dict(), "vectors": vectors})
-        thread.join(60)
+
+    statistics = get("statistics")
+    rogue = replace(statistics, functions={**statistics.functions, "guest": rogue_guest})
+    with pytest.raises(RoleFailed) as failed:
+        simulate(rogue, {"guest": host_table, "host": host_table}, key_bits=1024)
+    errors = [failed.value.errors["host"]]
+    assert failed.value.party == "host"
     assert errors and isinstance(errors[0], StatisticsRefused), errors
     assert "could carry" in str(errors[0]) and "200 rows" in str(errors[0])
     q = np.rint(np.ones((200, 1)) * 2**20 * 3).astype(np.int64)

@@ -25,6 +25,14 @@ class Project:
     def __init__(self, node: NodeClient, info: dict[str, Any]) -> None:
         self._node = node
         self.info = info
+        self._party: str | None = None
+
+    @property
+    def our_party(self) -> str:
+        """The party whose node this handle talks to (asked of the node once)."""
+        if self._party is None:
+            self._party = str(self._node.health()["party"])
+        return self._party
 
     @property
     def name(self) -> str:
@@ -90,7 +98,7 @@ class Project:
         **inputs_and_params: Any,
     ) -> Run:
         """Run one component: arguments named like its inputs are inputs, the rest are params."""
-        described = {c["name"]: c for c in self._node.call("components.list")}
+        described = {c["name"]: c for c in self.components()}
         if component not in described:
             raise PipelineError(f"unknown component {component!r}; available: {sorted(described)}")
         input_names = {p["name"] for p in described[component]["inputs"]}
@@ -120,9 +128,31 @@ class Project:
                 "error": r["error"],
                 "created_at": r["created_at"],
             }
-            for r in self._node.call("runs.list", project=self.name)
+            for r in (run.info for run in self.list_runs())
         ]
         return pd.DataFrame(rows)
+
+    def list_runs(self) -> list[Run]:
+        """The project's runs on our node, newest first, as `Run` handles (`run.info` holds the node's answer)."""
+        return [Run(self._node, info) for info in self._node.call("runs.list", project=self.name)]
+
+    def components(self) -> list[dict[str, Any]]:
+        """Every component our node can run, as it describes them: roles, inputs, outputs, params JSON schema.
+
+        This includes components the node loads from its `component_modules`, which this kernel may not know.
+        """
+        return list(self._node.call("components.list"))
+
+    def component(self, name: str) -> dict[str, Any]:
+        """One component as our node describes it (see `components()`); NotFound if the node has none of that name."""
+        described = {str(c["name"]): c for c in self.components()}
+        if name not in described:
+            raise NotFound(f"our node has no component {name!r}; it has {', '.join(sorted(described))}")
+        return dict(described[name])
+
+    def artifact_records(self) -> list[dict[str, Any]]:
+        """Every artifact our node holds for the project, as plain records (`artifacts()` gives a table)."""
+        return list(self._node.call("artifacts.list", project=self.name))
 
     def run_by_id(self, job_id: str) -> Run:
         """One run of the project by its id, or by the first 8 or more characters of it as the dashboards
@@ -149,7 +179,7 @@ class Project:
 
     def artifacts(self) -> pd.DataFrame:
         """Every artifact our node holds for the project: id, name, kind, step, when."""
-        return pd.DataFrame(self._node.call("artifacts.list", project=self.name))
+        return pd.DataFrame(self.artifact_records())
 
     def export_model(self, model: Output | Mapping[str, Any] | str, path: str | os.PathLike[str]) -> Path:
         """Write our party's part of a model artifact of this project to a JSON file; returns its path.

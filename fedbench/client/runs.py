@@ -2,13 +2,18 @@
 
 Progress streams from the node (server streaming), shown as a bar that is a widget in a notebook and text in a
 terminal. A finished run's outputs are artifacts: `run.output("data")` reads, downloads or feeds another run.
+What the node says about a run is read through typed records (`records.py`: `RunInfo`, `StepInfo`, `Event`).
+A failed run's `wait()` raises a `RunFailed` that is also the class of the error that failed it (`PsiRefused`,
+`ParamsError`, ...), so a notebook can catch either.
 """
 
 from __future__ import annotations
 
 import html
+import importlib
 import io
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -16,18 +21,69 @@ from typing import Any
 import pandas as pd
 
 from fedbench.client.control import NodeClient
-from fedbench.errors import FedbenchError, NotRunError
+from fedbench.client.records import TERMINAL, Event, RunInfo
+from fedbench.errors import ERRORS_BY_CODE, FedbenchError, NotRunError
 from fedbench.net import codec
 
-__all__ = ["Output", "Run", "RunFailed", "duration_words", "step_started", "timing_words"]
-
-TERMINAL = {"succeeded", "failed", "cancelled"}
+__all__ = [
+    "TERMINAL",
+    "Output",
+    "Run",
+    "RunFailed",
+    "duration_words",
+    "run_failure",
+    "step_started",
+    "timing_words",
+]
 
 
 class RunFailed(FedbenchError):
-    """A run ended failed or cancelled; the message carries the party and reason."""
+    """A run ended failed or cancelled; the message carries the party and reason.
+
+    When the node knows the code of the error that failed the run, the exception raised is also an instance of
+    that code's class (`except PsiRefused:` works as well as `except RunFailed:`).
+    """
 
     code = "run_failed"
+
+
+_ERROR_MODULES = ("fedbench.components.builtin",)
+"""Modules that define the error classes of the shipped components, imported to look up a code not seen yet."""
+_FAILURE_CLASSES: dict[type[FedbenchError], type[RunFailed]] = {}
+
+
+def _error_class(code: str | None) -> type[FedbenchError] | None:
+    """The error class registered for `code` (importing the shipped components' errors if needed), or None."""
+    if not code:
+        return None
+    if code not in ERRORS_BY_CODE:
+        for module in _ERROR_MODULES:
+            importlib.import_module(module)
+    return ERRORS_BY_CODE.get(code)
+
+
+def run_failure(info: RunInfo) -> RunFailed:
+    """The exception a run that did not succeed raises: a `RunFailed`, also of its error code's class if known.
+
+    A code this kernel has no class for (e.g. an error of a component only the nodes load) gives a plain
+    `RunFailed`; `info.error_code` still says which it was.
+    """
+    message = f"run {info.job_id[:8]} {info.state}: {info.error}"
+    cause = _error_class(info.error_code) if info.state == "failed" else None
+    if cause is None or issubclass(RunFailed, cause):
+        return RunFailed(message)
+    if cause not in _FAILURE_CLASSES:
+        _FAILURE_CLASSES[cause] = type(
+            cause.__name__,
+            (RunFailed, cause),
+            {
+                "__module__": cause.__module__,
+                "__qualname__": cause.__qualname__,
+                "__doc__": f"A run failed with {cause.__name__}: both a RunFailed and a {cause.__name__}.",
+                "code": cause.code,
+            },
+        )
+    return _FAILURE_CLASSES[cause](message)
 
 
 class Output:
@@ -84,6 +140,13 @@ class Run:
     def __init__(self, node: NodeClient, info: dict[str, Any]) -> None:
         self._node = node
         self.info = info
+        """The node's answer about the run as plain data (kept for compatibility; `record` is typed)."""
+        self._described: dict[str, dict[str, Any]] | None = None
+
+    @property
+    def record(self) -> RunInfo:
+        """The run as of the last refresh, as a typed record (`refresh()` reloads it from the node)."""
+        return RunInfo.from_dict(self.info)
 
     @property
     def job_id(self) -> str:
@@ -98,17 +161,17 @@ class Run:
     @property
     def status(self) -> str:
         """queued, running, succeeded, failed or cancelled."""
-        return str(self.refresh().info["state"])
+        return self.refresh().record.state
+
+    @property
+    def error_code(self) -> str | None:
+        """The code of the error class that failed the run, ours or a partner's (None unless it failed)."""
+        return self.refresh().record.error_code
 
     @property
     def progress(self) -> float:
         """Fraction done over our party's steps (a reused step counts as done)."""
-        steps = self.refresh().info["steps"]
-        if not steps:
-            return 1.0
-        return sum(1.0 if s["state"] in ("reused", "succeeded") else s["progress"] for s in steps) / len(
-            steps
-        )
+        return self.refresh().record.progress
 
     def steps(self) -> pd.DataFrame:
         """Our party's steps with their state, progress and error."""
@@ -118,23 +181,32 @@ class Run:
     def warnings(self) -> list[str]:
         """What our party's steps warned about their results (the run still succeeded), e.g. a model that may
         be under-trained; each prefixed with its step's name."""
-        return [f"{s['step']}: {w}" for s in self.refresh().info["steps"] for w in s.get("warnings") or []]
+        return [f"{s.step}: {w}" for s in self.refresh().record.steps for w in s.warnings]
+
+    def events(self, timeout: float = 3600.0, since: int = 0) -> Iterator[Event]:
+        """The run's events as the node streams them (from the `since`-th), until it ends or `timeout` passes."""
+        for event in self._node.watch("runs.watch", job_id=self.job_id, since=since, timeout=timeout):
+            yield Event.from_dict(event)
 
     def wait(
         self, timeout: float = 3600.0, *, show_progress: bool = True, raise_on_error: bool = True
     ) -> Run:
-        """Follow the run's events until it ends; raises RunFailed if it failed (unless told not to)."""
+        """Follow the run's events until it ends; raises RunFailed if it failed (unless told not to).
+
+        The exception is also of the class of the error that failed the run when its code is known here, so
+        `except PsiRefused:` (or `ParamsError`, `Refused`...) catches it too.
+        """
         bar = _progress_bar(self) if show_progress else None
         try:
-            for event in self._node.watch("runs.watch", job_id=self.job_id, timeout=timeout):
+            for event in self.events(timeout=timeout):
                 if bar is not None:
                     bar.update_to(self, event)
         finally:
             if bar is not None:
                 bar.close()
-        self.refresh()
-        if raise_on_error and self.info["state"] != "succeeded":
-            raise RunFailed(f"run {self.job_id[:8]} {self.info['state']}: {self.info.get('error')}")
+        record = self.refresh().record
+        if raise_on_error and record.state != "succeeded":
+            raise run_failure(record)
         for warning in self.warnings if show_progress else []:
             print(f"warning: {warning}")
         return self
@@ -155,21 +227,36 @@ class Run:
 
     def output(self, name: str, step: str | None = None) -> Output:
         """An output of the run (of its last step that has it, or of `step`)."""
-        info = self.refresh().info
-        if info["state"] != "succeeded":
+        info = self.refresh().record
+        if info.state != "succeeded":
             raise NotRunError(
-                f"run {self.job_id[:8]} is {info['state']}: its outputs exist once it has succeeded"
+                f"run {self.job_id[:8]} is {info.state}: its outputs exist once it has succeeded"
             )
-        described = {c["name"]: c for c in self._node.call("components.list")}
-        for entry in reversed(info["steps"]):
-            if step is not None and entry["step"] != step:
+        described = self._components()
+        for entry in reversed(info.steps):
+            if step is not None and entry.step != step:
                 continue
-            for port in described[entry["component"]]["outputs"]:
+            for port in described[entry.component]["outputs"]:
                 if port["name"] == name:
-                    return Output(self._node, f"{entry['key']}:{name}", port["kind"])
+                    return Output(self._node, f"{entry.key}:{name}", port["kind"])
         raise NotRunError(
             f"run {self.job_id[:8]} has no output {name!r}" + (f" in step {step!r}" if step else "")
         )
+
+    def step_outputs(self, step: str) -> dict[str, Output]:
+        """Every output of one step of the run by name, as our node describes the step's component (as of the
+        last refresh; an output exists once the step succeeded or was reused on our party)."""
+        entry = self.record.step(step)
+        if entry is None:
+            raise NotRunError(f"run {self.job_id[:8]} has no step {step!r} on our party")
+        ports = self._components().get(entry.component, {}).get("outputs", [])
+        return {p["name"]: Output(self._node, f"{entry.key}:{p['name']}", p["kind"]) for p in ports}
+
+    def _components(self) -> dict[str, dict[str, Any]]:
+        """The components our node runs, by name, as it describes them (asked once per run handle)."""
+        if self._described is None:
+            self._described = {c["name"]: c for c in self._node.call("components.list")}
+        return self._described
 
     def __repr__(self) -> str:
         return f"Run({self.job_id[:8]}, {self.info['name']!r}, state={self.info['state']!r})"
@@ -199,22 +286,22 @@ class _Bar:
         self._bar = tqdm(total=total, desc=description, unit="step", leave=True)
         self._started: dict[str, float] = {}
 
-    def update_to(self, run: Run, event: dict[str, Any]) -> None:
-        kind = event.get("type")
-        if kind not in ("step", "progress", "job"):
+    def update_to(self, run: Run, event: Event) -> None:
+        if event.type not in ("step", "progress", "job"):
             return
         done = run.progress
         self._bar.n = round(done * self._bar.total, 3)
-        step = str(event.get("step") or "")
-        if kind == "job":
-            text = str(event.get("state") or "")
-        elif kind == "step":
-            text = f"{step} {event.get('state') or ''}"
+        step = event.step or ""
+        if event.type == "job":
+            text = event.state or ""
+        elif event.type == "step":
+            text = f"{step} {event.state or ''}"
         else:
-            info: dict[str, Any] = next((s for s in run.info["steps"] if s["step"] == step), {})
-            started = self._started.setdefault(step, step_started(info) or time.time())
-            timing = timing_words(started, float(event.get("fraction") or 0.0))
-            text = f"{step} {event.get('message') or ''}" + (f" · {timing}" if timing else "")
+            info = run.record.step(step)
+            known = info.started_at.timestamp() if info is not None and info.started_at else None
+            started = self._started.setdefault(step, known or time.time())
+            timing = timing_words(started, event.fraction or 0.0)
+            text = f"{step} {event.message or ''}" + (f" · {timing}" if timing else "")
         self._bar.set_postfix_str(text.strip())
         self._bar.refresh()
 

@@ -12,6 +12,7 @@ import pandas as pd
 from fedbench.client.control import NodeClient
 from fedbench.client.datasets import Datasets
 from fedbench.client.projects import Project, Projects
+from fedbench.client.runs import Output, Run
 from fedbench.errors import FedbenchError, NodeUnavailable, PeerUnavailable
 from fedbench.node.config import NodeHome
 
@@ -58,6 +59,22 @@ class Workbench:
     def add_user(self, name: str, role: str) -> str:
         """Create a user of our node (admin only); returns its token, shown once."""
         return str(self._node.call("users.add", name=name, role=role)["token"])
+
+    def run(self, job_id: str) -> Run:
+        """One run on our node by its full id, whatever its project (`project.run_by_id` also takes a prefix)."""
+        return Run(self._node, self._node.call("runs.get", job_id=job_id))
+
+    def runs(self, project: str) -> list[Run]:
+        """The runs of project `project` on our node, newest first."""
+        return [Run(self._node, info) for info in self._node.call("runs.list", project=project)]
+
+    def output(self, artifact_id: str, kind: str) -> Output:
+        """An artifact our node holds (a run's output, `<step key>:<name>`) of kind table, model or metrics."""
+        return Output(self._node, artifact_id, kind)
+
+    def peer_names(self) -> list[str]:
+        """The parties configured as our node's peers, without contacting them (`peers()` pings each)."""
+        return [str(p["party"]) for p in self._node.call("peers")]
 
     @property
     def node(self) -> NodeClient:

@@ -1,6 +1,6 @@
 """Components: typed federated steps declared once (see `spec.py`), and the registry that lists them."""
 
-from fedbench.components.context import Cancelled, Context, PeerHandle
+from fedbench.components.simulate import RecordedMessage, RoleFailed, SimulationTimeout, simulate
 from fedbench.components.spec import (
     Component,
     ParamsError,
@@ -10,6 +10,7 @@ from fedbench.components.spec import (
     load_modules,
     register,
 )
+from fedbench.federation import Cancelled, Context, PeerHandle
 
 list = list_components  # noqa: A001  (the public name the issue asks for: fedbench.components.list())
 
@@ -20,9 +21,13 @@ __all__ = [
     "ParamsError",
     "PeerHandle",
     "Port",
+    "RecordedMessage",
+    "RoleFailed",
+    "SimulationTimeout",
     "get",
     "list",
     "list_components",
     "load_modules",
     "register",
+    "simulate",
 ]

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ValidationError
 from fedbench.errors import ConfigError, NotFound
 
 if TYPE_CHECKING:
-    from fedbench.components.context import Context
+    from fedbench.federation import Context
 
 __all__ = ["Component", "ParamsError", "Port", "get", "list_components", "load_modules", "register"]
 

@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from fedbench.components.context import Context
 from fedbench.crypto.paillier import EncryptedVector, PrivateKey, PublicKey, generate_keypair
 from fedbench.errors import FedbenchError
+from fedbench.federation import Context
 from fedbench.ml import he_ops, ring
 from fedbench.ml.design import FIXED_FRAC_BITS, fixed_point
 

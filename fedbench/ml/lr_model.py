@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fedbench.components.context import Context
 from fedbench.errors import FedbenchError
+from fedbench.federation import Context
 from fedbench.ml.design import Design, sigmoid
 
 __all__ = [

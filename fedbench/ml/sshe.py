@@ -26,9 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from fedbench.components.context import Context, PeerHandle
 from fedbench.crypto.paillier import EncryptedVector, ObfuscatorPool, PublicKey, generate_keypair
 from fedbench.errors import FedbenchError
+from fedbench.federation import Context, PeerHandle
 from fedbench.ml import he_ops, ring
 from fedbench.ml.design import FIXED_BITS, FIXED_FRAC_BITS, fixed_point
 

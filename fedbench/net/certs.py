@@ -134,11 +134,6 @@ class RevocationList:
         self._revoked: frozenset[int] = frozenset()
         self.refresh()
 
-    @property
-    def revoked_serials(self) -> frozenset[int]:
-        """Serial numbers revoked in the list as last loaded."""
-        return self._revoked
-
     def is_revoked(self, serial: int) -> bool:
         """Whether the certificate with this serial number is revoked (as of the last load)."""
         return serial in self._revoked

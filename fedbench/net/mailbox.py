@@ -50,6 +50,8 @@ class Mailbox:
         self._remember_ids = remember_ids
         self._remember_closed = remember_closed
         self._reclaim = reclaim
+        self._readers: dict[str, int] = {}
+        """How many `get` calls wait per job (a reader left waiting after its job ended would be a leak)."""
 
     def seen(self, message_id: str) -> bool:
         """Whether a message with this id was already delivered."""
@@ -113,23 +115,33 @@ class Mailbox:
         deadline = time.monotonic() + timeout
         job = job_of(key)
         with self._lock:
-            while True:
-                if job in self._closed:
-                    raise Refused(f"job {job} has ended here: its messages were dropped")
-                queue = self._queues.get((sender, key))
-                if queue:
-                    payload, size = queue.popleft()
-                    if not queue:
-                        del self._queues[(sender, key)]
-                    self._pending_bytes -= size
-                    return payload
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise RecvTimeout(
-                        f"no message from {sender!r} under key {key!r} within {timeout:g} s; "
-                        "check that the peer's step is running and uses the same key"
-                    )
-                self._lock.wait(remaining)
+            self._readers[job] = self._readers.get(job, 0) + 1
+            try:
+                return self._wait_for(sender, key, job, deadline, timeout)
+            finally:
+                self._readers[job] -= 1
+                if not self._readers[job]:
+                    del self._readers[job]
+
+    def _wait_for(self, sender: str, key: str, job: str, deadline: float, timeout: float) -> Any:
+        """The body of `get`, under the lock."""
+        while True:
+            if job in self._closed:
+                raise Refused(f"job {job} has ended here: its messages were dropped")
+            queue = self._queues.get((sender, key))
+            if queue:
+                payload, size = queue.popleft()
+                if not queue:
+                    del self._queues[(sender, key)]
+                self._pending_bytes -= size
+                return payload
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise RecvTimeout(
+                    f"no message from {sender!r} under key {key!r} within {timeout:g} s; "
+                    "check that the peer's step is running and uses the same key"
+                )
+            self._lock.wait(remaining)
 
     def close(self, job: str) -> None:
         """A job ended here: drop its waiting messages, refuse new ones, wake its waiting readers."""
@@ -158,6 +170,7 @@ class Mailbox:
                 "arriving_bytes": self._arriving_bytes,
                 "limit_bytes": self._max_pending_bytes,
                 "messages": per_job,
+                "readers": dict(self._readers),
             }
 
 

@@ -7,10 +7,12 @@ the same message (the receiver drops duplicates) with exponential backoff until 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -24,17 +26,35 @@ from fedbench.net.tls import TlsMaterial, channel_options, client_credentials
 __all__ = ["PeerClient"]
 
 _RETRYABLE = {grpc.StatusCode.UNAVAILABLE}
+_RECONNECT_OPTIONS: list[tuple[str, object]] = [("grpc.max_reconnect_backoff_ms", 1000)]
+"""A peer that was down is dialled again at least every second (gRPC's default backoff grows to 120 s)."""
+_RECONNECT_WAIT = 1.5
+"""Seconds a request waits for a failing channel to reconnect before it fails: a peer back up is reached."""
 _log = logging.getLogger(__name__)
 
 
 class PeerClient:
-    """A channel to `peer` at `address`, authenticated as `party` with its TLS material."""
+    """A channel to `peer` at `address`, authenticated as `party` with its TLS material.
 
-    def __init__(self, party: str, peer: str, address: str, tls: TlsMaterial) -> None:
+    `is_cancelled` (a worker passes its task's cancel flag) stops a push that is retrying an unreachable peer.
+    """
+
+    def __init__(
+        self,
+        party: str,
+        peer: str,
+        address: str,
+        tls: TlsMaterial,
+        *,
+        is_cancelled: Callable[[], bool] | None = None,
+    ) -> None:
         self.party = party
         self.peer = peer
         self.address = address
-        self._channel = grpc.secure_channel(address, client_credentials(tls), options=channel_options(peer))
+        self._is_cancelled = is_cancelled or (lambda: False)
+        self._channel = grpc.secure_channel(
+            address, client_credentials(tls), options=[*channel_options(peer), *_RECONNECT_OPTIONS]
+        )
         self._ping = self._channel.unary_unary(f"/{FEDERATION_SERVICE}/Ping")
         self._push = self._channel.stream_unary(f"/{FEDERATION_SERVICE}/Push")
         self._deliver = self._channel.unary_unary(f"/{FEDERATION_SERVICE}/Deliver")
@@ -66,6 +86,7 @@ class PeerClient:
     ) -> Any:
         """Ask the peer's node to do `action`; its refusal comes back as our error (not retried)."""
         message = codec.encode({"action": action, "project": project, "token": token, "body": body})
+        self._await_channel(min(_RECONNECT_WAIT, timeout))
         try:
             reply = self._request(message, timeout=timeout, metadata=[("fb-party", self.party)])
         except grpc.RpcError as exc:
@@ -122,8 +143,32 @@ class PeerClient:
                     raise self._failure(exc) from None
                 if time.monotonic() + delay > give_up:
                     raise self._failure(exc, f"did not answer within {deadline:g} s") from None
-            time.sleep(delay * (0.5 + random.random()))
+            if self._cancelled_during(delay * (0.5 + random.random())):
+                raise PeerUnavailable(
+                    f"{self.peer} is not reachable: its node at {self.address} does not answer, and our task "
+                    "was cancelled while we retried"
+                )
             delay = min(delay * 2, 2.0)
+
+    def _cancelled_during(self, pause: float) -> bool:
+        """Sleep `pause` s between two attempts, or less if our task is cancelled meanwhile (then True)."""
+        end = time.monotonic() + pause
+        while not self._is_cancelled():
+            left = end - time.monotonic()
+            if left <= 0:
+                return False
+            time.sleep(min(left, 0.2))
+        return True
+
+    def _await_channel(self, wait: float) -> None:
+        """Give a channel that lost its peer up to `wait` s to connect again (at once when it is connected).
+
+        A call on a channel still waiting to redial fails at once, even when the peer's node is back: a job
+        run again right after its partner restarted would be refused with "not reachable" for no reason.
+        Waiting here, before anything is sent, never sends a request twice.
+        """
+        with contextlib.suppress(grpc.FutureTimeoutError):
+            grpc.channel_ready_future(self._channel).result(timeout=wait)
 
     def _describe(self) -> str:
         return f"party {self.peer!r} at {self.address}"

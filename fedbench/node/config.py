@@ -47,9 +47,23 @@ class NodeConfig(BaseModel):
     max_pending_mb: int = Field(
         default=8192, ge=1, description="bound on messages from peers arriving or waiting to be read"
     )
+    send_deadline: float = Field(
+        default=120.0,
+        gt=0,
+        description="seconds a step keeps retrying a message to a peer that does not answer",
+    )
+    recv_timeout: float = Field(
+        default=600.0, gt=0, description="seconds a step waits for a peer's message before it fails"
+    )
     workers: int = Field(default=16, ge=2, le=256, description="gRPC server threads")
     component_modules: list[str] = Field(
         default_factory=list, description="Python modules with extra components, imported at start"
+    )
+    warm_workers: int = Field(
+        default=2,
+        ge=0,
+        le=32,
+        description="worker processes kept started, imports done, for the next steps (0: start each cold)",
     )
 
     @field_validator("party")

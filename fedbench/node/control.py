@@ -11,6 +11,7 @@ answer: a received payload, a table). `send` and `recv` act in the job their mes
 
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ import grpc
 from fedbench import __version__, components
 from fedbench.errors import CodecError, ConfigError, FedbenchError, NotFound, Refused
 from fedbench.net import codec
+from fedbench.net.control_client import CONTROL_SERVICE
 from fedbench.net.rpc import chunked, guarded, guarded_stream
 from fedbench.net.transport import message_key
 from fedbench.node.jobs import TERMINAL
@@ -34,7 +36,6 @@ if TYPE_CHECKING:
 
 __all__ = ["CONTROL_SERVICE", "ControlService", "MAX_UPLOAD_BYTES"]
 
-CONTROL_SERVICE = "fedbench.Control"
 MAX_UPLOAD_BYTES = 16 << 30
 _ANONYMOUS = Caller("anonymous", "viewer")
 
@@ -312,7 +313,7 @@ class ControlService:
     def _run(self, name: str, method: _Method, caller: Caller, args: dict[str, Any]) -> Any:
         record = method.changes and not method.audits_itself
         try:
-            result = _invoke(method.function, {"caller": caller, **args})
+            result = _invoke(name, method.function, {"caller": caller, **args})
         except FedbenchError as exc:
             if record:
                 self._audit(caller, name, args, allowed=False, reason=str(exc))
@@ -385,14 +386,23 @@ class ControlService:
         name, args = self._request(data)
         method = _Method(self.node.jobs.watch)
         caller = self._admit(name, method, context, args)
-        for event in _invoke(method.function, {"caller": caller, **args}):
+        for event in _invoke(name, method.function, {"caller": caller, **args}):
             yield codec.encode(event)
 
 
-def _invoke(function: Callable[..., Any], args: dict[str, Any]) -> Any:
+def _invoke(name: str, function: Callable[..., Any], args: dict[str, Any]) -> Any:
+    """Call a control method with its named arguments, checked against its signature first.
+
+    Only arguments that do not fit the signature are the caller's mistake (`ConfigError`); a TypeError raised
+    inside the method is a fault of ours and propagates as one.
+    """
     try:
-        return function(**args)
+        inspect.signature(function).bind(**args)
     except TypeError as exc:
-        if "argument" in str(exc):
-            raise ConfigError(f"bad arguments for control method: {exc}") from None
-        raise
+        takes = [p for p in inspect.signature(function).parameters if p != "caller"]
+        given = sorted(a for a in args if a != "caller")
+        raise ConfigError(
+            f"control method {name!r} was called with arguments {given}, which do not fit ({exc}); "
+            f"it takes {takes}"
+        ) from None
+    return function(**args)

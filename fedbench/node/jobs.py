@@ -11,6 +11,7 @@ here: `submit` and `_on_job` (validation and reuse answer), `_start` and `_on_st
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import multiprocessing
 import queue
@@ -24,9 +25,12 @@ from typing import Any
 from sqlmodel import col, select
 
 from fedbench import components
-from fedbench.errors import ERRORS_BY_CODE, FedbenchError, NotFound, Refused
+from fedbench.errors import ERRORS_BY_CODE, FedbenchError, NotFound, PeerUnavailable, Refused
+from fedbench.node.heartbeat import Heartbeat, Ping
 from fedbench.node.projects import ProjectService
+from fedbench.node.task_spec import TaskInput, TaskSpec
 from fedbench.node.users import Caller
+from fedbench.node.worker_pool import WorkerPool
 from fedbench.pipeline import Pipeline, PipelineError, Step, step_keys
 from fedbench.store import Artifact, Database, DatasetRegistry, Job, Metric, Project, Task
 from fedbench.store.models import StepWarning, utcnow
@@ -40,6 +44,7 @@ ARBITER = "arbiter"
 """The role of a party that brings no data and only coordinates: a dataset named once is not its input."""
 _SPAWN = multiprocessing.get_context("spawn")
 _JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_ERROR_CODE = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
 
 @dataclass
@@ -52,6 +57,8 @@ class _Live:
     cancel: Any = field(default_factory=_SPAWN.Event)
     stop_reason: str | None = None
     stop_state: str = "cancelled"
+    stop_code: str | None = None
+    """The code of the error class that stopped the job (ours or a partner's), when known."""
     done: bool = False
     finished_parties: set[str] = field(default_factory=set)
 
@@ -72,8 +79,12 @@ class JobService:
         datasets: DatasetRegistry,
         projects: ProjectService,
         request: Callable[[str, str, str | None, str | None, dict[str, Any]], Any],
+        *,
+        workers: WorkerPool | None = None,
     ) -> None:
         self.party = party
+        self._workers = workers or WorkerPool(0)
+        """Where each step's worker process comes from: warm from the node's pool, or started cold."""
         self._home = home
         self._db = db
         self._datasets = datasets
@@ -87,6 +98,10 @@ class JobService:
         projects.on_stop = self._stop_project
         self.on_finished: Callable[[dict[str, Any], str], None] = lambda spec, state: None
         """Called with a job's spec and final state once it has ended here (the audit anchors hook in)."""
+        self.task_settings: dict[str, float] = {}
+        """Put in every step's task: the node's `send_deadline` and `recv_timeout` (set by the node)."""
+        self.heartbeat: Heartbeat | None = None
+        """Pings the other parties of each running job (set by the node with `watch_peers`)."""
         projects.add_handler("job.start", self._on_start)
         projects.add_handler("job.fail", self._on_fail)
         projects.add_handler("job.cancel", self._on_cancel)
@@ -184,6 +199,7 @@ class JobService:
                     "progress": t.progress,
                     "message": t.message,
                     "error": t.error,
+                    "error_code": t.error_code,
                     "key": t.step_key,
                     "inputs": inputs.get(t.step, {}),
                     "params": params.get(t.step, {}),
@@ -200,6 +216,7 @@ class JobService:
             "name": job.name,
             "state": job.state,
             "error": job.error,
+            "error_code": job.error_code,
             "initiator": job.initiator,
             "steps": steps,
             "created_at": job.created_at.isoformat(),
@@ -280,7 +297,13 @@ class JobService:
         job = self._job(caller, job_id)
         live = self._live.get(job_id)
         if live is None:
-            yield {"type": "job", "state": job.state, "error": job.error, "index": 0}
+            yield {
+                "type": "job",
+                "state": job.state,
+                "error": job.error,
+                "error_code": job.error_code,
+                "index": 0,
+            }
             return
         index = since
         waited = 0.0
@@ -361,7 +384,7 @@ class JobService:
         job = self._job_of(sender, project, body)
         reason = str(body.get("reason"))[:2000]
         said = reason if reason.split(" ", 1)[0].rstrip(":") == sender else f"{sender} failed: {reason}"
-        self._stop(job.id, "failed", said)
+        self._stop(job.id, "failed", said, _wire_code(body.get("code")))
         return {"received": True}
 
     def _on_done(self, sender: str, project: Project | None, body: dict[str, Any]) -> dict[str, Any]:
@@ -381,6 +404,37 @@ class JobService:
 
     # ----- running ----------------------------------------------------------------------------------------
 
+    def watch_peers(self, ping: Ping) -> None:
+        """Ping the other parties of every job while it runs here; a silent one fails the job (`_peer_lost`)."""
+        self.heartbeat = Heartbeat(ping)
+
+    def _peer_lost(self, spec: dict[str, Any], party: str, silent: float) -> None:
+        """The heartbeat lost `party`: fail the job here with a plain reason and tell the other parties.
+
+        The job's own stop path ends our worker (nothing half-written is stored); the steps that succeeded
+        stay stored, so running the job again once the party is back reuses them.
+        """
+        job_id = spec["job_id"]
+        live = self._live.get(job_id)
+        if live is None or live.done or live.stop_reason is not None:
+            return
+        reason = (
+            f"{party} stopped answering (last heard {silent:.0f} s ago): its node may have stopped or lost its "
+            f"network. Run the job again once {party} is back: the steps that finished are reused."
+        )
+        self._write_log(job_id, reason)
+        self._stop(job_id, "failed", reason, PeerUnavailable.code)
+        project = self._project(spec["project"])
+        told = {"job_id": job_id, "reason": reason, "code": PeerUnavailable.code}
+        for member in _members(spec):
+            if member != self.party:
+                threading.Thread(
+                    target=self._tell,
+                    args=(project, member, "job.fail", told),
+                    name=f"tell-{member}",
+                    daemon=True,
+                ).start()
+
     def _live_for(self, job_id: str) -> _Live:
         """The in-memory state of a job, created on first use (a peer's `done` may come before our start)."""
         with self._lock:
@@ -398,6 +452,9 @@ class JobService:
         job_id = spec["job_id"]
         self._set_job(job_id, "running")
         live.emit({"type": "job", "state": "running"})
+        if self.heartbeat is not None:
+            others = [p for p in _members(spec) if p != self.party]
+            self.heartbeat.watch(job_id, others, functools.partial(self._peer_lost, spec))
         try:
             self._charge_psi(spec, reuse, live)
             for step in spec["steps"]:
@@ -418,12 +475,15 @@ class JobService:
         except Exception as exc:
             log.exception("job %s crashed", job_id)
             self._fail(spec, live, f"{self.party}: {type(exc).__name__}: {exc}")
+        finally:
+            if self.heartbeat is not None:
+                self.heartbeat.unwatch(job_id)
         state = live.stop_state if live.stop_reason is not None else "succeeded"
-        self._set_job(job_id, state, live.stop_reason)
+        self._set_job(job_id, state, live.stop_reason, live.stop_code)
         initiator = self._stored(job_id).initiator
         if state == "succeeded" and initiator != self.party:
             self._tell(self._project(spec["project"]), initiator, "job.done", {"job_id": job_id})
-        live.emit({"type": "job", "state": state, "error": live.stop_reason})
+        live.emit({"type": "job", "state": state, "error": live.stop_reason, "error_code": live.stop_code})
         with live.changed:
             live.done = True
             live.changed.notify_all()
@@ -444,7 +504,7 @@ class JobService:
             initiator = self._stored(spec["job_id"]).initiator
             reason = f"{self.party} refused to run the PSI: {exc}"
             self._projects.refusal(initiator, "job.psi", spec["project"], reason)
-            self._fail(spec, live, reason)
+            self._fail(spec, live, reason, exc.code)
 
     def _finish_together(self, spec: dict[str, Any], live: _Live, timeout: float = 600.0) -> None:
         """On the initiator: wait until every other party has finished and stored its outputs (`job.done`)."""
@@ -460,39 +520,44 @@ class JobService:
                 spec, live, f"{sorted(others - live.finished_parties)} did not finish within {timeout:g} s"
             )
 
-    def _fail(self, spec: dict[str, Any], live: _Live, reason: str) -> None:
-        """Fail the job here and tell every other party at once."""
+    def _fail(self, spec: dict[str, Any], live: _Live, reason: str, code: str | None = None) -> None:
+        """Fail the job here and tell every other party at once (with the error's code, when known)."""
+        if live.stop_reason is None:
+            live.stop_code = code
         live.stop_reason, live.stop_state = live.stop_reason or reason, "failed"
         project = self._project(spec["project"])
+        told: dict[str, Any] = {"job_id": spec["job_id"], "reason": reason}
+        if code is not None:
+            told["code"] = code
         for member in _members(spec):
             if member != self.party:
-                self._tell(project, member, "job.fail", {"job_id": spec["job_id"], "reason": reason})
+                self._tell(project, member, "job.fail", told)
 
     def _run_step(self, spec: dict[str, Any], step: dict[str, Any], role: str, live: _Live) -> None:
         job_id, name = spec["job_id"], step["name"]
-        task = {
-            "home": str(self._home),
-            "project": spec["project"],
-            "project_info": self._project_info(spec["project"]),
-            "job_id": job_id,
-            "step": name,
-            "component": step["component"],
-            "role": role,
-            "roles": spec["roles"],
-            "params": step["params"],
-            "inputs": self._resolve_inputs(spec, step, role),
-        }
+        inputs = self._resolve_inputs(spec, step, role)
+        task = TaskSpec(
+            home=str(self._home),
+            project=spec["project"],
+            project_info=self._project_info(spec["project"]),
+            job_id=job_id,
+            step=name,
+            component=step["component"],
+            role=role,
+            roles=spec["roles"],
+            params=step["params"],
+            inputs={n: TaskInput(kind=str(i["kind"]), path=str(i["path"])) for n, i in inputs.items()},
+            **self.task_settings,
+        )
         self._set_task(job_id, name, "running", started=True)
         live.emit({"type": "step", "step": name, "state": "running"})
-        events: Any = _SPAWN.Queue()
-        from fedbench.node.worker import run_task
-
-        # Not daemonic: a step may start a process pool of its own (PSI, Paillier); the worker exits with its node.
-        process = _SPAWN.Process(target=run_task, args=(task, events, live.cancel), daemon=False)
-        process.start()
+        worker = self._workers.take(task)
+        process, events = worker.process, worker.events
         outputs: list[dict[str, Any]] = []
         ending: dict[str, Any] | None = None
         while ending is None:
+            if live.stop_reason is not None:
+                worker.cancel.set()
             try:
                 event = events.get(timeout=0.2)
             except queue.Empty:
@@ -520,8 +585,16 @@ class JobService:
             self._projects.refusal(initiator, f"step.{step['component']}", spec["project"], reason)
         if live.stop_reason is not None:
             state = "failed" if live.stop_state == "failed" else "cancelled"
-            self._set_task(job_id, name, state, error=live.stop_reason)
-            live.emit({"type": "step", "step": name, "state": state, "error": live.stop_reason})
+            self._set_task(job_id, name, state, error=live.stop_reason, code=live.stop_code)
+            live.emit(
+                {
+                    "type": "step",
+                    "step": name,
+                    "state": state,
+                    "error": live.stop_reason,
+                    "error_code": live.stop_code,
+                }
+            )
             return
         if ending["type"] == "succeeded":
             self._store_outputs(spec, step, outputs)
@@ -529,10 +602,11 @@ class JobService:
             live.emit({"type": "step", "step": name, "state": "succeeded"})
             return
         reason = f"{self.party} failed at step {name!r}: {ending['reason']}"
+        code = _wire_code(ending.get("code"))
         self._write_log(job_id, f"[{name}] {reason}\n{ending.get('trace', '')}")
-        self._set_task(job_id, name, "failed", error=reason)
-        live.emit({"type": "step", "step": name, "state": "failed", "error": reason})
-        self._fail(spec, live, reason)
+        self._set_task(job_id, name, "failed", error=reason, code=code)
+        live.emit({"type": "step", "step": name, "state": "failed", "error": reason, "error_code": code})
+        self._fail(spec, live, reason, code)
 
     def _handle(
         self, job_id: str, step: str, event: dict[str, Any], outputs: list[dict[str, Any]], live: _Live
@@ -592,16 +666,18 @@ class JobService:
             if not live.done and self._stored(job_id).project == project_id:
                 self._stop(job_id, "cancelled", reason)
 
-    def _stop(self, job_id: str, state: str, reason: str) -> None:
+    def _stop(self, job_id: str, state: str, reason: str, code: str | None = None) -> None:
         live = self._live.get(job_id)
         if live is not None and not live.done:
             if live.stop_reason is None:
-                live.stop_reason, live.stop_state = reason, state
+                live.stop_reason, live.stop_state, live.stop_code = reason, state, code
             live.cancel.set()
+            with live.changed:  # wakes the initiator waiting for the others' `done` (`_finish_together`)
+                live.changed.notify_all()
             return
         job = self._stored(job_id)
         if job.state not in TERMINAL:
-            self._set_job(job_id, state, reason)
+            self._set_job(job_id, state, reason, code)
 
     def _resolve_inputs(self, spec: dict[str, Any], step: dict[str, Any], role: str) -> dict[str, Any]:
         """Where this party's inputs of a step are: its own datasets, artifacts of the job's project only.
@@ -780,11 +856,11 @@ class JobService:
                     self._tell(project, member, "job.fail", {"job_id": job.id, "reason": reason})
         self._interrupted = []
 
-    def _set_job(self, job_id: str, state: str, error: str | None = None) -> None:
+    def _set_job(self, job_id: str, state: str, error: str | None = None, code: str | None = None) -> None:
         with self._db.session() as session:
             job = session.get(Job, job_id)
             if job is not None:
-                job.state, job.error = state, error
+                job.state, job.error, job.error_code = state, error, code
                 if state in TERMINAL:
                     job.finished_at = utcnow()
                 session.add(job)
@@ -798,6 +874,7 @@ class JobService:
         progress: float | None = None,
         message: str | None = None,
         error: str | None = None,
+        code: str | None = None,
         started: bool = False,
     ) -> None:
         with self._db.session() as session:
@@ -811,6 +888,7 @@ class JobService:
                 task.message = message
             if error is not None:
                 task.error = error
+                task.error_code = code
             if started:
                 task.started_at = utcnow()
             if state in TERMINAL or state == "reused":
@@ -985,6 +1063,12 @@ def _dataset_name(ref: dict[str, Any], party: str, roles: dict[str, list[str]]) 
         plays = {role for role, parties in roles.items() if party in parties}
         return None if plays == {ARBITER} else dataset
     return dataset.get(party)
+
+
+def _wire_code(value: Any) -> str | None:
+    """An error code as a worker or a partner reported it, if it has the form of one (else None)."""
+    text = str(value) if value is not None else ""
+    return text if _ERROR_CODE.fullmatch(text) else None
 
 
 def _end(process: Any) -> None:

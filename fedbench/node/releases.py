@@ -14,22 +14,12 @@ from typing import Any
 import pandas as pd
 from sqlmodel import select
 
-from fedbench.components.context import PsiRelease
+from fedbench.federation import PsiRelease
 from fedbench.net import codec
+from fedbench.psi.release import released_to
 from fedbench.store import Artifact, ArtifactFiles, Database, Job, Project
 
 __all__ = ["psi_releases", "released_to"]
-
-
-def released_to(release: str, parties: tuple[str, ...], initiator: str) -> tuple[str, ...]:
-    """The parties a PSI between `parties` gave the intersected rows to, under `release`."""
-    if release == "both":
-        return parties
-    if release == "initiator":
-        return tuple(p for p in parties if p == initiator)
-    if release == "partner":
-        return tuple(p for p in parties if p != initiator)
-    return ()
 
 
 def psi_releases(database_url: str, files: ArtifactFiles, project_id: str) -> list[PsiRelease]:

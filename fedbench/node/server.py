@@ -28,7 +28,6 @@ from fedbench.net.mailbox import Mailbox
 from fedbench.net.peer import PeerClient
 from fedbench.net.rpc import CHUNK_BYTES
 from fedbench.net.tls import TlsMaterial, server_credentials
-from fedbench.net.transport import GrpcTransport
 from fedbench.node.audit import AuditLog
 from fedbench.node.audit_anchor import AuditAnchors
 from fedbench.node.config import NodeHome
@@ -38,6 +37,7 @@ from fedbench.node.jobs import JobService
 from fedbench.node.models import ModelService
 from fedbench.node.projects import ProjectService
 from fedbench.node.users import Users
+from fedbench.node.worker_pool import WorkerPool
 from fedbench.store import ArtifactFiles, Database, DatasetRegistry, Job
 
 __all__ = ["PartyNode"]
@@ -78,6 +78,7 @@ class PartyNode:
             self.home.secrets_dir,
             self._peer_request,
         )
+        self.workers = WorkerPool(self.config.warm_workers, preload=self.config.component_modules)
         self.jobs = JobService(
             self.config.party,
             self.home.root,
@@ -85,10 +86,16 @@ class PartyNode:
             self.datasets,
             self.projects,
             self._peer_request,
+            workers=self.workers,
         )
         self.models = ModelService(self.config.party, self.db, self.files, self.projects, self.audit)
         self.anchors = AuditAnchors(self.config.party, self.db, self.audit, self.projects, self._peer_request)
         self.jobs.on_finished = self._job_ended
+        self.jobs.task_settings = {
+            "send_deadline": self.config.send_deadline,
+            "recv_timeout": self.config.recv_timeout,
+        }
+        self.jobs.watch_peers(self.ping_peer)
         self.limits = codec.CodecLimits(max_bytes=self.config.max_message_mb << 20)
         self._peers: dict[str, PeerClient] = {}
         self._peers_lock = threading.Lock()
@@ -129,10 +136,6 @@ class PartyNode:
             raise CertificateError(f"peer at {self.config.peers[party]} answered as {answer.get('party')!r}")
         return answer
 
-    def transport(self) -> GrpcTransport:
-        """The transport for protocol code running inside this node."""
-        return GrpcTransport(self.config.party, self.peer, self.mailbox.get)
-
     def start(self) -> None:
         """Bind both servers and start serving; raises ConfigError when a port is taken."""
         federation = FederationService(
@@ -153,6 +156,7 @@ class PartyNode:
             self._health = HealthServer(self, self.config.federation_host, self.config.health_port)
         for server in (fed_server, control_server):
             server.start()
+        self.workers.start()
         self._servers = [fed_server, control_server]
         threading.Thread(target=self.jobs.announce_recovery, name="announce-recovery", daemon=True).start()
         if self._health is not None:
@@ -171,9 +175,12 @@ class PartyNode:
         if self._health is not None:
             self._health.stop()
             self._health = None
+        self.workers.close()
         for server in self._servers:
             server.stop(grace).wait()
         self._servers = []
+        if self.jobs.heartbeat is not None:
+            self.jobs.heartbeat.close()
         with self._peers_lock:
             for client in self._peers.values():
                 client.close()

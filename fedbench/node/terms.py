@@ -13,12 +13,13 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from fedbench.psi.release import Release
+
 Use = Literal["psi", "train", "score"]
 
-__all__ = ["RELEASE_POLICIES", "USES", "ProjectTerms", "caveats"]
+__all__ = ["USES", "ProjectTerms", "caveats"]
 
 USES = ("psi", "train", "score")
-RELEASE_POLICIES = ("both", "initiator", "partner", "count_only")
 
 
 class ProjectTerms(BaseModel):
@@ -42,19 +43,7 @@ class ProjectTerms(BaseModel):
     min_intersection: int = Field(
         default=100, ge=0, description="below this intersection size no PSI result is released to anyone"
     )
-    release: Literal["both", "initiator", "partner", "count_only"] = Field(
-        default="initiator", description="who receives the intersected IDs of a PSI"
-    )
-
-    def receives_ids(self, party: str, initiator: str) -> bool:
-        """Whether `party` may receive the intersected rows of a PSI started by `initiator`."""
-        if self.release == "both":
-            return True
-        if self.release == "initiator":
-            return party == initiator
-        if self.release == "partner":
-            return party != initiator
-        return False
+    release: Release = Field(default="initiator", description="who receives the intersected IDs of a PSI")
 
     def differences(self, other: ProjectTerms, *, fill: Collection[str] = ()) -> list[str]:
         """How `other` differs from these terms, one phrase per field; [] when they agree.

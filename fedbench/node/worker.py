@@ -18,24 +18,25 @@ from typing import Any
 import pandas as pd
 
 from fedbench import components
-from fedbench.client.control import NodeClient
-from fedbench.components.context import Context, TaskIO
 from fedbench.crypto.paillier import parallel as paillier_workers
 from fedbench.errors import ConfigError, FedbenchError
+from fedbench.federation import Context, TaskIO
 from fedbench.net import codec
 from fedbench.net.certs import PartyCredentials
+from fedbench.net.control_client import ControlClient
 from fedbench.net.peer import PeerClient
 from fedbench.net.tls import TlsMaterial
 from fedbench.net.transport import GrpcTransport
 from fedbench.node.config import NodeHome
 from fedbench.node.projects import psi_domain_key
 from fedbench.node.releases import psi_releases
+from fedbench.node.task_spec import TaskSpec
 from fedbench.store import ArtifactFiles
 
 __all__ = ["run_task"]
 
 
-def run_task(task: dict[str, Any], events: Queue[dict[str, Any]], cancel: Event) -> None:
+def run_task(task: TaskSpec, events: Queue[dict[str, Any]], cancel: Event) -> None:
     """Entry point of a worker process: run the role function, report everything as events."""
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), name="parent-watch", daemon=True).start()
     try:
@@ -62,33 +63,35 @@ def _exit_with_parent(parent: int) -> None:
     os._exit(3)
 
 
-def _run(task: dict[str, Any], events: Queue[dict[str, Any]], cancel: Event) -> None:
-    home = NodeHome(task["home"])
+def _run(task: TaskSpec, events: Queue[dict[str, Any]], cancel: Event) -> None:
+    home = NodeHome(task.home)
     config = home.load_config()
     key, cert, ca = PartyCredentials.from_dir(home.tls_dir).load()
     tls = TlsMaterial(key=key, cert=cert, ca=ca)
     files = ArtifactFiles(home.artifacts_dir)
     components.load_modules(config.component_modules)
-    component = components.get(task["component"])
-    params = component.validate_params(task["params"], step=task["step"])
-    control = NodeClient(config.control_address, home.api_token())
-    token = (home.secrets_dir / f"project-{task['project']}.token").read_text().strip()
+    component = components.get(task.component)
+    params = component.validate_params(dict(task.params), step=task.step)
+    control = ControlClient(config.control_address, home.api_token(), party=config.party)
+    token = (home.secrets_dir / f"project-{task.project}.token").read_text().strip()
     peers: dict[str, PeerClient] = {}
 
     def peer(party: str) -> PeerClient:
         if party not in config.peers:
             raise ConfigError(f"{party!r} is not a peer of {config.party!r}")
         if party not in peers:
-            peers[party] = PeerClient(config.party, party, config.peers[party], tls)
+            peers[party] = PeerClient(
+                config.party, party, config.peers[party], tls, is_cancelled=cancel.is_set
+            )
         return peers[party]
 
     def read_input(name: str) -> Any:
-        if name not in task["inputs"]:
-            raise ConfigError(f"step {task['step']!r} has no input {name!r}; it has {sorted(task['inputs'])}")
-        item = task["inputs"][name]
-        if item["kind"] == "table":
-            return files.read_table(item["path"])
-        return codec.decode(files.read_bytes(item["path"]))
+        if name not in task.inputs:
+            raise ConfigError(f"step {task.step!r} has no input {name!r}; it has {sorted(task.inputs)}")
+        item = task.inputs[name]
+        if item.kind == "table":
+            return files.read_table(item.path)
+        return codec.decode(files.read_bytes(item.path))
 
     def write_output(name: str, value: Any) -> None:
         port = component.port(name, output=True)
@@ -113,31 +116,31 @@ def _run(task: dict[str, Any], events: Queue[dict[str, Any]], cancel: Event) -> 
 
     context = Context(
         party=config.party,
-        role=task["role"],
-        roles=task["roles"],
-        job_id=task["job_id"],
-        step=task["step"],
+        role=task.role,
+        roles=dict(task.roles),
+        job_id=task.job_id,
+        step=task.step,
         params=params,
         transport=GrpcTransport(
             config.party,
             peer,
             control.recv,
-            send_deadline=task.get("send_deadline", 120.0),
-            project=(task["project"], token),
+            send_deadline=float(task.send_deadline),
+            project=(task.project, token),
         ),
-        project=task.get("project_info", {}),
-        psi_key=psi_domain_key(task["project"], token),
+        project=dict(task.project_info),
+        psi_key=psi_domain_key(task.project, token),
         io=TaskIO(
             read_input=read_input,
             write_output=write_output,
             emit=events.put,
             is_cancelled=cancel.is_set,
-            psi_releases=lambda: psi_releases(home.database_url(config), files, task["project"]),
+            psi_releases=lambda: psi_releases(home.database_url(config), files, task.project),
         ),
-        recv_timeout=float(task.get("recv_timeout", 600.0)),
+        recv_timeout=float(task.recv_timeout),
     )
     try:
-        component.functions[task["role"]](context, params)
+        component.functions[task.role](context, params)
     finally:
         control.close()
         for client in peers.values():

@@ -14,6 +14,8 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 import os
+import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -85,9 +87,21 @@ BROKEN_POOL = (
 _WORKER: Masker | None = None
 
 
-def _init_worker(secret: bytes, domain_key: bytes) -> None:
+def _init_worker(secret: bytes, domain_key: bytes, owner: int) -> None:
     global _WORKER
     _WORKER = Masker(secret, domain_key)
+    threading.Thread(target=_exit_with_owner, args=(owner,), name="owner-watch", daemon=True).start()
+
+
+def _exit_with_owner(owner: int) -> None:
+    """A masking process whose PSI's process is gone (killed, e.g. when its step was cancelled) stops instead
+    of idling on: its parent is the fork server, which lives as long as any of its children do."""
+    while True:
+        try:
+            os.kill(owner, 0)
+        except ProcessLookupError:
+            os._exit(3)
+        time.sleep(0.5)
 
 
 def _worker_hash_mask(ids: list[str]) -> bytes:
@@ -119,7 +133,10 @@ class MaskingPool:
             None
             if self._inline
             else ProcessPoolExecutor(
-                self.workers, mp_context=_context(), initializer=_init_worker, initargs=(secret, domain_key)
+                self.workers,
+                mp_context=_context(),
+                initializer=_init_worker,
+                initargs=(secret, domain_key, os.getpid()),
             )
         )
 

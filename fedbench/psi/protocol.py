@@ -4,14 +4,14 @@ Both parties call `run_psi` with complementary roles (one "initiator", one "part
 the group with the project's domain key and raises them to a fresh secret scalar; doubly-masked values are
 equal exactly when the IDs are. Only a side entitled by the release policy gets back its own doubly-masked
 values, and only in an order shuffled by the peer; the peer sends the un-shuffling permutation only when the
-intersection reaches `min_intersection`. Every message from one party to the other travels under one key in
-FIFO order, so a failure can replace whatever the peer awaits with a value ``{"error": code, "reason": ...}``.
+intersection reaches `min_intersection`. Every message from one party to the other travels on one federation
+`Channel` (one key, FIFO), so a failure can replace whatever the peer awaits with an error record
+``{"error": code, "reason": ...}``; waits are sliced, so a cancelled side stops within about a second.
 The message flow, what each side sees and the leakage are in docs/protocols/psi.md.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import math
 import os
@@ -25,9 +25,10 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from fedbench.errors import FedbenchError, Refused
+from fedbench.federation import Channel
 from fedbench.net.transport import Transport
 from fedbench.psi import group
+from fedbench.psi import release as policy
 from fedbench.psi.errors import PsiError, PsiPeerError, PsiRefused
 
 __all__ = [
@@ -38,10 +39,11 @@ __all__ = [
     "ProgressFn",
     "PsiResult",
     "run_psi",
+    "run_psi_on",
 ]
 
-RELEASES = ("both", "initiator", "partner", "count_only")
-ROLES = ("initiator", "partner")
+RELEASES = policy.RELEASES
+ROLES = policy.SIDES
 DEFAULT_CHUNK = 1 << 16
 """Elements per message (2 MiB of 32-byte values)."""
 INLINE_BELOW = 20_000
@@ -53,13 +55,13 @@ _VERSION = 1
 _MIN_TASK = 2048
 _MAX_TASK = 16384
 """Elements per worker task: about 0.4 s of work, so that no worker idles long at the end of a phase."""
-_LEARNERS = {
-    "both": ("initiator", "partner"),
-    "initiator": ("initiator",),
-    "partner": ("partner",),
-    "count_only": ("initiator",),
-}
-"""The roles that get back their own doubly-masked values (shuffled) and count the intersection."""
+
+
+def _learners(release: str) -> frozenset[str]:
+    """The roles that get back their own doubly-masked values (shuffled) and count the intersection: those the
+    release gives rows to, or the initiator alone when it gives rows to nobody."""
+    return policy.receivers(release) or frozenset({"initiator"})
+
 
 T = TypeVar("T")
 
@@ -121,20 +123,54 @@ def run_psi(
     workers: int | None = None,
     progress: ProgressFn | None = None,
     timeout: float = 1800.0,
+    is_cancelled: Callable[[], bool] | None = None,
 ) -> PsiResult:
-    """Run one side of ECDH-PSI with `peer` over `transport`; `ids` must be distinct strings (`prepare_ids`).
+    """Run one side of ECDH-PSI with `peer` over `transport`, under the key `<key_prefix>/psi`.
 
-    Raises PsiRefused if either side refuses, PsiPeerError if the peer fails, PsiError otherwise; the peer is
-    told in every case. `timeout` bounds the wait for any one message of the peer."""
+    The same as `run_psi_on` on that channel (a node's steps get theirs from their context)."""
     if not isinstance(key_prefix, str) or not key_prefix:
         raise PsiError(f"key_prefix must be a non-empty str such as 'job/task', got {key_prefix!r}")
-    channel = _Channel(transport, peer, f"{key_prefix}/psi", timeout)
+    channel = Channel(transport, peer, f"{key_prefix}/psi", timeout=timeout, is_cancelled=is_cancelled)
+    return run_psi_on(
+        channel,
+        role=role,
+        ids=ids,
+        domain_key=domain_key,
+        release=release,
+        min_intersection=min_intersection,
+        max_peer_rows=max_peer_rows,
+        chunk_size=chunk_size,
+        workers=workers,
+        progress=progress,
+    )
+
+
+def run_psi_on(
+    channel: Channel,
+    *,
+    role: str,
+    ids: Sequence[str],
+    domain_key: bytes,
+    release: str,
+    min_intersection: int = 0,
+    max_peer_rows: int | None = None,
+    chunk_size: int = DEFAULT_CHUNK,
+    workers: int | None = None,
+    progress: ProgressFn | None = None,
+) -> PsiResult:
+    """Run one side of ECDH-PSI on `channel` (its peer, key, timeout and cancellation); `ids` must be distinct
+    strings (`prepare_ids`).
+
+    Raises PsiRefused if either side refuses, PsiPeerError if the peer fails, PsiError otherwise, `Cancelled`
+    if our task is cancelled; the peer is told in every case but the last (our node tells it of a cancel).
+    The channel's timeout bounds the wait for any one message of the peer."""
+    stream = _Stream(channel)
     try:
         ids = _check_arguments(role, release, ids, domain_key, min_intersection, max_peer_rows, chunk_size)
         if workers is not None and (type(workers) is not int or workers < 1):
             raise PsiError(f"workers must be a positive int or None, got {workers!r}")
         session = _Session(
-            channel,
+            stream,
             role=role,
             ids=ids,
             domain_key=domain_key,
@@ -182,29 +218,24 @@ def _check_arguments(
     return ids
 
 
-class _Channel:
-    """The message stream with the peer: one key, FIFO; an error value from the peer is raised here."""
+class _Stream:
+    """The PSI's view of its channel: messages tagged by kind `t`; a peer's error record becomes a PSI error."""
 
-    def __init__(self, transport: Transport, peer: str, key: str, timeout: float) -> None:
-        self.transport = transport
-        self.party = transport.party
-        self.peer = peer
-        self.key = key
-        self.timeout = timeout
-        self.peer_failed = False
+    def __init__(self, channel: Channel) -> None:
+        self.channel = channel
+        self.party = channel.party
+        self.peer = channel.peer
 
     def send(self, message: dict[str, Any]) -> None:
-        self.transport.send(self.peer, self.key, message)
+        self.channel.send(message)
 
     def recv(self, kind: str) -> dict[str, Any]:
-        message = self.transport.recv(self.peer, self.key, self.timeout)
-        if isinstance(message, dict) and "error" in message:
-            self.peer_failed = True
-            reason = message.get("reason")
-            text = reason[:2000] if isinstance(reason, str) else "no reason given"
-            if message["error"] in (PsiRefused.code, Refused.code):
-                raise PsiRefused(f"{self.peer!r} refused the PSI: {text}")
-            raise PsiPeerError(f"{self.peer!r} failed during the PSI: {text}")
+        received = self.channel.recv_message()
+        if received.error is not None:
+            if received.error.is_refusal:
+                raise PsiRefused(f"{self.peer!r} refused the PSI: {received.error.reason}")
+            raise PsiPeerError(f"{self.peer!r} failed during the PSI: {received.error.reason}")
+        message = received.content
         if not isinstance(message, dict) or message.get("t") != kind:
             got = message.get("t") if isinstance(message, dict) else type(message).__name__
             raise PsiRefused(
@@ -212,29 +243,13 @@ class _Channel:
             )
         return message
 
-    def fail(self, exc: BaseException) -> None:
-        """Tell the peer we stopped (best effort), unless the failure came from the peer."""
-        if self.peer_failed:
-            return
-        if isinstance(exc, FedbenchError):
-            value = {"error": exc.code, "reason": str(exc)}
-        elif isinstance(exc, KeyboardInterrupt):
-            value = {"error": "psi_interrupted", "reason": f"{self.party!r} was interrupted"}
-        else:
-            value = {
-                "error": "psi_internal",
-                "reason": f"{self.party!r} stopped on an internal error ({type(exc).__name__}); see its log",
-            }
-        with contextlib.suppress(Exception):
-            self.send(value)
-
 
 class _Session:
     """One party's run: handshake, mask and stream, return, count, release."""
 
     def __init__(
         self,
-        channel: _Channel,
+        channel: _Stream,
         *,
         role: str,
         ids: Sequence[str],
@@ -274,8 +289,8 @@ class _Session:
         with group.MaskingPool(group.new_secret(), self.domain_key, workers) as pool:
             self.send_own(pool, order, inflight)
             peer_doubled = self.mask_peer(pool, inflight)
-        self_learns = self.role in _LEARNERS[self.release]
-        peer_learns = self.peer_role in _LEARNERS[self.release]
+        self_learns = self.role in _learners(self.release)
+        peer_learns = self.peer_role in _learners(self.release)
         shuffle = _permutation(self.n_peer) if peer_learns else None
         if shuffle is not None:
             self.report_phase("returning the peer's doubly-masked values")
@@ -287,16 +302,16 @@ class _Session:
             match, hit_values = self.recv_and_match(_SortedValues(peer_doubled))
         del peer_doubled
         count = self.settle_count(None if match is None else int(match.sum()), self_learns, peer_learns)
-        released = self.release != "count_only" and count >= self.min_intersection
-        entitled = self.release in ("both", self.role)
+        released = policy.releases_rows(self.release) and count >= self.min_intersection
+        entitled = policy.receives_rows(self.release, self.role)
         refusal = None
-        if self.release != "count_only" and not released:
+        if policy.releases_rows(self.release) and not released:
             refusal = (
                 f"the intersection has {count} rows, fewer than min_intersection={self.min_intersection}: "
                 "no rows were released to either party"
             )
         indices = None
-        if released and shuffle is not None and self.release in ("both", self.peer_role):
+        if released and shuffle is not None and policy.receives_rows(self.release, self.peer_role):
             self.send_permutation(shuffle)
         if released and entitled:
             assert match is not None and hit_values is not None

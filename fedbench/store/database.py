@@ -1,6 +1,7 @@
 """The node's metadata database: one engine per node, SQLite under the home by default or any SQLAlchemy URL.
 
-Opening a `Database` creates the tables, so a node can start on an empty home; on PostgreSQL it first creates
+Opening a `Database` creates the tables, so a node can start on an empty home, and adds the columns an older
+home lacks (`upgrade.py`); on PostgreSQL it first creates
 the database itself when it does not exist yet (through the `postgres` maintenance database, which needs the
 CREATEDB right), so one server can hold a database per node. A bare `postgresql://` URL uses psycopg 3 when
 psycopg2 is not installed. Every failure to parse, load a driver for, or reach the database becomes a
@@ -24,6 +25,7 @@ from sqlmodel import Session, create_engine
 
 from fedbench.errors import StoreError
 from fedbench.store.models import METADATA
+from fedbench.store.upgrade import add_missing_columns
 
 SQLITE_BUSY_TIMEOUT_S = 30.0
 CONNECT_TIMEOUT_S = 10
@@ -100,6 +102,7 @@ class Database:
             self._create_missing_postgres_database(parsed)
         try:
             METADATA.create_all(self.engine)
+            add_missing_columns(self.engine, METADATA)
         except SQLAlchemyError as exc:
             self.engine.dispose()
             raise StoreError(self._unreachable_message(parsed, exc)) from exc

@@ -159,6 +159,8 @@ class Job(SQLModel, table=True):
     spec: dict[str, Any] = Field(default_factory=dict, sa_column=_json_column())
     state: str = "pending"
     error: str | None = None
+    error_code: str | None = None
+    """The code of the error class that failed the job (ours or the partner's), for the kernel to raise."""
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
@@ -179,6 +181,8 @@ class Task(SQLModel, table=True):
     progress: float = 0.0
     message: str = ""
     error: str | None = None
+    error_code: str | None = None
+    """The code of the error class that failed this task (see `Job.error_code`)."""
     started_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

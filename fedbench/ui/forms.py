@@ -1,6 +1,8 @@
 """`fedbench.ui.form(project, "row_count")`: a form for any component, generated from its declaration.
 
-The params model gives one field per parameter (type, bounds, default, help text); each input of the
+The declaration is the one the project's node reports (`node_components.py`), so a component the node loads
+from its `component_modules` gets a form even when this kernel never imported it. The params model gives one
+field per parameter (type, bounds, default, help text); each input of the
 component gets a picker listing the earlier results of the project (each once, newest first, named by run
 and step) and its datasets, starting at something that runs (`choices.default_choices`: the latest aligned
 rows for a step that reads rows, never the raw dataset a PSI has not matched yet). The logic
@@ -21,7 +23,6 @@ from typing import Any
 import ipywidgets as widgets
 import traitlets
 
-from fedbench import components
 from fedbench.client.projects import Project
 from fedbench.client.runs import Run
 from fedbench.errors import FedbenchError
@@ -29,6 +30,7 @@ from fedbench.pipeline import Pipeline, Step
 from fedbench.ui.choices import Earlier, default_choices, earlier_results
 from fedbench.ui.errors import FormError
 from fedbench.ui.fields import ModelFields
+from fedbench.ui.node_components import node_component
 from fedbench.ui.style import style_sheet
 
 __all__ = ["ComponentForm", "form"]
@@ -41,7 +43,7 @@ _NONE = "none:"
 def _our_party(project: Project) -> str | None:
     """The party whose node this project handle talks to."""
     try:
-        return str(project._node.health()["party"])
+        return project.our_party
     except (FedbenchError, KeyError):
         return None
 
@@ -55,7 +57,7 @@ class ComponentForm(widgets.VBox):
 
     def __init__(self, project: Project, component: str, *, show_monitor: bool = True) -> None:
         self.project = project
-        self.component = components.get(component)
+        self.component = node_component(project, component)
         self.show_monitor = show_monitor
         self.params = ModelFields(self.component.params, prefix="fb-field")
         self.inputs: dict[str, widgets.Dropdown] = {}
@@ -200,8 +202,8 @@ class ComponentForm(widgets.VBox):
     def _earlier(self) -> list[Earlier]:
         """The project's earlier results our node holds (none when the node cannot be asked now)."""
         try:
-            artifacts = self.project._node.call("artifacts.list", project=self.project.name)
-            runs = self.project._node.call("runs.list", project=self.project.name)
+            artifacts = self.project.artifact_records()
+            runs = [run.info for run in self.project.list_runs()]
         except FedbenchError:
             return []
         return earlier_results(artifacts, runs)

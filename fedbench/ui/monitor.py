@@ -15,7 +15,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from html import escape
 from typing import Any
 
@@ -23,7 +23,7 @@ import ipywidgets as widgets
 import pandas as pd
 import traitlets
 
-from fedbench import components
+from fedbench.client.records import Event
 from fedbench.client.runs import TERMINAL, Output, Run, step_started, timing_words
 from fedbench.errors import FedbenchError
 from fedbench.ui.style import row, style_sheet
@@ -161,7 +161,7 @@ class RunMonitor(widgets.VBox):
     def follow(self, timeout: float = 3600.0) -> Run:
         """Apply the run's events as they come until it ends, then show its results; returns the run."""
         try:
-            for event in self.run._node.watch("runs.watch", job_id=self.run.job_id, timeout=timeout):
+            for event in self.run.events(timeout=timeout):
                 self.apply(event)
         finally:
             self._finish()
@@ -175,36 +175,36 @@ class RunMonitor(widgets.VBox):
             problem = f"Lost contact with the node while following this run: {exc}"
             self.results.value = f'<div class="fb-message">{escape(problem)}</div>'
 
-    def apply(self, event: dict[str, Any]) -> None:
-        """Update the view with one event of the node's stream."""
-        kind = event.get("type")
+    def apply(self, event: Event | Mapping[str, Any]) -> None:
+        """Update the view with one event of the node's stream (an `Event`, or its plain-data form)."""
+        if not isinstance(event, Event):
+            event = Event.from_dict(event)
+        kind, step = event.type, event.step or ""
         with self._lock:
             if kind == "job":
-                self._set_state(str(event.get("state", "")), event.get("error"))
+                self._set_state(event.state or "", event.error)
             elif kind == "step":
-                self._row(str(event["step"])).update(state=str(event["state"]))
-                if event.get("error"):
-                    self._log(f"[{event['step']}] {event['error']}")
+                self._row(step).update(state=event.state or "")
+                if event.error:
+                    self._log(f"[{step}] {event.error}")
             elif kind == "progress":
-                self._row(str(event["step"])).update(
-                    state="running", fraction=event.get("fraction"), message=str(event.get("message") or "")
-                )
+                self._row(step).update(state="running", fraction=event.fraction, message=event.message or "")
             elif kind == "metric":
                 self._metrics.append(
                     {
-                        "step": event.get("step"),
-                        "name": event["name"],
-                        "iteration": event.get("iteration"),
-                        "value": event["value"],
+                        "step": event.step,
+                        "name": event.name,
+                        "iteration": event.iteration,
+                        "value": event.value,
                     }
                 )
                 self._dirty = True
                 if time.monotonic() - self._drawn_at >= _REDRAW_SECONDS:
                     self._draw()
             elif kind == "log":
-                self._log(f"[{event.get('step', '')}] {event.get('message', '')}")
+                self._log(f"[{step}] {event.message or ''}")
             elif kind == "warning":
-                self._log(f"[{event.get('step', '')}] warning: {event.get('message', '')}")
+                self._log(f"[{step}] warning: {event.message or ''}")
 
     def cancel(self) -> Run:
         """Stop the run on every party."""
@@ -311,12 +311,11 @@ class RunMonitor(widgets.VBox):
         parts = [_warnings_html(info)]
         for step in info.get("steps", []):
             try:
-                ports = components.get(step["component"]).outputs
+                outputs = self.run.step_outputs(step["step"])
             except FedbenchError:
                 continue
-            for port in ports:
-                output = Output(self.run._node, f"{step['key']}:{port.name}", port.kind)
-                parts.append(f"<div class='fb-result'><b>{escape(step['step'])} → {escape(port.name)}</b>")
+            for name, output in outputs.items():
+                parts.append(f"<div class='fb-result'><b>{escape(step['step'])} → {escape(name)}</b>")
                 parts.append(_describe_output(output))
                 parts.append("</div>")
         scalars = [m for m in self._metrics if pd.isna(m.get("iteration"))]

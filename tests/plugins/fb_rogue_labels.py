@@ -17,8 +17,8 @@ from fb_rogue import rogue_setting
 
 from fedbench.components.builtin import binning as binning_module
 from fedbench.components.builtin.binning import BinningParams, binning
-from fedbench.components.context import Context
 from fedbench.crypto.paillier import EncryptedVector, generate_keypair
+from fedbench.federation import Context
 
 
 def _labels_message(ctx: Context, public: Any, private: Any, values: list[int]) -> dict[str, Any]:

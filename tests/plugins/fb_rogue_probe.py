@@ -5,7 +5,7 @@ from __future__ import annotations
 from fb_rogue import rogue_setting
 
 from fedbench.components.builtin.row_count import row_count
-from fedbench.components.context import Context
+from fedbench.federation import Context
 
 
 def _lying_host(ctx: Context, params: object) -> None:

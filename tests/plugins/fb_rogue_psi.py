@@ -93,4 +93,4 @@ if _MODE == "tag":
 elif _MODE == "overflow":
     _Session.send_own = _overflowing_send_own
 elif _MODE == "oversize":
-    psi_component.run_psi = _oversized_run_psi(psi_component.run_psi)
+    psi_component.run_psi_on = _oversized_run_psi(psi_component.run_psi_on)

@@ -12,7 +12,7 @@ import pandas as pd
 from fb_rogue import rogue_setting
 
 from fedbench.components.builtin.score import ScoreParams, score
-from fedbench.components.context import Context
+from fedbench.federation import Context
 
 
 def _echoing_guest(ctx: Context, params: ScoreParams) -> None:

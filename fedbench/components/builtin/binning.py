@@ -19,13 +19,14 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field
 
+from fedbench.components.builtin.alignment_protocol import exchange_row_counts
 from fedbench.components.builtin.columns import LABEL_CANDIDATES, find_label
 from fedbench.components.builtin.key_size import KeyBits, key_bits_field
-from fedbench.components.context import Context
 from fedbench.components.spec import Component, Port, register
 from fedbench.crypto.paillier import EncryptedVector, PublicKey, generate_keypair
 from fedbench.crypto.paillier.proofs import BitProofError, BitProofs, encrypt_bits, verify_bits
 from fedbench.errors import FedbenchError, Refused
+from fedbench.federation import Context
 
 __all__ = [
     "BinningError",
@@ -249,9 +250,7 @@ def _fit_all(ctx: Context, table: pd.DataFrame, names: list[str], params: Binnin
 
 
 def _exchange_rows(ctx: Context, peer_role: str, rows: int) -> None:
-    peer = ctx.peer(peer_role)
-    peer.send("rows", rows)
-    theirs = int(peer.recv("rows"))
+    theirs = exchange_row_counts(ctx.peer(peer_role), rows)
     if theirs != rows:
         raise BinningError(
             f"the parties' tables are not aligned: we hold {rows} rows, the {peer_role} {theirs}; "

@@ -16,9 +16,9 @@ import pandas as pd
 from pydantic import BaseModel, Field
 
 from fedbench.components.builtin.metrics import binary_metrics, multiclass_metrics, regression_metrics
-from fedbench.components.context import Context
 from fedbench.components.spec import Component, Port, register
 from fedbench.errors import ConfigError, FedbenchError
+from fedbench.federation import Context
 
 __all__ = ["EvaluateError", "EvaluateParams", "evaluate", "evaluate_table"]
 

@@ -27,10 +27,10 @@ from fedbench.components.builtin.columns import LABEL_CANDIDATES, find_label
 from fedbench.components.builtin.key_size import KeyBits, key_bits_field
 from fedbench.components.builtin.metrics import roc_auc
 from fedbench.components.builtin.released import released_rows
-from fedbench.components.context import Context
 from fedbench.components.spec import Component, Port, register
 from fedbench.crypto.paillier import ObfuscatorPool
 from fedbench.errors import FedbenchError
+from fedbench.federation import Context
 from fedbench.ml import coordinated
 from fedbench.ml.design import Design, batches
 from fedbench.ml.health import check_training
@@ -45,6 +45,7 @@ from fedbench.ml.lr_model import (
 )
 from fedbench.ml.optim import Optimizer, learning_rate
 from fedbench.ml.sshe import SsheParty
+from fedbench.ml.training import EarlyStopping, run_epochs
 
 __all__ = ["HeteroLRError", "HeteroLRParams", "hetero_lr", "scores_table"]
 
@@ -285,26 +286,25 @@ def _train_sshe(
     party = SsheParty(
         cctx, cctx.peer(run.peer_role), index, run.x, params.key_bits, run.design.intercept, batch_rows
     )
+    alpha = params.alpha if params.penalty == "l2" else 0.0
+
+    def step(bctx: Context, epoch: int, positions: np.ndarray) -> float | None:
+        labels = None if targets is None else targets[positions]
+        return party.step(bctx, positions, _lr(params, epoch), alpha, labels)
+
     try:
         party.share_weights(cctx, weights)
-        alpha = params.alpha if params.penalty == "l2" else 0.0
-        previous: float | None = None
-        for epoch in range(params.epochs):
-            started = time.perf_counter()
-            ectx = cctx.iter(epoch)
-            total, rows = 0.0, 0
-            for b, positions in enumerate(run.batches):
-                labels = None if targets is None else targets[positions]
-                loss = party.step(ectx.iter(b), positions, _lr(params, epoch), alpha, labels)
-                if loss is not None:
-                    total += loss * len(positions)
-                    rows += len(positions)
-                _progress(ctx, run, k, epoch, b)
-            if not _epoch_end(
-                ectx, run, k, epoch, total / max(rows, 1) if targets is not None else None, previous, started
-            ):
-                break
-            previous = run.losses[k][-1] if targets is not None else None
+        run_epochs(
+            cctx,
+            epochs=params.epochs,
+            batches=run.batches,
+            step=step,
+            epoch_loss=lambda ectx, mean: (mean or 0.0) if targets is not None else None,
+            epoch_end=lambda ectx, epoch, loss, previous, started: _epoch_end(
+                ectx, run, k, epoch, loss, previous, started
+            ),
+            progress=lambda epoch, b: _progress(ctx, run, k, epoch, b),
+        )
         return party.reveal_own(cctx)
     finally:
         party.close()
@@ -331,7 +331,7 @@ def _epoch_end(
     seconds = time.perf_counter() - started
     if run.role != "guest":
         run.seconds.append(seconds)
-        return bool(ectx.peer("guest").recv("lr.continue"))
+        return ectx.peer("guest").recv("lr.continue", bool)
     assert loss is not None
     run.losses[k].append(loss)
     run.seconds.append(seconds)
@@ -342,8 +342,8 @@ def _epoch_end(
     check_training(
         losses=run.losses[k], learning_rate=run.params.learning_rate, epochs=run.params.epochs
     ).raise_if_broken()
-    converged = run.params.early_stopping and previous is not None and abs(previous - loss) < run.params.tol
-    go_on = not converged and epoch + 1 < run.params.epochs
+    stopping = EarlyStopping(run.params.epochs, run.params.early_stopping, run.params.tol)
+    go_on = stopping.go_on(epoch, loss, previous)
     for role in ("host", "arbiter"):
         if ctx.roles.get(role) and (role == "host" or run.params.protocol == "coordinated"):
             ctx.peer(role).send("lr.continue", go_on)
@@ -364,31 +364,37 @@ def _train_coordinated(
     public = coordinated.receive_key(cctx)
     intercept = run.design.width - 1 if run.design.intercept else None
     optimizer = Optimizer(params.optimizer, params.penalty, params.alpha, intercept)
-    previous: float | None = None
     w = weights.copy()
     # Obfuscators are made in the background while we wait for the peers, and taken once each.
     pool = ObfuscatorPool(public, size=max(len(b) for b in run.batches))
+
+    def step(bctx: Context, epoch: int, positions: np.ndarray) -> None:
+        nonlocal w
+        x = run.x[positions]
+        obfuscators = pool.take(len(positions))
+        if targets is None:
+            gradient = coordinated.host_step(bctx, public, x, w, obfuscators)
+        else:
+            sw = None if sample_weight is None else sample_weight[positions]
+            gradient = coordinated.guest_step(bctx, public, x, w, targets[positions], sw, obfuscators)
+        w = optimizer.step(w, gradient, _lr(params, epoch))
+
+    def epoch_loss(ectx: Context, mean: float | None) -> float | None:
+        """The guest's loss of the epoch comes from the arbiter, who alone sees the whole residual."""
+        return None if targets is None else ectx.peer("arbiter").recv("coord.loss", float)
+
     try:
-        for epoch in range(params.epochs):
-            started = time.perf_counter()
-            ectx = cctx.iter(epoch)
-            for b, positions in enumerate(run.batches):
-                bctx = ectx.iter(b)
-                x = run.x[positions]
-                obfuscators = pool.take(len(positions))
-                if targets is None:
-                    gradient = coordinated.host_step(bctx, public, x, w, obfuscators)
-                else:
-                    sw = None if sample_weight is None else sample_weight[positions]
-                    gradient = coordinated.guest_step(bctx, public, x, w, targets[positions], sw, obfuscators)
-                w = optimizer.step(w, gradient, _lr(params, epoch))
-                _progress(ctx, run, k, epoch, b)
-            loss = None
-            if targets is not None:
-                loss = float(ectx.peer("arbiter").recv("coord.loss"))
-            if not _epoch_end(ectx, run, k, epoch, loss, previous, started):
-                break
-            previous = run.losses[k][-1] if targets is not None else None
+        run_epochs(
+            cctx,
+            epochs=params.epochs,
+            batches=run.batches,
+            step=step,
+            epoch_loss=epoch_loss,
+            epoch_end=lambda ectx, epoch, loss, previous, started: _epoch_end(
+                ectx, run, k, epoch, loss, previous, started
+            ),
+            progress=lambda epoch, b: _progress(ctx, run, k, epoch, b),
+        )
     finally:
         pool.close()
     return w

@@ -17,9 +17,9 @@ import pandas as pd
 from pydantic import BaseModel, Field, model_validator
 
 from fedbench.components.builtin.columns import find_label
-from fedbench.components.context import Context
 from fedbench.components.spec import Component, Port, register
 from fedbench.errors import ConfigError, FedbenchError
+from fedbench.federation import Context
 
 __all__ = [
     "OTHER",

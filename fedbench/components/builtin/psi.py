@@ -15,19 +15,18 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from fedbench.components.context import Context
 from fedbench.components.spec import Component, Port, register
 from fedbench.errors import Refused
-from fedbench.psi import Normalise, PsiRefused, prepare_ids, run_psi
+from fedbench.federation import Context
+from fedbench.psi import Normalise, PsiRefused, prepare_ids
+from fedbench.psi import release as policy
+from fedbench.psi.protocol import run_psi_on
+from fedbench.psi.release import Release
 
-__all__ = ["PsiParams", "psi"]
+__all__ = ["PSI_WAIT", "PsiParams", "psi"]
 
-_NARROWER = {
-    "both": {"both", "initiator", "partner", "count_only"},
-    "initiator": {"initiator", "count_only"},
-    "partner": {"partner", "count_only"},
-    "count_only": {"count_only"},
-}
+PSI_WAIT = 1800.0
+"""Seconds a side waits for any one message of the peer (its waits are sliced: a cancel is seen at once)."""
 
 
 class PsiParams(BaseModel):
@@ -50,7 +49,7 @@ class PsiParams(BaseModel):
     duplicates: Literal["error", "first"] = Field(
         default="error", description="on duplicate IDs: stop with an error, or keep the first row"
     )
-    release: Literal["project", "both", "initiator", "partner", "count_only"] = Field(
+    release: Literal["project", Release] = Field(
         default="project",
         description="who receives the intersected rows: the project's policy, or a narrower one",
     )
@@ -75,11 +74,12 @@ psi = register(
 
 
 def _release(ctx: Context, params: PsiParams) -> str:
-    agreed = str(ctx.project.get("terms", {}).get("release", "count_only"))
+    agreed = str(ctx.project.get("terms", {}).get("release", policy.NARROWEST))
     wanted = agreed if params.release == "project" else params.release
-    if wanted not in _NARROWER[agreed]:
+    allowed = policy.within(agreed)
+    if wanted not in allowed:
         raise Refused(
-            f"release {wanted!r} gives more than the project allows ({agreed!r}); use {sorted(_NARROWER[agreed])}"
+            f"release {wanted!r} gives more than the project allows ({agreed!r}); use {sorted(allowed)}"
         )
     return wanted
 
@@ -107,13 +107,11 @@ def _run(ctx: Context, params: PsiParams) -> None:
             "(max_psi_rows): a PSI needs the largest ID set we agreed to receive from the peer"
         )
     try:
-        result = run_psi(
-            ctx.transport,
+        result = run_psi_on(
+            ctx.peer(peer_role).channel("psi", timeout=PSI_WAIT),
             role="initiator" if ctx.party == ctx.project.get("initiator") else "partner",
-            peer=peer,
             ids=prepared.keys,
             domain_key=ctx.psi_key,
-            key_prefix=f"{ctx.job_id}/{ctx.step}",
             release=release,
             min_intersection=int(terms.get("min_intersection", 0)),
             max_peer_rows=max_peer_rows,

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from fedbench.components.context import Context
 from fedbench.errors import Refused
+from fedbench.federation import Context
 from fedbench.ml.lr_model import ModelError
 
 __all__ = ["released_ids", "released_rows"]

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from fedbench.components.context import Context
 from fedbench.components.spec import Component, Port, register
 from fedbench.errors import FedbenchError
+from fedbench.federation import Context
 
 __all__ = ["RowCountParams", "row_count"]
 

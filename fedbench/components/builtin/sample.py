@@ -14,10 +14,11 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field
 
+from fedbench.components.builtin.alignment_protocol import exchange_row_counts, recv_row_plan, send_row_plan
 from fedbench.components.builtin.columns import find_label
-from fedbench.components.context import Context
 from fedbench.components.spec import Component, Port, register
 from fedbench.errors import FedbenchError
+from fedbench.federation import Context
 
 __all__ = ["SampleError", "SampleParams", "draw", "sample"]
 
@@ -156,12 +157,11 @@ def guest(ctx: Context, params: SampleParams) -> None:
     """Check the row counts match, draw the positions, send them to the host, write our rows and counts."""
     table = ctx.input("data")
     host = ctx.peer("host")
-    host.send("rows", len(table))
-    _check_rows(len(table), int(host.recv("rows")), "host")
+    _check_rows(len(table), exchange_row_counts(host, len(table)), "host")
     label = _label_column(table, params.label)
     labels = table[label] if label is not None else None
     positions = draw(len(table), params, None if labels is None else labels.to_numpy())
-    host.send("positions", positions)
+    send_row_plan(host, "positions", positions)
     kept = table.iloc[positions].reset_index(drop=True)
     ctx.output("data", kept)
     after = kept[label] if label is not None else None
@@ -184,9 +184,8 @@ def host(ctx: Context, params: SampleParams) -> None:
     """Check the row counts match, receive the guest's positions, write our rows at those positions."""
     table = ctx.input("data")
     guest = ctx.peer("guest")
-    guest.send("rows", len(table))
-    _check_rows(len(table), int(guest.recv("rows")), "guest")
-    positions = np.asarray(guest.recv("positions"))
+    _check_rows(len(table), exchange_row_counts(guest, len(table)), "guest")
+    positions = recv_row_plan(guest, "positions")
     if (
         positions.ndim != 1
         or positions.dtype.kind not in "iu"

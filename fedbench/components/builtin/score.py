@@ -21,8 +21,8 @@ from pydantic import BaseModel, Field
 
 from fedbench.components.builtin.hetero_lr import scores_table
 from fedbench.components.builtin.released import released_rows
-from fedbench.components.context import Context
 from fedbench.components.spec import Component, Port, register
+from fedbench.federation import Context
 from fedbench.ml.design import Design
 from fedbench.ml.lr_model import (
     align_rows,

@@ -14,9 +14,10 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field, model_validator
 
-from fedbench.components.context import Context
+from fedbench.components.builtin.alignment_protocol import exchange_row_counts, recv_row_plan, send_row_plan
 from fedbench.components.spec import Component, Port, register
 from fedbench.errors import FedbenchError
+from fedbench.federation import Context
 
 __all__ = ["SPLITS", "SplitError", "SplitParams", "assign", "split"]
 
@@ -122,8 +123,7 @@ def guest(ctx: Context, params: SplitParams) -> None:
     """Check the row counts match, draw the assignment, send it to the host, write our three tables."""
     table = ctx.input("data")
     host = ctx.peer("host")
-    host.send("rows", len(table))
-    _check_rows(len(table), int(host.recv("rows")), "host")
+    _check_rows(len(table), exchange_row_counts(host, len(table)), "host")
     labels = None
     if params.stratify and params.label is not None:
         if params.label not in table.columns:
@@ -132,7 +132,7 @@ def guest(ctx: Context, params: SplitParams) -> None:
             )
         labels = table[params.label].to_numpy()
     codes = assign(len(table), params, labels)
-    host.send("assignment", codes)
+    send_row_plan(host, "assignment", codes)
     _write(ctx, table, codes)
 
 
@@ -141,9 +141,8 @@ def host(ctx: Context, params: SplitParams) -> None:
     """Check the row counts match, receive the guest's assignment, write our three tables."""
     table = ctx.input("data")
     guest = ctx.peer("guest")
-    guest.send("rows", len(table))
-    _check_rows(len(table), int(guest.recv("rows")), "guest")
-    codes = np.asarray(guest.recv("assignment"), dtype=np.int8)
+    _check_rows(len(table), exchange_row_counts(guest, len(table)), "guest")
+    codes = recv_row_plan(guest, "assignment").astype(np.int8, copy=False)
     if codes.shape != (len(table),) or not np.isin(codes, (0, 1, 2)).all():
         raise SplitError(f"the guest's assignment does not fit our {len(table)} rows")
     _write(ctx, table, codes)

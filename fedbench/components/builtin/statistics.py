@@ -20,10 +20,10 @@ import pandas as pd
 from pydantic import BaseModel, Field
 
 from fedbench.components.builtin.columns import find_label
-from fedbench.components.context import Context
 from fedbench.components.spec import Component, Port, register
 from fedbench.crypto.paillier import EncryptedVector, PrivateKey, PublicKey, generate_keypair
 from fedbench.errors import FedbenchError, Refused
+from fedbench.federation import Context, PeerHandle
 
 __all__ = [
     "FRAC_BITS",
@@ -228,9 +228,8 @@ def _correlation_guest(
         ctx.check_cancelled()
         vectors.append(private.encrypt_encoded(_pack(q[:, group], width), 0).to_dict())
         ctx.progress(0.1 + 0.5 * (number + 1) / len(groups), "encrypting our standardised features")
-    peer.send("encrypted", {"public_key": public.to_dict(), "vectors": vectors})
-    sums = peer.recv("sums")
-    if not isinstance(sums, list) or len(sums) != len(groups):
+    sums = exchange_encrypted_for_sums(peer, public, vectors)
+    if len(sums) != len(groups):
         raise StatisticsError(f"the host returned {type(sums).__name__} instead of {len(groups)} vectors")
     matrix: list[list[float | None]] = [[None] * len(host_names) for _ in names]
     host_usable = [bool(u) for u in host["usable"]]
@@ -261,8 +260,8 @@ def carried_values(key_bits: int, vectors: int, q: np.ndarray) -> int:
 
 def _correlation_host(ctx: Context, table: pd.DataFrame, names: list[str]) -> None:
     peer = ctx.peer("guest")
-    message = peer.recv("encrypted")
-    if not isinstance(message, dict) or set(message) != {"public_key", "vectors"}:
+    message = peer.recv("encrypted", dict)
+    if set(message) != {"public_key", "vectors"}:
         raise StatisticsError("the guest's encrypted features are not in the expected form")
     if not isinstance(message["vectors"], list):
         raise StatisticsError("the guest's encrypted features must be a list of vectors")
@@ -288,17 +287,36 @@ def _correlation_host(ctx: Context, table: pd.DataFrame, names: list[str]) -> No
     peer.send("sums", sums)
 
 
+def exchange_encrypted_for_sums(peer: PeerHandle, public: PublicKey, vectors: list[Any]) -> list[Any]:
+    """The guest's side of the correlation exchange: our key and encrypted packed columns (`encrypted`) go
+    to the host, its encrypted sums per group (`sums`, a list) come back."""
+    peer.send("encrypted", {"public_key": public.to_dict(), "vectors": vectors})
+    return peer.recv("sums", list)
+
+
+def exchange_rows_for_features(peer: PeerHandle, rows: int) -> dict[str, Any]:
+    """The guest's side of the opening exchange: our row count (`rows`) for the host's feature list
+    (`features`: its rows, feature names and which of them vary)."""
+    peer.send("rows", rows)
+    host = peer.recv("features", dict)
+    if set(host) != {"rows", "features", "usable"}:
+        raise StatisticsError("the host's feature list is not in the expected form")
+    return host
+
+
+def exchange_features_for_rows(peer: PeerHandle, rows: int, names: list[str], usable: list[bool]) -> int:
+    """The host's side of the opening exchange: our feature list (`features`) for the guest's row count."""
+    peer.send("features", {"rows": rows, "features": names, "usable": usable})
+    return peer.recv("rows", int)
+
+
 @statistics.role("guest")
 def guest(ctx: Context, params: StatisticsParams) -> None:
     """Summarise our features; with `correlation`, run the encrypted correlation and learn the matrix."""
     table = ctx.input("data")
     label = default_label(table, params.label)
     features = feature_columns(table, [params.id_column, label])
-    peer = ctx.peer("host")
-    peer.send("rows", len(table))
-    host = peer.recv("features")
-    if not isinstance(host, dict) or set(host) != {"rows", "features", "usable"}:
-        raise StatisticsError("the host's feature list is not in the expected form")
+    host = exchange_rows_for_features(ctx.peer("host"), len(table))
     _check_rows(len(table), int(host["rows"]), "host")
     result: dict[str, Any] = {"rows": len(table), "label": label, "features": summarise(table, features)}
     ctx.progress(0.1, f"summarised {len(features)} features")
@@ -316,9 +334,8 @@ def host(ctx: Context, params: StatisticsParams) -> None:
     features = feature_columns(table, [params.id_column])
     names = _numeric(table, features)
     _, usable = standardise(table, names)
-    peer = ctx.peer("guest")
-    peer.send("features", {"rows": len(table), "features": names, "usable": usable})
-    _check_rows(len(table), int(peer.recv("rows")), "guest")
+    guest_rows = exchange_features_for_rows(ctx.peer("guest"), len(table), names, usable)
+    _check_rows(len(table), guest_rows, "guest")
     ctx.progress(0.1, f"summarised {len(features)} features")
     if params.correlation:
         _correlation_host(ctx, table, names)

@@ -133,7 +133,7 @@ class RunsApp(DashboardApp):
         running = next((r for r in runs if r.get("state") not in TERMINAL), None)
         if running is None:
             return None
-        self.follow(Run(self.workbench.node, running), button, what)
+        self.follow(self.workbench.run(str(running["job_id"])), button, what)
         self.message.ok(f"Run {str(running['job_id'])[:8]} is in progress: its progress shows below.")
         return running
 

@@ -20,8 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from fedbench.client.control import NodeClient
-from fedbench.client.runs import Output
+from fedbench.client.workbench import Workbench
 from fedbench.errors import FedbenchError
 from fedbench.ui.dashboards.common import format_when
 
@@ -112,15 +111,15 @@ class Outputs:
 
     KEEP_ROWS = 100_000
 
-    def __init__(self, node: NodeClient) -> None:
-        self._node = node
+    def __init__(self, workbench: Workbench) -> None:
+        self._workbench = workbench
         self._values: dict[str, Any] = {}
 
     def value(self, artifact_id: str, kind: str) -> Any:
         """The stored value (a DataFrame for a table); the node's error when we do not hold it."""
         if artifact_id in self._values:
             return self._values[artifact_id]
-        value = Output(self._node, artifact_id, kind).value()
+        value = self._workbench.output(artifact_id, kind).value()
         if not isinstance(value, pd.DataFrame) or len(value) <= self.KEEP_ROWS:
             self._values[artifact_id] = value
         return value

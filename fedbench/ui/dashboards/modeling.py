@@ -106,7 +106,7 @@ class ModelingApp(RunsApp):
 
     def __init__(self, workbench: Workbench, templates: list[PipelineTemplate] | None = None) -> None:
         super().__init__(workbench)
-        self.outputs = Outputs(workbench.node)
+        self.outputs = Outputs(workbench)
         self.project_info: dict[str, Any] = {}
         self.monitor: RunMonitor | None = None
         self.modeling_runs: list[dict[str, Any]] = []
@@ -299,7 +299,7 @@ class ModelingApp(RunsApp):
                 self.project.value = name
         self._fill_datasets()
         self._set_permission()
-        runs = [r for r in self.workbench.node.call("runs.list", project=name) if step_of(r, TRAIN_COMPONENT)]
+        runs = [r.info for r in self.workbench.runs(name) if step_of(r.info, TRAIN_COMPONENT)]
         self._show_runs(runs[:RUNS_SHOWN])
         running = self.attach_running(runs, self.train_button, "training")
         if running is not None:
@@ -624,7 +624,7 @@ class ModelingApp(RunsApp):
         partner its part of the model and its training rows. Returns the run as our node lists it.
         """
         try:
-            info = self.workbench.node.call("runs.get", job_id=job_id)
+            info = self.workbench.run(job_id).info
             if job_id not in self._drawn or info["state"] not in TERMINAL:
                 drawn = self._draw(info)
                 if info["state"] in TERMINAL:
@@ -784,7 +784,7 @@ class ModelingApp(RunsApp):
             self.comparison.value = f'<div class="fb-message">{escape(problem)}</div>'
             raise FormError(problem, {"runs": problem})
         try:
-            infos = [self.workbench.node.call("runs.get", job_id=j) for j in (first, second)]
+            infos = [self.workbench.run(j).info for j in (first, second)]
         except FedbenchError as exc:
             self.comparison.value = f'<div class="fb-message">{escape(str(exc))}</div>'
             raise

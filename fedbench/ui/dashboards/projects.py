@@ -22,6 +22,7 @@ from fedbench.client.workbench import Workbench
 from fedbench.errors import FedbenchError
 from fedbench.node.terms import ProjectTerms
 from fedbench.node.terms import caveats as caveats_of
+from fedbench.psi import release as release_policy
 from fedbench.ui.dashboards.common import (
     DashboardApp,
     Notice,
@@ -38,12 +39,7 @@ from fedbench.ui.style import row
 __all__ = ["ProjectsApp", "app", "describe_caveats", "describe_terms"]
 
 USE_LABELS = {"psi": "Match IDs (PSI)", "train": "Train models", "score": "Score customers"}
-RELEASE_LABELS = {
-    "both": "Both parties",
-    "initiator": "Only the party that proposes the project",
-    "partner": "Only the party that accepts the project",
-    "count_only": "Nobody: only the number of matches",
-}
+RELEASE_LABELS = release_policy.LABELS
 _ACTIONS = {
     "project.propose": "proposed the project",
     "project.proposed": "received the proposal",
@@ -329,7 +325,7 @@ class ProjectsApp(DashboardApp):
             placeholder="for example churn-2024", layout=widgets.Layout(width="320px")
         )
         self.propose_name.add_class("fb-propose-name")
-        peers = [str(p["party"]) for p in self.workbench.node.call("peers")]
+        peers = self.workbench.peer_names()
         self.propose_partner = widgets.Dropdown(options=peers, value=peers[0] if peers else None)
         self.propose_partner.add_class("fb-propose-partner")
         own = [d.name for d in self.workbench.datasets.list()]

@@ -25,7 +25,7 @@ import traitlets
 
 from fedbench import components
 from fedbench.client.projects import Project
-from fedbench.client.runs import TERMINAL, Output, Run
+from fedbench.client.runs import TERMINAL, Run
 from fedbench.client.workbench import Workbench
 from fedbench.errors import FedbenchError
 from fedbench.pipeline import Pipeline
@@ -248,7 +248,9 @@ class PsiApp(DashboardApp):
             return
         self.run_button.disabled = True
         self.message.ok(f"PSI {str(running['job_id'])[:8]} is in progress: its progress shows below.")
-        self.monitor = RunMonitor(Run(self.workbench.node, running), on_end=self._ended, show_results=False)
+        self.monitor = RunMonitor(
+            self.workbench.run(str(running["job_id"])), on_end=self._ended, show_results=False
+        )
         self.monitor_area.children = (self.monitor,)
         self.monitor.start()
 
@@ -370,8 +372,8 @@ class PsiApp(DashboardApp):
         `READY_ROWS` rows), else offered behind the "Prepare the download" button.
         """
         try:
-            info = self.workbench.node.call("runs.get", job_id=job_id)
-            outcome = read_outcome(self.workbench.node, info)
+            info = self.workbench.run(job_id).info
+            outcome = read_outcome(self.workbench, info)
         except FedbenchError as exc:
             self.result.value = (
                 f'<div class="fb-message">The result of run {escape(job_id[:8])} cannot be shown: '
@@ -427,7 +429,7 @@ class PsiApp(DashboardApp):
                 "No matched rows to download here",
                 {"run": "Show a succeeded PSI whose matched rows were released to you."},
             )
-        return Output(self.workbench.node, f"{self._shown_key}:data", "table").to_pandas()
+        return self.workbench.output(f"{self._shown_key}:data", "table").to_pandas()
 
     def prepare_download(self) -> bytes:
         """Make the download of our matched rows (a CSV file) and offer it as a link; returns the file."""
@@ -467,7 +469,7 @@ class PsiApp(DashboardApp):
 
     def _psi_runs(self, project: str) -> list[dict[str, Any]]:
         """The project's runs where a PSI ran (a pipeline that reused an earlier PSI is not one), newest first."""
-        runs = self.workbench.node.call("runs.list", project=project)
+        runs = [run.info for run in self.workbench.runs(project)]
         ran = [r for r in runs if (step := psi_step(r)) and step.get("state") != "reused"]
         return ran[:RUNS_SHOWN]
 
@@ -510,7 +512,7 @@ class PsiApp(DashboardApp):
     def _list_outcome(self, info: dict[str, Any]) -> PsiOutcome:
         """A run's outcome for the list (its state alone when its metrics cannot be read)."""
         try:
-            return read_outcome(self.workbench.node, info)
+            return read_outcome(self.workbench, info)
         except FedbenchError:
             return PsiOutcome(str(info["job_id"]), str(info["state"]))
 

@@ -1,7 +1,7 @@
 """What one PSI run gave our party, read from its `psi` step's metrics and said in a business user's words.
 
 The PSI dashboard (`psi.py`) shows it; kept apart so the reading and the sentences are small and plain:
-`read_outcome(node, info)` turns a run as our node lists it into a `PsiOutcome`, `outcome_html` draws it
+`read_outcome(workbench, info)` turns a run as our node lists it into a `PsiOutcome`, `outcome_html` draws it
 (sizes, intersection, rates, who received the matched rows), `terms_html` says a project's PSI terms.
 """
 
@@ -11,8 +11,7 @@ from dataclasses import dataclass
 from html import escape
 from typing import Any
 
-from fedbench.client.control import NodeClient
-from fedbench.client.runs import Output
+from fedbench.client.workbench import Workbench
 from fedbench.errors import FedbenchError
 from fedbench.ui.dashboards.common import format_when
 from fedbench.ui.dashboards.projects import RELEASE_LABELS
@@ -80,7 +79,7 @@ def psi_step(info: dict[str, Any]) -> dict[str, Any] | None:
     return steps[-1] if steps else None
 
 
-def read_outcome(node: NodeClient, info: dict[str, Any]) -> PsiOutcome:
+def read_outcome(workbench: Workbench, info: dict[str, Any]) -> PsiOutcome:
     """The outcome of a run (`runs.get` / `runs.list` data): its metrics when it succeeded, else its error.
 
     Raises the node's error when the metrics of a succeeded run cannot be read.
@@ -91,7 +90,7 @@ def read_outcome(node: NodeClient, info: dict[str, Any]) -> PsiOutcome:
         raise FedbenchError(f"run {job_id[:8]} has no PSI step")
     if info["state"] != "succeeded":
         return PsiOutcome(job_id, str(info["state"]), error=info.get("error") or step.get("error"))
-    metrics = Output(node, f"{step['key']}:metrics", "metrics").value()
+    metrics = workbench.output(f"{step['key']}:metrics", "metrics").value()
     return PsiOutcome.from_metrics(job_id, metrics)
 
 

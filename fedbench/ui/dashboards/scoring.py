@@ -85,7 +85,7 @@ class ScoringApp(RunsApp):
 
     def __init__(self, workbench: Workbench) -> None:
         super().__init__(workbench)
-        self.outputs = Outputs(workbench.node)
+        self.outputs = Outputs(workbench)
         self.project_info: dict[str, Any] = {}
         self.models: list[ModelEntry] = []
         self.tables: list[TableEntry] = []
@@ -233,7 +233,7 @@ class ScoringApp(RunsApp):
         with self._quiet():
             if self.project.value != name:
                 self.project.value = name
-        self.project_runs = list(self.workbench.node.call("runs.list", project=name))
+        self.project_runs = [run.info for run in self.workbench.runs(name)]
         artifacts = project.artifacts()
         held = set(artifacts["id"]) if "id" in artifacts.columns else set()
         guest = self.scores_here()
@@ -486,7 +486,7 @@ class ScoringApp(RunsApp):
         """Show one scoring run as our party holds it; on the guest with its download (prepared at once up to
         `READY_ROWS` rows when `prepare`, else behind a button). Returns the run as our node lists it."""
         try:
-            info = self.workbench.node.call("runs.get", job_id=job_id)
+            info = self.workbench.run(job_id).info
         except FedbenchError as exc:
             self.result.value = f'<div class="fb-message">{escape(str(exc))}</div>'
             raise

@@ -1,19 +1,24 @@
-"""The federation context a component's role function receives as `ctx`.
+"""The federation context a role function receives as `ctx`: the only way protocol code talks to peers.
 
-It hides where the code runs: `ctx.peer("host").send(tag, obj)` / `.recv(tag)` talk to the party playing a
-role, under keys namespaced by job, step and iteration (`ctx.iter(i)`), so rounds never collide; inputs are
-opened and outputs written through it (only what the node resolved for this task: the project's authorised
-datasets and earlier artifacts of the project); progress, metrics, logs and cancellation go back to the node.
-`ctx.psi_releases()` reads one thing of the node's own records: what each PSI of the project released to whom.
+It hides where the code runs: `ctx.peer("host").send(tag, obj)` / `.recv(tag, int)` talk to the party playing
+a role, under keys derived from job, step and iteration (`ctx.iter(i)`), so rounds never collide;
+`ctx.broadcast(role, tag, obj)` and `ctx.gather(role, tag, kind)` do the same with every party of a role. Every
+wait is sliced (`channel.Channel`), so cancellation is seen within about a second, and a peer's error record
+is raised as the class of its code. Inputs are opened and outputs written through it (only what the node
+resolved for this task: the project's authorised datasets and earlier artifacts of the project); progress,
+metrics, logs and cancellation go back to the node. `ctx.psi_releases()` reads one thing of the node's own
+records: what each PSI of the project released to whom.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
-from fedbench.errors import ConfigError, FedbenchError, RecvTimeout
+from fedbench.errors import ConfigError
+from fedbench.federation.channel import Channel, Message
+from fedbench.federation.errors import Cancelled
 from fedbench.net.transport import Transport, message_key
 
 if TYPE_CHECKING:
@@ -21,11 +26,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Cancelled", "Context", "Metrics", "PeerHandle", "PsiRelease", "TaskIO"]
 
-
-class Cancelled(FedbenchError):
-    """The task was cancelled (by a user, a failure on another party, or a revoked project)."""
-
-    code = "cancelled"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -62,25 +63,38 @@ class PeerHandle:
         self._context = context
         self.party = party
 
+    def channel(self, tag: str, timeout: float | None = None) -> Channel:
+        """The message stream with this party under `tag` (one key, FIFO), for a protocol of many messages."""
+        context = self._context
+        return Channel(
+            context.transport,
+            self.party,
+            context.key(tag),
+            timeout=context.recv_timeout if timeout is None else timeout,
+            is_cancelled=context.io.is_cancelled,
+            step=context.step,
+        )
+
     def send(self, tag: str, obj: Any) -> None:
         """Send `obj` to this party under `tag` (within the current step and iteration)."""
-        self._context.check_cancelled()
-        self._context.transport.send(self.party, self._context.key(tag), obj)
+        self.channel(tag).send(obj)
 
-    def recv(self, tag: str, timeout: float | None = None) -> Any:
-        """Receive what this party sent under `tag`, waiting in short slices so cancellation is prompt."""
-        wait = self._context.recv_timeout if timeout is None else timeout
-        key = self._context.key(tag)
-        waited = 0.0
-        while True:
-            self._context.check_cancelled()
-            slice_ = min(2.0, wait - waited)
-            try:
-                return self._context.transport.recv(self.party, key, timeout=max(slice_, 0.01))
-            except RecvTimeout:
-                waited += slice_
-                if waited >= wait:
-                    raise
+    @overload
+    def recv(self, tag: str, expect: None = None, *, timeout: float | None = None) -> Any: ...
+
+    @overload
+    def recv(self, tag: str, expect: type[T], *, timeout: float | None = None) -> T: ...
+
+    def recv(self, tag: str, expect: type[Any] | None = None, *, timeout: float | None = None) -> Any:
+        """What this party sent under `tag`, checked to be an `expect` when given (else `UnexpectedMessage`).
+
+        Waits in short slices so cancellation is prompt; an error record from the peer is raised as its class.
+        """
+        return self.channel(tag).recv(expect, timeout=timeout, what=f"its {tag!r} message")
+
+    def recv_message(self, tag: str, timeout: float | None = None) -> Message:
+        """What this party sent under `tag` as a value: its content, or the error record it sent instead."""
+        return self.channel(tag).recv_message(timeout)
 
 
 class Metrics:
@@ -147,6 +161,21 @@ class Context:
     def peers(self, role: str) -> list[PeerHandle]:
         """Every party playing `role`."""
         return [PeerHandle(self, p) for p in self.roles.get(role, [])]
+
+    def broadcast(self, role: str, tag: str, obj: Any) -> None:
+        """Send `obj` under `tag` to every party playing `role` (none when nobody plays it)."""
+        for handle in self.peers(role):
+            handle.send(tag, obj)
+
+    @overload
+    def gather(self, role: str, tag: str, expect: None = None) -> dict[str, Any]: ...
+
+    @overload
+    def gather(self, role: str, tag: str, expect: type[T]) -> dict[str, T]: ...
+
+    def gather(self, role: str, tag: str, expect: type[Any] | None = None) -> dict[str, Any]:
+        """What every party playing `role` sent under `tag`, by party, each checked like `PeerHandle.recv`."""
+        return {handle.party: handle.recv(tag, expect) for handle in self.peers(role)}
 
     def iter(self, i: int) -> Context:
         """A sub-context whose message keys are namespaced by iteration `i`."""
