@@ -27,8 +27,8 @@ from IPython.core.magic import Magics, line_magic, magics_class
 
 from fedbench.client.connect import connect
 from fedbench.client.projects import Project
-from fedbench.client.runs import Run
-from fedbench.client.workbench import Workbench
+from fedbench.client.runs import Run, RunFailed
+from fedbench.client.workbench import PeerStatus, Workbench
 from fedbench.errors import ConfigError, FedbenchError
 from fedbench.jupyter.links import DASHBOARDS_DIR, find_dashboards, running_server_for, voila_url
 
@@ -88,6 +88,8 @@ class FedbenchMagics(Magics):
             raise UsageError(f"unknown command {command!r}\n{USAGE}")
         try:
             return commands[command](positional, named)
+        except RunFailed as exc:  # also of its cause's class (e.g. TooFewRows); the run failing is the news
+            raise UsageError(f"RunFailed: {exc}") from None
         except FedbenchError as exc:
             raise UsageError(f"{type(exc).__name__}: {exc}") from None
 
@@ -110,7 +112,7 @@ class FedbenchMagics(Magics):
         print(f"fedbench {health['version']}: party {wb.party}, node at {wb.node.address} (up)")
         peers = wb.peers(timeout=3.0)
         for peer in peers:
-            state = f"reachable, {peer.latency_ms} ms" if peer.reachable else f"UNREACHABLE: {peer.error}"
+            state = f"reachable, {peer.latency_ms} ms" if peer.reachable else _unreachable(peer)
             print(f"  peer {peer.party:<12} {peer.address:<22} {state}")
         if not peers:
             print("  no peers configured")
@@ -150,6 +152,16 @@ class FedbenchMagics(Magics):
                 print(f"  {Path(path).stem:<12} voila --token {found[0] / path}")
         if importlib.util.find_spec("fedbench.cli.dashboards") is not None:
             print("standalone, outside JupyterLab: fedbench dashboards")
+
+
+def _unreachable(peer: PeerStatus) -> str:
+    """Why a peer did not answer, said once after its name ("not reachable: its node is stopped. Start it
+    with ..."): the peer's error without its leading "<party> is not reachable"."""
+    reason = peer.error or ""
+    lead = f"{peer.party} is not reachable"
+    if reason.startswith(lead):
+        reason = reason[len(lead) :].lstrip(" :")
+    return f"not reachable: {reason}" if reason else "not reachable"
 
 
 def _no_extra(command: str, positional: list[str], named: dict[str, Any]) -> None:

@@ -18,6 +18,7 @@ import pytest
 
 import fedbench
 from fedbench import sandbox
+from fedbench.client.records import RunInfo
 from fedbench.ui.choices import earlier_results
 
 
@@ -141,7 +142,7 @@ def test_aligned_rows_are_read_from_each_steps_inputs() -> None:
         }
         for i, o in enumerate(outputs)
     ]
-    aligned = {r.artifact_id: r.aligned for r in earlier_results(artifacts, runs)}
+    aligned = {r.artifact_id: r.aligned for r in earlier_results(artifacts, map(RunInfo.from_dict, runs))}
     assert aligned == {
         "k1:data": True,
         "k2:data": True,

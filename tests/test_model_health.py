@@ -251,8 +251,8 @@ def test_a_weak_training_succeeds_with_warnings_on_the_run(runs: dict[str, Run])
     assert "raise learning_rate" in weak.warnings[0]
     assert weak.output("metrics").value()["warnings"] == [w.removeprefix("train: ") for w in weak.warnings]
     assert healthy.status == "succeeded" and healthy.warnings == []
-    assert run_state_words(weak.info) == "⚠ succeeded with warnings"
-    assert run_state_words(healthy.info) == "succeeded"
+    assert run_state_words(weak.record) == "⚠ succeeded with warnings"
+    assert run_state_words(healthy.record) == "succeeded"
     card = headline(None, weak.output("metrics").value())
     assert "trained with warnings" in card and "learned almost nothing" in card
     assert "warnings" not in headline(None, healthy.output("metrics").value())

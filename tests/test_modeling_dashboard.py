@@ -16,6 +16,7 @@ from conftest import DATABASE_URL
 
 import fedbench
 from fedbench import sandbox
+from fedbench.client.records import RunInfo, StepInfo
 from fedbench.ui.dashboards import modeling
 from fedbench.ui.dashboards.model_runs import reuse_sentence
 from fedbench.ui.dashboards.templates import load_templates, modeling_templates
@@ -191,8 +192,10 @@ def test_modeling_app_lets_a_viewer_look_but_not_train(fed: Path) -> None:
 
 
 def test_reuse_sentence_names_what_ran_and_what_was_reused() -> None:
-    def info(**states: str) -> dict:
-        return {"steps": [{"step": name, "state": state} for name, state in states.items()]}
+    def info(**states: str) -> RunInfo:
+        return RunInfo(
+            "job", steps=tuple(StepInfo(name, name, state=state) for name, state in states.items())
+        )
 
     assert reuse_sentence(info(psi="succeeded", train="succeeded")) == "Every step ran: PSI and train."
     assert reuse_sentence(info(psi="reused", train="succeeded")) == (

@@ -138,7 +138,7 @@ def test_a_project_on_uploaded_data_trains_from_the_modeling_dashboard(
     )
 
     guest.include["selection"].value = True
-    guest._restore(guest_wb.node.call("runs.get", job_id=run.job_id))
+    guest._restore(guest_wb.run(run.job_id).record)
     assert guest.include["preprocess"].value and not guest.include["selection"].value, (
         "a page following a run shows the steps it kept and left out"
     )

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["TERMINAL", "Event", "RunInfo", "StepInfo"]
+__all__ = ["DONE", "TERMINAL", "Event", "RunInfo", "StepInfo"]
 
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 """The states a run does not leave."""
@@ -118,9 +118,23 @@ class RunInfo:
             return 1.0
         return sum(s.fraction for s in self.steps) / len(self.steps)
 
+    @property
+    def reason(self) -> str:
+        """Why the run did not succeed: its own error, else the first error of its steps ("" when none)."""
+        return self.error or next((s.error for s in self.steps if s.error), "")
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """What our party's steps warned about their results, each once, in step order."""
+        return tuple(dict.fromkeys(w for s in self.steps for w in s.warnings))
+
     def step(self, name: str) -> StepInfo | None:
         """Our party's record of step `name`, or None if we play no part in it."""
         return next((s for s in self.steps if s.step == name), None)
+
+    def step_of(self, component: str) -> StepInfo | None:
+        """Our party's first step that runs `component`, or None when the run has none."""
+        return next((s for s in self.steps if s.component == component), None)
 
 
 @dataclass(frozen=True)

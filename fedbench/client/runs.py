@@ -14,7 +14,6 @@ import importlib
 import io
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +31,6 @@ __all__ = [
     "RunFailed",
     "duration_words",
     "run_failure",
-    "step_started",
     "timing_words",
 ]
 
@@ -140,13 +138,18 @@ class Run:
     def __init__(self, node: NodeClient, info: dict[str, Any]) -> None:
         self._node = node
         self.info = info
-        """The node's answer about the run as plain data (kept for compatibility; `record` is typed)."""
+        """The node's answer about the run as plain data (kept for notebooks; code reads the typed `record`)."""
         self._described: dict[str, dict[str, Any]] | None = None
+        self._record: tuple[dict[str, Any], RunInfo] | None = None
 
     @property
     def record(self) -> RunInfo:
-        """The run as of the last refresh, as a typed record (`refresh()` reloads it from the node)."""
-        return RunInfo.from_dict(self.info)
+        """The run as of the last refresh, as a typed record (`refresh()` reloads it from the node).
+
+        Built once per answer of the node (a new `info` gives a new record)."""
+        if self._record is None or self._record[0] is not self.info:
+            self._record = (self.info, RunInfo.from_dict(self.info))
+        return self._record[1]
 
     @property
     def job_id(self) -> str:
@@ -259,20 +262,22 @@ class Run:
         return self._described
 
     def __repr__(self) -> str:
-        return f"Run({self.job_id[:8]}, {self.info['name']!r}, state={self.info['state']!r})"
+        record = self.record
+        return f"Run({self.job_id[:8]}, {record.name!r}, state={record.state!r})"
 
     def _repr_html_(self) -> str:
+        record = self.record
         rows = "".join(
-            f"<tr><td>{html.escape(s['step'])}</td><td>{html.escape(s['component'])}</td>"
-            f"<td>{html.escape(s['state'])}</td><td>{s['progress']:.0%}</td>"
-            f"<td>{html.escape(s['error'] or '')}"
-            + "".join(f"<div class='fb-warning'>⚠ {html.escape(w)}</div>" for w in s.get("warnings") or [])
+            f"<tr><td>{html.escape(s.step)}</td><td>{html.escape(s.component)}</td>"
+            f"<td>{html.escape(s.state)}</td><td>{s.progress:.0%}</td>"
+            f"<td>{html.escape(s.error or '')}"
+            + "".join(f"<div class='fb-warning'>⚠ {html.escape(w)}</div>" for w in s.warnings)
             + "</td></tr>"
-            for s in self.info["steps"]
+            for s in record.steps
         )
         return (
-            f'<div class="fb-run"><b>run {self.job_id[:8]}</b> {html.escape(self.info["name"])} '
-            f"<code>{html.escape(self.info['state'])}</code><table><tr><th>step</th><th>component</th>"
+            f'<div class="fb-run"><b>run {self.job_id[:8]}</b> {html.escape(record.name)} '
+            f"<code>{html.escape(record.state)}</code><table><tr><th>step</th><th>component</th>"
             f"<th>state</th><th>progress</th><th>error or warning</th></tr>{rows}</table></div>"
         )
 
@@ -311,18 +316,9 @@ class _Bar:
 
 def _progress_bar(run: Run) -> _Bar | None:
     try:
-        return _Bar(max(1, len(run.info["steps"])), f"run {run.job_id[:8]}")
+        return _Bar(max(1, len(run.record.steps)), f"run {run.job_id[:8]}")
     except ImportError:
         return None
-
-
-def step_started(step: dict[str, Any]) -> float | None:
-    """When a step started on our node (seconds since the epoch), from `runs.get`; None if not known."""
-    text = step.get("started_at")
-    if not text:
-        return None
-    when = datetime.fromisoformat(str(text))
-    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
 
 
 def duration_words(seconds: float) -> str:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from fedbench.client.records import DONE, RunInfo, StepInfo
 from fedbench.components.spec import Component, Port
 
 __all__ = ["ALIGNING", "KEEPS_ALIGNMENT", "ROW_PORTS", "Earlier", "default_choices", "earlier_results"]
@@ -31,7 +32,6 @@ KEEPS_ALIGNMENT: dict[str, tuple[str, ...]] = {
 ROW_PORTS = ("data", "train", "validation", "test")
 """Input names that take a table of rows (which should be aligned); other table inputs take a named result
 (e.g. evaluate's `scores`)."""
-_DONE = ("succeeded", "reused")
 _WORDS = {
     "data": "rows",
     "train": "training rows",
@@ -81,27 +81,27 @@ class Earlier:
         return f"{words[:1].upper()}{words[1:]} of run {self.job_id[:8]} (step {self.step}, {_when(self.created_at)})"
 
 
-def earlier_results(artifacts: Iterable[dict[str, Any]], runs: Iterable[dict[str, Any]]) -> list[Earlier]:
+def earlier_results(artifacts: Iterable[dict[str, Any]], runs: Iterable[RunInfo]) -> list[Earlier]:
     """The results our node holds (`artifacts.list`), each once, newest first, with where they came from.
 
-    `runs` are the project's runs as `runs.list` gives them: their steps' keys, components, states and
-    inputs tell which run and step made a result, whether a succeeded run holds it and whether it is aligned.
+    `runs` are the project's runs (`Run.record` of `project.list_runs()`): their steps' keys, components,
+    states and inputs tell which run and step made a result, whether a succeeded run holds it and whether it
+    is aligned.
     """
     runs = list(runs)
-    steps: dict[str, dict[str, Any]] = {}
-    made_by: dict[str, dict[str, Any]] = {}
+    steps: dict[str, StepInfo] = {}
+    made_by: dict[str, StepInfo] = {}
     usable: set[str] = set()
     for info in runs:
-        for step in info.get("steps", []):
-            key = str(step.get("key", ""))
-            steps.setdefault(key, step)
-            if step.get("state") in _DONE and info.get("state") == "succeeded":
-                usable.add(key)
+        for step in info.steps:
+            steps.setdefault(step.key, step)
+            if step.state in DONE and info.state == "succeeded":
+                usable.add(step.key)
     for item in artifacts:
         key = str(item["id"]).partition(":")[0]
         for info in runs:
-            if info.get("job_id") == item.get("job_id"):
-                made = next((s for s in info.get("steps", []) if s.get("key") == key), None)
+            if info.job_id == item.get("job_id"):
+                made = next((s for s in info.steps if s.key == key), None)
                 if made is not None:
                     made_by[key] = made
     memo: dict[str, bool] = {}
@@ -112,11 +112,10 @@ def earlier_results(artifacts: Iterable[dict[str, Any]], runs: Iterable[dict[str
             step = steps.get(key)
             result = False
             if step is not None and depth < 64:
-                component = str(step.get("component"))
-                if output in ALIGNING.get(component, ()):
+                if output in ALIGNING.get(step.component, ()):
                     result = True
-                elif output in KEEPS_ALIGNMENT.get(component, ()):
-                    source = dict(step.get("inputs") or {}).get("data") or {}
+                elif output in KEEPS_ALIGNMENT.get(step.component, ()):
+                    source = step.inputs.get("data") or {}
                     result = "artifact" in source and aligned(str(source["artifact"]), depth + 1)
             memo[artifact_id] = result
         return memo[artifact_id]
@@ -127,13 +126,13 @@ def earlier_results(artifacts: Iterable[dict[str, Any]], runs: Iterable[dict[str
         if artifact_id in found:
             continue
         key = artifact_id.partition(":")[0]
-        step = made_by.get(key) or steps.get(key) or {}
+        maker = made_by.get(key) or steps.get(key)
         found[artifact_id] = Earlier(
             artifact_id=artifact_id,
             kind=str(item.get("kind", "")),
             output=str(item.get("name", "")),
-            step=str(step.get("step") or item.get("step") or "earlier step"),
-            component=str(step.get("component") or item.get("component") or ""),
+            step=(maker.step if maker else "") or str(item.get("step") or "earlier step"),
+            component=(maker.component if maker else "") or str(item.get("component") or ""),
             job_id=str(item.get("job_id") or ""),
             created_at=str(item.get("created_at", "")),
             aligned=aligned(artifact_id),

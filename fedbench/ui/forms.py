@@ -203,7 +203,7 @@ class ComponentForm(widgets.VBox):
         """The project's earlier results our node holds (none when the node cannot be asked now)."""
         try:
             artifacts = self.project.artifact_records()
-            runs = [run.info for run in self.project.list_runs()]
+            runs = [run.record for run in self.project.list_runs()]
         except FedbenchError:
             return []
         return earlier_results(artifacts, runs)

@@ -23,8 +23,8 @@ import ipywidgets as widgets
 import pandas as pd
 import traitlets
 
-from fedbench.client.records import Event
-from fedbench.client.runs import TERMINAL, Output, Run, step_started, timing_words
+from fedbench.client.records import TERMINAL, Event, RunInfo
+from fedbench.client.runs import Output, Run, timing_words
 from fedbench.errors import FedbenchError
 from fedbench.ui.style import row, style_sheet
 
@@ -140,7 +140,7 @@ class RunMonitor(widgets.VBox):
             layout=widgets.Layout(border="1px solid #d0d7de", padding="8px 12px", margin="8px 0"),
         )
         self.add_class("fb-monitor")
-        self._show_info(run.info)
+        self._show_info(run.record)
 
     # ----- following the run ------------------------------------------------------------------------------
 
@@ -217,7 +217,7 @@ class RunMonitor(widgets.VBox):
             self.cancel_button.description = "Cancel run"
             self.results.value = f'<div class="fb-message">Could not cancel: {escape(str(exc))}</div>'
             raise
-        self._show_info(self.run.info)
+        self._show_info(self.run.record)
         return self.run
 
     def _cancel_clicked(self, _button: widgets.Button) -> None:
@@ -232,18 +232,18 @@ class RunMonitor(widgets.VBox):
             self.steps_box.children = tuple(r.box for r in self.rows.values())
         return self.rows[step]
 
-    def _show_info(self, info: dict[str, Any]) -> None:
-        for s in info.get("steps", []):
-            step_row = self._row(s["step"], s.get("component"))
-            step_row.started = step_started(s) or step_row.started
-            step_row.update(state=s["state"], fraction=s.get("progress"), message=s.get("message") or "")
-        self._set_state(str(info.get("state", "")), info.get("error"))
+    def _show_info(self, info: RunInfo) -> None:
+        for s in info.steps:
+            step_row = self._row(s.step, s.component)
+            step_row.started = s.started_at.timestamp() if s.started_at else step_row.started
+            step_row.update(state=s.state, fraction=s.progress, message=s.message)
+        self._set_state(info.state, info.error)
 
-    def _set_state(self, state: str, error: Any = None) -> None:
+    def _set_state(self, state: str, error: str | None = None) -> None:
         self.state = state
         words = _STATE_WORDS.get(state, state)
         self.header.value = (
-            f"<b>Run <code>{escape(self.run.job_id[:8])}</code></b> {escape(str(self.run.info.get('name', '')))} "
+            f"<b>Run <code>{escape(self.run.job_id[:8])}</code></b> {escape(self.run.record.name)} "
             f'<span class="fb-state fb-state-{escape(state)}">{escape(words)}</span>'
         )
         ended = state in TERMINAL
@@ -287,35 +287,35 @@ class RunMonitor(widgets.VBox):
         with contextlib.suppress(FedbenchError):
             self.run.refresh()
         with self._lock:
-            self._show_info(self.run.info)
-            if self.run.info.get("state") in TERMINAL:
+            info = self.run.record
+            self._show_info(info)
+            if info.finished:
                 with contextlib.suppress(FedbenchError):
                     self._metrics = self.run.metrics.to_dict("records")
                     self._dirty = True
                 if self._dirty:
                     self._draw()
-                if self._show_results or self.run.info.get("state") != "succeeded":
-                    self.results.value = self._results_html()
+                if self._show_results or info.state != "succeeded":
+                    self.results.value = self._results_html(info)
                 else:
-                    self.results.value = _warnings_html(self.run.info)
+                    self.results.value = _warnings_html(info)
                 self.done = True
         if self.done and self._on_end is not None:
             with contextlib.suppress(Exception):
                 self._on_end(self.run)
 
-    def _results_html(self) -> str:
-        info = self.run.info
-        if info.get("state") != "succeeded":
-            reason = info.get("error") or "no reason was given"
-            return f'<div class="fb-message">The run {escape(str(info.get("state")))}: {escape(str(reason))}</div>'
+    def _results_html(self, info: RunInfo) -> str:
+        if info.state != "succeeded":
+            reason = info.error or "no reason was given"
+            return f'<div class="fb-message">The run {escape(info.state)}: {escape(reason)}</div>'
         parts = [_warnings_html(info)]
-        for step in info.get("steps", []):
+        for step in info.steps:
             try:
-                outputs = self.run.step_outputs(step["step"])
+                outputs = self.run.step_outputs(step.step)
             except FedbenchError:
                 continue
             for name, output in outputs.items():
-                parts.append(f"<div class='fb-result'><b>{escape(step['step'])} → {escape(name)}</b>")
+                parts.append(f"<div class='fb-result'><b>{escape(step.step)} → {escape(name)}</b>")
                 parts.append(_describe_output(output))
                 parts.append("</div>")
         scalars = [m for m in self._metrics if pd.isna(m.get("iteration"))]
@@ -327,9 +327,9 @@ class RunMonitor(widgets.VBox):
         return '<div class="fb-results"><div class="fb-section">Results</div>' + "".join(parts) + "</div>"
 
 
-def _warnings_html(info: dict[str, Any]) -> str:
+def _warnings_html(info: RunInfo) -> str:
     """The warnings of a succeeded run's steps, in a box that stands out (nothing when there are none)."""
-    items = [(s["step"], w) for s in info.get("steps", []) for w in s.get("warnings") or []]
+    items = [(s.step, w) for s in info.steps for w in s.warnings]
     if not items:
         return ""
     lines = "".join(f"<li><b>{escape(step)}</b>: {escape(text)}</li>" for step, text in items)

@@ -12,7 +12,8 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from fedbench.client.runs import TERMINAL, Run
+from fedbench.client.records import TERMINAL, RunInfo
+from fedbench.client.runs import Run
 from fedbench.client.workbench import Workbench
 from fedbench.errors import FedbenchError
 from fedbench.pipeline import Pipeline
@@ -120,21 +121,19 @@ class RunsApp(DashboardApp):
         else:
             self.monitor.start()
 
-    def attach_running(
-        self, runs: list[dict[str, Any]], button: widgets.Button, what: str
-    ) -> dict[str, Any] | None:
+    def attach_running(self, runs: list[RunInfo], button: widgets.Button, what: str) -> RunInfo | None:
         """A page opened (or reloaded) while one of the project's runs is in progress follows that run.
 
-        `runs` are the project's runs of this page's kind, newest first, as our node lists them. Returns the
-        run followed (None when none is in progress or the page already follows one).
+        `runs` are the project's runs of this page's kind, newest first. Returns the run followed (None when
+        none is in progress or the page already follows one).
         """
         if self.monitor is not None and self.monitor.state not in TERMINAL:
             return None
-        running = next((r for r in runs if r.get("state") not in TERMINAL), None)
+        running = next((r for r in runs if not r.finished), None)
         if running is None:
             return None
-        self.follow(self.workbench.run(str(running["job_id"])), button, what)
-        self.message.ok(f"Run {str(running['job_id'])[:8]} is in progress: its progress shows below.")
+        self.follow(self.workbench.run(running.job_id), button, what)
+        self.message.ok(f"Run {running.job_id[:8]} is in progress: its progress shows below.")
         return running
 
     def refuse(self, reason: str | None) -> None:

@@ -1,7 +1,7 @@
 """What the modeling and scoring dashboards read of a project's runs, said in a business user's words.
 
-A run as our node lists it (`runs.list` / `runs.get`) has our party's steps, each with its component, state
-and cache key; a step's outputs are artifacts `<key>:<output>`. Here: finding steps by component, the sentence
+A run is read as its typed record (`Run.record`, a `RunInfo`): our party's steps, each with its component,
+state and cache key; a step's outputs are artifacts `<key>:<output>`. Here: finding steps by component, the sentence
 saying which steps were reused and which ran (`reuse_sentence`), the models trained in a project
 (`trained_models`, and which one scoring offers first: `default_model`), whether a run succeeded with
 warnings (`run_warnings`, `run_state_words`), the tables whose rows are aligned across the parties
@@ -16,10 +16,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
 
+from fedbench.client.records import DONE, RunInfo, StepInfo
 from fedbench.client.workbench import Workbench
 from fedbench.errors import FedbenchError
 from fedbench.ui.dashboards.common import format_when
@@ -38,20 +40,31 @@ __all__ = [
     "reuse_sentence",
     "run_state_words",
     "run_warnings",
+    "started_key",
+    "started_text",
     "step_label",
     "step_of",
     "trained_models",
     "validation_auc",
 ]
 
-DONE = ("succeeded", "reused")
-"""Step states whose outputs exist on our party."""
 _STEP_LABELS = {"psi": "PSI"}
+_NEVER = datetime.min.replace(tzinfo=UTC)
 
 
-def step_of(info: dict[str, Any], component: str) -> dict[str, Any] | None:
+def step_of(info: RunInfo, component: str) -> StepInfo | None:
     """The first of a run's steps that runs `component` (None when it has none)."""
-    return next((s for s in info.get("steps", []) if s.get("component") == component), None)
+    return info.step_of(component)
+
+
+def started_key(info: RunInfo) -> datetime:
+    """When a run was created, to sort runs by (a run without a time sorts first)."""
+    return info.created_at or _NEVER
+
+
+def started_text(info: RunInfo) -> str:
+    """When a run was created as ISO text ("" when not known), as the entries listing it keep it."""
+    return info.created_at.isoformat() if info.created_at else ""
 
 
 def step_label(name: str) -> str:
@@ -66,27 +79,26 @@ def join_words(words: Sequence[str]) -> str:
     return ", ".join(words[:-1]) + " and " + words[-1]
 
 
-def run_warnings(info: dict[str, Any]) -> list[str]:
+def run_warnings(info: RunInfo) -> list[str]:
     """What a run's steps (on our party) warned about their results, each once."""
-    found = [str(w) for s in info.get("steps", []) for w in s.get("warnings") or []]
-    return list(dict.fromkeys(found))
+    return list(info.warnings)
 
 
-def run_state_words(info: dict[str, Any]) -> str:
+def run_state_words(info: RunInfo) -> str:
     """A run's state for a list of runs: "succeeded with warnings" when its steps warned."""
-    state = str(info.get("state", ""))
-    return f"⚠ {state} with warnings" if state == "succeeded" and run_warnings(info) else state
+    state = info.state
+    return f"⚠ {state} with warnings" if state == "succeeded" and info.warnings else state
 
 
 def _capital(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
-def reuse_sentence(info: dict[str, Any]) -> str:
+def reuse_sentence(info: RunInfo) -> str:
     """Which of a finished run's steps were reused from an earlier run and which ran, in one sentence."""
-    steps = info.get("steps", [])
-    reused = [step_label(s["step"]) for s in steps if s.get("state") == "reused"]
-    ran = [step_label(s["step"]) for s in steps if s.get("state") == "succeeded"]
+    steps = info.steps
+    reused = [step_label(s.step) for s in steps if s.state == "reused"]
+    ran = [step_label(s.step) for s in steps if s.state == "succeeded"]
     if not steps or (not reused and not ran):
         return ""
     if not reused:
@@ -131,12 +143,12 @@ class Outputs:
         except FedbenchError:
             return None
 
-    def step_output(self, info: dict[str, Any], component: str, output: str, kind: str) -> Any:
+    def step_output(self, info: RunInfo, component: str, output: str, kind: str) -> Any:
         """An output of a run's first step running `component`, or None (no such step, not done, not ours)."""
-        step = step_of(info, component)
-        if step is None or step.get("state") not in DONE:
+        step = info.step_of(component)
+        if step is None or not step.done:
             return None
-        return self.maybe(f"{step['key']}:{output}", kind)
+        return self.maybe(f"{step.key}:{output}", kind)
 
 
 @dataclass(frozen=True)
@@ -173,7 +185,7 @@ class ModelEntry:
         return " · ".join(parts)
 
 
-def validation_auc(outputs: Outputs, info: dict[str, Any]) -> float | None:
+def validation_auc(outputs: Outputs, info: RunInfo) -> float | None:
     """The AUC of a run's `evaluate` step on validation rows (training rows without them); None if unknown."""
     metrics = outputs.step_output(info, "evaluate", "metrics", "metrics")
     if not isinstance(metrics, dict):
@@ -184,7 +196,7 @@ def validation_auc(outputs: Outputs, info: dict[str, Any]) -> float | None:
 
 
 def trained_models(
-    runs: Iterable[dict[str, Any]],
+    runs: Iterable[RunInfo],
     outputs: Outputs,
     artifacts: pd.DataFrame | None = None,
     *,
@@ -196,24 +208,24 @@ def trained_models(
     runs = list(runs)
     warned: dict[str, tuple[str, ...]] = {}
     for info in runs:
-        for step in info.get("steps", []):
-            if step.get("component") == "hetero_lr" and step.get("warnings"):
-                warned[str(step["key"])] = tuple(str(w) for w in step["warnings"])
-    for info in sorted(runs, key=lambda r: str(r.get("created_at", ""))):
-        step = step_of(info, "hetero_lr")
-        if info.get("state") != "succeeded" or step is None or step.get("state") not in DONE:
+        for each in info.steps:
+            if each.component == "hetero_lr" and each.warnings:
+                warned[each.key] = each.warnings
+    for info in sorted(runs, key=started_key):
+        step = info.step_of("hetero_lr")
+        if info.state != "succeeded" or step is None or not step.done:
             continue
-        artifact_id = f"{step['key']}:model"
+        artifact_id = f"{step.key}:model"
         if artifact_id in found:
             continue
         found[artifact_id] = ModelEntry(
             artifact_id,
-            str(info["job_id"]),
-            str(step["step"]),
-            str(info.get("created_at", "")),
-            str(info.get("name", "")),
+            info.job_id,
+            step.step,
+            started_text(info),
+            info.name,
             validation_auc(outputs, info) if with_auc else None,
-            warnings=warned.get(str(step["key"]), ()),
+            warnings=warned.get(step.key, ()),
         )
     entries = sorted(found.values(), key=lambda e: e.created_at, reverse=True)
     if artifacts is not None and not artifacts.empty and "kind" in artifacts.columns:
@@ -268,38 +280,33 @@ class TableEntry:
         return f"{words} of run {self.job_id[:8]} ({self.step}, {format_when(self.created_at)})"
 
 
-def aligned_tables(runs: Iterable[dict[str, Any]], held: set[str]) -> list[TableEntry]:
+def aligned_tables(runs: Iterable[RunInfo], held: set[str]) -> list[TableEntry]:
     """The aligned table outputs of a project's succeeded runs that our party holds (`held`: artifact ids),
     newest first, each once."""
     found: dict[str, TableEntry] = {}
-    for info in sorted(runs, key=lambda r: str(r.get("created_at", "")), reverse=True):
-        if info.get("state") != "succeeded":
+    for info in sorted(runs, key=started_key, reverse=True):
+        if info.state != "succeeded":
             continue
-        for step in info.get("steps", []):
-            for output in ALIGNED_OUTPUTS.get(str(step.get("component")), ()):
-                artifact_id = f"{step['key']}:{output}"
-                if step.get("state") in DONE and artifact_id in held and artifact_id not in found:
+        for step in info.steps:
+            for output in ALIGNED_OUTPUTS.get(step.component, ()):
+                artifact_id = f"{step.key}:{output}"
+                if step.done and artifact_id in held and artifact_id not in found:
                     found[artifact_id] = TableEntry(
-                        artifact_id,
-                        str(info["job_id"]),
-                        str(step["step"]),
-                        str(step["component"]),
-                        output,
-                        str(info.get("created_at", "")),
+                        artifact_id, info.job_id, step.step, step.component, output, started_text(info)
                     )
     return list(found.values())
 
 
-def model_of_run(info: dict[str, Any], models: Sequence[ModelEntry]) -> tuple[ModelEntry | None, str]:
+def model_of_run(info: RunInfo, models: Sequence[ModelEntry]) -> tuple[ModelEntry | None, str]:
     """The model a scoring run used, and how the page says it: the model trained in the same run, or the
     one its name gives (runs the scoring dashboard started); (None, why) when the run does not record it."""
-    score = step_of(info, "score")
-    train = step_of(info, "hetero_lr")
+    score = info.step_of("score")
+    train = info.step_of("hetero_lr")
     if train is not None and score is not None:
-        artifact_id = f"{train['key']}:model"
+        artifact_id = f"{train.key}:model"
         entry = next((m for m in models if m.artifact_id == artifact_id), None)
-        return entry, f"trained in this run ({train['step']})"
-    name = str(info.get("name", ""))
+        return entry, f"trained in this run ({train.step})"
+    name = info.name
     if name.startswith(SCORING_NAME):
         start = name[len(SCORING_NAME) :].strip()
         entry = next((m for m in models if start and m.key.startswith(start)), None)

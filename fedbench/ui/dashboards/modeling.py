@@ -26,7 +26,8 @@ import pandas as pd
 import traitlets
 
 from fedbench import components
-from fedbench.client.runs import TERMINAL, Run
+from fedbench.client.records import TERMINAL, RunInfo
+from fedbench.client.runs import Run
 from fedbench.client.workbench import Workbench
 from fedbench.errors import FedbenchError
 from fedbench.pipeline import Pipeline
@@ -109,7 +110,7 @@ class ModelingApp(RunsApp):
         self.outputs = Outputs(workbench)
         self.project_info: dict[str, Any] = {}
         self.monitor: RunMonitor | None = None
-        self.modeling_runs: list[dict[str, Any]] = []
+        self.modeling_runs: list[RunInfo] = []
         self._drawn: dict[str, tuple[str, str, str]] = {}
         """The result of each ended run, drawn once (a finished run never changes)."""
         try:
@@ -299,23 +300,23 @@ class ModelingApp(RunsApp):
                 self.project.value = name
         self._fill_datasets()
         self._set_permission()
-        runs = [r.info for r in self.workbench.runs(name) if step_of(r.info, TRAIN_COMPONENT)]
+        runs = [r.record for r in self.workbench.runs(name) if step_of(r.record, TRAIN_COMPONENT)]
         self._show_runs(runs[:RUNS_SHOWN])
         running = self.attach_running(runs, self.train_button, "training")
         if running is not None:
             self._restore(running)
 
-    def _restore(self, info: dict[str, Any]) -> None:
+    def _restore(self, info: RunInfo) -> None:
         """Show the choices a run in progress was started with: its template, datasets and settings."""
-        template = next((n for n, t in self.templates.items() if t.pipeline.name == info.get("name")), None)
+        template = next((n for n, t in self.templates.items() if t.pipeline.name == info.name), None)
         if template is not None:
             self.choose_template(template)
-        ran = {str(s.get("component")) for s in info.get("steps", [])}
+        ran = {s.component for s in info.steps}
         for group, box in self.include.items():
             box.value = any(component in ran for component in OPTIONAL_STEPS[group])
         chosen: dict[str, str] = {}
-        for step in info.get("steps", []):
-            for ref in dict(step.get("inputs") or {}).values():
+        for step in info.steps:
+            for ref in step.inputs.values():
                 if isinstance(ref, dict) and isinstance(ref.get("dataset"), dict):
                     chosen.update({str(p): str(n) for p, n in ref["dataset"].items()})
         if self.party in chosen:
@@ -324,10 +325,10 @@ class ModelingApp(RunsApp):
                 self.choose_datasets(ours, chosen)
         train = step_of(info, TRAIN_COMPONENT)
         if train is not None:
-            self._fill_settings(dict(train.get("params") or {}))
+            self._fill_settings(dict(train.params))
         score = step_of(info, SCORE_COMPONENT)
         if score is not None:
-            self.scorecard.value = bool(dict(score.get("params") or {}).get("scorecard"))
+            self.scorecard.value = bool(score.params.get("scorecard"))
         self._set_permission()
 
     def choose_template(self, name: str) -> PipelineTemplate:
@@ -617,17 +618,17 @@ class ModelingApp(RunsApp):
 
     # ----- results ----------------------------------------------------------------------------------------
 
-    def show_run(self, job_id: str) -> dict[str, Any]:
+    def show_run(self, job_id: str) -> RunInfo:
         """Show one modeling run: what was reused and what ran, then the model as our party holds it.
 
         The guest sees the metrics on training and validation rows, the charts and its part of the model; the
-        partner its part of the model and its training rows. Returns the run as our node lists it.
+        partner its part of the model and its training rows. Returns the run's record.
         """
         try:
-            info = self.workbench.run(job_id).info
-            if job_id not in self._drawn or info["state"] not in TERMINAL:
+            info = self.workbench.run(job_id).record
+            if job_id not in self._drawn or not info.finished:
                 drawn = self._draw(info)
-                if info["state"] in TERMINAL:
+                if info.finished:
                     self._drawn[job_id] = drawn
             else:
                 drawn = self._drawn[job_id]
@@ -642,21 +643,21 @@ class ModelingApp(RunsApp):
         with self._quiet():
             if job_id in [v for _, v in self.pick_run.options]:
                 self.pick_run.value = job_id
-        return dict(info)
+        return info
 
-    def _draw(self, info: dict[str, Any]) -> tuple[str, str, str]:
+    def _draw(self, info: RunInfo) -> tuple[str, str, str]:
         """The result, the charts and the model part of a run, as HTML."""
-        state = str(info["state"])
+        state = info.state
         model = self.outputs.step_output(info, TRAIN_COMPONENT, "model", "model")
         params = (model or {}).get("card", {}).get("params")
         top = (
-            f'<div class="fb-help">Run <code>{escape(str(info["job_id"])[:8])}</code> '
-            f"({escape(str(info.get('name', '')))}), started by {escape(self.who(str(info.get('initiator'))))} "
-            f"on {escape(format_when(info.get('created_at')))}"
+            f'<div class="fb-help">Run <code>{escape(info.job_id[:8])}</code> '
+            f"({escape(info.name)}), started by {escape(self.who(info.initiator))} "
+            f"on {escape(format_when(info.created_at))}"
             + (f" · {escape(settings_text(params))}" if params else "")
             + "</div>"
         )
-        if state not in TERMINAL:
+        if not info.finished:
             return (
                 top + f'<div class="fb-help">This run is {escape(state)}; its result shows here when it '
                 "ends.</div>",
@@ -664,7 +665,7 @@ class ModelingApp(RunsApp):
                 "",
             )
         if state != "succeeded":
-            error = info.get("error") or next((s.get("error") for s in info["steps"] if s.get("error")), "")
+            error = info.reason
             words = _NOT_DONE.get(state, state)
             return (
                 top + f'<div class="fb-message fb-modeling-failed">This training {escape(words)}'
@@ -692,7 +693,7 @@ class ModelingApp(RunsApp):
     def _is_guest_model(model: Any) -> bool:
         return isinstance(model, dict) and model.get("role") == "guest"
 
-    def _scores(self, info: dict[str, Any]) -> tuple[pd.DataFrame | None, str]:
+    def _scores(self, info: RunInfo) -> tuple[pd.DataFrame | None, str]:
         """The scores the charts are drawn from: the validation rows', else the training rows'."""
         validation = self.outputs.step_output(info, TRAIN_COMPONENT, "validation_scores", "table")
         if isinstance(validation, pd.DataFrame) and len(validation):
@@ -702,16 +703,15 @@ class ModelingApp(RunsApp):
 
     # ----- runs and comparing -----------------------------------------------------------------------------
 
-    def _show_runs(self, runs: list[dict[str, Any]]) -> None:
+    def _show_runs(self, runs: list[RunInfo]) -> None:
         self.modeling_runs = runs
         guest = self.trains_here()
         rows = [self._run_row(info, guest) for info in runs]
         self.runs.value = table_html(pd.DataFrame(rows), "No model has been trained in this project yet.")
         choices = [
             (
-                f"{info['job_id'][:8]} · {info.get('name', '')} · {format_when(info.get('created_at'))} · "
-                f"{info['state']}",
-                str(info["job_id"]),
+                f"{info.job_id[:8]} · {info.name} · {format_when(info.created_at)} · {info.state}",
+                info.job_id,
             )
             for info in runs
         ]
@@ -729,18 +729,18 @@ class ModelingApp(RunsApp):
         with contextlib.suppress(FedbenchError):
             self.show_run(latest)
 
-    def _run_row(self, info: dict[str, Any], guest: bool) -> dict[str, Any]:
-        steps = info.get("steps", [])
-        ran = sum(1 for s in steps if s.get("state") == "succeeded")
+    def _run_row(self, info: RunInfo, guest: bool) -> dict[str, Any]:
+        steps = info.steps
+        ran = sum(1 for s in steps if s.state == "succeeded")
+        done = info.state == "succeeded"
         line: dict[str, Any] = {
-            "run": str(info["job_id"])[:8],
-            "when": format_when(info.get("created_at")),
-            "template": info.get("name", ""),
-            "started by": self.who(str(info.get("initiator", ""))),
+            "run": info.job_id[:8],
+            "when": format_when(info.created_at),
+            "template": info.name,
+            "started by": self.who(info.initiator),
             "state": run_state_words(info),
-            "steps run": f"{ran} of {len(steps)}" if info["state"] == "succeeded" else "",
+            "steps run": f"{ran} of {len(steps)}" if done else "",
         }
-        done = info["state"] == "succeeded"
         model = self.outputs.step_output(info, TRAIN_COMPONENT, "model", "model") if done else None
         params = (model or {}).get("card", {}).get("params") or {}
         line["learning rate"] = f"{params['learning_rate']:g}" if "learning_rate" in params else ""
@@ -761,10 +761,8 @@ class ModelingApp(RunsApp):
         """Offer the succeeded runs of the chosen template for comparing (the latest two preselected)."""
         template = self.chosen
         name = template.pipeline.name if template is not None else None
-        runs = [r for r in self.modeling_runs if r.get("name") == name and r["state"] == "succeeded"]
-        choices = [
-            (f"{r['job_id'][:8]} · {format_when(r.get('created_at'))}", str(r["job_id"])) for r in runs
-        ]
+        runs = [r for r in self.modeling_runs if r.name == name and r.state == "succeeded"]
+        choices = [(f"{r.job_id[:8]} · {format_when(r.created_at)}", r.job_id) for r in runs]
         values = [v for _, v in choices]
         with self._quiet():
             for picker, index in ((self.compare_a, 1), (self.compare_b, 0)):
@@ -784,11 +782,11 @@ class ModelingApp(RunsApp):
             self.comparison.value = f'<div class="fb-message">{escape(problem)}</div>'
             raise FormError(problem, {"runs": problem})
         try:
-            infos = [self.workbench.run(j).info for j in (first, second)]
+            infos = [self.workbench.run(j).record for j in (first, second)]
         except FedbenchError as exc:
             self.comparison.value = f'<div class="fb-message">{escape(str(exc))}</div>'
             raise
-        unfinished = [i["job_id"][:8] for i in infos if i["state"] != "succeeded"]
+        unfinished = [i.job_id[:8] for i in infos if i.state != "succeeded"]
         if unfinished:
             problem = f"Run {', '.join(unfinished)} did not succeed: only trained models can be compared."
             self.comparison.value = f'<div class="fb-message">{escape(problem)}</div>'

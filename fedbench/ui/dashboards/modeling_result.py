@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fedbench.client.records import RunInfo
 from fedbench.ui.dashboards.common import figure_box, table_html
 from fedbench.ui.dashboards.figures import chart, chart_grid
-from fedbench.ui.dashboards.model_runs import step_of
 
 __all__ = [
     "final_metrics",
@@ -229,7 +229,7 @@ def partner_figures(model: Any, train_metrics: Any, guest: str) -> str:
 
 
 def settings_differences(
-    infos: list[dict[str, Any]],
+    infos: list[RunInfo],
     settings: list[dict[str, Any]],
     labels: tuple[str, str],
     names: Mapping[str, str],
@@ -237,7 +237,7 @@ def settings_differences(
     """The training settings two runs differ in (`names`: how the page names a setting), or why none do."""
     a, b = settings
     changed = [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
-    keys = [(step_of(info, "hetero_lr") or {}).get("key") for info in infos]
+    keys = [step.key if (step := info.step_of("hetero_lr")) else None for info in infos]
     if keys[0] == keys[1]:
         return (
             '<div class="fb-help">Both runs hold the same model: the same data and training settings.</div>'

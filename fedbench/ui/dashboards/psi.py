@@ -25,7 +25,8 @@ import traitlets
 
 from fedbench import components
 from fedbench.client.projects import Project
-from fedbench.client.runs import TERMINAL, Run
+from fedbench.client.records import TERMINAL, RunInfo
+from fedbench.client.runs import Run
 from fedbench.client.workbench import Workbench
 from fedbench.errors import FedbenchError
 from fedbench.pipeline import Pipeline
@@ -239,18 +240,16 @@ class PsiApp(DashboardApp):
         self._follow_running(runs)
         return project
 
-    def _follow_running(self, runs: list[dict[str, Any]]) -> None:
+    def _follow_running(self, runs: list[RunInfo]) -> None:
         """A page opened (or reloaded) while a PSI of the project is in progress shows its live progress."""
         if self._running():
             return
-        running = next((r for r in runs if r.get("state") not in TERMINAL), None)
+        running = next((r for r in runs if not r.finished), None)
         if running is None:
             return
         self.run_button.disabled = True
-        self.message.ok(f"PSI {str(running['job_id'])[:8]} is in progress: its progress shows below.")
-        self.monitor = RunMonitor(
-            self.workbench.run(str(running["job_id"])), on_end=self._ended, show_results=False
-        )
+        self.message.ok(f"PSI {running.job_id[:8]} is in progress: its progress shows below.")
+        self.monitor = RunMonitor(self.workbench.run(running.job_id), on_end=self._ended, show_results=False)
         self.monitor_area.children = (self.monitor,)
         self.monitor.start()
 
@@ -372,7 +371,7 @@ class PsiApp(DashboardApp):
         `READY_ROWS` rows), else offered behind the "Prepare the download" button.
         """
         try:
-            info = self.workbench.run(job_id).info
+            info = self.workbench.run(job_id).record
             outcome = read_outcome(self.workbench, info)
         except FedbenchError as exc:
             self.result.value = (
@@ -383,7 +382,7 @@ class PsiApp(DashboardApp):
         step = psi_step(info)
         if job_id != self.shown or not outcome.we_received:
             self._forget_download()
-        self._shown_key = str(step["key"]) if step else ""
+        self._shown_key = step.key if step else ""
         self.shown = job_id
         self.outcome = outcome
         self.result.value = outcome_html(
@@ -467,13 +466,13 @@ class PsiApp(DashboardApp):
 
     # ----- drawing ----------------------------------------------------------------------------------------
 
-    def _psi_runs(self, project: str) -> list[dict[str, Any]]:
+    def _psi_runs(self, project: str) -> list[RunInfo]:
         """The project's runs where a PSI ran (a pipeline that reused an earlier PSI is not one), newest first."""
-        runs = [run.info for run in self.workbench.runs(project)]
-        ran = [r for r in runs if (step := psi_step(r)) and step.get("state") != "reused"]
+        runs = [run.record for run in self.workbench.runs(project)]
+        ran = [r for r in runs if (step := psi_step(r)) and step.state != "reused"]
         return ran[:RUNS_SHOWN]
 
-    def _show_runs(self, runs: list[dict[str, Any]]) -> None:
+    def _show_runs(self, runs: list[RunInfo]) -> None:
         rows = []
         choices = []
         for info in runs:
@@ -482,17 +481,17 @@ class PsiApp(DashboardApp):
             rate = "" if outcome.rate_ours is None else f"{outcome.rate_ours:.1%}"
             rows.append(
                 {
-                    "run": info["job_id"][:8],
-                    "when": format_when(info.get("created_at")),
-                    "started by": self._who(str(info.get("initiator", ""))),
-                    "state": info["state"],
+                    "run": info.job_id[:8],
+                    "when": format_when(info.created_at),
+                    "started by": self._who(info.initiator),
+                    "state": info.state,
                     "matched": matched,
                     "of your IDs": rate,
                     "rows for you": "yes" if outcome.we_received else "no",
                 }
             )
-            label = f"{info['job_id'][:8]} · {format_when(info.get('created_at'))} · {info['state']}"
-            choices.append((label + (f" · {matched} matched" if matched else ""), info["job_id"]))
+            label = f"{info.job_id[:8]} · {format_when(info.created_at)} · {info.state}"
+            choices.append((label + (f" · {matched} matched" if matched else ""), info.job_id))
         self.runs.value = table_html(pd.DataFrame(rows), "No PSI has run in this project yet.")
         with self._quiet():
             self.pick_run.options = choices
@@ -509,12 +508,12 @@ class PsiApp(DashboardApp):
             self._forget_download()
             self.result.value = '<div class="fb-muted">No result yet: run a PSI above.</div>'
 
-    def _list_outcome(self, info: dict[str, Any]) -> PsiOutcome:
+    def _list_outcome(self, info: RunInfo) -> PsiOutcome:
         """A run's outcome for the list (its state alone when its metrics cannot be read)."""
         try:
             return read_outcome(self.workbench, info)
         except FedbenchError:
-            return PsiOutcome(str(info["job_id"]), str(info["state"]))
+            return PsiOutcome(info.job_id, info.state)
 
     def _partner_datasets(self) -> None:
         partner = self.partner()

@@ -1,7 +1,7 @@
 """What one PSI run gave our party, read from its `psi` step's metrics and said in a business user's words.
 
 The PSI dashboard (`psi.py`) shows it; kept apart so the reading and the sentences are small and plain:
-`read_outcome(workbench, info)` turns a run as our node lists it into a `PsiOutcome`, `outcome_html` draws it
+`read_outcome(workbench, info)` turns a run's typed record (`Run.record`) into a `PsiOutcome`, `outcome_html` draws it
 (sizes, intersection, rates, who received the matched rows), `terms_html` says a project's PSI terms.
 """
 
@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from html import escape
 from typing import Any
 
+from fedbench.client.records import RunInfo, StepInfo
 from fedbench.client.workbench import Workbench
 from fedbench.errors import FedbenchError
 from fedbench.ui.dashboards.common import format_when
@@ -73,24 +74,24 @@ def _float(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
-def psi_step(info: dict[str, Any]) -> dict[str, Any] | None:
-    """The last `psi` step of a run as our node lists it (None when the run has none)."""
-    steps = [s for s in info.get("steps", []) if s.get("component") == COMPONENT]
+def psi_step(info: RunInfo) -> StepInfo | None:
+    """The last `psi` step of a run (None when the run has none)."""
+    steps = [s for s in info.steps if s.component == COMPONENT]
     return steps[-1] if steps else None
 
 
-def read_outcome(workbench: Workbench, info: dict[str, Any]) -> PsiOutcome:
-    """The outcome of a run (`runs.get` / `runs.list` data): its metrics when it succeeded, else its error.
+def read_outcome(workbench: Workbench, info: RunInfo) -> PsiOutcome:
+    """The outcome of a run: its metrics when it succeeded, else its error.
 
     Raises the node's error when the metrics of a succeeded run cannot be read.
     """
-    job_id = str(info["job_id"])
+    job_id = info.job_id
     step = psi_step(info)
     if step is None:
         raise FedbenchError(f"run {job_id[:8]} has no PSI step")
-    if info["state"] != "succeeded":
-        return PsiOutcome(job_id, str(info["state"]), error=info.get("error") or step.get("error"))
-    metrics = workbench.output(f"{step['key']}:metrics", "metrics").value()
+    if info.state != "succeeded":
+        return PsiOutcome(job_id, info.state, error=info.error or step.error)
+    metrics = workbench.output(f"{step.key}:metrics", "metrics").value()
     return PsiOutcome.from_metrics(job_id, metrics)
 
 
@@ -109,16 +110,16 @@ def _share(value: float | None) -> str:
     return "" if value is None else f"{value:.1%}"
 
 
-def outcome_html(outcome: PsiOutcome, info: dict[str, Any], *, us: str, partner: str) -> str:
+def outcome_html(outcome: PsiOutcome, info: RunInfo, *, us: str, partner: str) -> str:
     """A run's result as the dashboard shows it: who started it, the figures, who received the rows."""
-    initiator = str(info.get("initiator", ""))
+    initiator = info.initiator
     who = f"you ({initiator})" if initiator == us else initiator
     started = (
         f"Run <code>{escape(outcome.job_id[:8])}</code>, started by {escape(who)} "
-        f"on {escape(format_when(info.get('created_at')))}"
+        f"on {escape(format_when(info.created_at))}"
     )
     step = psi_step(info)
-    if step is not None and step.get("state") == "reused":
+    if step is not None and step.state == "reused":
         started += " (the same data and settings as an earlier PSI: its result was reused)"
     if outcome.state != "succeeded":
         words = {"failed": "failed", "cancelled": "was cancelled"}.get(outcome.state, f"is {outcome.state}")

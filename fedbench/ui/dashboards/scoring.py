@@ -26,7 +26,8 @@ import pandas as pd
 import traitlets
 
 from fedbench import components
-from fedbench.client.runs import TERMINAL, Run
+from fedbench.client.records import TERMINAL, RunInfo
+from fedbench.client.runs import Run
 from fedbench.client.workbench import Workbench
 from fedbench.errors import FedbenchError
 from fedbench.pipeline import Pipeline
@@ -89,7 +90,7 @@ class ScoringApp(RunsApp):
         self.project_info: dict[str, Any] = {}
         self.models: list[ModelEntry] = []
         self.tables: list[TableEntry] = []
-        self.project_runs: list[dict[str, Any]] = []
+        self.project_runs: list[RunInfo] = []
         self.monitor: RunMonitor | None = None
         self.scores: pd.DataFrame | None = None
         """Our scores of the run shown (the guest's; the partner holds only the IDs it scored)."""
@@ -233,7 +234,7 @@ class ScoringApp(RunsApp):
         with self._quiet():
             if self.project.value != name:
                 self.project.value = name
-        self.project_runs = [run.info for run in self.workbench.runs(name)]
+        self.project_runs = [run.record for run in self.workbench.runs(name)]
         artifacts = project.artifacts()
         held = set(artifacts["id"]) if "id" in artifacts.columns else set()
         guest = self.scores_here()
@@ -317,15 +318,15 @@ class ScoringApp(RunsApp):
     def _test_rows_of(self, entry: ModelEntry | None) -> str | None:
         """The test rows of the run that trained `entry`, as that run's own scoring read them (prepared as the
         model was trained, e.g. preprocessed), else the test rows its split made (None if it made none)."""
-        info = next((r for r in self.project_runs if entry is not None and r["job_id"] == entry.job_id), None)
+        info = next((r for r in self.project_runs if entry is not None and r.job_id == entry.job_id), None)
         if info is None:
             return None
         score = step_of(info, COMPONENT)
-        read = dict((score or {}).get("inputs") or {}).get("data")
+        read = score.inputs.get("data") if score is not None else None
         if isinstance(read, dict) and isinstance(read.get("artifact"), str):
             return f"artifact:{read['artifact']}"
         split = step_of(info, "split")
-        return f"artifact:{split['key']}:test" if split is not None else None
+        return f"artifact:{split.key}:test" if split is not None else None
 
     def _data_changed(self) -> None:
         value = str(self.data.value or "")
@@ -482,11 +483,11 @@ class ScoringApp(RunsApp):
 
     # ----- results ----------------------------------------------------------------------------------------
 
-    def show_run(self, job_id: str, *, prepare: bool = True) -> dict[str, Any]:
+    def show_run(self, job_id: str, *, prepare: bool = True) -> RunInfo:
         """Show one scoring run as our party holds it; on the guest with its download (prepared at once up to
-        `READY_ROWS` rows when `prepare`, else behind a button). Returns the run as our node lists it."""
+        `READY_ROWS` rows when `prepare`, else behind a button). Returns the run's record."""
         try:
-            info = self.workbench.run(job_id).info
+            info = self.workbench.run(job_id).record
         except FedbenchError as exc:
             self.result.value = f'<div class="fb-message">{escape(str(exc))}</div>'
             raise
@@ -494,9 +495,9 @@ class ScoringApp(RunsApp):
             self._forget_download()
         self.shown = job_id
         step = step_of(info, COMPONENT)
-        done = info["state"] == "succeeded" and step is not None
-        scores = self.outputs.maybe(f"{step['key']}:scores", "table") if done and step else None
-        metrics = self.outputs.maybe(f"{step['key']}:metrics", "metrics") if done and step else None
+        done = info.state == "succeeded" and step is not None
+        scores = self.outputs.maybe(f"{step.key}:scores", "table") if done and step else None
+        metrics = self.outputs.maybe(f"{step.key}:metrics", "metrics") if done and step else None
         ours = isinstance(scores, pd.DataFrame) and "score" in scores.columns
         self.scores = scores if ours else None
         _, model_words = model_of_run(info, self.models)
@@ -505,12 +506,12 @@ class ScoringApp(RunsApp):
             metrics,
             scores,
             model_words=model_words,
-            started_by=self.who(str(info.get("initiator"))),
+            started_by=self.who(info.initiator),
             guest=str(self.project_info.get("initiator", "the guest")),
         )
         if job_id not in self._drawn:
             drawn = charts_html(scores) if ours else ""
-            if info["state"] in TERMINAL:
+            if info.finished:
                 self._drawn[job_id] = drawn
         else:
             drawn = self._drawn[job_id]
@@ -527,7 +528,7 @@ class ScoringApp(RunsApp):
             self.offer_download()
         elif self.scores is not None and self._prepared != job_id:
             self._ask_to_prepare()
-        return dict(info)
+        return info
 
     # ----- the download -----------------------------------------------------------------------------------
 
@@ -603,8 +604,8 @@ class ScoringApp(RunsApp):
 
     # ----- runs -------------------------------------------------------------------------------------------
 
-    def scoring_runs(self) -> list[dict[str, Any]]:
-        """The project's runs that scored rows, newest first (as our node lists them)."""
+    def scoring_runs(self) -> list[RunInfo]:
+        """The project's runs that scored rows, newest first."""
         return [r for r in self.project_runs if step_of(r, COMPONENT)][:RUNS_SHOWN]
 
     def _show_runs(self) -> None:
@@ -613,8 +614,8 @@ class ScoringApp(RunsApp):
         self.runs.value = table_html(pd.DataFrame(rows), "Nothing has been scored in this project yet.")
         choices = [
             (
-                f"{r['job_id'][:8]} · {r.get('name', '')} · {format_when(r.get('created_at'))} · {r['state']}",
-                str(r["job_id"]),
+                f"{r.job_id[:8]} · {r.name} · {format_when(r.created_at)} · {r.state}",
+                r.job_id,
             )
             for r in runs
         ]
@@ -633,18 +634,18 @@ class ScoringApp(RunsApp):
         with contextlib.suppress(FedbenchError):
             self.show_run(self.shown if self.shown in values else values[0], prepare=False)
 
-    def _run_row(self, info: dict[str, Any]) -> dict[str, Any]:
+    def _run_row(self, info: RunInfo) -> dict[str, Any]:
         entry, words = model_of_run(info, self.models)
         step = step_of(info, COMPONENT)
-        done = info["state"] == "succeeded" and step is not None
-        metrics = self.outputs.maybe(f"{step['key']}:metrics", "metrics") if done and step else None
+        done = info.state == "succeeded" and step is not None
+        metrics = self.outputs.maybe(f"{step.key}:metrics", "metrics") if done and step else None
         rows = metrics.get("rows") if isinstance(metrics, dict) else None
         line: dict[str, Any] = {
-            "run": str(info["job_id"])[:8],
-            "when": format_when(info.get("created_at")),
-            "started by": self.who(str(info.get("initiator", ""))),
+            "run": info.job_id[:8],
+            "when": format_when(info.created_at),
+            "started by": self.who(info.initiator),
             "model": words,
-            "state": info["state"],
+            "state": info.state,
             "rows scored": "" if rows is None else f"{int(rows):,}",
         }
         if not self.scores_here():

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fedbench.client.runs import TERMINAL
+from fedbench.client.records import RunInfo
 from fedbench.ui.dashboards.common import figure_box, format_when
 from fedbench.ui.dashboards.figures import chart, chart_grid
 from fedbench.ui.dashboards.model_runs import reuse_sentence
@@ -20,22 +20,22 @@ __all__ = ["charts_html", "model_summary", "result_html"]
 
 
 def result_html(
-    info: dict[str, Any], metrics: Any, scores: Any, *, model_words: str, started_by: str, guest: str
+    info: RunInfo, metrics: Any, scores: Any, *, model_words: str, started_by: str, guest: str
 ) -> str:
     """A scoring run as our party knows it: the guest's figures of its scores, or the rows the partner scored."""
     top = (
-        f'<div class="fb-help">Run <code>{escape(str(info["job_id"])[:8])}</code>, started by '
-        f"{escape(started_by)} on {escape(format_when(info.get('created_at')))} · "
+        f'<div class="fb-help">Run <code>{escape(info.job_id[:8])}</code>, started by '
+        f"{escape(started_by)} on {escape(format_when(info.created_at))} · "
         f"model: {escape(model_words)}</div>"
     )
-    state = str(info["state"])
-    if state not in TERMINAL:
+    state = info.state
+    if not info.finished:
         return (
             top
             + f'<div class="fb-help">This scoring is {escape(state)}; the scores show here when it ends.</div>'
         )
     if state != "succeeded":
-        error = info.get("error") or next((s.get("error") for s in info["steps"] if s.get("error")), "")
+        error = info.reason
         words = {"failed": "failed", "cancelled": "was cancelled"}.get(state, state)
         return top + (
             f'<div class="fb-message fb-scoring-failed">This scoring {escape(words)}'
