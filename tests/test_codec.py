@@ -13,7 +13,6 @@ import math
 import pickle
 import random
 import re
-import time
 from typing import Any
 
 import gmpy2
@@ -286,17 +285,11 @@ def test_big_int_lists_are_packed_not_decimal() -> None:
     assert small_header["root"] == [1, 2, 3]
 
 
-def test_large_paillier_like_list_is_fast() -> None:
+def test_large_paillier_like_list_round_trips() -> None:
+    """Its speed is measured in `benchmarks/timings.py`, not asserted here."""
     rng = random.Random(7)
     values = [rng.getrandbits(4096) - (1 << 4095) for _ in range(100_000)]
-    start = time.perf_counter()
-    data = encode(values)
-    middle = time.perf_counter()
-    got = decode(data)
-    end = time.perf_counter()
-    assert got == values
-    print(f"100k x 4096-bit ints: encode {middle - start:.3f} s, decode {end - middle:.3f} s")
-    assert end - start < 2.0
+    assert decode(encode(values)) == values
 
 
 def test_buffers_are_aligned_and_layout_is_tight() -> None:

@@ -1,35 +1,58 @@
-"""Dataset upload through a real node: every bad input gets its error, and nothing is left in the store."""
+"""Dataset upload through a real node: every bad input gets its error, and nothing is left in the store.
+
+The tests share one sandbox: "nothing is left" is checked as the registry and the artifact files being the same
+after a refused upload as before it.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import DATABASE_URL, Federation
 
 import fedbench
+from fedbench import sandbox
 from fedbench.errors import DatasetError, NotFound
 
 
+@pytest.fixture(scope="module")
+def federation_of_module(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]:
+    """Two nodes for this module's uploads (only the guest's store is used)."""
+    root = tmp_path_factory.mktemp("upload")
+    sandbox.up(root, demo_data=False, database_url=DATABASE_URL)
+    yield Federation(root)
+    sandbox.down(root)
+
+
 @pytest.fixture
-def wb(fresh_federation):
-    return fedbench.connect(home=fresh_federation.home("guest").root)
+def wb(federation_of_module):
+    return fedbench.connect(home=federation_of_module.home("guest").root)
 
 
 def _good() -> pd.DataFrame:
     return pd.DataFrame({"id": ["a", "b", "c"], "y": [0, 1, 0], "x1": [0.1, 0.2, np.nan], "x2": [1, 2, 3]})
 
 
-def _artifact_files(federation) -> list:
+def _artifact_files(federation: Federation) -> set[Path]:
     root = federation.home("guest").artifacts_dir
-    return [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
+    return {p for p in root.rglob("*") if p.is_file()} if root.exists() else set()
+
+
+def _names(wb) -> list[str]:
+    return sorted(d.name for d in wb.datasets.list())
 
 
 def test_upload_csv_then_list_preview_and_summary(wb, tmp_path):
     path = tmp_path / "t.csv"
     _good().to_csv(path, index=False)
+    before = _names(wb)
     ds = wb.datasets.upload(path, name="t", id_column="id", label_column="y")
     assert ds.info.n_rows == 3 and ds.info.features == ["x1", "x2"]
-    assert [d.name for d in wb.datasets.list()] == ["t"]
+    assert _names(wb) == sorted([*before, "t"])
     assert list(ds.preview(2)["id"]) == ["a", "b"]
     assert ds.summary().loc["x1", "missing"] == 1
     assert "t" in ds._repr_html_()
@@ -46,24 +69,26 @@ BAD_INPUTS = [
 
 
 @pytest.mark.parametrize(("case", "make", "override", "message"), BAD_INPUTS, ids=[c[0] for c in BAD_INPUTS])
-def test_bad_upload_is_refused_and_leaves_nothing(wb, fresh_federation, case, make, override, message):
+def test_bad_upload_is_refused_and_leaves_nothing(wb, federation_of_module, case, make, override, message):
+    names, files = _names(wb), _artifact_files(federation_of_module)
     args = {"name": "bad", "id_column": "id", "label_column": "y", **override}
     with pytest.raises(DatasetError, match=message):
         wb.datasets.upload(make(), **args)
-    assert wb.datasets.list() == []
-    assert _artifact_files(fresh_federation) == []
+    assert _names(wb) == names
+    assert _artifact_files(federation_of_module) == files
     with pytest.raises(NotFound):
         wb.datasets.get("bad")
 
 
-def test_file_errors_and_taken_name(wb, fresh_federation, tmp_path):
+def test_file_errors_and_taken_name(wb, federation_of_module, tmp_path):
+    names, files = _names(wb), _artifact_files(federation_of_module)
     with pytest.raises(DatasetError, match="not found"):
         wb.datasets.upload(tmp_path / "nope.csv", name="n", id_column="id")
     (tmp_path / "empty.csv").write_text("")
     with pytest.raises(DatasetError, match="empty"):
         wb.datasets.upload(tmp_path / "empty.csv", name="n", id_column="id")
-    assert _artifact_files(fresh_federation) == []
+    assert _artifact_files(federation_of_module) == files
     wb.datasets.upload(_good(), name="taken", id_column="id", label_column="y")
     with pytest.raises(DatasetError, match="taken"):
         wb.datasets.upload(_good(), name="taken", id_column="id", label_column="y")
-    assert [d.name for d in wb.datasets.list()] == ["taken"]
+    assert _names(wb) == sorted([*names, "taken"])

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -103,10 +101,9 @@ def test_positive_rate(credit: pd.DataFrame) -> None:
     assert 0.20 <= credit["default"].mean() <= 0.25
 
 
-def test_generation_is_fast() -> None:
-    started = time.perf_counter()
-    make_credit(30_000, seed=1)
-    assert time.perf_counter() - started < 1.0
+def test_generation_at_full_size() -> None:
+    """Its speed is measured in `benchmarks/timings.py`, not asserted here."""
+    assert len(make_credit(30_000, seed=1)) == 30_000
 
 
 def test_logistic_regression_auc_and_both_sides_carry_signal(credit: pd.DataFrame) -> None:

@@ -179,7 +179,7 @@ def test_scoring_app_without_a_model_says_to_train_one(fed: Path) -> None:
     guest_wb = fedbench.connect(home=fed / "guest")
     guest_wb.projects.propose("fresh", partners=["host"], datasets=["credit"], psi_runs=5)
     fedbench.connect(home=fed / "host").projects.accept("fresh", datasets=["credit"])
-    give_up = time.monotonic() + 20
+    give_up = time.monotonic() + 60
     while guest_wb.project("fresh").state != "active":
         assert time.monotonic() < give_up, "the guest's node never showed the project active"
         time.sleep(0.2)
