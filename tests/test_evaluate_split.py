@@ -126,6 +126,23 @@ def test_assign_fractions_and_stratification_in_process() -> None:
         components.get("split").validate_params({"validation": 0.6, "test": 0.4})
 
 
+def test_a_seed_splits_the_same_ids_alike_whatever_order_the_psi_left_them_in() -> None:
+    rng = np.random.default_rng(5)
+    ids = [f"c{i:04d}" for i in range(400)]
+    guest = pd.DataFrame({"id": ids, "y": rng.integers(0, 2, 400), "x": rng.normal(size=400)})
+    host = pd.DataFrame({"id": ids, "z": np.arange(400)})
+
+    def split_of(order: np.ndarray) -> dict[str, set[str]]:
+        tables = {"guest": {"data": guest.iloc[order]}, "host": {"data": host.iloc[order]}}
+        out = components.simulate("split", tables, validation=0.25, test=0.1, label="y", seed=3)
+        for name in ("train", "validation", "test"):
+            assert list(out["guest"][name]["id"]) == list(out["host"][name]["id"])
+        return {name: set(out["guest"][name]["id"]) for name in ("train", "validation", "test")}
+
+    first, second = split_of(np.arange(400)), split_of(rng.permutation(400))
+    assert first == second and len(first["validation"]) == 100
+
+
 def _scores(seed: int) -> pd.DataFrame:
     """A scores table with ties: id, y, score."""
     r = np.random.default_rng(seed)

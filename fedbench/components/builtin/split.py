@@ -2,8 +2,10 @@
 
 After a PSI both parties hold their rows in the same order, so a split by row position is the same split of IDs
 on every side. The parties exchange their row counts (the step fails on both if they differ); the guest then
-draws the assignment of each row position (stratified on its label when one is named) and sends it to the host
-as an int8 vector (0 train, 1 validation, 2 test). The host learns only that vector (see docs/protocols/split.md).
+draws the assignment of each row (stratified on its label when one is named) and sends it to the host as an
+int8 vector (0 train, 1 validation, 2 test). The host learns only that vector (see docs/protocols/split.md).
+The guest draws over its rows sorted by ID, so a seed gives the same split of the same IDs whatever order a PSI
+run left them in.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from fedbench.components.spec import Component, Port, register
 from fedbench.errors import FedbenchError
 from fedbench.federation import Context
 
-__all__ = ["SPLITS", "SplitError", "SplitParams", "assign", "split"]
+__all__ = ["SPLITS", "SplitError", "SplitParams", "assign", "assign_by_id", "split"]
 
 SPLITS = ("train", "validation", "test")
 """The outputs, in the order of their codes in the assignment vector."""
@@ -38,6 +40,10 @@ class SplitParams(BaseModel):
         default=True, description="keep the label's class shares in every split (when a label is named)"
     )
     seed: int = Field(default=0, ge=0, description="random seed of the assignment")
+    id_column: str = Field(
+        default="id",
+        description="the guest's ID column: the same seed splits the same IDs alike (absent: by row position)",
+    )
     label: str | None = Field(
         default=None, description="the guest's label column to stratify on; none: a plain random split"
     )
@@ -100,6 +106,18 @@ def assign(n: int, params: SplitParams, labels: Any = None) -> np.ndarray:
     return codes
 
 
+def assign_by_id(table: pd.DataFrame, params: SplitParams, labels: Any = None) -> np.ndarray:
+    """The split code of each row of `table`, drawn over its rows sorted by `params.id_column` (when present),
+    so that re-running a PSI, which orders the matched rows afresh, does not change which ID lands where."""
+    n = len(table)
+    if params.id_column not in table.columns:
+        return assign(n, params, labels)
+    order = np.argsort(table[params.id_column].astype(str).to_numpy(), kind="stable")
+    codes = np.empty(n, dtype=np.int8)
+    codes[order] = assign(n, params, None if labels is None else np.asarray(labels)[order])
+    return codes
+
+
 def _check_rows(own: int, peer: int, peer_role: str) -> None:
     if own != peer:
         raise SplitError(
@@ -131,7 +149,7 @@ def guest(ctx: Context, params: SplitParams) -> None:
                 f"no label column {params.label!r} to stratify on; the table has {list(table.columns)}"
             )
         labels = table[params.label].to_numpy()
-    codes = assign(len(table), params, labels)
+    codes = assign_by_id(table, params, labels)
     send_row_plan(host, "assignment", codes)
     _write(ctx, table, codes)
 
