@@ -27,6 +27,7 @@ import fedbench  # noqa: E402
 from fedbench import sandbox  # noqa: E402
 from fedbench.client.runs import RunFailed  # noqa: E402
 from fedbench.node.heartbeat import MISSES, PATIENCE, PING_INTERVAL  # noqa: E402
+from fedbench.node.jobs.run import STOP_GRACE  # noqa: E402
 
 GOAL_S = 10.0
 BEFORE_S = 241.0
@@ -156,8 +157,8 @@ def main() -> None:
         f"- PSI of {args.rows:,} x {args.rows:,} IDs (50% overlap), default workers; the host node and its "
         f"workers killed with SIGKILL (process group) {args.into:g} s after its PSI step started; the time is "
         "from the kill to `run.wait()` returning on the guest's kernel (the run failed); the verdict is the guest "
-        "node's log line of its heartbeat; what follows it is ending the guest's worker (`_end`: up to 3 s for it "
-        "to stop by itself, then terminated) and recording the failure. "
+        "node's log line of its heartbeat; what follows it is ending the guest's worker (`_end`: up to "
+        f"{STOP_GRACE:g} s for it to stop by itself, then terminated) and recording the failure. "
         f"Median {median(seconds):.2f} s; goal {GOAL_S:g} s; before the heartbeat {BEFORE_S:g} s.\n"
         f"- Heartbeat: a ping every {PING_INTERVAL:g} s; a peer is lost after {MISSES} missed pings in a row "
         f"and {PATIENCE:g} s without an answer. After the last repeat the host was started again and the "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import functools
 import os
 import time
@@ -19,6 +20,23 @@ from fedbench.net.peer import PeerClient
 from fedbench.net.tls import TlsMaterial
 from fedbench.net.transport import GrpcTransport
 from fedbench.node.config import NodeHome
+
+_MODULE_SECONDS: collections.Counter[str] = collections.Counter()
+"""Seconds spent in each test module (setup, call and teardown), for the summary at the end of a run."""
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    _MODULE_SECONDS[report.nodeid.split("::")[0]] += report.duration
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The 20 slowest test modules, so the suite's time can be followed module by module."""
+    if not _MODULE_SECONDS:
+        return
+    terminalreporter.write_sep("=", "slowest 20 test modules")
+    for module, seconds in _MODULE_SECONDS.most_common(20):
+        terminalreporter.write_line(f"{seconds:8.1f}s {module}")
+    terminalreporter.write_line(f"{sum(_MODULE_SECONDS.values()):8.1f}s in all {len(_MODULE_SECONDS)} modules")
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [

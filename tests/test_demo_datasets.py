@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -269,3 +272,18 @@ def test_breast_cancer_partial_overlap() -> None:
     guest, host = breast_cancer_vertical(overlap=0.5, seed=1)
     assert len(set(guest["id"]) & set(host["id"])) == round(0.5 * 569)
     assert set(guest["id"]) | set(host["id"]) == {str(i) for i in range(569)}
+
+
+def test_breast_cancer_table_is_scikit_learns_data_read_without_importing_it() -> None:
+    bunch = load_breast_cancer()
+    table = breast_cancer_table()
+    names = [str(n).replace(" ", "_") for n in bunch.feature_names]
+    assert list(table.columns) == ["id", "y", *names]
+    np.testing.assert_array_equal(table[names].to_numpy(), bunch.data)
+    assert table["y"].dtype == "int64" and table["y"].tolist() == bunch.target.tolist()
+    code = (
+        "import sys; from fedbench.datasets import breast_cancer_table; breast_cancer_table(); "
+        "print('sklearn' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False", "reading the demo data imports no scikit-learn"

@@ -314,9 +314,14 @@ def wire_code(value: Any) -> str | None:
     return text if _ERROR_CODE.fullmatch(text) else None
 
 
+STOP_GRACE = 1.0
+"""Seconds a stopped job's worker gets to end by itself before it is terminated. Its outputs are never stored
+(only a succeeded step's are), and its channel sees the cancel within a one-second slice of any wait."""
+
+
 def _end(process: Any) -> None:
     """Give a cancelled worker a moment to stop by itself, then terminate it."""
-    process.join(timeout=3)
+    process.join(timeout=STOP_GRACE)
     if process.is_alive():
         process.terminate()
         process.join(timeout=5)
