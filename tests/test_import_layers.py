@@ -8,6 +8,8 @@ before it ties the layers together at run time.
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import fedbench
@@ -61,3 +63,11 @@ def test_ml_imports_no_component_node_or_client():
 
 def test_the_kernels_client_does_not_import_the_nodes_control_service():
     assert "fedbench.node.control" not in imported_modules(PACKAGE / "client" / "control.py")
+
+
+def test_the_masking_processes_fork_server_imports_neither_pandas_nor_the_protocol():
+    """A warm worker starts a fork server per step that preloads the PSI group code: pulling in pandas and the
+    federation layer there cost about half a second of CPU on every step, PSI or not."""
+    code = "import sys, fedbench.psi.group; print(sorted({'pandas', 'fedbench.psi.protocol'} & set(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
