@@ -54,6 +54,9 @@ __all__ = [
     "up",
 ]
 
+DEMO_CREDIT_ROWS = 30_000
+"""Rows of the demo's synthetic credit table (about 24,000 of them matched by both parties)."""
+
 DEFAULT_PARTIES = ("guest", "host")
 ARBITER_PARTY = "arbiter"
 """The party `up(arbiter=True)` adds: a member of the demo project that brings no data."""
@@ -89,6 +92,7 @@ def up(
     component_modules: list[str] | None = None,
     database_url: str | None = None,
     arbiter: bool = False,
+    demo_rows: int = DEMO_CREDIT_ROWS,
 ) -> list[NodeStatus]:
     """Create what is missing, start what is not running, register demo data; returns each node's status.
 
@@ -96,12 +100,15 @@ def up(
     `database_url` puts each node's metadata in that database instead of SQLite, with `{party}` and
     `{sandbox}` (a short id of this sandbox home) replaced, e.g. `postgresql://localhost/fb_{sandbox}_{party}`;
     `arbiter` adds a last party, `arbiter`, with no data (an existing sandbox keeps the parties it has, and
-    asking for an arbiter it lacks is a ConfigError).
+    asking for an arbiter it lacks is a ConfigError). `demo_rows` sizes the demo's credit table when it is
+    first registered (fewer rows: a quicker demo; at least 1,000).
     """
+    if type(demo_rows) is not int or demo_rows < 1_000:
+        raise ConfigError(f"demo_rows must be a whole number of at least 1000, got {demo_rows!r}")
     root = Path(home).expanduser().resolve() if home else default_home()
     root.mkdir(parents=True, exist_ok=True, mode=0o700)
     with _locked(root):
-        _start(root, parties, demo_data, timeout, component_modules, database_url, arbiter)
+        _start(root, parties, demo_data, timeout, component_modules, database_url, arbiter, demo_rows)
     return status(root)
 
 
@@ -159,6 +166,7 @@ def _start(
     component_modules: list[str] | None,
     database_url: str | None,
     arbiter: bool,
+    demo_rows: int = DEMO_CREDIT_ROWS,
 ) -> None:
     """`up`'s work, under the sandbox's lock; it clears the "stopped on purpose" mark first."""
     (root / _STOPPED).unlink(missing_ok=True)
@@ -170,7 +178,7 @@ def _start(
     for party in members:
         _wait_healthy(NodeHome(root / party), timeout)
     if demo_data:
-        _register_demo_data(root, members)
+        _register_demo_data(root, members, demo_rows)
         _create_demo_project(root, members, arbiter_party)
 
 
@@ -428,11 +436,11 @@ def _terminate(pid: int, timeout: float) -> None:
         os.kill(pid, signal.SIGKILL)
 
 
-def _register_demo_data(root: Path, members: list[str]) -> None:
+def _register_demo_data(root: Path, members: list[str], credit_rows: int) -> None:
     from fedbench.client.datasets import Datasets
     from fedbench.datasets import breast_cancer_vertical, credit_vertical
 
-    credit = credit_vertical()
+    credit = credit_vertical(credit_rows)
     cancer = breast_cancer_vertical()
     demo: dict[str, dict[str, tuple[pd.DataFrame, str | None]]] = {
         members[0]: {"credit": (credit[0], "default"), "breast_cancer": (cancer[0], "y")},

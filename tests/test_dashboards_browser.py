@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import TEST_DEMO_ROWS
 
 import fedbench
 from fedbench import sandbox
@@ -123,7 +124,7 @@ def _dashboards(home: Path, party: str, log: Path) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     root = tmp_path_factory.mktemp("dashboards")
-    sandbox.up(root, demo_data=True)
+    sandbox.up(root, demo_data=True, demo_rows=TEST_DEMO_ROWS)
     yield root
     sandbox.down(root)
 

@@ -13,7 +13,7 @@ import json
 import uuid
 
 import pytest
-from conftest import Federation
+from conftest import TEST_DEMO_ROWS, Federation
 
 import fedbench
 from fedbench import sandbox
@@ -26,7 +26,7 @@ from fedbench.pipeline import PipelineError
 def fed(tmp_path_factory):
     """Guest and host with the demo data, the `demo` project and a second project `other` on the same data."""
     root = tmp_path_factory.mktemp("models")
-    sandbox.up(root)
+    sandbox.up(root, demo_rows=TEST_DEMO_ROWS)
     guest, host = fedbench.connect(home=root / "guest"), fedbench.connect(home=root / "host")
     guest.projects.propose("other", partners="host", datasets=["credit"], jobs_per_day=100)
     host.projects.accept("other", datasets=["credit"])

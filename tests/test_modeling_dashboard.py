@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import DATABASE_URL
+from conftest import DATABASE_URL, TEST_DEMO_ROWS
 
 import fedbench
 from fedbench import sandbox
@@ -31,7 +31,7 @@ QUICK = {"key_bits": 1024, "epochs": 2}
 @pytest.fixture(scope="module")
 def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     root = tmp_path_factory.mktemp("modeling-dashboard")
-    sandbox.up(root, demo_data=True, database_url=DATABASE_URL)
+    sandbox.up(root, demo_data=True, database_url=DATABASE_URL, demo_rows=TEST_DEMO_ROWS)
     yield root
     sandbox.down(root)
 

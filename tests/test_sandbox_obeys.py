@@ -146,3 +146,11 @@ def test_sandbox_down_sticks_until_sandbox_up(first, capsys) -> None:
     sandbox.up(root, demo_data=False)
     assert not sandbox.stopped_on_purpose(root)
     assert fedbench.connect().party == "guest"
+
+
+def test_a_demo_of_fewer_than_1000_rows_is_refused_before_anything_is_created(tmp_path: Path) -> None:
+    with pytest.raises(
+        errors.ConfigError, match="demo_rows must be a whole number of at least 1000, got 999"
+    ):
+        sandbox.up(tmp_path / "small", demo_rows=999)
+    assert not (tmp_path / "small").exists()

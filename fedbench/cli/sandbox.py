@@ -19,6 +19,12 @@ def add_parser(sub: Any) -> None:
     up.add_argument("--party", action="append", dest="parties", help="party names (default: guest, host)")
     up.add_argument("--no-demo-data", action="store_true", help="do not register the demo data sets")
     up.add_argument(
+        "--demo-rows",
+        type=int,
+        default=sandbox.DEMO_CREDIT_ROWS,
+        help="rows of the demo credit table when first registered (fewer: a quicker demo; at least 1000)",
+    )
+    up.add_argument(
         "--arbiter",
         action="store_true",
         help="a new sandbox gets a third node, 'arbiter', that brings no data and joins the demo project",
@@ -54,7 +60,13 @@ def _up_command(home: str | None) -> str:
 
 def _up(args: argparse.Namespace) -> int:
     parties = tuple(args.parties) if args.parties else None
-    nodes = sandbox.up(args.home, parties=parties, demo_data=not args.no_demo_data, arbiter=args.arbiter)
+    nodes = sandbox.up(
+        args.home,
+        parties=parties,
+        demo_data=not args.no_demo_data,
+        arbiter=args.arbiter,
+        demo_rows=args.demo_rows,
+    )
     _print(nodes, args.home)
     return 0
 
