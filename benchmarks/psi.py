@@ -10,7 +10,10 @@ set encoding. openmined-psi pins protobuf==6.30.2, which conflicts with grpcio-t
 this script into a cache folder of its own, never into the environment. CPU seconds of every process
 involved are reported too: the machine is shared, and they do not depend on what else runs.
 `--candidates` measures the group candidates instead (those importable; see docs/protocols/psi.md).
-Run: `python benchmarks/psi.py --rows 100000 1000000`.
+`--arbiter` measures the arbiter gate instead: on one three-node sandbox (guest, host, a data-less arbiter),
+`psi` jobs with `release="both"` in a two-party project beside `count_only` counted by the arbiter in a
+project of the three, alternating, on the same datasets (see docs/protocols/psi.md, "The arbiter gate").
+Run: `python benchmarks/psi.py --rows 100000 1000000` (`--arbiter --rows 100000 1000000`).
 """
 
 from __future__ import annotations
@@ -366,6 +369,99 @@ def candidates(keep: bool) -> None:
     )
 
 
+def arbiter_gate(rows_list: list[int], repeats: int, keep: bool) -> None:
+    """`both` two-party beside `count_only` through the arbiter, as jobs on a three-node sandbox (same run)."""
+    import pandas as pd
+
+    import fedbench
+
+    root = Path(tempfile.mkdtemp(prefix="fedbench-psi-arbiter-bench-"))
+    sandbox.up(root, arbiter=True, demo_data=False)
+    guest, host, arbiter = (fedbench.connect(home=root / p) for p in ("guest", "host", "arbiter"))
+    table, loads = [], []
+    try:
+        for rows in rows_list:
+            data = {"guest": f"g{rows}", "host": f"h{rows}"}
+            for side, role in ((guest, "initiator"), (host, "partner")):
+                frame = pd.DataFrame({"id": party_ids(role, rows)})
+                side.datasets.upload(frame, name=data["guest" if side is guest else "host"], id_column="id")
+            terms = {"psi_runs": 1000, "jobs_per_day": 1000}
+            guest.projects.propose(
+                f"pair{rows}",
+                partners="host",
+                datasets=[data["guest"]],
+                release="both",
+                min_intersection=0,
+                **terms,
+            )
+            host.projects.accept(f"pair{rows}", datasets=[data["host"]])
+            guest.projects.propose(
+                f"gate{rows}",
+                partners=["host", "arbiter"],
+                datasets=[data["guest"]],
+                release="count_only",
+                **terms,
+            )
+            arbiter.projects.accept(f"gate{rows}", datasets=[])
+            host.projects.accept(f"gate{rows}", datasets=[data["host"]])
+            timings: dict[str, list[tuple[float, float]]] = {"pair": [], "gate": []}
+            for repeat in range(repeats):
+                for name in ("pair", "gate") if repeat % 2 == 0 else ("gate", "pair"):
+                    loads.append(os.getloadavg()[0])
+                    project = guest.project(f"{name}{rows}")
+                    began = time.perf_counter()
+                    run = project.run("psi", data=data, id_column="id", force=True)
+                    run.wait(timeout=3600, show_progress=False)
+                    wall = time.perf_counter() - began
+                    metrics = run.output("metrics").value()
+                    if metrics["intersection_size"] != rows // 2:
+                        raise SystemExit(f"{name}: wrong intersection {metrics['intersection_size']}")
+                    timings[name].append((wall, float(metrics["seconds"])))
+                    print(
+                        f"  {rows:,} {name}: job {wall:.1f} s, protocol {metrics['seconds']:.1f} s",
+                        flush=True,
+                    )
+            pair = median([w for w, _ in timings["pair"]]), median([s for _, s in timings["pair"]])
+            gate = median([w for w, _ in timings["gate"]]), median([s for _, s in timings["gate"]])
+            table.append(
+                [
+                    f"{rows:,}",
+                    f"{pair[0]:.1f}",
+                    f"{pair[1]:.1f}",
+                    f"{gate[0]:.1f}",
+                    f"{gate[1]:.1f}",
+                    f"{gate[0] / pair[0]:.2f}x",
+                    f"{gate[1] / pair[1]:.2f}x",
+                ]
+            )
+            print(table[-1], flush=True)
+    finally:
+        sandbox.down(root)
+        shutil.rmtree(root, ignore_errors=True)
+    headers = [
+        "rows per side",
+        "`both`, two-party: job wall (s)",
+        "its protocol (s)",
+        "`count_only` via the arbiter: job wall (s)",
+        "its protocol (s)",
+        "job wall ratio",
+        "protocol ratio",
+    ]
+    if not keep:
+        print(markdown_table(headers, table))
+        return
+    record(
+        "psi.py --arbiter: `count_only` counted by the arbiter beside `both` (two-party), as psi jobs",
+        markdown_table(headers, table),
+        f"One three-node sandbox (guest, host, data-less arbiter) on this machine; the same datasets (50% "
+        f"overlap) in a two-party project (`both`, no minimum) and a project of the three (`count_only`); "
+        f"median of {repeats} runs each, alternating which goes first. Job wall: from submitting the job to the "
+        f"guest seeing it succeed (node scheduling, ID preparation, outputs included); protocol: the guest's "
+        f"`run_psi` seconds (its metrics). Load average (1 min) before the runs: "
+        f"{', '.join(f'{x:.1f}' for x in loads)} (the machine is shared).",
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000])
@@ -374,6 +470,7 @@ def main() -> None:
     parser.add_argument("--peer-repeats", type=int, default=1, help="runs of openmined-psi (slow)")
     parser.add_argument("--no-peer", action="store_true")
     parser.add_argument("--candidates", action="store_true")
+    parser.add_argument("--arbiter", action="store_true", help="count_only via the arbiter beside both")
     parser.add_argument(
         "--no-record", action="store_true", help="print the table, do not append to RESULTS.md"
     )
@@ -389,6 +486,9 @@ def main() -> None:
         return
     if args.candidates:
         candidates(keep=not args.no_record)
+        return
+    if args.arbiter:
+        arbiter_gate(args.rows, args.repeats, keep=not args.no_record)
         return
     peer_path = None if args.no_peer else ensure_peer()
     root = Path(tempfile.mkdtemp(prefix="fedbench-psi-bench-"))

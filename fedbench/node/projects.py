@@ -926,7 +926,13 @@ def _public(project: Project) -> dict[str, Any]:
         "asks": dict(project.asks),
         "datasets": dict(project.datasets),
         "terms": dict(project.terms),
-        "caveats": caveats(ProjectTerms.model_validate(project.terms)),
+        "caveats": caveats(
+            ProjectTerms.model_validate(project.terms),
+            arbiter=any(
+                m != project.initiator and m in project.accepted_by and not project.datasets.get(m)
+                for m in project.members
+            ),
+        ),
         "local_members": list(project.local_members),
         "state": project.state,
         "state_by": project.state_by,

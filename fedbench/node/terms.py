@@ -68,12 +68,13 @@ class ProjectTerms(BaseModel):
         return found
 
 
-def caveats(terms: ProjectTerms) -> list[str]:
+def caveats(terms: ProjectTerms, *, arbiter: bool = False) -> list[str]:
     """Plain sentences on what these terms do not stop, shown beside them when a user accepts a project.
 
     The quotas, uses, datasets and caps are enforced by our own node against any partner; these are the
     limits of the protocols themselves, or guarantees that hold only while the partner runs fedbench
-    unmodified (see docs/security.md).
+    unmodified (see docs/security.md). `arbiter`: the project has a member without data, which counts the
+    intersection of a PSI under `count_only` or a minimum (the arbiter gate, docs/protocols/psi.md).
     """
     found = []
     if "psi" in terms.uses:
@@ -81,7 +82,19 @@ def caveats(terms: ProjectTerms) -> list[str]:
             "Largest ID set (declared PSI size): a partner can bring any identifiers it likes within that "
             "size, and learns which of them are your customers whenever matched IDs go to it."
         )
-        if terms.release != "both":
+        if arbiter and (terms.release != "both" or terms.min_intersection > 0):
+            held = f"The minimum intersection of {terms.min_intersection} holds"
+            if terms.release != "both":
+                held = (
+                    f"Release {terms.release!r} and the minimum intersection of {terms.min_intersection} hold"
+                )
+            found.append(
+                f"{held} even against a partner running modified code, because the "
+                "project's arbiter counts the intersection, assuming the arbiter does not collude with a partner "
+                "and reports the count honestly: an arbiter that colludes lets that partner learn which of its "
+                "own IDs are your customers (never your other customers)."
+            )
+        elif terms.release != "both":
             found.append(
                 f"Release {terms.release!r} and the minimum intersection of {terms.min_intersection} hold only "
                 "while the partner runs fedbench unmodified: a partner whose modified code counts the "

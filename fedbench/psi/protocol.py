@@ -7,7 +7,9 @@ values, and only in an order shuffled by the peer; the peer sends the un-shuffli
 intersection reaches `min_intersection`. Every message from one party to the other travels on one federation
 `Channel` (one key, FIFO), so a failure can replace whatever the peer awaits with an error record
 ``{"error": code, "reason": ...}``; waits are sliced, so a cancelled side stops within about a second.
-The message flow, what each side sees and the leakage are in docs/protocols/psi.md.
+With an `arbiter` (a project's arbiter, `arbiter_count.py`) each side sends the peer's doubly-masked values to
+the arbiter instead, which counts; rows are exchanged as above only when the policy releases some and the
+count reaches the minimum. The message flow, what each side sees and the leakage are in docs/protocols/psi.md.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import numpy as np
 
@@ -30,6 +32,10 @@ from fedbench.net.transport import Transport
 from fedbench.psi import group
 from fedbench.psi import release as policy
 from fedbench.psi.errors import PsiError, PsiPeerError, PsiRefused
+
+if TYPE_CHECKING:
+    from fedbench.federation.errors import ErrorRecord
+    from fedbench.psi.arbiter_count import ArbiterLink
 
 __all__ = [
     "DEFAULT_CHUNK",
@@ -51,7 +57,8 @@ INLINE_BELOW = 20_000
 
 ProgressFn = Callable[[float, str], None]
 
-_VERSION = 1
+_VERSION = 2
+"""v2: the hello names the arbiter that counts (None: the parties count, as in v1)."""
 _MIN_TASK = 2048
 _MAX_TASK = 16384
 """Elements per worker task: about 0.4 s of work, so that no worker idles long at the end of a phase."""
@@ -87,6 +94,9 @@ class PsiResult:
     """The intersection size is the peer's report (this side did not count): true only for the side that does
     not get its own values back (the partner under `count_only`, the side not entitled under `initiator` or
     `partner`); a peer running modified code can report any size up to the smaller set's."""
+    count_from_arbiter: bool = False
+    """The intersection size is the project's arbiter's count (the arbiter gate, `arbiter_count.py`); any count
+    the parties made themselves afterwards had to agree with it."""
 
     def metrics(self) -> dict[str, Any]:
         """Sizes, intersection size and rates, as plain JSON-ready values."""
@@ -97,7 +107,9 @@ class PsiResult:
             "size_self": self.size_self,
             "size_peer": self.size_peer,
             "intersection_size": size,
-            "intersection_size_from": "peer" if self.count_from_peer else "own count",
+            "intersection_size_from": (
+                "arbiter" if self.count_from_arbiter else "peer" if self.count_from_peer else "own count"
+            ),
             "match_rate_self": size / self.size_self if self.size_self else 0.0,
             "match_rate_peer": size / self.size_peer if self.size_peer else 0.0,
             "released": self.released,
@@ -124,6 +136,7 @@ def run_psi(
     progress: ProgressFn | None = None,
     timeout: float = 1800.0,
     is_cancelled: Callable[[], bool] | None = None,
+    arbiter: ArbiterLink | None = None,
 ) -> PsiResult:
     """Run one side of ECDH-PSI with `peer` over `transport`, under the key `<key_prefix>/psi`.
 
@@ -142,6 +155,7 @@ def run_psi(
         chunk_size=chunk_size,
         workers=workers,
         progress=progress,
+        arbiter=arbiter,
     )
 
 
@@ -157,9 +171,12 @@ def run_psi_on(
     chunk_size: int = DEFAULT_CHUNK,
     workers: int | None = None,
     progress: ProgressFn | None = None,
+    arbiter: ArbiterLink | None = None,
 ) -> PsiResult:
     """Run one side of ECDH-PSI on `channel` (its peer, key, timeout and cancellation); `ids` must be distinct
-    strings (`prepare_ids`).
+    strings (`prepare_ids`). With `arbiter` (the arbiter gate, `arbiter_count.py`) the arbiter counts the
+    intersection before anything computed from a party's own values may return to it; the peer must name the
+    same arbiter.
 
     Raises PsiRefused if either side refuses, PsiPeerError if the peer fails, PsiError otherwise, `Cancelled`
     if our task is cancelled; the peer is told in every case but the last (our node tells it of a cancel).
@@ -180,10 +197,13 @@ def run_psi_on(
             chunk_size=chunk_size,
             workers=workers or os.cpu_count() or 1,
             progress=progress,
+            arbiter=arbiter,
         )
         return session.run()
     except BaseException as exc:
         channel.fail(exc)
+        if arbiter is not None:
+            arbiter.channel.fail(exc)
         raise
 
 
@@ -229,12 +249,16 @@ class _Stream:
     def send(self, message: dict[str, Any]) -> None:
         self.channel.send(message)
 
+    def raise_error(self, error: ErrorRecord) -> NoReturn:
+        """Raise the peer's error record as a PSI error: a refusal as `PsiRefused`, else `PsiPeerError`."""
+        if error.is_refusal:
+            raise PsiRefused(f"{self.peer!r} refused the PSI: {error.reason}")
+        raise PsiPeerError(f"{self.peer!r} failed during the PSI: {error.reason}")
+
     def recv(self, kind: str) -> dict[str, Any]:
         received = self.channel.recv_message()
         if received.error is not None:
-            if received.error.is_refusal:
-                raise PsiRefused(f"{self.peer!r} refused the PSI: {received.error.reason}")
-            raise PsiPeerError(f"{self.peer!r} failed during the PSI: {received.error.reason}")
+            self.raise_error(received.error)
         message = received.content
         if not isinstance(message, dict) or message.get("t") != kind:
             got = message.get("t") if isinstance(message, dict) else type(message).__name__
@@ -260,8 +284,11 @@ class _Session:
         chunk_size: int,
         workers: int,
         progress: ProgressFn | None,
+        arbiter: ArbiterLink | None = None,
     ) -> None:
         self.channel = channel
+        self.arbiter = arbiter
+        self.declared_min = min_intersection
         self.role = role
         self.peer_role = ROLES[1 - ROLES.index(role)]
         self.ids = ids
@@ -286,9 +313,21 @@ class _Session:
         self.task = max(_MIN_TASK, min(self.chunk, _MAX_TASK, balanced))
         inflight = 2 * workers + 1
         order = _permutation(self.n)
+        if self.arbiter is not None:
+            self.arbiter.hello(
+                release=self.release, min_intersection=self.declared_min, size=self.n, peer_size=self.n_peer
+            )
         with group.MaskingPool(group.new_secret(), self.domain_key, workers) as pool:
             self.send_own(pool, order, inflight)
             peer_doubled = self.mask_peer(pool, inflight)
+        counted = None
+        if self.arbiter is not None:
+            self.report_phase(f"the arbiter {self.arbiter.party!r} counts the intersection")
+            counted = self.arbiter.count(peer_doubled, size=self.n, chunk=self.chunk)
+            if not policy.releases_rows(self.release) or counted < self.min_intersection:
+                # the gate: nothing computed from our values returns, and under the minimum no x2 leaves
+                del peer_doubled
+                return self.result(counted, None, start, from_arbiter=True)
         self_learns = self.role in _learners(self.release)
         peer_learns = self.peer_role in _learners(self.release)
         shuffle = _permutation(self.n_peer) if peer_learns else None
@@ -302,22 +341,39 @@ class _Session:
             match, hit_values = self.recv_and_match(_SortedValues(peer_doubled))
         del peer_doubled
         count = self.settle_count(None if match is None else int(match.sum()), self_learns, peer_learns)
+        if counted is not None and count != counted:
+            raise PsiRefused(
+                f"the intersection counted by the parties ({count}) differs from the arbiter's count "
+                f"({counted}): the runs are inconsistent"
+            )
         released = policy.releases_rows(self.release) and count >= self.min_intersection
-        entitled = policy.receives_rows(self.release, self.role)
+        indices = None
+        if released and shuffle is not None and policy.receives_rows(self.release, self.peer_role):
+            self.send_permutation(shuffle)
+        if released and policy.receives_rows(self.release, self.role):
+            assert match is not None and hit_values is not None
+            theirs = self.recv_permutation(self.n)
+            rows = order[theirs[np.flatnonzero(match)]].astype(np.int64)
+            indices = rows[_value_order(hit_values)] if self.release == "both" else np.sort(rows)
+        return self.result(count, indices, start, from_peer=not self_learns, from_arbiter=counted is not None)
+
+    def result(
+        self,
+        count: int,
+        indices: np.ndarray[Any, np.dtype[np.int64]] | None,
+        start: float,
+        *,
+        from_peer: bool = False,
+        from_arbiter: bool = False,
+    ) -> PsiResult:
+        """Our result for the intersection size `count`: released or refused under the policy's minimum."""
+        released = policy.releases_rows(self.release) and count >= self.min_intersection
         refusal = None
         if policy.releases_rows(self.release) and not released:
             refusal = (
                 f"the intersection has {count} rows, fewer than min_intersection={self.min_intersection}: "
                 "no rows were released to either party"
             )
-        indices = None
-        if released and shuffle is not None and policy.receives_rows(self.release, self.peer_role):
-            self.send_permutation(shuffle)
-        if released and entitled:
-            assert match is not None and hit_values is not None
-            theirs = self.recv_permutation(self.n)
-            rows = order[theirs[np.flatnonzero(match)]].astype(np.int64)
-            indices = rows[_value_order(hit_values)] if self.release == "both" else np.sort(rows)
         self.report(1.0, "done")
         return PsiResult(
             role=self.role,
@@ -327,11 +383,12 @@ class _Session:
             intersection_size=count,
             indices=indices,
             released=released,
-            entitled=entitled,
+            entitled=policy.receives_rows(self.release, self.role),
             refusal=refusal,
             min_intersection=self.min_intersection,
             seconds=time.monotonic() - start,
-            count_from_peer=not self_learns,
+            count_from_peer=from_peer and not from_arbiter,
+            count_from_arbiter=from_arbiter,
         )
 
     def handshake(self) -> None:
@@ -345,6 +402,7 @@ class _Session:
             "min_intersection": self.min_intersection,
             "size": self.n,
             "key_check": _key_check(self.domain_key),
+            "arbiter": None if self.arbiter is None else self.arbiter.party,
         }
         self.channel.send(ours)
         theirs = self.channel.recv("hello")
@@ -369,6 +427,16 @@ class _Session:
             return (
                 f"release policies differ: {party!r} runs {self.release!r}, "
                 f"{peer!r} runs {theirs.get('release')!r}"
+            )
+        ours_counted, theirs_counted = (
+            None if self.arbiter is None else self.arbiter.party,
+            theirs.get("arbiter"),
+        )
+        if theirs_counted != ours_counted:
+            return (
+                f"the parties count the intersection differently: {party!r} "
+                f"{_counted_by(ours_counted)}, {peer!r} {_counted_by(theirs_counted)}; both follow their own "
+                "record of the project: a project with an arbiter has it count under count_only or a minimum"
             )
         if theirs.get("key_check") != _key_check(self.domain_key):
             return "the parties use different PSI domain keys (are they in the same project?)"
@@ -519,6 +587,10 @@ class _Session:
     def report(self, fraction: float, message: str) -> None:
         if self._progress is not None:
             self._progress(min(1.0, fraction), message)
+
+
+def _counted_by(arbiter: object) -> str:
+    return "counts itself" if arbiter is None else f"has the arbiter {arbiter!r} count"
 
 
 def _key_check(domain_key: bytes) -> str:

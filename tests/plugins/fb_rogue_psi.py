@@ -2,7 +2,11 @@
 
 * ``"tag"``: the counting side masks each of its IDs with its own fresh scalar, then tests every ID against
   the peer's singly-masked values and the doubly-masked values it gets back, writing the IDs it found in the
-  intersection to the file `leak_file`; with `claimed_count` it reports that count instead of its own.
+  intersection to the file `leak_file` when its run ends (with how many values of each kind it received);
+  with `claimed_count` it reports that count instead of its own.
+* ``"record"``: the party runs the protocol as it is but writes what it received to `leak_file` (under the
+  arbiter gate: whether any value computed from its own IDs came back).
+* ``"no_arbiter"``: the party ignores its record of the project's arbiter and runs the two-party protocol.
 * ``"oversize"``: `extra_ids` made-up IDs are added to the party's set, so it declares more than its cap.
 * ``"overflow"``: the party declares its true size but sends `extra_values` more values in its first chunk.
 """
@@ -46,19 +50,34 @@ def _tagged_send_own(self: Any, pool: Any, order: np.ndarray, inflight: int) -> 
     self.advance(self.n, "sent tagged IDs")
 
 
+def _write_leak(self: Any) -> None:
+    """The IDs the tags identify among what came back (none when nothing came back), and what was received."""
+    seen = self.__dict__.get("_seen", {})
+    peer = b"".join(chunk.tobytes() for chunk in seen.get("x1", []))
+    returned = {bytes(row) for chunk in seen.get("x2", []) for row in chunk}
+    found = []
+    for text, secret in self.__dict__.get("_tags", []):
+        doubled = group.Masker(secret, self.domain_key).mask(peer) if peer and returned else b""
+        if any(doubled[i : i + group.ELEMENT_BYTES] in returned for i in range(0, len(doubled), 32)):
+            found.append(text)
+    received = {kind: sum(len(chunk) for chunk in chunks) for kind, chunks in seen.items()}
+    with open(str(rogue_setting("leak_file")), "w") as handle:
+        json.dump({"matched": found, "received": received}, handle)
+
+
+def _leaking_run(original: Any) -> Any:
+    def run(self: Any) -> Any:
+        try:
+            return original(self)
+        finally:
+            _write_leak(self)
+
+    return run
+
+
 def _tagged_recv_and_match(original: Any) -> Any:
     def recv_and_match(self: Any, reference: Any) -> tuple[np.ndarray, np.ndarray]:
         match, values = original(self, reference)
-        seen = self.__dict__.get("_seen", {})
-        peer = b"".join(chunk.tobytes() for chunk in seen.get("x1", []))
-        returned = {bytes(row) for chunk in seen.get("x2", []) for row in chunk}
-        found = []
-        for text, secret in self._tags:
-            doubled = group.Masker(secret, self.domain_key).mask(peer) if peer else b""
-            if any(doubled[i : i + group.ELEMENT_BYTES] in returned for i in range(0, len(doubled), 32)):
-                found.append(text)
-        with open(str(rogue_setting("leak_file")), "w") as handle:
-            json.dump({"matched": found}, handle)
         claimed = rogue_setting("claimed_count")
         if claimed is not None:
             match = np.zeros(self.n, dtype=bool)
@@ -86,10 +105,14 @@ def _oversized_run_psi(original: Any) -> Any:
     return run_psi
 
 
-if _MODE == "tag":
+if _MODE in ("tag", "record"):
     _Session.recv_chunk = _recording_recv_chunk(_Session.recv_chunk)
+    _Session.run = _leaking_run(_Session.run)
+if _MODE == "tag":
     _Session.send_own = _tagged_send_own
     _Session.recv_and_match = _tagged_recv_and_match(_Session.recv_and_match)
+elif _MODE == "no_arbiter":
+    psi_component._counting_arbiter = lambda ctx, release, min_intersection: None
 elif _MODE == "overflow":
     _Session.send_own = _overflowing_send_own
 elif _MODE == "oversize":

@@ -267,11 +267,13 @@ class Planner:
         return item
 
     def project_info(self, project_id: str) -> dict[str, Any]:
-        """What a worker learns of the job's project: its id, name, initiator and terms."""
+        """What a worker learns of the job's project: its id, name, initiator, terms and arbiters (its members
+        without datasets, from our own record: the PSI's arbiter gate is decided on them)."""
         project = self._ctx.project(project_id)
         return {
             "id": project.id,
             "name": project.name,
             "initiator": project.initiator,
             "terms": dict(project.terms),
+            "arbiters": default_roles(project).get(ARBITER, []),
         }
