@@ -52,15 +52,17 @@ def children(pid: int) -> list[int]:
 
 
 def warm_workers(root: Path, party: str) -> int:
-    """How many of the node's worker processes are warm (their fork server, started last, runs)."""
+    """How many of the node's worker processes are warm: children of the node's fork server (the child of the
+    node running `multiprocessing.forkserver`) whose own fork server, started last, runs."""
     pid = int(NodeHome(root / party).pid_file.read_text().strip())
     count = 0
-    for child in children(pid):
+    for server in children(pid):
         try:
-            command = Path(f"/proc/{child}/cmdline").read_bytes()
+            command = Path(f"/proc/{server}/cmdline").read_bytes()
         except OSError:
             continue
-        count += b"spawn_main" in command and bool(children(child))
+        if b"forkserver" in command:
+            count += sum(bool(children(worker)) for worker in children(server))
     return count
 
 

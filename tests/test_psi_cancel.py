@@ -76,12 +76,14 @@ def _processes() -> dict[int, tuple[int, bytes]]:
 def _worker_trees(node_pid: int) -> list[set[int]]:
     """Each of a node's worker processes with every process it started (its fork server, masking processes).
 
+    Workers are the children of the node's fork server (the node's child running `multiprocessing.forkserver`).
     Idle warm workers are among them (a worker and its fork server); the one running a PSI has more.
     """
     processes = _processes()
+    servers = {pid for pid, (parent, cmd) in processes.items() if parent == node_pid and b"forkserver" in cmd}
     trees = []
-    for worker, (parent, cmd) in processes.items():
-        if parent != node_pid or b"spawn_main" not in cmd:
+    for worker, (parent, _) in processes.items():
+        if parent not in servers:
             continue
         tree = {worker}
         while more := {pid for pid, (up, _) in processes.items() if up in tree} - tree:

@@ -65,16 +65,20 @@ def _node_pid(root: Path, party: str) -> int:
 
 
 def _workers(root: Path, party: str, *, warm: bool = False) -> set[int]:
-    """The node's worker processes (children that run `multiprocessing.spawn`); `warm`: those with a fork
-    server started, i.e. done warming up."""
+    """The node's worker processes: the children of the fork server the node forks them from (a child of the
+    node whose command line runs `multiprocessing.forkserver`); `warm`: those with a fork server of their own
+    started, i.e. done warming up."""
     found = set()
-    for pid in _children(_node_pid(root, party)):
+    for server in _children(_node_pid(root, party)):
         try:
-            command = Path(f"/proc/{pid}/cmdline").read_bytes()
+            command = Path(f"/proc/{server}/cmdline").read_bytes()
         except OSError:
             continue
-        if b"spawn_main" in command and _alive(pid) and (not warm or _children(pid)):
-            found.add(pid)
+        if b"forkserver" not in command:
+            continue
+        for pid in _children(server):
+            if _alive(pid) and (not warm or _children(pid)):
+                found.add(pid)
     return found
 
 

@@ -1,10 +1,11 @@
 """Warm workers: a node's pool of pre-started worker processes, the heavy imports already done.
 
 Every step runs in a process of its own and that process runs nothing else (one task per process: a step never
-sees another's memory, a crash or a cancel ends only its own process). Starting one costs an interpreter and
-the package's imports, about a second; the pool pays it ahead. It keeps `size` idle workers that have imported
-the package, numpy, pandas, the Paillier engine, the PSI group and gRPC, and started the fork server their PSI
-and Paillier process pools fork from. `take(task)` hands the task to the oldest idle worker (with none idle, to
+sees another's memory, a crash or a cancel ends only its own process). Workers are forked from the node's fork
+server, a clean interpreter (started by exec, never forked from the node's gRPC threads) that imported the
+package, numpy, pandas, the Paillier engine and the PSI group once: a worker then costs a fork, not a second
+of imports, and shares those pages with its siblings. The pool keeps `size` idle workers that have also started
+the fork server their own PSI and Paillier process pools fork from. `take(task)` hands the task to the oldest idle worker (with none idle, to
 a worker started cold there and then); the worker runs it and exits. The pool starts a replacement when a taken
 worker has exited, one at a time, so warming up never takes more than one core from the steps that run.
 An idle worker waits on a pipe from its node and exits when the node closes the pool, or dies.
@@ -36,6 +37,9 @@ __all__ = ["WARM_MODULES", "Worker", "WorkerPool"]
 log = logging.getLogger("fedbench.workers")
 
 _SPAWN = multiprocessing.get_context("spawn")
+_FORKSERVER = "forkserver" in multiprocessing.get_all_start_methods()
+_WORKERS = multiprocessing.get_context("forkserver" if _FORKSERVER else "spawn")
+"""How worker processes start: forked from the node's fork server (spawned where there is none)."""
 
 WARM_MODULES = (
     "numpy",
@@ -75,6 +79,10 @@ class WorkerPool:
     def __init__(self, size: int, *, preload: Sequence[str] = ()) -> None:
         self.size = max(0, size)
         self._preload = (*WARM_MODULES, *preload)
+        if _FORKSERVER:
+            # the node's fork server imports the common modules once; a node's own component modules are
+            # imported after the fork, where an error in one is left for its step to report
+            _WORKERS.set_forkserver_preload(list(WARM_MODULES))
         self._idle: deque[Worker] = deque()
         self._busy: list[Worker] = []
         self._lock = threading.Lock()
@@ -183,11 +191,11 @@ class WorkerPool:
 
 def _launch(preload: Sequence[str]) -> Worker:
     """Start a worker process that imports `preload`, says so, then waits for its one task."""
-    events: Queue[dict[str, Any]] = _SPAWN.Queue()
-    cancel = _SPAWN.Event()
-    ours, theirs = _SPAWN.Pipe()
+    events: Queue[dict[str, Any]] = _WORKERS.Queue()
+    cancel = _WORKERS.Event()
+    ours, theirs = _WORKERS.Pipe()
     # Not daemonic: a step may start a process pool of its own (PSI, Paillier); the worker exits with its node.
-    process = _SPAWN.Process(
+    process = _WORKERS.Process(
         target=_serve, args=(theirs, events, cancel, tuple(preload)), name="fedbench-worker", daemon=False
     )
     process.start()
