@@ -4,7 +4,7 @@ In one run, on one fresh sandbox (guest and host nodes on this machine), each jo
 `project.run(...)` to `run.wait()` returning, as an analyst's notebook sees it: a one-step `row_count` on 569
 rows (the demo's breast_cancer), a PSI of 10,000 x 10,000 IDs and a PSI of 100,000 x 100,000 IDs (50% overlap,
 release "both", `force=True` so nothing is reused). First with the nodes' default pool of warm workers, then
-with `warm_workers: 0` in both node.json (nodes restarted): every step's worker starts cold, as before the pool.
+with `warm_workers: 0` in both node.json (nodes restarted): every step's worker is forked with its step.
 Each timed job starts once the nodes' processes are idle, with a pool once both pools are full again (a user's
 next click rarely comes sooner than a refill, itself one process warming up at a time). In the same run, the
 group-operation floor of the 100k PSI: the same X25519 operations (per ID and side one hash-and-mask and one
@@ -225,7 +225,8 @@ def main() -> None:
         f"Medians of {args.repeats} runs ({args.big_repeats} for the 100k PSI and its floor), from `project.run` to "
         "`wait()` returning, guest and host nodes on this machine; the first job after each (re)start is not "
         f"counted. Warm: the node's default pool of {pool}, each job started once both pools were full again. "
-        "Cold: `warm_workers: 0`, every step's worker spawned with its step. Floor: the 100k PSI's group "
+        "Cold: `warm_workers: 0`, every step's worker forked with its step from the node's fork server (its "
+        "imports done once). Floor: the 100k PSI's group "
         f"operations on {workers} processes (per ID and side one hash-and-mask and one mask), no network, "
         f"measured after each warm 100k PSI. Whole run {time.perf_counter() - began:.0f} s; 1-minute load "
         f"average at the start, after the warm runs, at the end: {', '.join(f'{x:.1f}' for x in loads)} "
