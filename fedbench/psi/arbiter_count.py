@@ -23,7 +23,7 @@ import numpy as np
 from fedbench.federation import Channel
 from fedbench.psi import group
 from fedbench.psi.errors import PsiRefused
-from fedbench.psi.protocol import _permutation, _SortedValues, _Stream
+from fedbench.psi.protocol import _permutation, _SortedValues, _Stream, is_element_chunk
 
 __all__ = ["DATA_ROLES", "ArbiterCount", "ArbiterLink", "count_for_parties", "gate_applies"]
 
@@ -210,13 +210,7 @@ def _chunks(stream: _Stream, expected: int, owner: str) -> Any:
                 f"expected values from {stream.peer!r}, got {kind!r}: the party left the protocol"
             )
         data = content.get("data")
-        if (
-            not isinstance(data, np.ndarray)
-            or data.dtype != np.uint8
-            or data.ndim != 2
-            or data.shape[1] != group.ELEMENT_BYTES
-            or data.shape[0] < 1
-        ):
+        if not is_element_chunk(data):
             raise PsiRefused(f"{stream.peer!r} sent a malformed chunk of values to the arbiter")
         if received + data.shape[0] > expected:
             raise PsiRefused(

@@ -495,13 +495,7 @@ class _Session:
     def recv_chunk(self, kind: str, remaining: int) -> np.ndarray[Any, np.dtype[np.uint8]]:
         """One chunk of values; more values than the peer declared (or than we sent) is a refusal."""
         data = self.channel.recv(kind).get("data")
-        if (
-            not isinstance(data, np.ndarray)
-            or data.dtype != np.uint8
-            or data.ndim != 2
-            or data.shape[1] != group.ELEMENT_BYTES
-            or data.shape[0] < 1
-        ):
+        if not is_element_chunk(data):
             raise PsiRefused(
                 f"{self.channel.peer!r} sent a malformed {kind!r} chunk: expected 1 to {remaining} values of "
                 f"{group.ELEMENT_BYTES} bytes as a uint8 array"
@@ -591,6 +585,17 @@ class _Session:
 
 def _counted_by(arbiter: object) -> str:
     return "counts itself" if arbiter is None else f"has the arbiter {arbiter!r} count"
+
+
+def is_element_chunk(data: Any) -> bool:
+    """Whether a received chunk is what the protocol sends: a non-empty uint8 array of 32-byte group elements."""
+    return (
+        isinstance(data, np.ndarray)
+        and data.dtype == np.uint8
+        and data.ndim == 2
+        and data.shape[1] == group.ELEMENT_BYTES
+        and data.shape[0] >= 1
+    )
 
 
 def _key_check(domain_key: bytes) -> str:
