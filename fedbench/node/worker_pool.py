@@ -5,10 +5,11 @@ sees another's memory, a crash or a cancel ends only its own process). Workers a
 server, a clean interpreter (started by exec, never forked from the node's gRPC threads) that imported the
 package, numpy, pandas, the Paillier engine and the PSI group once: a worker then costs a fork, not a second
 of imports, and shares those pages with its siblings. The pool keeps `size` idle workers that have also started
-the fork server their own PSI and Paillier process pools fork from. `take(task)` hands the task to the oldest idle worker (with none idle, to
-a worker started cold there and then); the worker runs it and exits. The pool starts a replacement when a taken
-worker has exited, one at a time, so warming up never takes more than one core from the steps that run.
-An idle worker waits on a pipe from its node and exits when the node closes the pool, or dies.
+the fork server their own PSI and Paillier process pools fork from. `take(task)` hands the task to the oldest
+idle worker (with none idle, to a worker forked there and then); the worker runs it and exits. The pool starts
+a replacement when a taken worker has exited, one at a time, so warming up never takes more than one core
+from the steps that run. An idle worker waits on a pipe from its node and exits when the node closes the pool,
+or dies.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
+from multiprocessing.context import ForkServerContext, SpawnContext
 from multiprocessing.process import BaseProcess
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Event
@@ -38,7 +40,9 @@ log = logging.getLogger("fedbench.workers")
 
 _SPAWN = multiprocessing.get_context("spawn")
 _FORKSERVER = "forkserver" in multiprocessing.get_all_start_methods()
-_WORKERS = multiprocessing.get_context("forkserver" if _FORKSERVER else "spawn")
+_WORKERS: ForkServerContext | SpawnContext = (
+    multiprocessing.get_context("forkserver") if _FORKSERVER else multiprocessing.get_context("spawn")
+)
 """How worker processes start: forked from the node's fork server (spawned where there is none)."""
 
 WARM_MODULES = (

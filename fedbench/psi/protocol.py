@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeGuard, TypeVar
 
 import numpy as np
 
@@ -587,7 +587,7 @@ def _counted_by(arbiter: object) -> str:
     return "counts itself" if arbiter is None else f"has the arbiter {arbiter!r} count"
 
 
-def is_element_chunk(data: Any) -> bool:
+def is_element_chunk(data: Any) -> TypeGuard[np.ndarray[Any, np.dtype[np.uint8]]]:
     """Whether a received chunk is what the protocol sends: a non-empty uint8 array of 32-byte group elements."""
     return (
         isinstance(data, np.ndarray)
