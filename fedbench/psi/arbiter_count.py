@@ -22,6 +22,7 @@ import numpy as np
 
 from fedbench.federation import Channel
 from fedbench.psi import group
+from fedbench.psi import release as policy
 from fedbench.psi.errors import PsiRefused
 from fedbench.psi.protocol import _permutation, _SortedValues, _Stream, is_element_chunk
 
@@ -36,7 +37,7 @@ DATA_ROLES = ("guest", "host")
 def gate_applies(release: str, min_intersection: int) -> bool:
     """Whether a PSI in a project with an arbiter is counted by the arbiter: when the policy withholds rows
     (`count_only`) or a minimum applies; `both` with no minimum keeps the two-party protocol."""
-    return release == "count_only" or min_intersection > 0
+    return not policy.releases_rows(release) or min_intersection > 0
 
 
 class ArbiterLink:
