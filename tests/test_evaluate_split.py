@@ -13,7 +13,7 @@ from fedbench import components, sandbox
 from fedbench.client.runs import RunFailed
 from fedbench.components.builtin import metrics as fm
 from fedbench.components.builtin.evaluate import EvaluateParams, evaluate_table
-from fedbench.components.builtin.split import SplitParams, assign
+from fedbench.components.builtin.split import SplitParams, assign, assign_by_id
 
 N = 600
 
@@ -126,6 +126,26 @@ def test_assign_fractions_and_stratification_in_process() -> None:
         components.get("split").validate_params({"validation": 0.6, "test": 0.4})
 
 
+def test_the_host_cannot_replay_the_guests_stratified_draw_from_the_public_seed() -> None:
+    """Drawn from the public seed, a stratified assignment lets the host test guesses of the guest's labels
+    (each class's draw is a known pattern over that class's rows in ID order); the guest keys the seed with a
+    key only its node holds, so the host's replay with the seed does not give what it received."""
+    rng = np.random.default_rng(11)
+    ids = [f"c{i:04d}" for i in range(300)]
+    labels = rng.integers(0, 2, 300)
+    guest = pd.DataFrame({"id": ids, "y": labels})
+    host = pd.DataFrame({"id": ids, "z": np.arange(300)})
+    params = {"validation": 0.3, "test": 0.2, "label": "y", "seed": 0}
+    out = components.simulate("split", {"guest": {"data": guest}, "host": {"data": host}}, **params)
+    received = np.zeros(300, dtype=np.int8)
+    for code, name in enumerate(("train", "validation", "test")):
+        received[out["host"][name]["z"].to_numpy()] = code
+    replayed = assign_by_id(guest, SplitParams(**params), labels)
+    assert not np.array_equal(received, replayed), "the host replayed the guest's draw from the seed"
+    for code, share in ((1, 0.3), (2, 0.2)):
+        assert abs((received == code).mean() - share) < 0.01, "still the shares asked for"
+
+
 def test_a_seed_splits_the_same_ids_alike_whatever_order_the_psi_left_them_in() -> None:
     rng = np.random.default_rng(5)
     ids = [f"c{i:04d}" for i in range(400)]
@@ -226,3 +246,13 @@ def test_evaluate_end_to_end_with_validation_side_by_side(fed) -> None:
         assert metrics[part]["log_loss"] == pytest.approx(sk.log_loss(table["y"], table["score"]))
     assert len(metrics["train"]["lift"]) == 5
     assert metrics["train"]["auc"] != metrics["validation"]["auc"]
+
+
+def test_a_nodes_party_key_is_its_own_secret_file_stable_and_one_per_project(tmp_path) -> None:
+    from fedbench.node.config import NodeHome
+
+    home = NodeHome(tmp_path / "guest")
+    first = home.party_key("project-a")
+    assert oct(home.party_key_file.stat().st_mode & 0o777) == "0o600"
+    assert home.party_key("project-a") == first and home.party_key("project-b") != first
+    assert NodeHome(tmp_path / "host").party_key("project-a") != first, "another node, another key"

@@ -245,6 +245,7 @@ class _Simulation:
             recv_timeout=timeout,
             project=self.project,
             psi_key=hashlib.sha256(f"fedbench-simulation|{self.project.get('id', '')}".encode()).digest(),
+            private_key=hashlib.sha256(f"fedbench-simulation-private|{party}".encode()).digest(),
         )
 
     def read(self, party: str, name: str) -> Any:

@@ -12,9 +12,13 @@ records: what each PSI of the project released to whom.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar, overload
+
+import numpy as np
 
 from fedbench.errors import ConfigError
 from fedbench.federation.channel import Channel, Message
@@ -126,6 +130,7 @@ class Context:
         recv_timeout: float = 600.0,
         project: Mapping[str, Any] | None = None,
         psi_key: bytes = b"",
+        private_key: bytes = b"",
     ) -> None:
         self.party = party
         self.role = role
@@ -141,6 +146,7 @@ class Context:
         """The project's id, initiator and terms (uses, quotas, PSI release policy)."""
         self.psi_key = psi_key
         """The per-project key PSI hashes IDs with (derived from the project token, never sent)."""
+        self._private_key = private_key
         self.metrics = Metrics(io.emit)
 
     def key(self, tag: str) -> str:
@@ -192,7 +198,19 @@ class Context:
             recv_timeout=self.recv_timeout,
             project=self.project,
             psi_key=self.psi_key,
+            private_key=self._private_key,
         )
+
+    def private_rng(self, purpose: str, seed: int) -> np.random.Generator:
+        """A random generator only this party can reproduce: `seed` keyed with our own per-project key.
+
+        For draws whose outcome a peer sees but must not be able to predict, e.g. a stratified split: drawn
+        from the public `seed` alone, the assignment would let the peer test guesses of our labels.
+        """
+        if not self._private_key:
+            raise ConfigError("this context has no private key: a node's worker or `simulate` gives one")
+        digest = hmac.new(self._private_key, f"{purpose}\0{seed}".encode(), hashlib.sha256).digest()
+        return np.random.default_rng(int.from_bytes(digest, "big"))
 
     def input(self, name: str) -> Any:
         """An input of this step: a DataFrame for tables, the stored value for models and metrics."""

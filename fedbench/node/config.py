@@ -8,6 +8,9 @@ MAC key and the audit heads handed to partners under `<home>/secrets/` (all 0600
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import hmac
 import json
 import os
 import secrets
@@ -106,6 +109,7 @@ class NodeHome:
     secrets_dir = property(lambda self: self.root / "secrets")
     audit_key_file = property(lambda self: self.root / "secrets" / "audit.key")
     audit_heads_file = property(lambda self: self.root / "secrets" / "audit-heads.jsonl")
+    party_key_file = property(lambda self: self.root / "secrets" / "party.key")
 
     def database_url(self, config: NodeConfig) -> str:
         """The configured database URL, or SQLite under the home."""
@@ -129,6 +133,19 @@ class NodeHome:
         tmp = self.config_file.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(config.model_dump(exclude_none=True), indent=2) + "\n")
         os.replace(tmp, self.config_file)
+
+    def party_key(self, project: str) -> bytes:
+        """A key only this node holds, one per project: keys the party's private draws (`ctx.private_rng`).
+
+        Derived from the node's own secret (`secrets/party.key`, 0600, made on first use), never sent."""
+        if not self.party_key_file.exists():
+            self.secrets_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            with contextlib.suppress(FileExistsError):
+                fd = os.open(self.party_key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "w") as handle:
+                    handle.write(secrets.token_hex(32))
+        secret = bytes.fromhex(self.party_key_file.read_text().strip())
+        return hmac.new(secret, f"fedbench/party-key/{project}".encode(), hashlib.sha256).digest()
 
     def api_token(self, *, create: bool = False) -> str:
         """The local control-API token, created with mode 0600 on first use when `create` is set."""

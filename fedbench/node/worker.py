@@ -130,6 +130,7 @@ def _run(task: TaskSpec, events: Queue[dict[str, Any]], cancel: Event) -> None:
         ),
         project=dict(task.project_info),
         psi_key=psi_domain_key(task.project, token),
+        private_key=home.party_key(task.project),
         io=TaskIO(
             read_input=read_input,
             write_output=write_output,

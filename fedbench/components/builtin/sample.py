@@ -93,9 +93,12 @@ def _resize(rng: np.random.Generator, rows: np.ndarray, target: int, replace: bo
     return np.concatenate([rows, rng.choice(rows, size=target - len(rows), replace=True)])
 
 
-def draw(n: int, params: SampleParams, labels: Any = None) -> np.ndarray:
-    """The sorted row positions to keep (with repeats when upsampling) out of `n`."""
-    rng = np.random.default_rng(params.seed)
+def draw(
+    n: int, params: SampleParams, labels: Any = None, rng: np.random.Generator | None = None
+) -> np.ndarray:
+    """The sorted row positions to keep (with repeats when upsampling) out of `n`, drawn with `rng` (the
+    guest's private generator in a run; the public `seed` alone when none is given)."""
+    rng = np.random.default_rng(params.seed) if rng is None else rng
     every = np.arange(n, dtype=np.int64)
     if params.method == "random":
         target = int(np.floor(n * params.fraction + 0.5))
@@ -160,7 +163,9 @@ def guest(ctx: Context, params: SampleParams) -> None:
     _check_rows(len(table), exchange_row_counts(host, len(table)), "host")
     label = _label_column(table, params.label)
     labels = table[label] if label is not None else None
-    positions = draw(len(table), params, None if labels is None else labels.to_numpy())
+    # keyed with our private key: from the public seed alone, the host could test guesses of our labels
+    rng = ctx.private_rng("sample", params.seed)
+    positions = draw(len(table), params, None if labels is None else labels.to_numpy(), rng)
     send_row_plan(host, "positions", positions)
     kept = table.iloc[positions].reset_index(drop=True)
     ctx.output("data", kept)

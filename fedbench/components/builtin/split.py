@@ -5,7 +5,8 @@ on every side. The parties exchange their row counts (the step fails on both if 
 draws the assignment of each row (stratified on its label when one is named) and sends it to the host as an
 int8 vector (0 train, 1 validation, 2 test). The host learns only that vector (see docs/protocols/split.md).
 The guest draws over its rows sorted by ID, so a seed gives the same split of the same IDs whatever order a PSI
-run left them in.
+run left them in, with its own private generator (the seed keyed with a key only the guest's node holds): from
+the public seed alone the host could replay a stratified draw and test guesses of the guest's labels.
 """
 
 from __future__ import annotations
@@ -85,9 +86,12 @@ def _take(n: int, share: float) -> int:
     return int(np.floor(n * share + 0.5))
 
 
-def assign(n: int, params: SplitParams, labels: Any = None) -> np.ndarray:
-    """The split code (0 train, 1 validation, 2 test) of each of `n` row positions, stratified on `labels`."""
-    rng = np.random.default_rng(params.seed)
+def assign(
+    n: int, params: SplitParams, labels: Any = None, rng: np.random.Generator | None = None
+) -> np.ndarray:
+    """The split code (0 train, 1 validation, 2 test) of each of `n` row positions, stratified on `labels`;
+    drawn with `rng` (the guest's private generator in a run; the public `seed` alone when none is given)."""
+    rng = np.random.default_rng(params.seed) if rng is None else rng
     if labels is None:
         groups = np.zeros(n, dtype=np.int64)
     else:
@@ -106,15 +110,17 @@ def assign(n: int, params: SplitParams, labels: Any = None) -> np.ndarray:
     return codes
 
 
-def assign_by_id(table: pd.DataFrame, params: SplitParams, labels: Any = None) -> np.ndarray:
+def assign_by_id(
+    table: pd.DataFrame, params: SplitParams, labels: Any = None, rng: np.random.Generator | None = None
+) -> np.ndarray:
     """The split code of each row of `table`, drawn over its rows sorted by `params.id_column` (when present),
     so that re-running a PSI, which orders the matched rows afresh, does not change which ID lands where."""
     n = len(table)
     if params.id_column not in table.columns:
-        return assign(n, params, labels)
+        return assign(n, params, labels, rng)
     order = np.argsort(table[params.id_column].astype(str).to_numpy(), kind="stable")
     codes = np.empty(n, dtype=np.int8)
-    codes[order] = assign(n, params, None if labels is None else np.asarray(labels)[order])
+    codes[order] = assign(n, params, None if labels is None else np.asarray(labels)[order], rng)
     return codes
 
 
@@ -149,7 +155,8 @@ def guest(ctx: Context, params: SplitParams) -> None:
                 f"no label column {params.label!r} to stratify on; the table has {list(table.columns)}"
             )
         labels = table[params.label].to_numpy()
-    codes = assign_by_id(table, params, labels)
+    # keyed with our private key: from the public seed alone, the host could test guesses of our labels
+    codes = assign_by_id(table, params, labels, ctx.private_rng("split", params.seed))
     send_row_plan(host, "assignment", codes)
     _write(ctx, table, codes)
 
