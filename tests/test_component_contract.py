@@ -81,6 +81,7 @@ RECIPES: dict[str, Callable[[], Recipe]] = {
     ),
     "head": lambda: Recipe({"n": 5}),
     "hetero_lr": lambda: Recipe({"key_bits": 1024, "epochs": 2}),
+    "hetero_secureboost": lambda: Recipe({"key_bits": 1024, "trees": 2, "bins": 4}),
     "preprocess": lambda: Recipe(),
     "psi": lambda: Recipe(),
     "row_count": lambda: Recipe(),

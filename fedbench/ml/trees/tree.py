@@ -1,16 +1,19 @@
 """One regression tree over bin indices: level-wise growth from histograms, prediction, its dict form.
 
 Growth is level by level to `max_depth`: every node of a level finds its best split from its histogram; of
-each pair of children only the smaller is built from its rows and the other is the parent minus it (what
-the federated host will do over ciphertexts). A node that does not split becomes a leaf of value
+each pair of children only the smaller is built from its rows and the other is the parent minus it. The
+histograms and the partition at each split come from a `TreeData` (`LocalData` here; the federated
+SecureBoost's guest passes one whose host features are answered by the host, one exchange per level, through
+`grow_tree_on`). A node that does not split becomes a leaf of value
 -G/(H+lambda) times the learning rate. A tree stores splits as (feature, bin, default direction), never
 thresholds: those stay with the binner (in the federated version, with the party that owns the feature).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -19,7 +22,7 @@ from fedbench.ml.trees.histogram import Histogram, build_histograms
 from fedbench.ml.trees.params import TreeParams
 from fedbench.ml.trees.split import Split, best_split, goes_left, leaf_value
 
-__all__ = ["Tree", "grow_tree"]
+__all__ = ["LocalData", "Tree", "TreeData", "grow_tree", "grow_tree_on"]
 
 _INT_FIELDS = ("feature", "bin", "left", "right", "count")
 _FLOAT_FIELDS = ("value", "gain", "hess")
@@ -153,6 +156,40 @@ def _totals(grad: np.ndarray, hess: np.ndarray, rows: np.ndarray) -> tuple[float
     return float(grad[rows].sum()), float(hess[rows].sum()), len(rows)
 
 
+class TreeData(Protocol):
+    """Where a growing tree gets its histograms and its partitions from: the rows' own bins in plaintext
+    (`LocalData`), or, in the federated SecureBoost, the guest's bins plus the host's answers."""
+
+    def histograms(self, node_rows: Sequence[np.ndarray]) -> list[Histogram]:
+        """The histogram of each node whose row positions are in `node_rows` (all features)."""
+        ...
+
+    def partition(self, splits: Sequence[tuple[int, np.ndarray, Split]]) -> list[np.ndarray]:
+        """For each (node id, row positions, split) of one level: which of those rows go left."""
+        ...
+
+
+@dataclass(frozen=True)
+class LocalData:
+    """Every feature's bin indices at hand: histograms and partitions computed here."""
+
+    codes: np.ndarray
+    missing_bin: int
+    grad: np.ndarray
+    hess: np.ndarray
+
+    def histograms(self, node_rows: Sequence[np.ndarray]) -> list[Histogram]:
+        """Built with one bincount (see `histogram`)."""
+        return build_histograms(self.codes, self.missing_bin, self.grad, self.hess, node_rows)
+
+    def partition(self, splits: Sequence[tuple[int, np.ndarray, Split]]) -> list[np.ndarray]:
+        """From the split feature's bin of each row."""
+        return [
+            goes_left(self.codes[rows, split.feature], split.bin, split.default_left, self.missing_bin)
+            for _, rows, split in splits
+        ]
+
+
 def grow_tree(
     codes: np.ndarray,
     missing_bin: int,
@@ -165,20 +202,38 @@ def grow_tree(
 ) -> Tree:
     """Grow one tree on the row positions `rows` (per-row `grad`, `hess`, weighted by any sampling) over the
     features where `allowed` is true."""
+    data = LocalData(codes, missing_bin, grad, hess)
+    return grow_tree_on(data, bin_counts, grad, hess, rows, allowed, params)
+
+
+def grow_tree_on(
+    data: TreeData,
+    bin_counts: np.ndarray,
+    grad: np.ndarray,
+    hess: np.ndarray,
+    rows: np.ndarray,
+    allowed: np.ndarray,
+    params: TreeParams,
+) -> Tree:
+    """`grow_tree` with histograms and partitions from `data`: one call of each per level, so a federated
+    `data` makes one exchange per level. Node totals (and so leaf values) come from `grad` and `hess`."""
     builder = _Builder()
     root_totals = _totals(grad, hess, rows)
     root = builder.add(root_totals)
-    (root_hist,) = build_histograms(codes, missing_bin, grad, hess, [rows])
+    (root_hist,) = data.histograms([rows])
     level = [_Node(root, rows, root_totals, root_hist)]
     for depth in range(params.max_depth):
-        pending: list[tuple[_Node, _Node, _Node]] = []
+        chosen: list[tuple[_Node, Split]] = []
         for node in level:
             assert node.hist is not None, "every node of a level has its histogram"
             split = best_split(node.hist, node.totals, bin_counts, allowed, params)
             if split is None:
                 builder.set_leaf(node.id, node.totals, params)
-                continue
-            go = goes_left(codes[node.rows, split.feature], split.bin, split.default_left, missing_bin)
+            else:
+                chosen.append((node, split))
+        sides = data.partition([(node.id, node.rows, split) for node, split in chosen]) if chosen else []
+        pending: list[tuple[_Node, _Node, _Node]] = []
+        for (node, split), go in zip(chosen, sides, strict=True):
             children = []
             for part in (node.rows[go], node.rows[~go]):
                 totals = _totals(grad, hess, part)
@@ -191,7 +246,7 @@ def grow_tree(
                 builder.set_leaf(right.id, right.totals, params)
             break
         smaller = [left if len(left.rows) <= len(right.rows) else right for _, left, right in pending]
-        built = build_histograms(codes, missing_bin, grad, hess, [child.rows for child in smaller])
+        built = data.histograms([child.rows for child in smaller]) if smaller else []
         level = []
         for (parent, left, right), child, hist in zip(pending, smaller, built, strict=True):
             assert parent.hist is not None

@@ -1,0 +1,299 @@
+"""`hetero_secureboost`: vertical gradient-boosted trees, the guest holding the label and some features, the
+host the rest (SecureBoost; docs/protocols/secureboost.md says what each party sees).
+
+The trees are those of the plaintext booster (`fedbench.ml.trees`) on the joined rows: the guest computes
+gradients, encrypts them once per tree under its own key, and finds every split from its own histograms and
+the host's decrypted encrypted ones; the host keeps the thresholds of its splits. Binary and regression
+objectives (multiclass comes later). Each tree's training loss (and validation metric) streams to the run; the
+guest's `scores` and `validation_scores` feed `evaluate`; `model` is each party's own part with a model card.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pydantic import Field, model_validator
+
+from fedbench.components.builtin.columns import LABEL_CANDIDATES, find_label
+from fedbench.components.builtin.hetero_lr import scores_table
+from fedbench.components.builtin.key_size import KeyBits, key_bits_field
+from fedbench.components.builtin.metrics import roc_auc
+from fedbench.components.builtin.released import released_rows
+from fedbench.components.spec import Component, Port, register
+from fedbench.federation import Context
+from fedbench.ml.lr_model import align_rows, model_card, new_model_id, table_fingerprint
+from fedbench.ml.secureboost import GuestResult, GuestTrainer, HostTrainer, SecureBoostError
+from fedbench.ml.trees import TreeParams
+from fedbench.ml.trees.binning import as_matrix
+from fedbench.ml.trees.objectives import sigmoid
+
+__all__ = ["HeteroSecureBoostParams", "hetero_secureboost"]
+
+
+class HeteroSecureBoostParams(TreeParams):
+    """Parameters of `hetero_secureboost`: the boosted-tree params plus the key size, label and ID column."""
+
+    model_config = {"extra": "forbid", "frozen": True}
+
+    label: str | None = Field(
+        default=None, description="the guest's label column; none: 'default' if present, else 'y'"
+    )
+    id_column: str = Field(default="id", description="the ID column, left out of the features")
+    key_bits: KeyBits = key_bits_field("the encrypted gradients")
+
+    @model_validator(mode="after")
+    def _offered(self) -> HeteroSecureBoostParams:
+        if self.objective == "multiclass":
+            raise ValueError(
+                "objective 'multiclass' is not offered by hetero_secureboost yet; use binary or regression"
+            )
+        return self
+
+
+hetero_secureboost = register(
+    Component(
+        name="hetero_secureboost",
+        version="1",
+        params=HeteroSecureBoostParams,
+        roles=("guest", "host"),
+        use="train",
+        inputs=(
+            Port("train", "table", "each party's training rows, aligned; the guest's with the label"),
+            Port("validation", "table", "aligned validation rows, scored after each tree", optional=True),
+        ),
+        outputs=(
+            Port(
+                "model",
+                "model",
+                "our part: guest, the trees with leaf values and its own thresholds; host, its thresholds",
+            ),
+            Port("scores", "table", "guest: id, true label y, score (and prediction) of the training rows"),
+            Port(
+                "validation_scores", "table", "guest: the same for the validation rows (empty without them)"
+            ),
+            Port("metrics", "metrics", "loss per tree, validation metric per tree, AUC, trees kept"),
+        ),
+        description="Train gradient-boosted trees across guest and host features (SecureBoost).",
+    )
+)
+
+
+def _features(table: pd.DataFrame, exclude: set[str], role: str) -> tuple[list[str], np.ndarray]:
+    """A party's feature names and values (NaN: missing): every column but the ID (and the label)."""
+    names = [str(c) for c in table.columns if c not in exclude]
+    if not names:
+        raise SecureBoostError(
+            f"the {role}'s table has no feature columns besides {sorted(exclude)}; give it at least one feature"
+        )
+    return names, as_matrix(table[names], f"the {role}'s features")
+
+
+def _same_features(table: pd.DataFrame, names: list[str], role: str) -> np.ndarray:
+    """The validation rows' values of the training features, in the training order."""
+    missing = [n for n in names if n not in table.columns]
+    if missing:
+        raise SecureBoostError(
+            f"the {role}'s validation rows lack the training features {missing[:5]}; give rows of the same split"
+        )
+    return as_matrix(table[names], f"the {role}'s validation features")
+
+
+def _labels(values: pd.Series, label: str, objective: str) -> np.ndarray:
+    """The label column as numbers the objective accepts, or `SecureBoostError` naming the fix."""
+    numbers = pd.to_numeric(values, errors="coerce")
+    found = sorted(map(str, pd.unique(values)))[:5]
+    if objective == "binary" and (numbers.isna().any() or not numbers.isin([0, 1]).all()):
+        raise SecureBoostError(
+            f"the label {label!r} must hold 0 and 1 for the binary objective, found {found}; map the classes "
+            "to 0 and 1 first (e.g. with preprocess), or use objective 'regression' for a numeric target"
+        )
+    if numbers.isna().any() or not np.isfinite(numbers.to_numpy(dtype=np.float64)).all():
+        raise SecureBoostError(
+            f"the label {label!r} has missing or non-numeric values; drop those rows first"
+        )
+    return numbers.to_numpy(dtype=np.float64)
+
+
+def _validation(
+    ctx: Context, peer_role: str, table: pd.DataFrame | None, id_column: str, model_id: str
+) -> pd.DataFrame | None:
+    """The validation rows aligned with the peer (both parties agree whether there are any)."""
+    peer = ctx.peer(peer_role)
+    has = table is not None
+    peer.send("sb.has_validation", has)
+    if bool(peer.recv("sb.has_validation")) != has:
+        raise SecureBoostError(
+            "only one party was given validation rows; give both the same split's validation output"
+        )
+    if table is None:
+        return None
+    return align_rows(ctx.iter(1_000_000), peer_role, table, id_column, None, model_id)
+
+
+def _tree_params(params: HeteroSecureBoostParams) -> TreeParams:
+    """The boosted-tree params alone (what the plaintext booster would be given)."""
+    return TreeParams.model_validate(params.model_dump(exclude={"label", "id_column", "key_bits"}))
+
+
+def _scores(ids: pd.Series, y: pd.Series | None, margin: np.ndarray, objective: str) -> pd.DataFrame:
+    """The guest's scores: id, y, P(1) and the prediction at 0.5 (binary), or id, y and the value (regression)."""
+    if objective == "binary":
+        proba = sigmoid(margin[:, 0])[:, None]
+        return scores_table(ids, y, proba, [0, 1], 0.5)
+    out = pd.DataFrame({"id": ids.to_numpy()})
+    if y is not None:
+        out["y"] = y.to_numpy()
+    out["score"] = margin[:, 0]
+    return out
+
+
+def _importance(result: GuestResult, features: int) -> dict[str, list[float]]:
+    """Per joined feature (host features by anonymous id): how many splits use it and their summed gain."""
+    splits, gains = np.zeros(features, dtype=np.int64), np.zeros(features)
+    for trees in result.trees:
+        for tree in trees:
+            inner = tree.feature >= 0
+            splits += np.bincount(tree.feature[inner], minlength=features)
+            gains += np.bincount(tree.feature[inner], weights=tree.gain[inner], minlength=features)
+    return {"split": [int(v) for v in splits], "gain": [float(v) for v in gains]}
+
+
+@hetero_secureboost.role("guest")
+def guest(ctx: Context, params: HeteroSecureBoostParams) -> None:
+    """Train with the host, score the training and validation rows, write our part of the model."""
+    table = ctx.input("train")
+    label = find_label(table, params.label, SecureBoostError)
+    if label is None:
+        raise SecureBoostError(
+            f"no label column named {' or '.join(map(repr, LABEL_CANDIDATES))}; set the param label "
+            f"(the table has {list(table.columns)})"
+        )
+    labels = _labels(table[label], label, params.objective)
+    if params.early_stopping_rounds and ctx.optional_input("validation") is None:
+        raise SecureBoostError(
+            "early_stopping_rounds needs validation rows: give the validation input, or set it to 0"
+        )
+    model_id = new_model_id()
+    ctx.peer("host").send("sb.model_id", model_id)
+    table = align_rows(ctx, "host", table, params.id_column, None, model_id)
+    validation = _validation(ctx, "host", ctx.optional_input("validation"), params.id_column, model_id)
+    names, x = _features(table, {params.id_column, label}, "guest")
+    tree_params = _tree_params(params)
+    vlabels = None
+    if validation is not None:
+        if label not in validation.columns:
+            raise SecureBoostError(f"the validation rows have no label column {label!r}")
+        vlabels = _labels(validation[label], label, params.objective)
+    ctx.progress(0.05, f"training {params.trees} trees on {len(table)} rows")
+    trainer = GuestTrainer(tree_params, params.key_bits)
+    pair = (
+        None
+        if validation is None or vlabels is None
+        else (_same_features(validation, names, "guest"), vlabels)
+    )
+    result = trainer.fit(ctx, x, labels, pair)
+    feature_names = [*names, *(f"host:{i}" for i in range(trainer.host_features))]
+    metrics: dict[str, Any] = {
+        "train_loss": result.train_loss,
+        "trees": len(result.trees),
+        "best_round": result.best_round,
+        "seconds_per_tree": float(np.median(result.seconds)) if result.seconds else 0.0,
+    }
+    if result.history:
+        metrics[f"validation_{trainer.objective.metric_name}"] = result.history
+    scores = _scores(table[params.id_column], table[label], result.margin, params.objective)
+    ctx.output("scores", scores)
+    if validation is not None and result.validation_margin is not None:
+        vscores = _scores(
+            validation[params.id_column], validation[label], result.validation_margin, params.objective
+        )
+    else:
+        vscores = _scores(
+            pd.Series([], dtype=str), pd.Series([], dtype=float), np.zeros((0, 1)), params.objective
+        )
+    ctx.output("validation_scores", vscores)
+    if params.objective == "binary":
+        for part, frame in (("train", scores), ("validation", vscores)):
+            if len(frame) and frame["y"].nunique() == 2:
+                metrics[f"{part}_auc"] = roc_auc(frame["y"].to_numpy() == 1, frame["score"].to_numpy())
+                ctx.metrics.log(f"{part}_auc", metrics[f"{part}_auc"])
+    ctx.output("metrics", metrics)
+    ctx.output(
+        "model",
+        {
+            "component": "hetero_secureboost",
+            "version": "1",
+            "role": "guest",
+            "party": ctx.party,
+            "project": ctx.project.get("id"),
+            "model_id": model_id,
+            "id_column": params.id_column,
+            "label": label,
+            "objective": params.objective,
+            "feature_names": feature_names,
+            "guest_features": len(names),
+            "binner": result.binner.to_dict(),
+            "base_margin": [float(v) for v in result.base_margin],
+            "trees": [[tree.to_dict() for tree in trees] for trees in result.trees],
+            "history": [float(v) for v in result.history],
+            "best_round": result.best_round,
+            "importance": _importance(result, len(feature_names)),
+            "card": model_card(
+                ctx, params.model_dump(), "secureboost", table_fingerprint(table), len(table), metrics
+            ),
+        },
+    )
+    ctx.progress(1.0, f"trained: {len(result.trees)} trees")
+
+
+@hetero_secureboost.role("host")
+def host(ctx: Context, params: HeteroSecureBoostParams) -> None:
+    """Serve the guest's histogram and split requests on our features; keep our split thresholds."""
+    table = ctx.input("train")
+    given = ctx.optional_input("validation")
+    # The guest learns which of these rows go left at our splits: only rows a PSI released to it.
+    for rows in (table, given):
+        if rows is not None:
+            released_rows(ctx, rows, params.id_column, None)
+    model_id = ctx.peer("guest").recv("sb.model_id", str)
+    table = align_rows(ctx, "guest", table, params.id_column, None, model_id)
+    validation = _validation(ctx, "guest", given, params.id_column, model_id)
+    names, x = _features(table, {params.id_column}, "host")
+    vx = None if validation is None else _same_features(validation, names, "host")
+    trainer = HostTrainer(x, vx, params.bins)
+    trainer.setup(ctx)
+    kept = trainer.serve(ctx)
+    splits = trainer.model_splits(names)
+    metrics = {"trees": kept, "splits": len(splits)}
+    ctx.output("scores", pd.DataFrame({"id": table[params.id_column].to_numpy()}))
+    ctx.output(
+        "validation_scores",
+        pd.DataFrame(
+            {
+                "id": (
+                    validation[params.id_column] if validation is not None else pd.Series([], dtype=str)
+                ).to_numpy()
+            }
+        ),
+    )
+    ctx.output("metrics", metrics)
+    ctx.output(
+        "model",
+        {
+            "component": "hetero_secureboost",
+            "version": "1",
+            "role": "host",
+            "party": ctx.party,
+            "project": ctx.project.get("id"),
+            "model_id": model_id,
+            "id_column": params.id_column,
+            "features": names,
+            "splits": splits,
+            "card": model_card(
+                ctx, params.model_dump(), "secureboost", table_fingerprint(table), len(table), metrics
+            ),
+        },
+    )
+    ctx.progress(1.0, f"trained: {kept} trees, {len(splits)} splits on our features")

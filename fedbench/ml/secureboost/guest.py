@@ -1,0 +1,351 @@
+"""The guest's side of SecureBoost: the plaintext booster's rounds with the host's features behind the protocol.
+
+The guest holds the labels, so it computes every row's g and h, draws the round's rows and features exactly as
+`ml.trees.Booster` does, and grows each tree with `grow_tree_on` over a `FederatedData`: its own features'
+histograms in plaintext, the host's from decrypted encrypted sums, and the partition at a host split from the
+host's answer. Leaf values and the guest's own splits never leave the guest. After each tree the training (and
+validation) rows walk the tree, the host answering at its own splits, so the margins are those of the plaintext
+booster on the joined rows.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from fedbench.crypto.paillier import ObfuscatorPool, PrivateKey, generate_keypair
+from fedbench.federation import Channel, Context
+from fedbench.ml.he_ops import received_vector
+from fedbench.ml.secureboost.errors import SecureBoostError
+from fedbench.ml.secureboost.layout import GhEncoding, unpack_values
+from fedbench.ml.trees import Binner, Tree, TreeParams
+from fedbench.ml.trees.histogram import Histogram, build_histograms
+from fedbench.ml.trees.objectives import objective_for
+from fedbench.ml.trees.sampling import feature_sample, goss_sample, round_rng, row_subsample
+from fedbench.ml.trees.split import Split, goes_left
+from fedbench.ml.trees.tree import grow_tree_on
+
+__all__ = ["FederatedData", "GuestResult", "GuestTrainer"]
+
+
+class _Round:
+    """One tree's exchange with the host: the command channel and the reply channels."""
+
+    def __init__(self, rctx: Context) -> None:
+        host = rctx.peer("host")
+        self.commands: Channel = host.channel("sb.tree")
+        self.replies = {tag: host.channel(tag) for tag in ("sb.hist", "sb.split", "sb.walk")}
+
+    def ask(self, command: dict[str, Any], reply: str, count: int) -> list[Any]:
+        """Send a command and receive its reply: a list of `count` items."""
+        self.commands.send(command)
+        answer = self.replies[reply].recv(list, what=f"its {reply!r} reply")
+        if len(answer) != count:
+            raise SecureBoostError(f"the host answered {len(answer)} items to a {command['op']} of {count}")
+        return answer
+
+
+def _sides(answer: Any, rows: int) -> np.ndarray:
+    if not isinstance(answer, np.ndarray) or answer.dtype != bool or answer.shape != (rows,):
+        raise SecureBoostError(f"the host's answer of which rows go left must be {rows} true/false values")
+    return answer
+
+
+@dataclass
+class FederatedData:
+    """`TreeData` of one tree: the guest's bins here, the host's features through the protocol."""
+
+    round: _Round
+    private: PrivateKey
+    codes: np.ndarray
+    missing_bin: int
+    grad: np.ndarray
+    hess: np.ndarray
+    host_bin_counts: np.ndarray
+    host_features: np.ndarray
+    encoding: GhEncoding | None
+
+    @property
+    def guest_features(self) -> int:
+        return self.codes.shape[1]
+
+    def histograms(self, node_rows: Sequence[np.ndarray]) -> list[Histogram]:
+        """Our features' histograms in plaintext, beside the host's decrypted ones (zero where not offered)."""
+        ours = build_histograms(self.codes, self.missing_bin, self.grad, self.hess, node_rows)
+        slots = self.missing_bin + 1
+        shape = (len(self.host_bin_counts), slots)
+        theirs = [
+            Histogram(np.zeros(shape), np.zeros(shape), np.zeros(shape, dtype=np.int64)) for _ in node_rows
+        ]
+        if len(self.host_features) and node_rows:
+            answer = self.round.ask({"op": "hist", "nodes": list(node_rows)}, "sb.hist", len(node_rows))
+            theirs = [self._decrypt(obj, len(rows)) for obj, rows in zip(answer, node_rows, strict=True)]
+        return [
+            Histogram(np.vstack([a.grad, b.grad]), np.vstack([a.hess, b.hess]), np.vstack([a.count, b.count]))
+            for a, b in zip(ours, theirs, strict=True)
+        ]
+
+    def _decrypt(self, obj: Any, rows: int) -> Histogram:
+        """The host's histogram of one node: decrypted, unpacked, checked against the node's row count."""
+        assert self.encoding is not None
+        public, layout = self.private.public, self.encoding.layout
+        counts = self.host_bin_counts[self.host_features]
+        values = int(np.sum(counts + 1))
+        per = layout.per_ciphertext(public.n_bits)
+        vector = received_vector(public, obj, -(-values // per), "histogram", SecureBoostError)
+        flat = unpack_values(self.private.decrypt_encoded(vector), layout.width, per, values)
+        g, h, c = self.encoding.decode(flat)
+        shape = (len(self.host_bin_counts), self.missing_bin + 1)
+        grad, hess, count = np.zeros(shape), np.zeros(shape), np.zeros(shape, dtype=np.int64)
+        at = 0
+        for f, present in zip(self.host_features.tolist(), counts.tolist(), strict=True):
+            cells = [*range(present), self.missing_bin]
+            cg, ch, cc = g[at : at + present + 1], h[at : at + present + 1], c[at : at + present + 1]
+            at += present + 1
+            previous = (0, 0, 0)
+            for i, slot in enumerate(cells):
+                if i == present:
+                    cell = (cg[i], ch[i], cc[i])
+                else:
+                    cell = (cg[i] - previous[0], ch[i] - previous[1], cc[i] - previous[2])
+                    previous = (cg[i], ch[i], cc[i])
+                if cell[2] < 0:
+                    raise SecureBoostError(
+                        "the host's cumulative counts decrease: its histogram is malformed"
+                    )
+                grad[f, slot], hess[f, slot] = self.encoding.real(*cell)
+                count[f, slot] = cell[2]
+            if previous[2] + cc[present] != rows:
+                raise SecureBoostError(
+                    f"the host's histogram of feature host:{f} counts {previous[2] + cc[present]} rows in a "
+                    f"node of {rows}: its reply is malformed"
+                )
+        return Histogram(grad, hess, count)
+
+    def partition(self, splits: Sequence[tuple[int, np.ndarray, Split]]) -> list[np.ndarray]:
+        """Our splits from our bins; the host's by one request naming its feature id, bin and direction."""
+        out: list[np.ndarray | None] = []
+        requests, asked = [], []
+        for i, (node, rows, split) in enumerate(splits):
+            if split.feature < self.guest_features:
+                out.append(
+                    goes_left(
+                        self.codes[rows, split.feature], split.bin, split.default_left, self.missing_bin
+                    )
+                )
+                continue
+            out.append(None)
+            asked.append(i)
+            requests.append(
+                {
+                    "node": int(node),
+                    "feature": int(split.feature - self.guest_features),
+                    "bin": int(split.bin),
+                    "default_left": bool(split.default_left),
+                    "rows": np.asarray(rows, dtype=np.int64),
+                }
+            )
+        if requests:
+            answer = self.round.ask({"op": "split", "splits": requests}, "sb.split", len(requests))
+            for i, sides in zip(asked, answer, strict=True):
+                out[i] = _sides(sides, len(splits[i][1]))
+        return [o for o in out if o is not None]
+
+
+def walk(tree: Tree, round: _Round, which: str, codes: np.ndarray, missing_bin: int) -> np.ndarray:
+    """The leaf of every row of `codes` (the training or validation rows), one level at a time: our splits
+    from our bins, the host's by one `walk` request per level naming only its node ids and the rows there."""
+    guest_features = codes.shape[1]
+    node = np.zeros(len(codes), dtype=np.int64)
+    while True:
+        inner = np.nonzero(tree.feature[node] >= 0)[0]
+        if not len(inner):
+            return node
+        at = node[inner]
+        feature = tree.feature[at]
+        left = np.zeros(len(inner), dtype=bool)
+        mine = feature < guest_features
+        left[mine] = goes_left(
+            codes[inner[mine], feature[mine]], tree.bin[at[mine]], tree.default_left[at[mine]], missing_bin
+        )
+        theirs = np.flatnonzero(~mine)
+        if len(theirs):
+            nodes = np.unique(at[theirs]).tolist()
+            groups = [theirs[at[theirs] == n] for n in nodes]
+            command = {"op": "walk", "set": which, "nodes": nodes, "rows": [inner[g] for g in groups]}
+            answer = round.ask(command, "sb.walk", len(nodes))
+            for group, sides in zip(groups, answer, strict=True):
+                left[group] = _sides(sides, len(group))
+        node[inner] = np.where(left, tree.left[at], tree.right[at])
+
+
+@dataclass
+class GuestResult:
+    """What training produced on the guest: the trees (one list per round), margins, history, timing."""
+
+    binner: Binner
+    base_margin: np.ndarray
+    trees: list[list[Tree]]
+    margin: np.ndarray
+    validation_margin: np.ndarray | None
+    train_loss: list[float] = field(default_factory=list)
+    history: list[float] = field(default_factory=list)
+    best_round: int | None = None
+    seconds: list[float] = field(default_factory=list)
+
+
+class GuestTrainer:
+    """The guest's training: key, setup with the host, then `Booster.fit`'s rounds over the protocol."""
+
+    def __init__(self, params: TreeParams, key_bits: int) -> None:
+        self.params = params
+        self.key_bits = key_bits
+        self.objective = objective_for(params)
+        self.host_features = 0
+        """How many features the host has (known after `setup`); the guest sees them as host:0, host:1, ..."""
+
+    def setup(self, ctx: Context) -> tuple[PrivateKey, np.ndarray]:
+        """Make our key, send its public part; the host's bins per feature (its feature count is their length)."""
+        public, private = generate_keypair(bits=self.key_bits)
+        host = ctx.peer("host")
+        host.send("sb.key", public.to_dict())
+        setup = host.recv("sb.setup", dict)
+        counts = setup.get("bin_counts")
+        if (
+            not isinstance(counts, np.ndarray)
+            or counts.dtype.kind not in "iu"
+            or counts.ndim != 1
+            or len(counts) != setup.get("features")
+            or not len(counts)
+            or int(counts.min()) < 1
+            or int(counts.max()) > self.params.bins
+        ):
+            raise SecureBoostError(
+                f"the host's setup must give the bins of each of its features, 1 to {self.params.bins} each"
+            )
+        self.host_features = len(counts)
+        return private, counts.astype(np.int64)
+
+    def fit(
+        self,
+        ctx: Context,
+        x: np.ndarray,
+        labels: np.ndarray,
+        validation: tuple[np.ndarray, np.ndarray] | None,
+    ) -> GuestResult:
+        """Train with the host on our rows `x` (NaN: missing) and `labels`; `validation` is scored each round."""
+        params, objective = self.params, self.objective
+        private, host_counts = self.setup(ctx)
+        guest_features = x.shape[1]
+        features = guest_features + len(host_counts)
+        binner = Binner.fit(x, params.bins)
+        codes = binner.transform(x)
+        bin_counts = np.concatenate([binner.bin_counts, host_counts])
+        base = objective.base_margin(labels)
+        result = GuestResult(binner, base, [], np.tile(base, (len(x), 1)), None)
+        vcodes = None
+        if validation is not None:
+            vcodes = binner.transform(validation[0])
+            result.validation_margin = np.tile(base, (len(vcodes), 1))
+        every = np.arange(features)
+        first = np.arange(guest_features) if params.complete_secure else every
+        contributions: list[tuple[np.ndarray, np.ndarray | None]] = []
+        # Obfuscators for the next tree's encryption are made while we wait for the host.
+        with ObfuscatorPool(private, size=max(len(x), 1)) as pool:
+            for index in range(params.trees):
+                started = time.perf_counter()
+                rctx = ctx.iter(index)
+                grad, hess = objective.gradients(labels, result.margin)
+                rows, weights = self._rows(index, grad)
+                allowed = np.zeros(features, dtype=bool)
+                candidates = first if index == 0 else every
+                allowed[feature_sample(candidates, params.colsample, round_rng(params.seed, index, 1))] = True
+                g, h = np.zeros(len(x)), np.zeros(len(x))
+                g[rows], h[rows] = grad[rows, 0] * weights, hess[rows, 0] * weights
+                round = _Round(rctx)
+                data = self._start(
+                    round, private, pool, codes, binner, g, h, rows, host_counts, allowed[guest_features:]
+                )
+                tree = grow_tree_on(data, bin_counts, g, h, rows, allowed, params)
+                step = tree.value[walk(tree, round, "train", codes, binner.missing_bin)]
+                vstep = None
+                if vcodes is not None:
+                    vstep = tree.value[walk(tree, round, "validation", vcodes, binner.missing_bin)]
+                round.commands.send({"op": "end"})
+                result.trees.append([tree])
+                contributions.append((step, vstep))
+                result.margin[:, 0] += step
+                result.train_loss.append(objective.metric(labels, result.margin))
+                ctx.metrics.log("train_loss", result.train_loss[-1], step=index)
+                result.seconds.append(time.perf_counter() - started)
+                ctx.progress(0.05 + 0.85 * (index + 1) / params.trees, f"tree {index + 1} of {params.trees}")
+                if validation is not None and vstep is not None and result.validation_margin is not None:
+                    result.validation_margin[:, 0] += vstep
+                    if self._stop(ctx, index, result, validation[1]):
+                        break
+        if params.early_stopping_rounds and result.best_round is not None:
+            kept = result.best_round + 1
+            del result.trees[kept:]
+            result.margin = np.tile(base, (len(x), 1))
+            for step, _ in contributions[:kept]:
+                result.margin[:, 0] += step
+            if result.validation_margin is not None:
+                result.validation_margin = np.tile(base, (len(result.validation_margin), 1))
+                for _, vstep in contributions[:kept]:
+                    assert vstep is not None
+                    result.validation_margin[:, 0] += vstep
+        ctx.iter(len(contributions)).peer("host").channel("sb.tree").send(
+            {"op": "stop", "trees": len(result.trees)}
+        )
+        return result
+
+    def _rows(self, index: int, grad: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """This round's rows and weights, drawn exactly as `Booster._rows` draws them."""
+        params = self.params
+        rng = round_rng(params.seed, index, 0)
+        if params.goss is not None:
+            return goss_sample(np.abs(grad).sum(axis=1), params.goss.top_rate, params.goss.other_rate, rng)
+        rows = row_subsample(len(grad), params.subsample, rng)
+        return rows, np.ones(len(rows))
+
+    def _start(
+        self,
+        round: _Round,
+        private: PrivateKey,
+        pool: ObfuscatorPool,
+        codes: np.ndarray,
+        binner: Binner,
+        g: np.ndarray,
+        h: np.ndarray,
+        rows: np.ndarray,
+        host_counts: np.ndarray,
+        host_allowed: np.ndarray,
+    ) -> FederatedData:
+        """Begin a tree: encrypt the rows' packed (g, h, 1) once and send them, unless no host feature is offered."""
+        offered = np.flatnonzero(host_allowed).astype(np.int64)
+        encoding = None
+        command: dict[str, Any] = {"op": "start", "rows": rows.astype(np.int64), "gh": None, "layout": None}
+        if len(offered):
+            encoding, packed = GhEncoding.fit(g[rows], h[rows])
+            encrypted = private.encrypt_encoded(packed, 0, pool=pool)
+            command.update(gh=encrypted.to_dict(), layout=encoding.layout.to_dict())
+        else:
+            command["rows"] = np.zeros(0, dtype=np.int64)
+        command["features"] = offered
+        round.commands.send(command)
+        return FederatedData(round, private, codes, binner.missing_bin, g, h, host_counts, offered, encoding)
+
+    def _stop(self, ctx: Context, index: int, result: GuestResult, labels: np.ndarray) -> bool:
+        """Record the validation metric after tree `index`; whether early stopping ends training (as the booster)."""
+        assert result.validation_margin is not None
+        value = self.objective.metric(labels, result.validation_margin)
+        result.history.append(value)
+        ctx.metrics.log(f"validation_{self.objective.metric_name}", value, step=index)
+        if result.best_round is None or value < result.history[result.best_round]:
+            result.best_round = index
+        patience = self.params.early_stopping_rounds
+        return bool(patience) and index - result.best_round >= patience

@@ -1,0 +1,274 @@
+"""The host's side of SecureBoost: encrypted histograms of its own features, and the answers at its own splits.
+
+Per tree the host receives the guest's packed, encrypted (g, h, 1) of the tree's rows (`start`), then serves
+the guest's commands on one channel until `end`: `hist` (for each node, the cumulative bin sums of every
+allowed feature, products of the rows' ciphertexts, packed several to a ciphertext and rerandomized with our
+own randomness), `split` (the guest chose our feature f and bin k with a default direction for a node: we
+record it, keep its threshold to ourselves and return which of the node's rows go left) and `walk` (which rows
+go left at one of our recorded splits, for the guest's scoring of the training or validation rows). Every
+request is checked against our own records: rows in range, features we offered, splits we made.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from gmpy2 import mpz
+
+from fedbench.crypto.paillier import EncryptedVector, PublicKey
+from fedbench.federation import Context
+from fedbench.ml.he_ops import received_vector
+from fedbench.ml.secureboost.errors import SecureBoostError
+from fedbench.ml.secureboost.layout import Layout
+from fedbench.ml.trees import Binner
+from fedbench.ml.trees.split import goes_left
+
+__all__ = ["HostSplit", "HostTrainer", "bin_sums", "pack_sums"]
+
+
+def bin_sums(
+    ciphertexts: Sequence[mpz],
+    codes: np.ndarray,
+    features: Sequence[int],
+    bin_counts: np.ndarray,
+    public: PublicKey,
+) -> list[mpz]:
+    """For each of `features` (columns of `codes`, the bins of the node's rows in `ciphertexts`' order): the
+    encrypted cumulative sums of bins 0..k for every bin k of present values, then the sum of the missing
+    slot. One multiplication per row and feature: the products run through the bins in order."""
+    nsq = public.nsq
+    out: list[mpz] = []
+    for f in features:
+        column = codes[:, f]
+        present = int(bin_counts[f])
+        order = np.argsort(column, kind="stable")
+        edges = np.searchsorted(column[order], np.arange(present + 1)).tolist()
+        ordered = [ciphertexts[i] for i in order.tolist()]
+        acc = mpz(1)
+        for b in range(present):
+            for c in ordered[edges[b] : edges[b + 1]]:
+                acc = acc * c % nsq
+            out.append(acc)
+        missing = mpz(1)
+        for c in ordered[edges[present] :]:
+            missing = missing * c % nsq
+        out.append(missing)
+    return out
+
+
+def pack_sums(values: Sequence[mpz], public: PublicKey, width: int) -> list[mpz]:
+    """The encrypted values packed `(n_bits - 3) // width` to a ciphertext, lowest first (Horner: the
+    ciphertext of v_0 + 2^w v_1 + ... is c_0 (c_1 (...)^(2^w))^(2^w)). Not rerandomized."""
+    nsq, factor = public.nsq, mpz(1) << width
+    per = max(1, (public.n_bits - 3) // width)
+    out = []
+    for start in range(0, len(values), per):
+        group = values[start : start + per]
+        acc = group[-1]
+        for c in reversed(group[:-1]):
+            acc = pow(acc, factor, nsq) * c % nsq
+        out.append(acc)
+    return out
+
+
+@dataclass(frozen=True)
+class HostSplit:
+    """One of our splits: tree (round) and node of the guest's tree, our feature, bin and default direction."""
+
+    tree: int
+    node: int
+    feature: int
+    bin: int
+    default_left: bool
+
+
+def _positions(obj: Any, rows: int, what: str) -> np.ndarray:
+    """Row positions from the guest, checked: an integer array of positions in [0, rows)."""
+    if not isinstance(obj, np.ndarray) or obj.ndim != 1 or obj.dtype.kind not in "iu":
+        raise SecureBoostError(f"the guest's {what} must be an array of row positions")
+    if len(obj) and (int(obj.min()) < 0 or int(obj.max()) >= rows):
+        raise SecureBoostError(f"the guest's {what} name rows outside our {rows} rows")
+    return obj.astype(np.int64)
+
+
+@dataclass
+class _Tree:
+    """What we hold about the tree being grown: its rows' ciphertexts, the offered features, our splits."""
+
+    index: int
+    layout: Layout | None = None
+    ciphertexts: list[mpz | None] = field(default_factory=list)
+    features: frozenset[int] = frozenset()
+    splits: dict[int, HostSplit] = field(default_factory=dict)
+
+
+class HostTrainer:
+    """The host's whole training: bins of its features, the guest's key, one served tree per round."""
+
+    def __init__(self, x: np.ndarray, validation: np.ndarray | None, bins: int) -> None:
+        self.binner = Binner.fit(x, bins)
+        self.codes = {"train": self.binner.transform(x)}
+        if validation is not None:
+            self.codes["validation"] = self.binner.transform(validation)
+        self.splits: list[HostSplit] = []
+        self.public: PublicKey | None = None
+
+    def setup(self, ctx: Context) -> None:
+        """Receive the guest's key; tell it how many features we have and the bins of each (no thresholds)."""
+        guest = ctx.peer("guest")
+        try:
+            self.public = PublicKey.from_dict(guest.recv("sb.key"))
+        except (ValueError, TypeError) as exc:
+            raise SecureBoostError(f"the guest's public key is malformed: {exc}") from None
+        guest.send(
+            "sb.setup",
+            {"features": self.binner.features, "bin_counts": self.binner.bin_counts.astype(np.int64)},
+        )
+
+    def serve(self, ctx: Context) -> int:
+        """Serve every tree until the guest says training is over; the number of trees it kept."""
+        for index in itertools.count():
+            rctx = ctx.iter(index)
+            command = rctx.peer("guest").channel("sb.tree").recv(dict, what="its tree command")
+            if command.get("op") == "stop":
+                kept = command.get("trees")
+                if not isinstance(kept, int) or not 0 <= kept <= index:
+                    raise SecureBoostError(f"the guest kept {kept!r} trees of the {index} grown")
+                self.splits = [s for s in self.splits if s.tree < kept]
+                return kept
+            ctx.check_cancelled()
+            self._tree(rctx, index, command)
+        raise AssertionError("unreachable")
+
+    def _tree(self, rctx: Context, index: int, start: dict[str, Any]) -> None:
+        guest = rctx.peer("guest")
+        commands = guest.channel("sb.tree")
+        replies = {tag: guest.channel(tag) for tag in ("sb.hist", "sb.split", "sb.walk")}
+        tree = self._start(index, start)
+        while True:
+            command = commands.recv(dict, what="its tree command")
+            op = command.get("op")
+            if op == "end":
+                self.splits.extend(tree.splits.values())
+                return
+            if op == "hist":
+                replies["sb.hist"].send(self._hist(tree, command))
+            elif op == "split":
+                replies["sb.split"].send(self._split(tree, command))
+            elif op == "walk":
+                replies["sb.walk"].send(self._walk(tree, command))
+            else:
+                raise SecureBoostError(f"the guest sent an unknown tree command {op!r}")
+
+    def _start(self, index: int, command: dict[str, Any]) -> _Tree:
+        if command.get("op") != "start" or set(command) != {"op", "rows", "gh", "layout", "features"}:
+            raise SecureBoostError(
+                "the guest's tree must begin with a start command of rows, gh, layout, features"
+            )
+        rows = len(self.codes["train"])
+        features = _positions(command["features"], self.binner.features, "offered features")
+        tree = _Tree(index, features=frozenset(features.tolist()))
+        if not len(features):
+            return tree
+        assert self.public is not None
+        public = self.public
+        tree.layout = Layout.from_dict(command["layout"], public.n_bits)
+        sampled = _positions(command["rows"], rows, "tree rows")
+        gh = received_vector(public, command["gh"], len(sampled), "encrypted gradients", SecureBoostError)
+        tree.ciphertexts = [None] * rows
+        for position, c in zip(sampled.tolist(), gh._ct, strict=True):
+            tree.ciphertexts[position] = c
+        return tree
+
+    def _hist(self, tree: _Tree, command: dict[str, Any]) -> list[dict[str, Any]]:
+        if tree.layout is None or not isinstance(command.get("nodes"), list):
+            raise SecureBoostError("the guest asked for histograms of a tree without our features")
+        assert self.public is not None
+        public, codes = self.public, self.codes["train"]
+        features = sorted(tree.features)
+        out = []
+        for obj in command["nodes"]:
+            rows = _positions(obj, len(codes), "node rows")
+            picked = [tree.ciphertexts[i] for i in rows.tolist()]
+            cts = [c for c in picked if c is not None]
+            if len(cts) != len(picked):
+                raise SecureBoostError("the guest asked for a histogram of rows outside the tree's rows")
+            sums = bin_sums(cts, codes[rows], features, self.binner.bin_counts, public)
+            packed = pack_sums(sums, public, tree.layout.width)
+            # Fresh obfuscators from our own base (never one of the guest's): the guest cannot relate the
+            # reply to the ciphertexts it sent, so it learns the sums and nothing about which rows made them.
+            obfuscators = public.obfuscators(len(packed))
+            nsq = public.nsq
+            fresh = [c * r % nsq for c, r in zip(packed, obfuscators, strict=True)]
+            bound = min(
+                public.max_int, (1 << (tree.layout.per_ciphertext(public.n_bits) * tree.layout.width)) - 1
+            )
+            out.append(EncryptedVector(public, fresh, 0, bound).to_dict())
+        return out
+
+    def _split(self, tree: _Tree, command: dict[str, Any]) -> list[np.ndarray]:
+        requests = command.get("splits")
+        if not isinstance(requests, list):
+            raise SecureBoostError("the guest's split command must list its split requests")
+        codes, counts = self.codes["train"], self.binner.bin_counts
+        out = []
+        for request in requests:
+            if not isinstance(request, dict) or set(request) != {
+                "node",
+                "feature",
+                "bin",
+                "default_left",
+                "rows",
+            }:
+                raise SecureBoostError("a split request names node, feature, bin, default_left and rows")
+            node, feature, bin, left = (request[k] for k in ("node", "feature", "bin", "default_left"))
+            if not (isinstance(node, int) and node >= 0 and node not in tree.splits):
+                raise SecureBoostError(f"the guest asked to split node {node!r} twice or named no node")
+            if (
+                not isinstance(feature, int)
+                or feature not in tree.features
+                or not isinstance(bin, int)
+                or not 0 <= bin < counts[feature]
+            ):
+                raise SecureBoostError(
+                    f"the guest asked for a split on feature {feature!r} bin {bin!r}, which we did not offer"
+                )
+            rows = _positions(request["rows"], len(codes), "split rows")
+            tree.splits[node] = HostSplit(tree.index, node, int(feature), bin, bool(left))
+            out.append(goes_left(codes[rows, feature], bin, bool(left), self.binner.missing_bin))
+        return out
+
+    def _walk(self, tree: _Tree, command: dict[str, Any]) -> list[np.ndarray]:
+        codes = self.codes.get(command.get("set"))  # type: ignore[arg-type]
+        nodes, rows_list = command.get("nodes"), command.get("rows")
+        if codes is None or not isinstance(nodes, list) or not isinstance(rows_list, list):
+            raise SecureBoostError("the guest's walk names a row set we do not hold, or no nodes and rows")
+        out = []
+        for node, obj in zip(nodes, rows_list, strict=True):
+            split = tree.splits.get(node) if isinstance(node, int) else None
+            if split is None:
+                raise SecureBoostError(
+                    f"the guest asked where rows go at node {node!r}, which is not our split"
+                )
+            rows = _positions(obj, len(codes), "walk rows")
+            out.append(
+                goes_left(codes[rows, split.feature], split.bin, split.default_left, self.binner.missing_bin)
+            )
+        return out
+
+    def model_splits(self, names: Sequence[str]) -> list[dict[str, Any]]:
+        """Our kept splits as the host's model part holds them: (tree, node) and our feature, threshold, side."""
+        return [
+            {
+                "tree": s.tree,
+                "node": s.node,
+                "feature": names[s.feature],
+                "threshold": self.binner.threshold(s.feature, s.bin),
+                "default_left": s.default_left,
+            }
+            for s in self.splits
+        ]
