@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from conftest import DATABASE_URL, Federation
 
@@ -137,21 +138,24 @@ def _run_job(federation: Federation) -> str:
         wb.close()
 
 
+def _audit_rows(federation: Federation, party: str, action: str, peer: str, job_id: str) -> pd.DataFrame:
+    """`party`'s own audit entries of `action` with `peer` that name `job_id`."""
+    wb = fedbench.connect(home=federation.home(party).root)
+    try:
+        audit = wb.audit()
+    finally:
+        wb.close()
+    return audit[(audit["action"] == action) & (audit["peer"] == peer) & audit["reason"].str.contains(job_id)]
+
+
 def _received_head(federation: Federation, party: str, sender: str, job_id: str) -> tuple[int, str]:
-    """The head `sender` sent `party` for `job_id`, read from `party`'s own audit log (waits for it)."""
+    """The head `sender` sent `party` for `job_id`, read from `party`'s own audit log; waits for it, and for
+    the sender to have noted it as sent (it writes its heads file once the partner has taken the head)."""
     deadline = time.monotonic() + 60
     while True:
-        wb = fedbench.connect(home=federation.home(party).root)
-        try:
-            audit = wb.audit()
-        finally:
-            wb.close()
-        held = audit[
-            (audit["action"] == "audit.head.received")
-            & (audit["peer"] == sender)
-            & audit["reason"].str.contains(job_id)
-        ]
-        if len(held):
+        held = _audit_rows(federation, party, "audit.head.received", sender, job_id)
+        noted = _audit_rows(federation, sender, "audit.head.sent", party, job_id)
+        if len(held) and len(noted[noted["allowed"]]):
             words = held.iloc[-1]["reason"].split()
             return int(words[words.index("entry") + 1]), words[words.index("MAC") + 1]
         assert time.monotonic() < deadline, f"{party} holds no audit head of {sender} for job {job_id}"
