@@ -27,6 +27,7 @@ from fedbench.ml.lr_model import align_rows, model_card, new_model_id, table_fin
 from fedbench.ml.secureboost import GuestResult, GuestTrainer, HostTrainer, SecureBoostError
 from fedbench.ml.trees import TreeParams
 from fedbench.ml.trees.binning import as_matrix
+from fedbench.ml.trees.booster import importance
 from fedbench.ml.trees.objectives import sigmoid
 
 __all__ = ["HeteroSecureBoostParams", "hetero_secureboost"]
@@ -151,13 +152,8 @@ def _scores(ids: pd.Series, y: pd.Series | None, margin: np.ndarray, objective: 
 
 def _importance(result: GuestResult, features: int) -> dict[str, list[float]]:
     """Per joined feature (host features by anonymous id): how many splits use it and their summed gain."""
-    splits, gains = np.zeros(features, dtype=np.int64), np.zeros(features)
-    for trees in result.trees:
-        for tree in trees:
-            inner = tree.feature >= 0
-            splits += np.bincount(tree.feature[inner], minlength=features)
-            gains += np.bincount(tree.feature[inner], weights=tree.gain[inner], minlength=features)
-    return {"split": [int(v) for v in splits], "gain": [float(v) for v in gains]}
+    found = importance(result.trees, features)
+    return {"split": [int(v) for v in found["split"]], "gain": [float(v) for v in found["gain"]]}
 
 
 @hetero_secureboost.role("guest")

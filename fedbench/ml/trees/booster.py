@@ -22,7 +22,7 @@ from fedbench.ml.trees.params import TreeParams, tree_params
 from fedbench.ml.trees.sampling import feature_sample, goss_sample, round_rng, row_subsample
 from fedbench.ml.trees.tree import Tree, grow_tree
 
-__all__ = ["FORMAT", "Booster"]
+__all__ = ["FORMAT", "Booster", "importance"]
 
 FORMAT = "fedbench.trees/1"
 """The `format` of a booster's dict form."""
@@ -140,14 +140,7 @@ class Booster:
 
     def feature_importance(self) -> dict[str, np.ndarray]:
         """Per feature: how many splits use it ("split") and the sum of their gains ("gain")."""
-        features = self._fitted().features
-        splits, gains = np.zeros(features, dtype=np.int64), np.zeros(features)
-        for trees in self.trees:
-            for tree in trees:
-                inner = tree.feature >= 0
-                splits += np.bincount(tree.feature[inner], minlength=features)
-                gains += np.bincount(tree.feature[inner], weights=tree.gain[inner], minlength=features)
-        return {"split": splits, "gain": gains}
+        return importance(self.trees, self._fitted().features)
 
     def to_dict(self) -> dict[str, Any]:
         """The whole model as plain JSON-ready data (no pickle)."""
@@ -228,3 +221,14 @@ def _feature_pools(
     if not len(ours) or ours.min() < 0 or ours.max() >= features:
         raise TreeDataError(f"guest_features must be column positions 0 to {features - 1}, got {list(guest)}")
     return every, ours
+
+
+def importance(rounds: Sequence[Sequence[Tree]], features: int) -> dict[str, np.ndarray]:
+    """Per feature of `features`: how many splits of the trees use it ("split") and their summed gain ("gain")."""
+    splits, gains = np.zeros(features, dtype=np.int64), np.zeros(features)
+    for trees in rounds:
+        for tree in trees:
+            inner = tree.feature >= 0
+            splits += np.bincount(tree.feature[inner], minlength=features)
+            gains += np.bincount(tree.feature[inner], weights=tree.gain[inner], minlength=features)
+    return {"split": splits, "gain": gains}
