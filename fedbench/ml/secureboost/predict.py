@@ -246,17 +246,21 @@ class HostPart:
         for s in splits:
             if not isinstance(s, dict):
                 raise _broken("host", "a split is not a dict")
-            key = (s.get("tree"), s.get("class", 0), s.get("node"))
+            key = [
+                v
+                for v in (s.get("tree"), s.get("class", 0), s.get("node"))
+                if isinstance(v, int) and not isinstance(v, bool) and v >= 0
+            ]
             feature, value, left = s.get("feature"), s.get("threshold"), s.get("default_left")
             if (
-                not all(isinstance(v, int) and v >= 0 for v in key)
+                len(key) != 3
                 or not isinstance(feature, str)
                 or not isinstance(value, int | float)
                 or np.isnan(value)
                 or not isinstance(left, bool)
             ):
                 raise _broken("host", f"split {s!r} lacks a tree, node, feature, threshold or default_left")
-            split: SplitId = (int(key[0]), int(key[1]), int(key[2]))
+            split: SplitId = (key[0], key[1], key[2])
             if split in ids:
                 raise _broken("host", f"split {split} is recorded twice")
             ids[split] = len(ids)
@@ -312,7 +316,7 @@ def _request(command: dict[str, Any], part: HostPart, rows: int) -> tuple[np.nda
         raise SecureBoostError("the guest's scoring walk's row counts do not add up to its rows")
     index = []
     for split in map(tuple, splits.tolist()):
-        found = part.ids.get(split)  # type: ignore[arg-type]
+        found = part.ids.get(split)
         if found is None:
             raise SecureBoostError(
                 f"the guest asked where rows go at split (round, class, node) {split}, which is not one of "
