@@ -1,6 +1,7 @@
 """`score` with a `hetero_secureboost` model, in process: the federated walk gives the plaintext booster's
-predictions on the joined rows (binary and regression), one exchange per tree level; the host answers only
-at splits it recorded, for rows in range and released, and a scorecard is refused for trees."""
+predictions on the joined rows (binary, regression, and multiclass parts cut from a plaintext booster), one
+exchange per tree level; the host answers only at splits it recorded, for rows in range and released, and a
+scorecard is refused for trees."""
 
 from __future__ import annotations
 
@@ -61,7 +62,9 @@ def _score(models: dict[str, Any], guest: pd.DataFrame, host: pd.DataFrame, **pa
 @pytest.fixture(scope="module")
 def credit() -> dict[str, Any]:
     """Credit rows split vertically (missing values on both sides): 400 to train on, 200 new ones to score."""
-    guest, host = _aligned(*vertical_split(make_credit(600, seed=5), host_features=HOST_FEATURES, overlap=1.0))
+    guest, host = _aligned(
+        *vertical_split(make_credit(600, seed=5), host_features=HOST_FEATURES, overlap=1.0)
+    )
     assert host.drop(columns=["id"]).isna().any().any(), "the host's new rows have missing values"
     train, new = slice(0, 400), slice(400, 600)
     parts = {
@@ -117,7 +120,9 @@ def test_binary_scores_are_the_plaintext_boosters_on_the_joined_rows_one_walk_pe
     assert 1 <= len(walks) <= BINARY["max_depth"], "one walk per tree level, for every tree and row at once"
     assert len({int(s[0]) for w in walks for s in w["splits"]}) > 1, "one walk serves several trees"
     assert [m.payload for m in to_host if m.tag == WALK][-1] == {"op": "end"}
-    recorded = {(s["tree"], s.get("class", 0), s["node"]) for s in credit["models"]["host"]["model"]["splits"]}
+    recorded = {
+        (s["tree"], s.get("class", 0), s["node"]) for s in credit["models"]["host"]["model"]["splits"]
+    }
     assert {tuple(int(v) for v in s) for w in walks for s in w["splits"]} <= recorded
 
 
@@ -223,3 +228,68 @@ def test_the_host_refuses_walks_at_splits_it_never_recorded_or_of_rows_out_of_ra
     assert isinstance(error, SecureBoostError) and "at most 3 levels deep" in str(error)
     honest = GuestPart.from_model(credit["models"]["guest"]["model"])
     assert honest.trees and honest.objective == "binary"
+
+
+def _parts_of(booster: Booster, guest_names: list[str], host_names: list[str], label: str) -> dict[str, Any]:
+    """A plaintext booster cut into the two parts `hetero_secureboost` writes: the guest's trees and binner of
+    its own features, the host's thresholds by (round, class, node) for the splits on its features."""
+    whole = booster.to_dict()
+    ours = len(guest_names)
+    binner = {"bins": whole["binner"]["bins"], "edges": whole["binner"]["edges"][:ours]}
+    common = {"component": "hetero_secureboost", "project": "simulation", "model_id": "m1", "id_column": "id"}
+    guest = {
+        **common,
+        "role": "guest",
+        "label": label,
+        "objective": booster.params.objective,
+        "classes": ["a", "b", "c"],
+        "feature_names": [*guest_names, *(f"host:{i}" for i in range(len(host_names)))],
+        "guest_features": ours,
+        "binner": binner,
+        "base_margin": whole["base_margin"],
+        "trees": whole["trees"],
+    }
+    splits = [
+        {
+            "tree": r,
+            "class": k,
+            "node": node,
+            "feature": host_names[f - ours],
+            "threshold": booster.binner.threshold(f, tree.bin[node]),
+            "default_left": bool(tree.default_left[node]),
+        }
+        for r, trees in enumerate(booster.trees)
+        for k, tree in enumerate(trees)
+        for node, f in enumerate(tree.feature.tolist())
+        if f >= ours
+    ]
+    host = {
+        **common,
+        "role": "host",
+        "features": host_names,
+        "splits": splits,
+        "card": {"params": booster.params.model_dump()},
+    }
+    return {"guest": {"model": guest}, "host": {"model": host}}
+
+
+def test_multiclass_parts_walk_k_trees_a_round_and_give_the_boosters_softmax():
+    """K trees per round, the host's splits named by (round, class, node), softmax over the K margins."""
+    rng = np.random.default_rng(3)
+    n = 300
+    a, b = rng.normal(size=(n, 2)), rng.normal(size=(n, 2))
+    b[rng.random(n) < 0.1, 1] = np.nan
+    y = np.digitize(a[:, 0] + np.nan_to_num(b[:, 1]), [-0.5, 0.5])
+    guest = pd.DataFrame({"id": [f"r{i}" for i in range(n)], "y": np.asarray(["a", "b", "c"])[y]})
+    guest[["a0", "a1"]] = a
+    host = pd.DataFrame({"id": guest["id"], "b0": b[:, 0], "b1": b[:, 1]})
+    params = {"objective": "multiclass", "num_class": 3, "trees": 3, "max_depth": 3, "bins": 8}
+    booster = Booster(params).fit(np.hstack([a, b])[:200], y[:200])
+    models = _parts_of(booster, ["a0", "a1"], ["b0", "b1"], "y")
+    assert any(s["class"] > 0 for s in models["host"]["model"]["splits"]), "host splits in several classes"
+    outputs = _score(models, guest[200:].reset_index(drop=True), host[200:].reset_index(drop=True))
+    scores = outputs["guest"]["scores"]
+    expected = booster.predict(np.hstack([a, b])[200:])
+    assert list(scores.columns) == ["id", "y", "score_a", "score_b", "score_c", "pred"]
+    np.testing.assert_allclose(scores[["score_a", "score_b", "score_c"]], expected, rtol=0, atol=1e-9)
+    assert scores["pred"].tolist() == np.asarray(["a", "b", "c"])[expected.argmax(axis=1)].tolist()

@@ -100,7 +100,9 @@ def test_an_exported_and_imported_pair_scores_the_same(fed: Path, trees: Run, tm
         model = project.run_by_id(trees.job_id).output("model", step="train")
         path = project.export_model(model, tmp_path / f"{party}.json")
         imported[party] = project.import_model(path, name="credit_trees")
-        assert json.dumps(imported[party].value(), sort_keys=True) == json.dumps(model.value(), sort_keys=True)
+        assert json.dumps(imported[party].value(), sort_keys=True) == json.dumps(
+            model.value(), sort_keys=True
+        )
     assert imported["guest"].id == imported["host"].id
     test = trees.output("test", step="split")
     project = fedbench.connect(home=fed / "guest").project("demo")

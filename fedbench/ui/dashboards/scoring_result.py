@@ -131,9 +131,7 @@ def model_summary(model: Any, auc: float | None) -> str:
     card = model.get("card") or {}
     if model.get("component") == "hetero_secureboost":
         rounds = model.get("trees")
-        kind = TRAINERS["hetero_secureboost"] + (
-            f", {len(rounds)} trees" if isinstance(rounds, list) else ""
-        )
+        kind = TRAINERS["hetero_secureboost"] + (f", {len(rounds)} trees" if isinstance(rounds, list) else "")
     else:
         kind = f"{TRAINERS['hetero_lr']}, protocol {model.get('protocol', '')}"
     parts = [
