@@ -1,6 +1,7 @@
-"""Scoring with a SecureBoost model between real nodes (one sandbox for the module): the scores are the plaintext
-booster's on the joined rows, an exported and imported pair scores the same, the host refuses rows no PSI
-released, and the scoring dashboard lists the trees model beside a logistic regression and scores with it."""
+"""Scoring with a SecureBoost model between real nodes (one sandbox for the module): the scores are the
+plaintext booster's on the joined rows, an exported and imported pair scores the same, the host refuses rows
+no PSI released, and the scoring dashboard lists the trees model beside a logistic regression and scores
+with it."""
 
 from __future__ import annotations
 
