@@ -293,3 +293,28 @@ def test_multiclass_parts_walk_k_trees_a_round_and_give_the_boosters_softmax():
     assert list(scores.columns) == ["id", "y", "score_a", "score_b", "score_c", "pred"]
     np.testing.assert_allclose(scores[["score_a", "score_b", "score_c"]], expected, rtol=0, atol=1e-9)
     assert scores["pred"].tolist() == np.asarray(["a", "b", "c"])[expected.argmax(axis=1)].tolist()
+
+
+def test_a_trained_multiclass_model_scores_as_the_boosters_softmax():
+    """A model `hetero_secureboost` trained on three text classes scores new rows as its plaintext booster."""
+    rng = np.random.default_rng(8)
+    n = 300
+    a, b = rng.normal(size=(n, 2)), rng.normal(size=(n, 2))
+    b[rng.random(n) < 0.1, 0] = np.nan
+    y = np.digitize(a[:, 1] + np.nan_to_num(b[:, 0]), [-0.6, 0.6])
+    guest = pd.DataFrame({"id": [f"r{i}" for i in range(n)], "y": np.asarray(["lo", "mid", "hi"])[y]})
+    guest[["a0", "a1"]] = a
+    host = pd.DataFrame({"id": guest["id"], "b0": b[:, 0], "b1": b[:, 1]})
+    params = {"objective": "multiclass", "trees": 3, "max_depth": 2, "bins": 8, "learning_rate": 0.5}
+    models = _train(guest[:200], host[:200], "y", params)
+    model = models["guest"]["model"]
+    classes = model["classes"]
+    assert sorted(classes) == ["hi", "lo", "mid"] and len(model["trees"][0]) == 3
+    codes = np.asarray([classes.index(v) for v in guest["y"][:200]])
+    booster = Booster({**params, "num_class": 3}).fit(np.hstack([a, b])[:200], codes)
+    outputs = _score(models, guest[200:].reset_index(drop=True), host[200:].reset_index(drop=True))
+    scores = outputs["guest"]["scores"]
+    expected = booster.predict(np.hstack([a, b])[200:])
+    columns = [f"score_{c}" for c in classes]
+    np.testing.assert_allclose(scores[columns], expected, rtol=0, atol=1e-6)
+    assert scores["pred"].tolist() == np.asarray(classes)[expected.argmax(axis=1)].tolist()
