@@ -33,7 +33,10 @@ from fedbench.ml.trees.binning import as_matrix
 from fedbench.ml.trees.booster import importance
 from fedbench.ml.trees.objectives import sigmoid, softmax
 
-__all__ = ["MAX_CLASSES", "HeteroSecureBoostParams", "hetero_secureboost"]
+__all__ = ["MAX_CLASSES", "ROW_DRAWS", "HeteroSecureBoostParams", "hetero_secureboost", "row_seed"]
+
+ROW_DRAWS = "hetero_secureboost.rows"
+"""The purpose our node keys the row draws' seed with (`row_seed`)."""
 
 MAX_CLASSES = 50
 """The most classes a label may have when num_class is unset: more is likelier an ID or amount than a class."""
@@ -262,6 +265,11 @@ def _importance(result: GuestResult, features: int) -> dict[str, list[float]]:
     return {"split": [int(v) for v in found["split"]], "gain": [float(v) for v in found["gain"]]}
 
 
+def row_seed(ctx: Context, seed: int) -> int:
+    """The seed of the rounds' row draws (subsample, GOSS): `seed` keyed with our node's own key."""
+    return int(ctx.private_rng(ROW_DRAWS, seed).integers(1 << 62))
+
+
 @hetero_secureboost.role("guest")
 def guest(ctx: Context, params: HeteroSecureBoostParams) -> None:
     """Train with the host, score the training and validation rows, write our part of the model."""
@@ -293,7 +301,9 @@ def guest(ctx: Context, params: HeteroSecureBoostParams) -> None:
     if tree_params.outputs > 1:
         rounds = f"{params.trees} rounds of {tree_params.outputs} trees"
     ctx.progress(0.05, f"training {rounds} on {len(table)} rows")
-    trainer = GuestTrainer(tree_params, params.key_bits)
+    # The host sees each round's rows: drawn from the public seed, it could replay a GOSS draw and tell the
+    # rows of largest gradient (those the model gets most wrong) from the random ones.
+    trainer = GuestTrainer(tree_params, params.key_bits, row_seed=row_seed(ctx, params.seed))
     pair = (
         None
         if validation is None or vlabels is None

@@ -27,7 +27,7 @@ from fedbench.ml.secureboost.layout import GhEncoding, fit_groups, unpack_values
 from fedbench.ml.trees import Binner, Tree, TreeParams
 from fedbench.ml.trees.histogram import Histogram, build_histograms
 from fedbench.ml.trees.objectives import objective_for
-from fedbench.ml.trees.sampling import feature_sample, goss_sample, round_rng, row_subsample
+from fedbench.ml.trees.sampling import feature_sample, round_rng, round_rows
 from fedbench.ml.trees.split import Split, goes_left
 from fedbench.ml.trees.tree import grow_tree_on
 
@@ -281,9 +281,11 @@ class GuestResult:
 class GuestTrainer:
     """The guest's training: key, setup with the host, then `Booster.fit`'s rounds over the protocol."""
 
-    def __init__(self, params: TreeParams, key_bits: int) -> None:
+    def __init__(self, params: TreeParams, key_bits: int, *, row_seed: int | None = None) -> None:
         self.params = params
         self.key_bits = key_bits
+        self.row_seed = params.seed if row_seed is None else row_seed
+        """The seed of the rounds' row draws: the component passes one only our node can derive."""
         self.objective = objective_for(params)
         self.host_features = 0
         """How many features the host has (known after `setup`); the guest sees them as host:0, host:1, ..."""
@@ -342,7 +344,7 @@ class GuestTrainer:
                 started = time.perf_counter()
                 rctx = ctx.iter(index)
                 grad, hess = objective.gradients(labels, result.margin)
-                rows, weights = self._rows(index, grad)
+                rows, weights = round_rows(params, index, grad, self.row_seed)
                 allowed = np.zeros(features, dtype=bool)
                 candidates = first if index == 0 else every
                 allowed[feature_sample(candidates, params.colsample, round_rng(params.seed, index, 1))] = True
@@ -394,15 +396,6 @@ class GuestTrainer:
             {"op": "stop", "trees": len(result.trees)}
         )
         return result
-
-    def _rows(self, index: int, grad: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """This round's rows and weights, drawn exactly as `Booster._rows` draws them."""
-        params = self.params
-        rng = round_rng(params.seed, index, 0)
-        if params.goss is not None:
-            return goss_sample(np.abs(grad).sum(axis=1), params.goss.top_rate, params.goss.other_rate, rng)
-        rows = row_subsample(len(grad), params.subsample, rng)
-        return rows, np.ones(len(rows))
 
     def _start(
         self,
