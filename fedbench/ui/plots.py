@@ -415,11 +415,16 @@ def _tree_arrays(tree: Mapping[str, Any]) -> dict[str, np.ndarray]:
     return arrays
 
 
+def _plain(value: float) -> str:
+    """A threshold as a person writes it: 26,000 rather than 2.6e+04, 0.1706 rather than 0.170634."""
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
+
+
 def _split_text(name: str, bin_: int, edges: Sequence[Sequence[float]] | None, feature: int) -> str:
     """An inner node's rule: "name < value" for a feature whose cut points we hold, else "name: bin <= k"."""
     if edges is not None and feature < len(edges) and not _is_host(name):
         cuts = edges[feature]
-        return f"{name} < {float(cuts[bin_]):,.4g}" if bin_ < len(cuts) else f"{name} present"
+        return f"{name} < {_plain(float(cuts[bin_]))}" if bin_ < len(cuts) else f"{name} present"
     return f"{name}: bin ≤ {bin_}"
 
 
