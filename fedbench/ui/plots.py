@@ -463,7 +463,7 @@ def tree_view(
 
     place(0, 0)
     width, levels = slots[0], max(d for _, d in placed.values()) + 1
-    fig, (ax,) = _figure(max(3.0, 1.9 * width), 0.4 + 1.25 * levels)
+    fig, (ax,) = _figure(max(3.0, 1.5 * width), 0.4 + 1.25 * levels)
     ax.set_axis_off()
     ax.set(xlim=(-0.6, width - 0.4), ylim=(-levels + 0.4, 0.6))
     counts = nodes.get("count")
