@@ -10,13 +10,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fedbench.components import RecordedMessage, RoleFailed, simulate
+from fedbench.components import RecordedMessage, RoleFailed, simulate, simulated_private_rng
+from fedbench.components.builtin.hetero_secureboost import ROW_DRAWS
 from fedbench.crypto.paillier import EncryptedVector, PublicKey
 from fedbench.datasets import breast_cancer_vertical, make_credit, vertical_split
 from fedbench.datasets.credit import HOST_FEATURES
 from fedbench.ml.secureboost import SecureBoostError
 from fedbench.ml.secureboost.host import bin_sums, pack_sums
 from fedbench.ml.trees import Binner, Booster
+from fedbench.ml.trees.sampling import round_rows
 
 pytestmark = pytest.mark.filterwarnings("ignore::fedbench.crypto.paillier.WeakKeyWarning")
 
@@ -33,7 +35,13 @@ def _plain(guest: pd.DataFrame, host: pd.DataFrame, label: str, params: dict[str
     """The plaintext booster on the joined rows: the guest's features first, then the host's."""
     xg = guest.drop(columns=["id", label])
     x = np.hstack([xg.to_numpy(float), host.drop(columns=["id"]).to_numpy(float)])
-    return Booster(params).fit(x, guest[label].to_numpy(float), guest_features=range(xg.shape[1]))
+    booster = Booster(params, row_seed=_guest_row_seed(params))
+    return booster.fit(x, guest[label].to_numpy(float), guest_features=range(xg.shape[1]))
+
+
+def _guest_row_seed(params: dict[str, Any]) -> int:
+    """The row draws' seed the simulated guest derives from the public seed with its own key."""
+    return int(simulated_private_rng("guest", ROW_DRAWS, params.get("seed", 0)).integers(1 << 62))
 
 
 def _assert_same_trees(model: dict[str, Any], booster: Booster) -> None:
@@ -249,6 +257,30 @@ def test_same_trees_with_goss_weights(cancer):
     outputs = _run(guest, host, "y", params)
     _assert_same_trees(outputs["guest"]["model"], _plain(guest, host, "y", params))
     assert outputs["host"]["model"]["splits"], "the host's features take part"
+
+
+def test_the_host_cannot_replay_the_row_draws_from_the_public_seed(cancer):
+    """GOSS keeps the rows of largest |g| and draws the others: the host sees each round's rows. Replaying the
+    draw from the public seed would tell it which rows were drawn at random, so which are the top ones (those
+    the model gets most wrong); the guest draws from a seed keyed with its own key instead."""
+    guest, host = cancer
+    params = {"trees": 2, "max_depth": 2, "bins": 8, "goss": {"top_rate": 0.2, "other_rate": 0.1}, "seed": 4}
+    record: list[RecordedMessage] = []
+    _run(guest, host, "y", params, record)
+    starts = [
+        m.payload["rows"]
+        for m in record
+        if m.receiver == "host" and m.tag == "sb.tree" and m.payload["op"] == "start"
+    ]
+    booster = _plain(guest, host, "y", params)
+    labels = guest["y"].to_numpy(float)
+    margin = np.full((len(guest), 1), booster.base_margin[0])
+    grad, _ = booster.objective.gradients(labels, margin)
+    tree_params = booster.params
+    ours, _ = round_rows(tree_params, 0, grad, _guest_row_seed(params))
+    replay, _ = round_rows(tree_params, 0, grad, params["seed"])
+    np.testing.assert_array_equal(starts[0], ours)
+    assert not np.array_equal(starts[0], replay), "the host could replay the draw from the public seed"
 
 
 def test_the_guest_refuses_a_histogram_that_does_not_add_up(cancer, monkeypatch):

@@ -1,6 +1,12 @@
 """Components: typed federated steps declared once (see `spec.py`), and the registry that lists them."""
 
-from fedbench.components.simulate import RecordedMessage, RoleFailed, SimulationTimeout, simulate
+from fedbench.components.simulate import (
+    RecordedMessage,
+    RoleFailed,
+    SimulationTimeout,
+    simulate,
+    simulated_private_rng,
+)
 from fedbench.components.spec import (
     Component,
     ParamsError,
@@ -30,4 +36,5 @@ __all__ = [
     "load_modules",
     "register",
     "simulate",
+    "simulated_private_rng",
 ]

@@ -22,15 +22,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from fedbench.components.spec import Component, get
 from fedbench.errors import ConfigError, FedbenchError, RecvTimeout
 from fedbench.federation import Cancelled, Context, PsiRelease, TaskIO
+from fedbench.federation.context import keyed_rng
 from fedbench.net import codec
 from fedbench.net.transport import InMemoryFederation, Transport
 
-__all__ = ["RecordedMessage", "RoleFailed", "SimulationTimeout", "simulate"]
+__all__ = ["RecordedMessage", "RoleFailed", "SimulationTimeout", "simulate", "simulated_private_rng"]
 
 _ITERATION = re.compile(r"^(i\d+\.)*")
 _SLICE = 0.5
@@ -245,7 +247,7 @@ class _Simulation:
             recv_timeout=timeout,
             project=self.project,
             psi_key=hashlib.sha256(f"fedbench-simulation|{self.project.get('id', '')}".encode()).digest(),
-            private_key=hashlib.sha256(f"fedbench-simulation-private|{party}".encode()).digest(),
+            private_key=_private_key(party),
         )
 
     def read(self, party: str, name: str) -> Any:
@@ -283,6 +285,16 @@ class _Simulation:
         return [
             PsiRelease("simulation", "psi", tuple(self.parties), tuple(self.parties), lambda: rows.copy())
         ]
+
+
+def _private_key(party: str) -> bytes:
+    """The simulated party's own key (a node's is `NodeHome.party_key`): fixed, so simulations repeat."""
+    return hashlib.sha256(f"fedbench-simulation-private|{party}".encode()).digest()
+
+
+def simulated_private_rng(party: str, purpose: str, seed: int) -> np.random.Generator:
+    """The generator `ctx.private_rng(purpose, seed)` gives `party` in `simulate`: for tests replaying its draws."""
+    return keyed_rng(_private_key(party), purpose, seed)
 
 
 def _failure(

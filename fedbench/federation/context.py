@@ -28,7 +28,7 @@ from fedbench.net.transport import Transport, message_key
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["Cancelled", "Context", "Metrics", "PeerHandle", "PsiRelease", "TaskIO"]
+__all__ = ["Cancelled", "Context", "Metrics", "PeerHandle", "PsiRelease", "TaskIO", "keyed_rng"]
 
 T = TypeVar("T")
 
@@ -110,6 +110,12 @@ class Metrics:
     def log(self, name: str, value: float, step: int | None = None) -> None:
         """Record one value of a metric (at an iteration `step`)."""
         self._emit({"type": "metric", "name": name, "value": float(value), "step": step})
+
+
+def keyed_rng(key: bytes, purpose: str, seed: int) -> np.random.Generator:
+    """The generator `Context.private_rng` gives a party holding `key`: `seed` keyed with HMAC-SHA256."""
+    digest = hmac.new(key, f"{purpose}\0{seed}".encode(), hashlib.sha256).digest()
+    return np.random.default_rng(int.from_bytes(digest, "big"))
 
 
 class Context:
@@ -209,8 +215,7 @@ class Context:
         """
         if not self._private_key:
             raise ConfigError("this context has no private key: a node's worker or `simulate` gives one")
-        digest = hmac.new(self._private_key, f"{purpose}\0{seed}".encode(), hashlib.sha256).digest()
-        return np.random.default_rng(int.from_bytes(digest, "big"))
+        return keyed_rng(self._private_key, purpose, seed)
 
     def input(self, name: str) -> Any:
         """An input of this step: a DataFrame for tables, the stored value for models and metrics."""

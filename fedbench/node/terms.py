@@ -103,9 +103,14 @@ def caveats(terms: ProjectTerms, *, arbiter: bool = False) -> list[str]:
             )
     if "train" in terms.uses:
         found.append(
-            "Training (hetero_lr) is protected only against a partner that runs fedbench unmodified: each side "
-            "learns what docs/protocols/hetero_lr.md lists (e.g. the host its batch gradients), and a partner "
-            "running modified code can spoil the model."
+            "Logistic regression (hetero_lr) is protected only against a partner that runs fedbench "
+            "unmodified: each side learns what docs/protocols/hetero_lr.md lists (e.g. the host its batch "
+            "gradients), and a partner running modified code can spoil the model."
+        )
+        found.append(
+            "Boosted trees (hetero_secureboost): the host learns which rows reach every tree node, and the "
+            "guest on which side of each host split every training row falls; a guest running modified code "
+            "can also learn the host's bin of each row for the host's features (it chooses what the host sums)."
         )
     if "score" in terms.uses:
         found.append(

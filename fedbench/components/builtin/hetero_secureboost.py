@@ -2,10 +2,13 @@
 host the rest (SecureBoost; docs/protocols/secureboost.md says what each party sees).
 
 The trees are those of the plaintext booster (`fedbench.ml.trees`) on the joined rows: the guest computes
-gradients, encrypts them once per tree under its own key, and finds every split from its own histograms and
-the host's decrypted encrypted ones; the host keeps the thresholds of its splits. Binary and regression
-objectives (multiclass comes later). Each tree's training loss (and validation metric) streams to the run; the
-guest's `scores` and `validation_scores` feed `evaluate`; `model` is each party's own part with a model card.
+gradients, encrypts them once per round under its own key, and finds every split from its own histograms and
+the host's decrypted encrypted ones; the host keeps the thresholds of its splits. Objectives: binary (a 0/1
+label), regression, and multiclass: the label's K distinct values (numbers or text) are the classes in sorted
+order, each round grows one tree per class from one encryption of every class's (g, h) per row, and a label of
+two values trains one binary tree per round. Each round's training loss (and validation metric) streams to the
+run; the guest's `scores` and `validation_scores` feed `evaluate`; `model` is each party's own part with a
+model card.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from fedbench.components.builtin.columns import LABEL_CANDIDATES, find_label
 from fedbench.components.builtin.hetero_lr import scores_table
@@ -28,9 +31,15 @@ from fedbench.ml.secureboost import GuestResult, GuestTrainer, HostTrainer, Secu
 from fedbench.ml.trees import TreeParams
 from fedbench.ml.trees.binning import as_matrix
 from fedbench.ml.trees.booster import importance
-from fedbench.ml.trees.objectives import sigmoid
+from fedbench.ml.trees.objectives import sigmoid, softmax
 
-__all__ = ["HeteroSecureBoostParams", "hetero_secureboost"]
+__all__ = ["MAX_CLASSES", "ROW_DRAWS", "HeteroSecureBoostParams", "hetero_secureboost", "row_seed"]
+
+ROW_DRAWS = "hetero_secureboost.rows"
+"""The purpose our node keys the row draws' seed with (`row_seed`)."""
+
+MAX_CLASSES = 50
+"""The most classes a label may have when num_class is unset: more is likelier an ID or amount than a class."""
 
 
 class HeteroSecureBoostParams(TreeParams):
@@ -38,6 +47,15 @@ class HeteroSecureBoostParams(TreeParams):
 
     model_config = {"extra": "forbid", "frozen": True}
 
+    num_class: int | None = Field(
+        default=None,
+        ge=2,
+        le=1000,
+        description=(
+            f"multiclass: the number of classes the label must have; none: counted from the label (at most "
+            f"{MAX_CLASSES}); unset for the other objectives"
+        ),
+    )
     label: str | None = Field(
         default=None, description="the guest's label column; none: 'default' if present, else 'y'"
     )
@@ -45,11 +63,9 @@ class HeteroSecureBoostParams(TreeParams):
     key_bits: KeyBits = key_bits_field("the encrypted gradients")
 
     @model_validator(mode="after")
-    def _offered(self) -> HeteroSecureBoostParams:
-        if self.objective == "multiclass":
-            raise ValueError(
-                "objective 'multiclass' is not offered by hetero_secureboost yet; use binary or regression"
-            )
+    def _consistent(self) -> HeteroSecureBoostParams:
+        """The boosted-tree params' own checks, except that multiclass may leave num_class to the label."""
+        _tree_params(self, self.num_class or (2 if self.objective == "multiclass" else None))
         return self
 
 
@@ -70,11 +86,20 @@ hetero_secureboost = register(
                 "model",
                 "our part: guest, the trees with leaf values and its own thresholds; host, its thresholds",
             ),
-            Port("scores", "table", "guest: id, true label y, score (and prediction) of the training rows"),
+            Port(
+                "scores",
+                "table",
+                "guest: id, true label y, score and pred (multiclass: score_<class> per class and pred) of the "
+                "training rows",
+            ),
             Port(
                 "validation_scores", "table", "guest: the same for the validation rows (empty without them)"
             ),
-            Port("metrics", "metrics", "loss per tree, validation metric per tree, AUC, trees kept"),
+            Port(
+                "metrics",
+                "metrics",
+                "loss per round, validation metric per round, AUC (multiclass: accuracy), rounds kept",
+            ),
         ),
         description="Train gradient-boosted trees across guest and host features (SecureBoost).",
     )
@@ -108,13 +133,66 @@ def _labels(values: pd.Series, label: str, objective: str) -> np.ndarray:
     if objective == "binary" and (numbers.isna().any() or not numbers.isin([0, 1]).all()):
         raise SecureBoostError(
             f"the label {label!r} must hold 0 and 1 for the binary objective, found {found}; map the classes "
-            "to 0 and 1 first (e.g. with preprocess), or use objective 'regression' for a numeric target"
+            "to 0 and 1 first (e.g. with preprocess), use objective 'multiclass' for classes of any values, "
+            "or objective 'regression' for a numeric target"
         )
     if numbers.isna().any() or not np.isfinite(numbers.to_numpy(dtype=np.float64)).all():
         raise SecureBoostError(
             f"the label {label!r} has missing or non-numeric values; drop those rows first"
         )
     return numbers.to_numpy(dtype=np.float64)
+
+
+def _classes(values: pd.Series, label: str, num_class: int | None) -> list[Any]:
+    """The label's distinct values in sorted order (numbers before text), which are the classes 0..K-1."""
+    if values.isna().any():
+        raise SecureBoostError(f"the label {label!r} has missing values; drop those rows first")
+    classes = sorted(pd.unique(values).tolist(), key=lambda v: (isinstance(v, str), v))
+    shown = classes[:5] + (["..."] if len(classes) > 5 else [])
+    if len(classes) < 2:
+        raise SecureBoostError(
+            f"the label {label!r} has a single class {shown}; a classifier needs two or more: check the label "
+            "column and the rows given"
+        )
+    if num_class is not None and len(classes) != num_class:
+        raise SecureBoostError(
+            f"the label {label!r} has {len(classes)} classes {shown}, but num_class is {num_class}; set num_class "
+            f"to {len(classes)} or leave it unset"
+        )
+    if num_class is None and len(classes) > MAX_CLASSES:
+        raise SecureBoostError(
+            f"the label {label!r} has {len(classes)} classes {shown}, more than {MAX_CLASSES}: is it the label? "
+            f"Choose the label column with the param label, or set num_class to {len(classes)} to train one tree "
+            "per class each round"
+        )
+    return classes
+
+
+def _class_positions(values: pd.Series, classes: list[Any], label: str, rows: str) -> np.ndarray:
+    """Each row's class as its position in `classes`; a value of no training class is refused."""
+    positions = pd.Index(classes).get_indexer(values)
+    if (positions < 0).any():
+        unknown = sorted(map(str, pd.unique(values[positions < 0])))[:5]
+        raise SecureBoostError(
+            f"the {rows} rows' label {label!r} has classes {unknown} that the training rows do not have; give "
+            "rows of the same split"
+        )
+    return positions.astype(np.float64)
+
+
+def _targets(
+    values: pd.Series, label: str, params: HeteroSecureBoostParams, classes: list[Any] | None
+) -> tuple[np.ndarray, list[Any] | None]:
+    """The labels as the objective takes them and the classes (none for regression): binary 0 and 1; multiclass
+    any values, as positions in the classes (those of the training rows when `classes` is given)."""
+    if params.objective == "regression":
+        return _labels(values, label, "regression"), None
+    if params.objective == "binary":
+        return _labels(values, label, "binary"), [0, 1]
+    rows = "training" if classes is None else "validation"
+    if classes is None:
+        classes = _classes(values, label, params.num_class)
+    return _class_positions(values, classes, label, rows), classes
 
 
 def _validation(
@@ -133,16 +211,32 @@ def _validation(
     return align_rows(ctx.iter(1_000_000), peer_role, table, id_column, None, model_id)
 
 
-def _tree_params(params: HeteroSecureBoostParams) -> TreeParams:
-    """The boosted-tree params alone (what the plaintext booster would be given)."""
-    return TreeParams.model_validate(params.model_dump(exclude={"label", "id_column", "key_bits"}))
+def _tree_params(params: TreeParams, num_class: int | None) -> TreeParams:
+    """The boosted-tree params alone (what the plaintext booster would be given), with the classes found in
+    the label: `num_class` of 3 or more is multiclass, 2 trains one binary tree per round."""
+    values = params.model_dump(exclude={"label", "id_column", "key_bits"})
+    if params.objective == "multiclass":
+        binary = num_class == 2
+        values.update(objective="binary" if binary else "multiclass", num_class=None if binary else num_class)
+    try:
+        return TreeParams.model_validate(values)
+    except ValidationError as exc:
+        raise ValueError(
+            "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
+        ) from None
 
 
-def _scores(ids: pd.Series, y: pd.Series | None, margin: np.ndarray, objective: str) -> pd.DataFrame:
-    """The guest's scores: id, y, P(1) and the prediction at 0.5 (binary), or id, y and the value (regression)."""
+def _scores(
+    ids: pd.Series, y: pd.Series | None, margin: np.ndarray, objective: str, classes: list[Any] | None
+) -> pd.DataFrame:
+    """The guest's scores: id, y, then P(classes[1]) and the prediction at 0.5 (binary), score_<class> per class
+    and the most likely class (multiclass), or the value (regression)."""
     if objective == "binary":
-        proba = sigmoid(margin[:, 0])[:, None]
-        return scores_table(ids, y, proba, [0, 1], 0.5)
+        assert classes is not None
+        return scores_table(ids, y, sigmoid(margin[:, 0])[:, None], classes, 0.5)
+    if objective == "multiclass":
+        assert classes is not None
+        return scores_table(ids, y, softmax(margin) if len(margin) else margin, classes, 0.5)
     out = pd.DataFrame({"id": ids.to_numpy()})
     if y is not None:
         out["y"] = y.to_numpy()
@@ -150,10 +244,30 @@ def _scores(ids: pd.Series, y: pd.Series | None, margin: np.ndarray, objective: 
     return out
 
 
+def _classification_metrics(
+    ctx: Context, metrics: dict[str, Any], part: str, frame: pd.DataFrame, classes: list[Any]
+) -> None:
+    """AUC of the second class (binary) or the accuracy (multiclass) of a scores table, logged and kept."""
+    if not len(frame):
+        return
+    if len(classes) == 2:
+        if frame["y"].nunique() == 2:
+            metrics[f"{part}_auc"] = roc_auc(frame["y"].to_numpy() == classes[1], frame["score"].to_numpy())
+            ctx.metrics.log(f"{part}_auc", metrics[f"{part}_auc"])
+        return
+    metrics[f"{part}_accuracy"] = float(np.mean(frame["pred"].to_numpy() == frame["y"].to_numpy()))
+    ctx.metrics.log(f"{part}_accuracy", metrics[f"{part}_accuracy"])
+
+
 def _importance(result: GuestResult, features: int) -> dict[str, list[float]]:
     """Per joined feature (host features by anonymous id): how many splits use it and their summed gain."""
     found = importance(result.trees, features)
     return {"split": [int(v) for v in found["split"]], "gain": [float(v) for v in found["gain"]]}
+
+
+def row_seed(ctx: Context, seed: int) -> int:
+    """The seed of the rounds' row draws (subsample, GOSS): `seed` keyed with our node's own key."""
+    return int(ctx.private_rng(ROW_DRAWS, seed).integers(1 << 62))
 
 
 @hetero_secureboost.role("guest")
@@ -166,7 +280,7 @@ def guest(ctx: Context, params: HeteroSecureBoostParams) -> None:
             f"no label column named {' or '.join(map(repr, LABEL_CANDIDATES))}; set the param label "
             f"(the table has {list(table.columns)})"
         )
-    labels = _labels(table[label], label, params.objective)
+    labels, classes = _targets(table[label], label, params, None)
     if params.early_stopping_rounds and ctx.optional_input("validation") is None:
         raise SecureBoostError(
             "early_stopping_rounds needs validation rows: give the validation input, or set it to 0"
@@ -176,14 +290,20 @@ def guest(ctx: Context, params: HeteroSecureBoostParams) -> None:
     table = align_rows(ctx, "host", table, params.id_column, None, model_id)
     validation = _validation(ctx, "host", ctx.optional_input("validation"), params.id_column, model_id)
     names, x = _features(table, {params.id_column, label}, "guest")
-    tree_params = _tree_params(params)
+    tree_params = _tree_params(params, None if classes is None else len(classes))
+    objective = tree_params.objective
     vlabels = None
     if validation is not None:
         if label not in validation.columns:
             raise SecureBoostError(f"the validation rows have no label column {label!r}")
-        vlabels = _labels(validation[label], label, params.objective)
-    ctx.progress(0.05, f"training {params.trees} trees on {len(table)} rows")
-    trainer = GuestTrainer(tree_params, params.key_bits)
+        vlabels, _ = _targets(validation[label], label, params, classes)
+    rounds = f"{params.trees} trees"
+    if tree_params.outputs > 1:
+        rounds = f"{params.trees} rounds of {tree_params.outputs} trees"
+    ctx.progress(0.05, f"training {rounds} on {len(table)} rows")
+    # The host sees each round's rows: drawn from the public seed, it could replay a GOSS draw and tell the
+    # rows of largest gradient (those the model gets most wrong) from the random ones.
+    trainer = GuestTrainer(tree_params, params.key_bits, row_seed=row_seed(ctx, params.seed))
     pair = (
         None
         if validation is None or vlabels is None
@@ -199,22 +319,19 @@ def guest(ctx: Context, params: HeteroSecureBoostParams) -> None:
     }
     if result.history:
         metrics[f"validation_{trainer.objective.metric_name}"] = result.history
-    scores = _scores(table[params.id_column], table[label], result.margin, params.objective)
+    scores = _scores(table[params.id_column], table[label], result.margin, objective, classes)
     ctx.output("scores", scores)
     if validation is not None and result.validation_margin is not None:
         vscores = _scores(
-            validation[params.id_column], validation[label], result.validation_margin, params.objective
+            validation[params.id_column], validation[label], result.validation_margin, objective, classes
         )
     else:
-        vscores = _scores(
-            pd.Series([], dtype=str), pd.Series([], dtype=float), np.zeros((0, 1)), params.objective
-        )
+        empty = np.zeros((0, tree_params.outputs))
+        vscores = _scores(pd.Series([], dtype=str), pd.Series([], dtype=float), empty, objective, classes)
     ctx.output("validation_scores", vscores)
-    if params.objective == "binary":
+    if classes is not None:
         for part, frame in (("train", scores), ("validation", vscores)):
-            if len(frame) and frame["y"].nunique() == 2:
-                metrics[f"{part}_auc"] = roc_auc(frame["y"].to_numpy() == 1, frame["score"].to_numpy())
-                ctx.metrics.log(f"{part}_auc", metrics[f"{part}_auc"])
+            _classification_metrics(ctx, metrics, part, frame, classes)
     ctx.output("metrics", metrics)
     ctx.output(
         "model",
@@ -227,7 +344,8 @@ def guest(ctx: Context, params: HeteroSecureBoostParams) -> None:
             "model_id": model_id,
             "id_column": params.id_column,
             "label": label,
-            "objective": params.objective,
+            "objective": objective,
+            **({} if classes is None else {"classes": classes}),
             "feature_names": feature_names,
             "guest_features": len(names),
             "binner": result.binner.to_dict(),
@@ -241,7 +359,7 @@ def guest(ctx: Context, params: HeteroSecureBoostParams) -> None:
             ),
         },
     )
-    ctx.progress(1.0, f"trained: {len(result.trees)} trees")
+    ctx.progress(1.0, f"trained: {len(result.trees)} {'rounds' if tree_params.outputs > 1 else 'trees'}")
 
 
 @hetero_secureboost.role("host")

@@ -19,7 +19,7 @@ from fedbench.ml.trees.binning import Binner, as_matrix
 from fedbench.ml.trees.errors import TreeDataError, TreeModelError, TreeParamsError
 from fedbench.ml.trees.objectives import Objective, objective_for
 from fedbench.ml.trees.params import TreeParams, tree_params
-from fedbench.ml.trees.sampling import feature_sample, goss_sample, round_rng, row_subsample
+from fedbench.ml.trees.sampling import feature_sample, round_rng, round_rows
 from fedbench.ml.trees.tree import Tree, grow_tree
 
 __all__ = ["FORMAT", "Booster", "importance"]
@@ -31,8 +31,10 @@ FORMAT = "fedbench.trees/1"
 class Booster:
     """A boosted-tree model: its params, binner, base margin and trees (one list of `outputs` trees per round)."""
 
-    def __init__(self, params: TreeParams | Mapping[str, Any]) -> None:
+    def __init__(self, params: TreeParams | Mapping[str, Any], *, row_seed: int | None = None) -> None:
         self.params: TreeParams = tree_params(params)
+        self.row_seed = self.params.seed if row_seed is None else row_seed
+        """The seed of the rounds' row draws (the params' seed unless given: see `GuestTrainer`)."""
         self.objective: Objective = objective_for(self.params)
         self.binner: Binner | None = None
         self.base_margin: np.ndarray = np.zeros(self.params.outputs)
@@ -78,7 +80,7 @@ class Booster:
         self.trees, self.history, self.best_round = [], [], None
         for round in range(params.trees):
             grad, hess = self.objective.gradients(labels, margin)
-            rows, weights = self._rows(round, grad)
+            rows, weights = round_rows(params, round, grad, self.row_seed)
             pool = pools[1] if round == 0 else pools[0]
             allowed = np.zeros(matrix.shape[1], dtype=bool)
             allowed[feature_sample(pool, params.colsample, round_rng(params.seed, round, 1))] = True
@@ -95,15 +97,6 @@ class Booster:
         if params.early_stopping_rounds and self.best_round is not None:
             del self.trees[self.best_round + 1 :]
         return self
-
-    def _rows(self, round: int, grad: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """This round's row positions and their weights: all, a subsample, or a GOSS draw."""
-        params, n = self.params, len(grad)
-        rng = round_rng(params.seed, round, 0)
-        if params.goss is not None:
-            return goss_sample(np.abs(grad).sum(axis=1), params.goss.top_rate, params.goss.other_rate, rng)
-        rows = row_subsample(n, params.subsample, rng)
-        return rows, np.ones(len(rows))
 
     def _stop(self, round: int, watch: tuple[np.ndarray, np.ndarray, np.ndarray], trees: list[Tree]) -> bool:
         """Score the validation rows after `round`; whether early stopping ends training here."""

@@ -6,9 +6,14 @@ and the federated parties can agree on a draw by sharing only the seed. Row posi
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-__all__ = ["feature_sample", "goss_sample", "round_rng", "row_subsample"]
+if TYPE_CHECKING:
+    from fedbench.ml.trees.params import TreeParams
+
+__all__ = ["feature_sample", "goss_sample", "round_rng", "round_rows", "row_subsample"]
 
 
 def round_rng(seed: int, round: int, purpose: int) -> np.random.Generator:
@@ -48,3 +53,16 @@ def feature_sample(pool: np.ndarray, rate: float, rng: np.random.Generator) -> n
         return np.sort(pool)
     take = max(1, int(round(rate * len(pool))))
     return np.sort(rng.choice(pool, size=take, replace=False))
+
+
+def round_rows(params: TreeParams, round: int, grad: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """One round's row positions and weights: all rows, a subsample or a GOSS draw (by |g|), drawn from `seed`.
+
+    `seed` is the params' seed in the plaintext booster; the federated guest passes a row seed only it can
+    derive, so the host, which sees the drawn rows, cannot replay the draw to tell GOSS's top rows apart.
+    """
+    rng = round_rng(seed, round, 0)
+    if params.goss is not None:
+        return goss_sample(np.abs(grad).sum(axis=1), params.goss.top_rate, params.goss.other_rate, rng)
+    rows = row_subsample(len(grad), params.subsample, rng)
+    return rows, np.ones(len(rows))

@@ -1,15 +1,16 @@
 """What the modeling and scoring dashboards read of a project's runs, said in a business user's words.
 
 A run is read as its typed record (`Run.record`, a `RunInfo`): our party's steps, each with its component,
-state and cache key; a step's outputs are artifacts `<key>:<output>`. Here: finding steps by component, the sentence
-saying which steps were reused and which ran (`reuse_sentence`), the models trained in a project
-(`trained_models`, and which one scoring offers first: `default_model`), whether a run succeeded with
-warnings (`run_warnings`, `run_state_words`), the tables whose rows are aligned across the parties
-(`aligned_tables`), the model a scoring run used (`model_of_run`), and `Outputs`, which reads each artifact
-once (an artifact id names content that never changes, so a page reloading its data reads nothing twice).
+state and cache key; a step's outputs are artifacts `<key>:<output>`. Here: finding steps by component, the
+sentence saying which steps were reused and which ran (`reuse_sentence`), the models trained in a project
+(`trained_models`: each `TRAINERS` step's model, logistic regression or boosted trees; and which one scoring
+offers first: `default_model`), whether a run succeeded with warnings (`run_warnings`, `run_state_words`),
+the tables whose rows are aligned across the parties (`aligned_tables`), the model a scoring run used
+(`model_of_run`), and `Outputs`, which reads each artifact once (an artifact id names content that never
+changes, so a page reloading its data reads nothing twice).
 
-A run as listed does not say what a step's inputs were, so the scoring dashboard names its runs after the
-model (`SCORING_NAME`); a scoring step in a pipeline that also trains used the model trained there.
+A run as listed names each step's inputs as the artifacts they are, so a scoring step's `model` input says
+which model it used; the scoring dashboard also names its runs after the model (`SCORING_NAME`).
 """
 
 from __future__ import annotations
@@ -30,12 +31,14 @@ __all__ = [
     "ALIGNED_OUTPUTS",
     "DONE",
     "SCORING_NAME",
+    "TRAINERS",
     "ModelEntry",
     "Outputs",
     "TableEntry",
     "aligned_tables",
     "default_model",
     "join_words",
+    "model_kind",
     "model_of_run",
     "reuse_sentence",
     "run_state_words",
@@ -49,6 +52,8 @@ __all__ = [
 ]
 
 _STEP_LABELS = {"psi": "PSI"}
+TRAINERS = {"hetero_lr": "logistic regression", "hetero_secureboost": "boosted trees"}
+"""The components whose `model` output scoring can use, and what each model is in a business user's words."""
 _NEVER = datetime.min.replace(tzinfo=UTC)
 
 
@@ -151,9 +156,15 @@ class Outputs:
         return self.maybe(f"{step.key}:{output}", kind)
 
 
+def model_kind(model: Any) -> str:
+    """What a stored model part is, in words ("logistic regression", "boosted trees"; "" when unknown)."""
+    return TRAINERS.get(model.get("component", ""), "") if isinstance(model, dict) else ""
+
+
 @dataclass(frozen=True)
 class ModelEntry:
-    """One model a project holds: a `hetero_lr` step's `model` output, or a model imported from a file."""
+    """One model a project holds: a training step's `model` output (`TRAINERS`), or a model imported from a
+    file."""
 
     artifact_id: str
     job_id: str
@@ -165,6 +176,13 @@ class ModelEntry:
     """The name it was imported under, for an imported model."""
     warnings: tuple[str, ...] = ()
     """What the training warned about the model (it succeeded, but may be weak or under-trained)."""
+    kind: str = ""
+    """What the model is: "logistic regression" or "boosted trees" (`TRAINERS`); "" when not known."""
+
+    @property
+    def trees(self) -> bool:
+        """Whether this is a boosted-trees model (no scorecard points: those are for logistic regression)."""
+        return self.kind == TRAINERS["hetero_secureboost"]
 
     @property
     def key(self) -> str:
@@ -172,12 +190,15 @@ class ModelEntry:
         return self.artifact_id.split(":", 1)[0]
 
     def label(self) -> str:
-        """A friendly name: run, step, when, and the validation AUC when known."""
+        """A friendly name: run, step, when, what kind of model, and the validation AUC when known."""
         if self.imported:
-            return f"imported model {self.imported} · {format_when(self.created_at)}"
+            kind = f" · {self.kind}" if self.kind else ""
+            return f"imported model {self.imported} · {format_when(self.created_at)}{kind}"
         parts = [f"run {self.job_id[:8]}", self.step, format_when(self.created_at)]
         if self.run_name:
             parts.insert(1, self.run_name)
+        if self.kind:
+            parts.append(self.kind)
         if self.validation_auc is not None:
             parts.append(f"AUC {self.validation_auc:.3f}")
         if self.warnings:
@@ -185,9 +206,23 @@ class ModelEntry:
         return " · ".join(parts)
 
 
-def validation_auc(outputs: Outputs, info: RunInfo) -> float | None:
-    """The AUC of a run's `evaluate` step on validation rows (training rows without them); None if unknown."""
-    metrics = outputs.step_output(info, "evaluate", "metrics", "metrics")
+def validation_auc(outputs: Outputs, info: RunInfo, trained: StepInfo | None = None) -> float | None:
+    """The AUC of a run's `evaluate` step on validation rows (training rows without them); None if unknown.
+
+    With `trained`, the `evaluate` step that read that step's scores (the run's first one if none did)."""
+    evaluate = next(
+        (
+            s
+            for s in info.steps
+            if s.component == "evaluate"
+            and trained is not None
+            and any(_made_by(ref, trained) for ref in s.inputs.values())
+        ),
+        info.step_of("evaluate"),
+    )
+    if evaluate is None or not evaluate.done:
+        return None
+    metrics = outputs.maybe(f"{evaluate.key}:metrics", "metrics")
     if not isinstance(metrics, dict):
         return None
     part = metrics.get("validation") or metrics.get("train") or {}
@@ -202,38 +237,45 @@ def trained_models(
     *,
     with_auc: bool = True,
 ) -> list[ModelEntry]:
-    """The models of a project, newest first: each succeeded `hetero_lr` step's model (once, from the run
-    that made it or first used it), then the models imported from files (`artifacts`: `project.artifacts()`)."""
+    """The models of a project, newest first: each succeeded training step's model (`TRAINERS`; once, from the
+    run that made it or first used it), then the models imported from files (`artifacts`:
+    `project.artifacts()`, each read once to tell its kind)."""
     found: dict[str, ModelEntry] = {}
     runs = list(runs)
     warned: dict[str, tuple[str, ...]] = {}
     for info in runs:
         for each in info.steps:
-            if each.component == "hetero_lr" and each.warnings:
+            if each.component in TRAINERS and each.warnings:
                 warned[each.key] = each.warnings
     for info in sorted(runs, key=started_key):
-        step = info.step_of("hetero_lr")
-        if info.state != "succeeded" or step is None or not step.done:
+        if info.state != "succeeded":
             continue
-        artifact_id = f"{step.key}:model"
-        if artifact_id in found:
-            continue
-        found[artifact_id] = ModelEntry(
-            artifact_id,
-            info.job_id,
-            step.step,
-            started_text(info),
-            info.name,
-            validation_auc(outputs, info) if with_auc else None,
-            warnings=warned.get(step.key, ()),
-        )
+        for step in info.steps:
+            artifact_id = f"{step.key}:model"
+            if step.component not in TRAINERS or not step.done or artifact_id in found:
+                continue
+            found[artifact_id] = ModelEntry(
+                artifact_id,
+                info.job_id,
+                step.step,
+                started_text(info),
+                info.name,
+                validation_auc(outputs, info, step) if with_auc else None,
+                warnings=warned.get(step.key, ()),
+                kind=TRAINERS[step.component],
+            )
     entries = sorted(found.values(), key=lambda e: e.created_at, reverse=True)
     if artifacts is not None and not artifacts.empty and "kind" in artifacts.columns:
         imported = artifacts[(artifacts["kind"] == "model") & artifacts["id"].str.startswith("import-")]
         for row in imported.iloc[::-1].itertuples():
             entries.append(
                 ModelEntry(
-                    str(row.id), str(row.job_id or ""), "", str(row.created_at), imported=str(row.name)
+                    str(row.id),
+                    str(row.job_id or ""),
+                    "",
+                    str(row.created_at),
+                    imported=str(row.name),
+                    kind=model_kind(outputs.maybe(str(row.id), "model")),
                 )
             )
     return entries
@@ -297,15 +339,29 @@ def aligned_tables(runs: Iterable[RunInfo], held: set[str]) -> list[TableEntry]:
     return list(found.values())
 
 
+def _made_by(ref: Any, step: StepInfo) -> bool:
+    """Whether a step input (`{"artifact": "<key>:<output>"}`, as runs list them) is an output of `step`."""
+    artifact = ref.get("artifact") if isinstance(ref, dict) else None
+    return isinstance(artifact, str) and artifact.split(":", 1)[0] == step.key
+
+
 def model_of_run(info: RunInfo, models: Sequence[ModelEntry]) -> tuple[ModelEntry | None, str]:
-    """The model a scoring run used, and how the page says it: the model trained in the same run, or the
-    one its name gives (runs the scoring dashboard started); (None, why) when the run does not record it."""
+    """The model a scoring run used, and how the page says it: the model trained in the same run, or the one
+    its `model` input or its name gives (runs the scoring dashboard started); (None, why) when the run does
+    not record it."""
     score = info.step_of("score")
-    train = info.step_of("hetero_lr")
-    if train is not None and score is not None:
+    ref = score.inputs.get("model") if score is not None else None
+    trainers = [s for s in info.steps if s.component in TRAINERS] if score is not None else []
+    train = next((s for s in trainers if _made_by(ref, s)), trainers[0] if trainers and not ref else None)
+    if train is not None:
         artifact_id = f"{train.key}:model"
         entry = next((m for m in models if m.artifact_id == artifact_id), None)
         return entry, f"trained in this run ({train.step})"
+    artifact = ref.get("artifact") if isinstance(ref, dict) else None
+    if isinstance(artifact, str):
+        entry = next((m for m in models if m.artifact_id == artifact), None)
+        if entry is not None:
+            return entry, entry.label()
     name = info.name
     if name.startswith(SCORING_NAME):
         start = name[len(SCORING_NAME) :].strip()

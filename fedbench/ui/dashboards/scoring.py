@@ -1,11 +1,12 @@
 """The scoring dashboard: score customers with a trained model, look at the scores, download them.
 
 `app()` builds the page as one widget (`notebooks/dashboards/scoring.ipynb` only displays it). A business user
-chooses an active project, one of its trained models (each `hetero_lr` step's model, by run, step, date and
-validation AUC; or a model imported from a file) and the rows to score: an earlier step's table whose rows are
-in the same order on both sides (a split's test rows, a PSI's matched rows), or a dataset authorised in the
-project, which a PSI matches with the partner's first (the run is then psi -> score). Options: a scorecard
-(base score, base odds, points to double the odds) and the threshold. `score()` starts the run with the run
+chooses an active project, one of its trained models (each `hetero_lr` or `hetero_secureboost` step's model,
+by run, step, date, kind (logistic regression or boosted trees) and validation AUC; or a model imported from
+a file) and the rows to score: an earlier step's table whose rows are in the same order on both sides (a
+split's test rows, a PSI's matched rows), or a dataset authorised in the project, which a PSI matches with the
+partner's first (the run is then psi -> score). Options: a scorecard (base score, base odds, points to double
+the odds; offered for logistic regression only) and the threshold. `score()` starts the run with the run
 monitor; when it ends, `show_run(job_id)` shows the rows scored, the score distribution, the first rows and
 a download of the scores (CSV or parquet).
 
@@ -53,7 +54,7 @@ from fedbench.ui.dashboards.model_runs import (
     step_of,
     trained_models,
 )
-from fedbench.ui.dashboards.scoring_result import charts_html, model_summary, result_html
+from fedbench.ui.dashboards.scoring_result import charts_html, features_used, model_summary, result_html
 from fedbench.ui.errors import FormError
 from fedbench.ui.fields import ModelFields
 from fedbench.ui.monitor import RunMonitor
@@ -290,6 +291,7 @@ class ScoringApp(RunsApp):
 
     def _model_changed(self, *, keep_data: bool) -> None:
         entry = self.chosen_model()
+        self._scorecard_shown()
         model = self.outputs.maybe(entry.artifact_id, "model") if entry is not None else None
         self.model_info.value = model_summary(model, entry.validation_auc if entry is not None else None) + (
             "".join(f'<div class="fb-message fb-warning">⚠ {escape(w)}</div>' for w in entry.warnings)
@@ -422,10 +424,18 @@ class ScoringApp(RunsApp):
         self.score_button.disabled = reason is not None or running
         self.permission.value = f'<span class="fb-help">{escape(reason)}</span>' if reason else ""
 
+    def scorecard_offered(self) -> bool:
+        """Whether the chosen model can add scorecard points: logistic regression only, not boosted trees."""
+        entry = self.chosen_model()
+        return entry is None or not entry.trees
+
     def _scorecard_shown(self) -> None:
-        shown = bool(self.options.fields["scorecard"].input.value)
+        offered = self.scorecard_offered()
+        fields = self.options.fields
+        fields["scorecard"].box.layout.display = None if offered else "none"
+        shown = offered and bool(fields["scorecard"].input.value)
         for name in SCORECARD:
-            self.options.fields[name].box.layout.display = None if shown else "none"
+            fields[name].box.layout.display = None if shown else "none"
 
     # ----- scoring ----------------------------------------------------------------------------------------
 
@@ -442,6 +452,10 @@ class ScoringApp(RunsApp):
         except FormError:
             self.message.problem("Please fix the highlighted options.")
             raise
+        if entry.trees:
+            # A boosted-trees model has no scorecard: its points settings are hidden and never sent.
+            for name in ("scorecard", *SCORECARD):
+                params.pop(name, None)
         model = {"artifact": entry.artifact_id}
         pipeline = Pipeline(f"{SCORING_NAME}{entry.key[:20]}")
         kind, _, value = data.partition(":")
@@ -500,7 +514,7 @@ class ScoringApp(RunsApp):
         metrics = self.outputs.maybe(f"{step.key}:metrics", "metrics") if done and step else None
         ours = isinstance(scores, pd.DataFrame) and "score" in scores.columns
         self.scores = scores if ours else None
-        _, model_words = model_of_run(info, self.models)
+        entry, model_words = model_of_run(info, self.models)
         self.result.value = result_html(
             info,
             metrics,
@@ -508,6 +522,7 @@ class ScoringApp(RunsApp):
             model_words=model_words,
             started_by=self.who(info.initiator),
             guest=str(self.project_info.get("initiator", "the guest")),
+            trees=entry is not None and entry.trees,
         )
         if job_id not in self._drawn:
             drawn = charts_html(scores) if ours else ""
@@ -650,8 +665,8 @@ class ScoringApp(RunsApp):
         }
         if not self.scores_here():
             model = self.outputs.maybe(entry.artifact_id, "model") if entry is not None else None
-            features = (model or {}).get("design", {}).get("features") if isinstance(model, dict) else None
-            line["your features used"] = len(features) if features is not None else ""
+            used = features_used(model)
+            line["your features used"] = used if used is not None else ""
         return line
 
     # ----- pickers ----------------------------------------------------------------------------------------

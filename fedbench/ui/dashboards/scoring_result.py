@@ -14,15 +14,23 @@ import pandas as pd
 from fedbench.client.records import RunInfo
 from fedbench.ui.dashboards.common import figure_box, format_when
 from fedbench.ui.dashboards.figures import chart, chart_grid
-from fedbench.ui.dashboards.model_runs import reuse_sentence
+from fedbench.ui.dashboards.model_runs import TRAINERS, reuse_sentence
 
-__all__ = ["charts_html", "model_summary", "result_html"]
+__all__ = ["charts_html", "features_used", "model_summary", "result_html"]
 
 
 def result_html(
-    info: RunInfo, metrics: Any, scores: Any, *, model_words: str, started_by: str, guest: str
+    info: RunInfo,
+    metrics: Any,
+    scores: Any,
+    *,
+    model_words: str,
+    started_by: str,
+    guest: str,
+    trees: bool = False,
 ) -> str:
-    """A scoring run as our party knows it: the guest's figures of its scores, or the rows the partner scored."""
+    """A scoring run as our party knows it: the guest's figures of its scores, or the rows the partner scored
+    (`trees`: with a boosted-trees model, whose scoring the partner took part in differently)."""
     top = (
         f'<div class="fb-help">Run <code>{escape(info.job_id[:8])}</code>, started by '
         f"{escape(started_by)} on {escape(format_when(info.created_at))} · "
@@ -57,12 +65,21 @@ def result_html(
             median = float(scores["points"].median())
             figures += figure_box("median scorecard points", f"{median:,.1f}", "fb-scoring-points")
         return head + f'<div class="fb-figures">{figures}</div>'
+    if trees:
+        note = (
+            f"At each split of yours in the model's trees, you told {escape(guest)} which of these rows go "
+            f"left, from your own part of the model; {escape(guest)} walked its trees and holds the scores. "
+            "You hold the list of IDs scored."
+        )
+    else:
+        note = (
+            f"You sent {escape(guest)} the partial scores of these rows, computed with your part of the "
+            f"model; {escape(guest)} added its own and holds the scores. You hold the list of IDs scored."
+        )
     return (
         head
         + f'<div class="fb-figures">{figures}</div>'
-        + f'<div class="fb-help fb-scoring-partner-note">You sent {escape(guest)} the partial scores of these '
-        f"rows, computed with your part of the model; {escape(guest)} added its own and holds the scores. You "
-        "hold the list of IDs scored.</div>"
+        + f'<div class="fb-help fb-scoring-partner-note">{note}</div>'
     )
 
 
@@ -94,16 +111,33 @@ def _points_chart(points: pd.Series) -> Any:
     return figure
 
 
+def features_used(model: Any) -> int | None:
+    """How many of our features our part of a model has (None when it is not a model part we know)."""
+    if not isinstance(model, dict):
+        return None
+    if model.get("component") == "hetero_secureboost":
+        if model.get("role") == "guest":
+            return int(model.get("guest_features") or 0)
+        return len(model.get("features") or [])
+    features = (model.get("design") or {}).get("features")
+    return None if features is None else len(features)
+
+
 def model_summary(model: Any, auc: float | None) -> str:
-    """Our part of a model in one line: our features, its training rows, protocol, validation AUC if known."""
+    """Our part of a model in one line: our features, its training rows, what model it is (logistic
+    regression's protocol, or boosted trees and how many), validation AUC if known."""
     if not isinstance(model, dict):
         return ""
     card = model.get("card") or {}
-    features = (model.get("design") or {}).get("features", [])
+    if model.get("component") == "hetero_secureboost":
+        rounds = model.get("trees")
+        kind = TRAINERS["hetero_secureboost"] + (f", {len(rounds)} trees" if isinstance(rounds, list) else "")
+    else:
+        kind = f"{TRAINERS['hetero_lr']}, protocol {model.get('protocol', '')}"
     parts = [
-        f"{len(features):,} of your features",
+        f"{features_used(model) or 0:,} of your features",
         f"trained on {int(card['rows']):,} rows" if card.get("rows") is not None else "",
-        f"protocol {model.get('protocol', '')}",
+        kind,
         f"AUC {auc:.3f} on validation rows" if auc is not None else "",
     ]
     return f'<div class="fb-help">{escape(" · ".join(p for p in parts if p))}</div>'
