@@ -40,7 +40,7 @@ def test_the_trees_template_trains_boosted_trees_and_is_built_for_the_chosen_dat
     assert [t.name for t in modeling_templates(kind="hetero_lr")] == ["credit_scoring", "credit_scoring_full"]
     trees = modeling_templates(kind=TREES)[0]
     assert trees.summary.startswith("Credit scoring with boosted trees on the sandbox's demo project")
-    assert trees.steps_text() == "psi → split → train → evaluate" and trees.datasets() == ["credit"]
+    assert trees.steps_text() == "psi → split → train → evaluate → score" and trees.datasets() == ["credit"]
     assert trees.model_kind == TREES and trees.train_step is not None
     assert trees.train_step.params == {
         "trees": 10,
@@ -49,6 +49,7 @@ def test_the_trees_template_trains_boosted_trees_and_is_built_for_the_chosen_dat
         "learning_rate": 0.3,
         "label": "default",
     }, "the demo's defaults, with the real key size (the default)"
+    assert trees.step_of("score").params == {}, "scorecard points are for logistic regression only"
 
     pipeline = trees.build(
         {"guest": "customers", "host": "accounts"}, label="churned", id_column="customer_no"
@@ -105,6 +106,9 @@ def test_modeling_app_trains_boosted_trees_shows_their_result_and_compares_them_
     assert 'fb-modeling-trees"><div class="fb-figure-value">3<' in guest.result.value
     assert "3 trees of depth 3" in guest.result.value and "1024-bit keys" in guest.result.value
     assert "boosted trees" in guest.result.value and "fb-modeling-warnings" not in guest.result.value
+    assert "Every step ran: PSI, split, train, evaluate and score." in guest.result.value
+    scored = run.output("scores", step="score").value()
+    assert len(scored) and scored["score"].between(0, 1).all() and "points" not in scored.columns
     charts = guest.charts.value
     assert charts.count("<img") == 8, "ROC, KS, lift, confusion, scores, loss per tree, importance, tree"
     assert 'alt="Loss per tree"' in charts

@@ -118,9 +118,9 @@ def _check_modeling(notebook: NotebookNode) -> None:
 
 
 def _check_secureboost(notebook: NotebookNode) -> None:
-    assert "psi → split → train → evaluate" in _text(notebook, "template")
+    assert "psi → split → train → evaluate → score" in _text(notebook, "template")
     assert "'hetero_secureboost'" in _text(notebook, "build") and "'label': 'y'" in _text(notebook, "build")
-    assert _text(notebook, "run").count("succeeded") == 4
+    assert _text(notebook, "run").count("succeeded") == 5
     metrics = _text(notebook, "metrics")
     auc = re.search(r"'validation': \{'auc': ([0-9.]+)", metrics)
     assert "10 trees" in metrics and auc is not None and float(auc[1]) > 0.9, metrics
@@ -134,6 +134,9 @@ def _check_secureboost(notebook: NotebookNode) -> None:
     assert (
         "20 host features" in host and "leaf values or trees in the host's part: False | label: False" in host
     )
+    scored = re.search(r"(\d+) test rows scored, columns \[(.*)\]", _text(notebook, "score"))
+    assert scored is not None and int(scored[1]) > 50, "the trees scored the test rows"
+    assert "'score'" in scored[2] and "'pred'" in scored[2] and "points" not in scored[2]
     regression = _text(notebook, "lr-run")
     assert regression.count("reused") == 2 and regression.count("succeeded") == 3, "PSI and split reused"
     compared = _text(notebook, "compare")
