@@ -213,15 +213,17 @@ class ModelingApp(RunsApp):
         for kind in MODEL_KINDS:
             form = ModelFields(
                 components.get(kind).params,
-                prefix=_FIELD_CLASS[kind],
+                prefix=_FIELD_CLASS.get(kind, f"fb-modeling-{kind}-param"),
                 show_names=False,
                 labels=_LABELS,
                 choice_labels=_CHOICES,
             )
-            main = widgets.HBox([form.fields[n].box for n in MAIN_SETTINGS[kind]])
+            main = widgets.HBox([form.fields[n].box for n in MAIN_SETTINGS.get(kind, ())])
             main.add_class("fb-row")
             main.add_class("fb-row-top")
-            more = widgets.VBox([f.box for n, f in form.fields.items() if n not in MAIN_SETTINGS[kind]])
+            more = widgets.VBox(
+                [f.box for n, f in form.fields.items() if n not in MAIN_SETTINGS.get(kind, ())]
+            )
             more_settings = widgets.Accordion(children=[more], titles=("More settings",))
             more_settings.selected_index = None
             self.forms[kind] = form

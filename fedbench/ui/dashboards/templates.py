@@ -22,6 +22,7 @@ from fedbench import components
 from fedbench.cli.dashboards import pipeline_templates_dir
 from fedbench.errors import FedbenchError
 from fedbench.pipeline import InputRef, Pipeline, PipelineError, Step
+from fedbench.ui.dashboards.model_runs import TRAINERS
 
 __all__ = [
     "MODEL_KINDS",
@@ -32,8 +33,9 @@ __all__ = [
     "modeling_templates",
 ]
 
-MODEL_KINDS: dict[str, str] = {"hetero_lr": "Logistic regression", "hetero_secureboost": "Boosted trees"}
-"""The components that train a model, each with the name a business user knows its model by."""
+MODEL_KINDS: dict[str, str] = {component: words.capitalize() for component, words in TRAINERS.items()}
+"""The components that train a model (`model_runs.TRAINERS`), each with the name a business user knows its
+model by ("Logistic regression", "Boosted trees")."""
 TRAIN_COMPONENTS: tuple[str, ...] = tuple(MODEL_KINDS)
 OPTIONAL_STEPS: dict[str, tuple[str, ...]] = {
     "preprocess": ("preprocess",),
