@@ -39,7 +39,11 @@ def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 def test_templates_are_found_with_their_summary_and_broken_files_are_left_out(tmp_path: Path) -> None:
     shipped = {t.name: t for t in load_templates()}
     assert {"count_rows", "credit_scoring", "credit_scoring_full"} <= set(shipped)
-    assert [t.name for t in modeling_templates()] == ["credit_scoring", "credit_scoring_full"]
+    assert [t.name for t in modeling_templates()] == [
+        "credit_scoring",
+        "credit_scoring_full",
+        "credit_scoring_trees",
+    ]
     credit = shipped["credit_scoring"]
     assert credit.summary.startswith("Credit scoring on the sandbox's demo project")
     assert credit.steps_text() == "psi → split → train → evaluate → score" and credit.datasets() == ["credit"]
@@ -55,7 +59,7 @@ def test_templates_are_found_with_their_summary_and_broken_files_are_left_out(tm
 def test_modeling_app_trains_retrains_compares_and_shows_the_host_its_part(fed: Path) -> None:
     guest = modeling.app(fedbench.connect(home=fed / "guest"))
     assert guest.project.value == "demo" and guest.template.value == "credit_scoring"
-    assert guest.template.options == ("credit_scoring", "credit_scoring_full"), "only templates that train"
+    assert guest.template.options == ("credit_scoring", "credit_scoring_full"), "the templates training an LR"
     assert "psi → split → train → evaluate → score" in guest.template_info.value
     fields = guest.settings.fields
     assert fields["learning_rate"].input.value == 0.5 and fields["label"].input.value == "default"

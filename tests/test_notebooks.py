@@ -117,12 +117,39 @@ def _check_modeling(notebook: NotebookNode) -> None:
     assert "['guest.json', 'host.json', 'scores.csv']" in _text(notebook, "download")
 
 
+def _check_secureboost(notebook: NotebookNode) -> None:
+    assert "psi → split → train → evaluate → score" in _text(notebook, "template")
+    assert "'hetero_secureboost'" in _text(notebook, "build") and "'label': 'y'" in _text(notebook, "build")
+    assert _text(notebook, "run").count("succeeded") == 5
+    metrics = _text(notebook, "metrics")
+    auc = re.search(r"'validation': \{'auc': ([0-9.]+)", metrics)
+    assert "10 trees" in metrics and auc is not None and float(auc[1]) > 0.9, metrics
+    for cell in ("loss", "importance", "tree", "compare-chart"):
+        assert "image/png" in _mimetypes(notebook, cell), f"the {cell} chart is drawn"
+    used = re.search(
+        r"(\d+) of 30 features used, (\d+) of them the host's", _text(notebook, "importance-table")
+    )
+    assert used is not None and 0 < int(used[2]) < int(used[1]), "the trees use features of both parties"
+    host = _text(notebook, "host-part")
+    assert (
+        "20 host features" in host and "leaf values or trees in the host's part: False | label: False" in host
+    )
+    scored = re.search(r"(\d+) test rows scored, columns \[(.*)\]", _text(notebook, "score"))
+    assert scored is not None and int(scored[1]) > 50, "the trees scored the test rows"
+    assert "'score'" in scored[2] and "'pred'" in scored[2] and "points" not in scored[2]
+    regression = _text(notebook, "lr-run")
+    assert regression.count("reused") == 2 and regression.count("succeeded") == 3, "PSI and split reused"
+    compared = _text(notebook, "compare")
+    assert "boosted trees" in compared and "logistic regression" in compared and "validation auc" in compared
+
+
 CHECKS: dict[str, Callable[[NotebookNode], None]] = {
     "quickstart.ipynb": _check_quickstart,
     "modeling.ipynb": _check_modeling,
     "rerun_one_stage.ipynb": _check_rerun_one_stage,
     "psi.ipynb": _check_psi,
     "feature_engineering.ipynb": _check_feature_engineering,
+    "secureboost.ipynb": _check_secureboost,
 }
 
 

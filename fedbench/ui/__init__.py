@@ -20,23 +20,27 @@ if TYPE_CHECKING:
     from fedbench.ui.plots import (
         compare_runs,
         confusion_matrix,
+        feature_importance,
         iv_chart,
         ks_curve,
         lift_gain_chart,
         loss_curve,
         roc_curve,
         score_distribution,
+        tree_view,
     )
 
 _PLOTS = (
     "compare_runs",
     "confusion_matrix",
+    "feature_importance",
     "iv_chart",
     "ks_curve",
     "lift_gain_chart",
     "loss_curve",
     "roc_curve",
     "score_distribution",
+    "tree_view",
 )
 
 __all__ = [
@@ -46,6 +50,7 @@ __all__ = [
     "RunMonitor",
     "compare_runs",
     "confusion_matrix",
+    "feature_importance",
     "form",
     "iv_chart",
     "ks_curve",
@@ -55,6 +60,7 @@ __all__ = [
     "plots",
     "roc_curve",
     "score_distribution",
+    "tree_view",
 ]
 
 

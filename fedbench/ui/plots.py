@@ -19,12 +19,14 @@ from fedbench.ui.errors import PlotError
 __all__ = [
     "compare_runs",
     "confusion_matrix",
+    "feature_importance",
     "iv_chart",
     "ks_curve",
     "lift_gain_chart",
     "loss_curve",
     "roc_curve",
     "score_distribution",
+    "tree_view",
 ]
 
 _BLUE, _ORANGE, _GREY, _GREEN, _RED = "#1f6feb", "#e36209", "#8c959f", "#2da44e", "#cf222e"
@@ -341,4 +343,174 @@ def compare_runs(
         frameon=False,
     )
     fig.suptitle(f"{labels[0]} vs {labels[1]}")
+    return fig
+
+
+HOST_PREFIX = "host:"
+"""How a boosted-tree model names a host feature for the guest: its anonymous id (`host:0`, `host:1`, ...)."""
+
+
+def _is_host(name: str) -> bool:
+    return name.startswith(HOST_PREFIX)
+
+
+def feature_importance(
+    importance: Mapping[str, Sequence[float]],
+    feature_names: Sequence[str],
+    *,
+    kind: str = "gain",
+    top: int = 20,
+) -> Figure:
+    """A boosted-tree model's feature importance as sorted horizontal bars: `kind` "gain" (the summed gain of
+    the splits on each feature) or "split" (how many splits use it). Features no split uses are left out;
+    host features (`host:0`...) are drawn in their own colour, by their anonymous id."""
+    if kind not in ("gain", "split"):
+        raise PlotError(f"kind must be 'gain' or 'split', got {kind!r}")
+    if top < 1:
+        raise PlotError(f"top must be at least 1, got {top}")
+    values = importance.get(kind) if isinstance(importance, Mapping) else None
+    if values is None:
+        raise PlotError(f"the importance has no {kind!r} values (it has {sorted(importance)})")
+    numbers = np.asarray(values, dtype=float)
+    names = [str(n) for n in feature_names]
+    if numbers.shape != (len(names),):
+        raise PlotError(
+            f"the importance has {numbers.size} values but there are {len(names)} feature names; "
+            "pass the model's feature_names with its importance"
+        )
+    used = pd.Series(numbers, index=names)
+    used = used[used > 0]
+    if used.empty:
+        raise PlotError("no split uses any feature: every tree is a single leaf")
+    shown = used.sort_values(ascending=False, kind="mergesort").head(top).iloc[::-1]
+    colors = [_ORANGE if _is_host(n) else _BLUE for n in shown.index]
+    fig, (ax,) = _figure(6.0, 1.2 + 0.32 * len(shown))
+    ax.barh(list(shown.index), shown.to_numpy(), color=colors)
+    ax.set(xlabel="Summed gain of its splits" if kind == "gain" else "Splits using it")
+    what = "gain" if kind == "gain" else "number of splits"
+    ax.set_title(f"Feature importance by {what} ({len(used)} of {len(names)} features used)")
+    if any(_is_host(n) for n in shown.index):
+        from matplotlib.patches import Patch
+
+        ax.legend(
+            handles=[
+                Patch(color=_BLUE, label="your features"),
+                Patch(color=_ORANGE, label="partner's (anonymous ids)"),
+            ],
+            loc="lower right",
+            frameon=False,
+        )
+    return fig
+
+
+def _tree_arrays(tree: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    needed = ("feature", "bin", "left", "right", "value")
+    missing = [n for n in needed if n not in tree]
+    if missing:
+        raise PlotError(f"a tree needs the node fields {list(needed)} (missing: {missing})")
+    arrays = {n: np.asarray(tree[n]) for n in (*needed, "count", "default_left") if n in tree}
+    size = len(arrays["feature"])
+    if size == 0 or any(len(a) != size for a in arrays.values()):
+        raise PlotError("a tree's node fields must have one value per node, and at least one node")
+    return arrays
+
+
+def _plain(value: float) -> str:
+    """A threshold as a person writes it: 26,000 rather than 2.6e+04, 0.1706 rather than 0.170634."""
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
+
+
+def _split_text(name: str, bin_: int, edges: Sequence[Sequence[float]] | None, feature: int) -> str:
+    """An inner node's rule: "name < value" for a feature whose cut points we hold, else "name: bin <= k"."""
+    if edges is not None and feature < len(edges) and not _is_host(name):
+        cuts = edges[feature]
+        return f"{name} < {_plain(float(cuts[bin_]))}" if bin_ < len(cuts) else f"{name} present"
+    return f"{name}: bin ≤ {bin_}"
+
+
+def tree_view(
+    tree_dict: Mapping[str, Any],
+    feature_names: Sequence[str],
+    *,
+    max_depth: int = 3,
+    edges: Sequence[Sequence[float]] | None = None,
+) -> Figure:
+    """One boosted tree drawn top-down to `max_depth` levels: at each inner node its split feature (a host
+    feature by its anonymous id) and bin threshold, "yes" (left) for rows at or below it; at each leaf its
+    value; the rows reaching each node when the tree records them. `edges`: the cut points of the first
+    features (the guest's binner), to show their thresholds as values; deeper levels are summarised."""
+    if max_depth < 1:
+        raise PlotError(f"max_depth must be at least 1, got {max_depth}")
+    nodes = _tree_arrays(tree_dict)
+    names = [str(n) for n in feature_names]
+    feature, left, right = nodes["feature"].astype(int), nodes["left"].astype(int), nodes["right"].astype(int)
+    if np.any(feature >= len(names)):
+        raise PlotError(
+            f"the tree splits on feature {int(feature.max())} but only {len(names)} names were given"
+        )
+    placed: dict[int, tuple[float, int]] = {}
+    slots = [0]
+
+    def place(node: int, depth: int) -> float:
+        """In-order x position of each node shown (leaves side by side, parents centred above)."""
+        if feature[node] < 0 or depth == max_depth:
+            x = float(slots[0])
+            slots[0] += 1
+        else:
+            x = (place(int(left[node]), depth + 1) + place(int(right[node]), depth + 1)) / 2
+        placed[node] = (x, depth)
+        return x
+
+    place(0, 0)
+    width, levels = slots[0], max(d for _, d in placed.values()) + 1
+    fig, (ax,) = _figure(max(3.0, 1.5 * width), 0.4 + 1.25 * levels)
+    ax.set_axis_off()
+    ax.set(xlim=(-0.6, width - 0.4), ylim=(-levels + 0.4, 0.6))
+    counts = nodes.get("count")
+    hidden = 0
+    for node, (x, depth) in placed.items():
+        rows = f"\n{int(counts[node]):,} rows" if counts is not None else ""
+        if feature[node] >= 0 and depth < max_depth:
+            name = names[feature[node]]
+            text = _split_text(name, int(nodes["bin"][node]), edges, int(feature[node])) + rows
+            if "default_left" in nodes:
+                text += f"\nmissing: {'yes' if bool(nodes['default_left'][node]) else 'no'}"
+            color = "#fff1e5" if _is_host(name) else "#e7f0fd"
+            for child, word in ((int(left[node]), "yes"), (int(right[node]), "no")):
+                cx, cy = placed[child]
+                ax.annotate(
+                    "",
+                    xy=(cx, -cy + 0.22),
+                    xytext=(x, -depth - 0.22),
+                    arrowprops={"arrowstyle": "-", "color": _GREY},
+                )
+                ax.text(
+                    (x + cx) / 2, -(depth + cy) / 2, word, fontsize=7, color=_GREY, ha="center", va="center"
+                )
+        elif feature[node] >= 0:
+            hidden += 1
+            text = "… deeper levels" + rows
+            color = "#f6f8fa"
+        else:
+            text = f"leaf {float(nodes['value'][node]):+.3f}" + rows
+            color = "#eaf6ec"
+        ax.text(
+            x,
+            -depth,
+            text,
+            ha="center",
+            va="center",
+            fontsize=8,
+            bbox={"boxstyle": "round,pad=0.35", "facecolor": color, "edgecolor": _GREY, "linewidth": 0.8},
+        )
+    title = "Rows meeting a node's rule go left (yes), the others right (no)"
+    ax.set_title(
+        title
+        + (
+            f"; {hidden} branches go deeper than {max_depth} level{'s' if max_depth > 1 else ''}"
+            if hidden
+            else ""
+        ),
+        fontsize=9,
+    )
     return fig

@@ -2,17 +2,20 @@
 
 `app()` builds the page as one widget (`notebooks/dashboards/modeling.ipynb` only displays it). A business user
 chooses an active project, then each party's dataset of that project (ours from those we authorised, with the
-label and ID columns our registry holds for it; the partner's by the name the project lists), then the steps: a
-template of `templates/pipelines/` that trains a model (a `hetero_lr` step) is the starting point, its optional
-steps (preprocessing; binning and selection) can be left out, and the training settings are a form generated
-from the component's params model. `train()` builds the pipeline for the chosen data (`PipelineTemplate.build`)
-and runs it with the run monitor (progress per step, the loss as it falls). When it ends, `show_run(job_id)`
-says which steps were reused and which ran again, and shows the metrics on training and validation rows, the
-charts and our part of the model; `compare(a, b)` sets two runs of the template side by side.
+label and ID columns our registry holds for it; the partner's by the name the project lists), then the model:
+logistic regression or boosted trees (`MODEL_KINDS`), then the steps: a template of `templates/pipelines/` that
+trains a model of that kind is the starting point, its optional steps (preprocessing; binning and selection)
+can be left out, and the training settings are a form generated from the training component's params model
+(one form per kind; the page shows the chosen kind's). `train()` builds the pipeline for the chosen data
+(`PipelineTemplate.build`) and runs it with the run monitor (progress per step, the loss as it falls). When it
+ends, `show_run(job_id)` says which steps were reused and which ran again, and shows the metrics on training and
+validation rows, the charts (for boosted trees also the feature importance and the first tree) and our part of
+the model; `compare(a, b)` sets two modeling runs side by side, of the same kind of model or not.
 
 The party that proposed the project plays guest in its jobs and holds the labels; the partner's page lists the
-same runs with what each left with it (its part of the model: its features and their weights, its training
-rows), never the guest's metrics. Every action is a plain method, tested in-process; the buttons only call them.
+same runs with what each left with it (its part of the model: its features and their weights, or the thresholds
+of the trees' splits on them; its training rows), never the guest's metrics. Every action is a plain method,
+tested in-process; the buttons only call them.
 """
 
 from __future__ import annotations
@@ -43,9 +46,11 @@ from fedbench.ui.dashboards.common import (
 from fedbench.ui.dashboards.figures import figure_html
 from fedbench.ui.dashboards.model_runs import Outputs, reuse_sentence, run_state_words, step_of
 from fedbench.ui.dashboards.modeling_result import (
+    TREES,
     final_metrics,
     guest_charts,
     headline,
+    kind_of,
     losses_of,
     metric_frame,
     metrics_table,
@@ -53,11 +58,14 @@ from fedbench.ui.dashboards.modeling_result import (
     partner_figures,
     settings_differences,
     settings_text,
+    train_step,
+    tree_charts,
+    tree_warnings,
 )
 from fedbench.ui.dashboards.projects import RELEASE_LABELS
 from fedbench.ui.dashboards.templates import (
+    MODEL_KINDS,
     OPTIONAL_STEPS,
-    TRAIN_COMPONENT,
     PipelineTemplate,
     modeling_templates,
 )
@@ -72,8 +80,13 @@ if TYPE_CHECKING:
 __all__ = ["ModelingApp", "app"]
 
 RUNS_SHOWN = 12
-MAIN_SETTINGS = ("epochs", "learning_rate", "batch_size", "alpha", "key_bits")
-"""The settings shown at once; the others are under "More settings"."""
+MAIN_SETTINGS: dict[str, tuple[str, ...]] = {
+    "hetero_lr": ("epochs", "learning_rate", "batch_size", "alpha", "key_bits"),
+    TREES: ("trees", "max_depth", "learning_rate", "bins", "key_bits"),
+}
+"""The settings of each kind of model shown at once; the others are under "More settings"."""
+_FIELD_CLASS = {"hetero_lr": "fb-modeling-param", TREES: "fb-modeling-trees-param"}
+"""The CSS class prefix of each kind's fields (the page holds only the chosen kind's form at a time)."""
 _LABELS = {
     "epochs": "Passes over the training rows (epochs)",
     "learning_rate": "Learning rate",
@@ -83,6 +96,21 @@ _LABELS = {
     "protocol": "Protocol",
     "label": "Label column (from your data registry)",
     "id_column": "ID column (from your data registry)",
+    "trees": "Number of trees",
+    "max_depth": "Depth of each tree",
+    "bins": "Bins per feature",
+    "min_child_weight": "Least weight of rows in each branch",
+    "min_rows_per_leaf": "Least training rows in each leaf",
+    "reg_lambda": "Penalty on large leaf values",
+    "gamma": "Least gain a split must bring",
+    "subsample": "Share of rows each tree is grown on",
+    "goss": "Gradient-based one-side sampling (instead of a share of rows)",
+    "colsample": "Share of features each tree may use",
+    "early_stopping_rounds": "Stop after this many trees without improvement (0: never)",
+    "objective": "What to predict",
+    "num_class": "Number of classes (several classes only)",
+    "complete_secure": "Grow the first tree on your features only",
+    "seed": "Seed of the random draws",
 }
 _GROUPS = {
     "preprocess": "Preprocess: fill missing values, cap outliers, scale",
@@ -90,11 +118,18 @@ _GROUPS = {
 }
 """The optional steps a user may leave out, as the page names them."""
 SCORE_COMPONENT = "score"
+_SCORECARD_KIND = "hetero_lr"
+"""Scorecard points are offered for logistic regression models only."""
 _CHOICES: dict[str, dict[Any, str]] = {
     "key_bits": {1024: "1024 bits (a quick try only)", 2048: "2048 bits", 3072: "3072 bits"},
     "protocol": {
         "sshe": "SSHE: two parties, secret-shared weights",
         "coordinated": "Coordinated by an arbiter",
+    },
+    "objective": {
+        "binary": "Yes or no (binary)",
+        "multiclass": "One of several classes",
+        "regression": "A number (regression)",
     },
 }
 _NOT_DONE = {"failed": "failed", "cancelled": "was cancelled"}
@@ -128,7 +163,14 @@ class ModelingApp(RunsApp):
         self.project = widgets.Dropdown(options=[], layout=wide)
         self.project.add_class("fb-modeling-project")
         self.project.observe(self._project_picked, "value")
-        self.template = widgets.Dropdown(options=list(self.templates), layout=wide)
+        offered = [k for k in MODEL_KINDS if any(t.model_kind == k for t in found)]
+        self.kind = widgets.ToggleButtons(
+            options=[(MODEL_KINDS[k], k) for k in offered], value=offered[0] if offered else None
+        )
+        self.kind.add_class("fb-modeling-kind")
+        self.kind.observe(self._kind_picked, "value")
+        self.kind_box = labelled("Model", self.kind)
+        self.template = widgets.Dropdown(options=[], layout=wide)
         self.template.add_class("fb-modeling-template")
         self.template.observe(self._template_picked, "value")
         self.template_box = labelled("Steps (start from a template)", self.template)
@@ -165,19 +207,29 @@ class ModelingApp(RunsApp):
         self.steps_box = widgets.VBox([*self.include.values(), self.scorecard])
         self.steps_box.add_class("fb-modeling-steps")
 
-        params = components.get(TRAIN_COMPONENT).params
-        self.settings = ModelFields(
-            params, prefix="fb-modeling-param", show_names=False, labels=_LABELS, choice_labels=_CHOICES
-        )
-        main = widgets.HBox([self.settings.fields[n].box for n in MAIN_SETTINGS])
-        main.add_class("fb-row")
-        main.add_class("fb-row-top")
-        more = widgets.VBox([f.box for n, f in self.settings.fields.items() if n not in MAIN_SETTINGS])
-        self.more_settings = widgets.Accordion(children=[more], titles=("More settings",))
-        self.more_settings.selected_index = None
-        self.settings_box = widgets.VBox(
-            [widgets.HTML('<div class="fb-subsection">Training settings</div>'), main, self.more_settings]
-        )
+        self.forms: dict[str, ModelFields] = {}
+        """The training settings of each kind of model, a form from its component's params."""
+        self._settings_parts: dict[str, tuple[widgets.Widget, ...]] = {}
+        for kind in MODEL_KINDS:
+            form = ModelFields(
+                components.get(kind).params,
+                prefix=_FIELD_CLASS.get(kind, f"fb-modeling-{kind}-param"),
+                show_names=False,
+                labels=_LABELS,
+                choice_labels=_CHOICES,
+            )
+            main = widgets.HBox([form.fields[n].box for n in MAIN_SETTINGS.get(kind, ())])
+            main.add_class("fb-row")
+            main.add_class("fb-row-top")
+            more = widgets.VBox(
+                [f.box for n, f in form.fields.items() if n not in MAIN_SETTINGS.get(kind, ())]
+            )
+            more_settings = widgets.Accordion(children=[more], titles=("More settings",))
+            more_settings.selected_index = None
+            self.forms[kind] = form
+            self._settings_parts[kind] = (main, more_settings)
+        self._settings_title = widgets.HTML('<div class="fb-subsection">Training settings</div>')
+        self.settings_box = widgets.VBox([self._settings_title, *self._settings_parts[self.model_kind]])
         self.settings_box.add_class("fb-modeling-settings")
         self.train_button = widgets.Button(description="Train", button_style="primary", icon="play")
         self.train_button.add_class("fb-modeling-train")
@@ -214,9 +266,9 @@ class ModelingApp(RunsApp):
         self.compare_box = widgets.VBox(
             [
                 widgets.HTML(
-                    '<div class="fb-subsection">Compare two runs of this template</div>'
-                    '<div class="fb-help">Their settings that differ, their final metrics and their loss '
-                    "per epoch.</div>"
+                    '<div class="fb-subsection">Compare two runs</div>'
+                    '<div class="fb-help">Their settings that differ, their final metrics and their loss per '
+                    "epoch (per tree for boosted trees), for two runs of one kind of model or of both.</div>"
                 ),
                 row(
                     [labelled("First run", self.compare_a), labelled("Second run", self.compare_b)],
@@ -232,7 +284,7 @@ class ModelingApp(RunsApp):
             workbench,
             "Train a model",
             "Train a model with a partner's features without seeing them: choose the project and each "
-            "party's data, the steps and the training settings, train, and compare.",
+            "party's data, the model, the steps and the training settings, train, and compare.",
             "modeling",
             [
                 card(
@@ -240,6 +292,7 @@ class ModelingApp(RunsApp):
                     [
                         labelled("Project", self.project),
                         self.data_box,
+                        self.kind_box,
                         widgets.HTML('<div class="fb-subsection">Steps</div>'),
                         self.template_box,
                         self.template_info,
@@ -264,8 +317,8 @@ class ModelingApp(RunsApp):
             ],
             tools=[self.refresh_button],
         )
-        if self.templates:
-            self.choose_template(next(iter(self.templates)))
+        if offered:
+            self.choose_kind(offered[0])
         self.refresh()
 
     # ----- choosing ---------------------------------------------------------------------------------------
@@ -300,17 +353,21 @@ class ModelingApp(RunsApp):
                 self.project.value = name
         self._fill_datasets()
         self._set_permission()
-        runs = [r.record for r in self.workbench.runs(name) if step_of(r.record, TRAIN_COMPONENT)]
+        runs = [r.record for r in self.workbench.runs(name) if train_step(r.record) is not None]
         self._show_runs(runs[:RUNS_SHOWN])
         running = self.attach_running(runs, self.train_button, "training")
         if running is not None:
             self._restore(running)
 
     def _restore(self, info: RunInfo) -> None:
-        """Show the choices a run in progress was started with: its template, datasets and settings."""
+        """Show the choices a run in progress was started with: its model, template, datasets and settings."""
         template = next((n for n, t in self.templates.items() if t.pipeline.name == info.name), None)
-        if template is not None:
+        kind = kind_of(info)
+        if template is not None and self.templates[template].model_kind == kind:
             self.choose_template(template)
+        elif kind is not None and kind != self.model_kind:
+            with contextlib.suppress(FormError):
+                self.choose_kind(kind)
         ran = {s.component for s in info.steps}
         for group, box in self.include.items():
             box.value = any(component in ran for component in OPTIONAL_STEPS[group])
@@ -323,23 +380,51 @@ class ModelingApp(RunsApp):
             ours = chosen.pop(self.party)
             with contextlib.suppress(FormError):
                 self.choose_datasets(ours, chosen)
-        train = step_of(info, TRAIN_COMPONENT)
-        if train is not None:
+        train = train_step(info)
+        if train is not None and train.component == self.model_kind:
             self._fill_settings(dict(train.params))
         score = step_of(info, SCORE_COMPONENT)
-        if score is not None:
+        if score is not None and self.model_kind == _SCORECARD_KIND:
             self.scorecard.value = bool(score.params.get("scorecard"))
         self._set_permission()
 
+    @property
+    def model_kind(self) -> str:
+        """The chosen kind of model: the component that trains it ("hetero_lr", "hetero_secureboost")."""
+        return str(self.kind.value) if self.kind.value in self.forms else next(iter(MODEL_KINDS))
+
+    @property
+    def settings(self) -> ModelFields:
+        """The training settings of the chosen kind of model."""
+        return self.forms[self.model_kind]
+
+    def choose_kind(self, kind: str) -> PipelineTemplate:
+        """Choose the kind of model (a `MODEL_KINDS` component): the templates that train it are offered, the
+        chosen one if it does, else the first, with its training settings."""
+        names = [n for n, t in self.templates.items() if t.model_kind == kind]
+        if not names:
+            words = MODEL_KINDS.get(kind, kind)
+            problem = (
+                f"No template of templates/pipelines/ trains this model ({words}); choose another model."
+            )
+            self.message.problem(problem)
+            raise FormError(problem, {"kind": problem})
+        return self.choose_template(str(self.template.value) if self.template.value in names else names[0])
+
     def choose_template(self, name: str) -> PipelineTemplate:
-        """Choose a template: its description, and the training settings filled with the template's values."""
+        """Choose a template: its kind of model, its description, and the training settings filled with the
+        template's values."""
         if name not in self.templates:
             problem = f"There is no modeling template named {name!r}."
             self.message.problem(problem)
             raise FormError(problem, {"template": problem})
         template = self.templates[name]
+        kind = template.model_kind or next(iter(MODEL_KINDS))
         with self._quiet():
+            self.kind.value = kind
+            self.template.options = [n for n, t in self.templates.items() if t.model_kind == kind]
             self.template.value = name
+        self.settings_box.children = (self._settings_title, *self._settings_parts[kind])
         step = template.train_step
         self._fill_settings(step.params if step is not None else {})
         self._apply_columns()
@@ -348,8 +433,9 @@ class ModelingApp(RunsApp):
             box.value = group in groups
             box.layout.display = None if group in groups else "none"
         score = template.step_of(SCORE_COMPONENT)
-        self.scorecard.value = bool(score is not None and score.params.get("scorecard"))
-        self.scorecard.layout.display = None if score is not None else "none"
+        scorecard = score is not None and kind == _SCORECARD_KIND
+        self.scorecard.value = bool(scorecard and score is not None and score.params.get("scorecard"))
+        self.scorecard.layout.display = None if scorecard else "none"
         self.template_info.value = (
             f'<div class="fb-help">{escape(template.summary)}</div>'
             f'<div class="fb-help">Steps: <b>{escape(template.steps_text())}</b></div>'
@@ -543,6 +629,7 @@ class ModelingApp(RunsApp):
         guest = self.trains_here() and not self._templates_problem
         for part in (
             self.data_box,
+            self.kind_box,
             self.template_box,
             self.template_info,
             self.steps_box,
@@ -560,7 +647,7 @@ class ModelingApp(RunsApp):
     # ----- training ---------------------------------------------------------------------------------------
 
     def params(self) -> dict[str, Any]:
-        """The training settings as the `hetero_lr` step gets them; FormError (shown at the fields) if wrong."""
+        """The training settings as the training step gets them; FormError (shown at the fields) if wrong."""
         try:
             model = self.settings.validate()
         except FormError as exc:
@@ -588,7 +675,7 @@ class ModelingApp(RunsApp):
         train = self.params()
         params = {step.name: train}
         score = template.step_of(SCORE_COMPONENT)
-        if score is not None:
+        if score is not None and template.model_kind == _SCORECARD_KIND:
             params[score.name] = {**score.params, "scorecard": bool(self.scorecard.value)}
         without = [g for g, box in self.include.items() if g in template.optional_groups() and not box.value]
         try:
@@ -648,11 +735,13 @@ class ModelingApp(RunsApp):
     def _draw(self, info: RunInfo) -> tuple[str, str, str]:
         """The result, the charts and the model part of a run, as HTML."""
         state = info.state
-        model = self.outputs.step_output(info, TRAIN_COMPONENT, "model", "model")
+        kind = kind_of(info) or self.model_kind
+        model = self.outputs.step_output(info, kind, "model", "model")
         params = (model or {}).get("card", {}).get("params")
         top = (
             f'<div class="fb-help">Run <code>{escape(info.job_id[:8])}</code> '
-            f"({escape(info.name)}), started by {escape(self.who(info.initiator))} "
+            f"({escape(info.name)}, {escape(MODEL_KINDS.get(kind, kind).lower())}), started by "
+            f"{escape(self.who(info.initiator))} "
             f"on {escape(format_when(info.created_at))}"
             + (f" · {escape(settings_text(params))}" if params else "")
             + "</div>"
@@ -674,31 +763,39 @@ class ModelingApp(RunsApp):
                 "",
             )
         reuse = f'<div class="fb-reuse fb-modeling-reuse">{escape(reuse_sentence(info))}</div>'
-        train_metrics = self.outputs.step_output(info, TRAIN_COMPONENT, "metrics", "metrics")
+        train_metrics = self.outputs.step_output(info, kind, "metrics", "metrics")
         part = model_part_html(model)
         guest = self._is_guest_model(model) if model is not None else self.trains_here()
         if not guest:
             guest_party = str(self.project_info.get("initiator", "the guest"))
             return top + reuse + partner_figures(model, train_metrics, guest_party), "", part
         evaluation = self.outputs.step_output(info, "evaluate", "metrics", "metrics")
-        body = headline(evaluation, train_metrics)
+        body = headline(evaluation, train_metrics, kind=kind, model=model)
         if isinstance(evaluation, dict):
             body += '<div class="fb-subsection">Metrics</div>' + metrics_table(evaluation)
         else:
             body += '<div class="fb-help">This pipeline has no evaluate step: no metrics were computed.</div>'
-        scores, which = self._scores(info)
-        return top + reuse + body, guest_charts(scores, losses_of(train_metrics), which=which), part
+        scores, which = self._scores(info, kind)
+        per = "tree" if kind == TREES else "epoch"
+        charts = guest_charts(scores, losses_of(train_metrics), which=which, per=per)
+        trees = tree_charts(model)
+        if trees:
+            charts += (
+                '<div class="fb-subsection">What the trees use</div><div class="fb-help">Which features the '
+                "trees split on (the partner's by anonymous id), and the first tree.</div>" + trees
+            )
+        return top + reuse + body, charts, part
 
     @staticmethod
     def _is_guest_model(model: Any) -> bool:
         return isinstance(model, dict) and model.get("role") == "guest"
 
-    def _scores(self, info: RunInfo) -> tuple[pd.DataFrame | None, str]:
+    def _scores(self, info: RunInfo, kind: str) -> tuple[pd.DataFrame | None, str]:
         """The scores the charts are drawn from: the validation rows', else the training rows'."""
-        validation = self.outputs.step_output(info, TRAIN_COMPONENT, "validation_scores", "table")
+        validation = self.outputs.step_output(info, kind, "validation_scores", "table")
         if isinstance(validation, pd.DataFrame) and len(validation):
             return validation, "validation rows"
-        scores = self.outputs.step_output(info, TRAIN_COMPONENT, "scores", "table")
+        scores = self.outputs.step_output(info, kind, "scores", "table")
         return (scores, "training rows") if isinstance(scores, pd.DataFrame) else (None, "")
 
     # ----- runs and comparing -----------------------------------------------------------------------------
@@ -733,48 +830,68 @@ class ModelingApp(RunsApp):
         steps = info.steps
         ran = sum(1 for s in steps if s.state == "succeeded")
         done = info.state == "succeeded"
+        kind = kind_of(info) or ""
         line: dict[str, Any] = {
             "run": info.job_id[:8],
             "when": format_when(info.created_at),
             "template": info.name,
+            "model": MODEL_KINDS.get(kind, kind),
             "started by": self.who(info.initiator),
             "state": run_state_words(info),
             "steps run": f"{ran} of {len(steps)}" if done else "",
         }
-        model = self.outputs.step_output(info, TRAIN_COMPONENT, "model", "model") if done else None
+        model = self.outputs.step_output(info, kind, "model", "model") if done else None
         params = (model or {}).get("card", {}).get("params") or {}
         line["learning rate"] = f"{params['learning_rate']:g}" if "learning_rate" in params else ""
         line["epochs"] = params.get("epochs", "")
+        line["trees"] = params.get("trees", "")
         if guest:
             evaluation = self.outputs.step_output(info, "evaluate", "metrics", "metrics") if done else None
             part = (evaluation or {}).get("validation") or (evaluation or {}).get("train") or {}
             line["validation AUC"] = f"{part['auc']:.3f}" if part.get("auc") is not None else ""
             line["validation KS"] = f"{part['ks']:.3f}" if part.get("ks") is not None else ""
+            if kind == TREES and done and not info.warnings:
+                metrics = self.outputs.step_output(info, kind, "metrics", "metrics")
+                if tree_warnings(evaluation, metrics, model):
+                    line["state"] = "⚠ succeeded with warnings"
         else:
-            design = (model or {}).get("design") or {}
-            line["your features"] = len(design.get("features", [])) if model else ""
+            names = (
+                (model or {}).get("features")
+                if kind == TREES
+                else (model or {}).get("design", {}).get("features")
+            )
+            line["your features"] = len(names or []) if model else ""
             rows = (model or {}).get("card", {}).get("rows")
             line["your training rows"] = f"{int(rows):,}" if rows is not None else ""
         return line
 
     def _fill_compare(self) -> None:
-        """Offer the succeeded runs of the chosen template for comparing (the latest two preselected)."""
+        """Offer every succeeded modeling run for comparing, of either kind of model; preselected: the latest two
+        of the chosen template, else the latest two."""
+        runs = [r for r in self.modeling_runs if r.state == "succeeded"]
+        choices = [
+            (
+                f"{r.job_id[:8]} · {MODEL_KINDS.get(kind_of(r) or '', '')} · {format_when(r.created_at)}",
+                r.job_id,
+            )
+            for r in runs
+        ]
         template = self.chosen
         name = template.pipeline.name if template is not None else None
-        runs = [r for r in self.modeling_runs if r.name == name and r.state == "succeeded"]
-        choices = [(f"{r.job_id[:8]} · {format_when(r.created_at)}", r.job_id) for r in runs]
-        values = [v for _, v in choices]
+        ours = [r.job_id for r in runs if r.name == name]
+        values = ours if len(ours) >= 2 else [v for _, v in choices]
         with self._quiet():
             for picker, index in ((self.compare_a, 1), (self.compare_b, 0)):
                 current = picker.value
                 same = tuple(picker.options) == tuple(choices)
                 picker.options = choices
                 default = values[index] if len(values) > index else (values[0] if values else None)
-                picker.value = current if same and current in values else default
+                picker.value = current if same and current in [v for _, v in choices] else default
         self.compare_button.disabled = len(choices) < 2
 
     def compare(self, first: str | None = None, second: str | None = None) -> Figure:
-        """Set two succeeded modeling runs side by side: the settings that differ, final metrics, loss curves."""
+        """Set two succeeded modeling runs side by side: the settings that differ (or the two kinds of model),
+        final metrics, loss curves (per epoch, per tree)."""
         first = first or self.compare_a.value
         second = second or self.compare_b.value
         if not first or not second or first == second:
@@ -793,13 +910,18 @@ class ModelingApp(RunsApp):
             raise FormError(problem, {"runs": problem})
         from fedbench.ui import plots
 
-        labels = (f"run {first[:8]}", f"run {second[:8]}")
+        kinds = [kind_of(info) or "" for info in infos]
+        if kinds[0] == kinds[1]:
+            labels = (f"run {first[:8]}", f"run {second[:8]}")
+        else:
+            words = [MODEL_KINDS.get(k, k).lower() for k in kinds]
+            labels = (f"run {first[:8]} ({words[0]})", f"run {second[:8]} ({words[1]})")
         frames, settings = [], []
-        for info in infos:
+        for info, kind in zip(infos, kinds, strict=True):
             evaluation = self.outputs.step_output(info, "evaluate", "metrics", "metrics")
-            train_metrics = self.outputs.step_output(info, TRAIN_COMPONENT, "metrics", "metrics")
+            train_metrics = self.outputs.step_output(info, kind, "metrics", "metrics")
             frames.append(metric_frame(evaluation, train_metrics))
-            model = self.outputs.step_output(info, TRAIN_COMPONENT, "model", "model") or {}
+            model = self.outputs.step_output(info, kind, "model", "model") or {}
             settings.append(model.get("card", {}).get("params") or {})
         try:
             chart = plots.compare_runs(frames[0], frames[1], labels=labels)
@@ -822,6 +944,11 @@ class ModelingApp(RunsApp):
         if not self._updating and change["new"]:
             self.message.clear()
             self._quietly(self.choose_project, change["new"])
+
+    def _kind_picked(self, change: Any) -> None:
+        if not self._updating and change["new"]:
+            self.message.clear()
+            self._quietly(self.choose_kind, change["new"])
 
     def _template_picked(self, change: Any) -> None:
         if not self._updating and change["new"]:

@@ -2,9 +2,11 @@
 
 They are found next to the package or in the current directory, the way `fedbench dashboards` finds the
 Voila template (`fedbench.cli.dashboards.pipeline_templates_dir`). A template's leading comment says what it
-does. A template is a starting point: `build` puts the datasets each party chose in place of the template's
-dataset name, the label and ID columns of the chosen data in every step that reads them, leaves out the optional
-steps the user turned off (preprocessing; binning and selection) and takes the training settings of the form.
+does. A template that trains a model has one step of a `TRAIN_COMPONENTS` component (its model kind: logistic
+regression or boosted trees). A template is a starting point: `build` puts the datasets each party chose in
+place of the template's dataset name, the label and ID columns of the chosen data in every step that reads
+them, leaves out the optional steps the user turned off (preprocessing; binning and selection) and takes the
+training settings of the form.
 Unchanged choices give unchanged steps, so their cache keys match and they are reused when they ran before.
 """
 
@@ -20,16 +22,21 @@ from fedbench import components
 from fedbench.cli.dashboards import pipeline_templates_dir
 from fedbench.errors import FedbenchError
 from fedbench.pipeline import InputRef, Pipeline, PipelineError, Step
+from fedbench.ui.dashboards.model_runs import TRAINERS
 
 __all__ = [
+    "MODEL_KINDS",
     "OPTIONAL_STEPS",
-    "TRAIN_COMPONENT",
+    "TRAIN_COMPONENTS",
     "PipelineTemplate",
     "load_templates",
     "modeling_templates",
 ]
 
-TRAIN_COMPONENT = "hetero_lr"
+MODEL_KINDS: dict[str, str] = {component: words.capitalize() for component, words in TRAINERS.items()}
+"""The components that train a model (`model_runs.TRAINERS`), each with the name a business user knows its
+model by ("Logistic regression", "Boosted trees")."""
+TRAIN_COMPONENTS: tuple[str, ...] = tuple(MODEL_KINDS)
 OPTIONAL_STEPS: dict[str, tuple[str, ...]] = {
     "preprocess": ("preprocess",),
     "selection": ("binning", "select"),
@@ -54,8 +61,14 @@ class PipelineTemplate:
 
     @property
     def train_step(self) -> Step | None:
-        """The step that trains the model (component `hetero_lr`)."""
-        return self.step_of(TRAIN_COMPONENT)
+        """The step that trains the model (the first of a `TRAIN_COMPONENTS` component)."""
+        return next((s for s in self.pipeline.steps if s.component in TRAIN_COMPONENTS), None)
+
+    @property
+    def model_kind(self) -> str | None:
+        """The component that trains the template's model ("hetero_lr", "hetero_secureboost"), or None."""
+        step = self.train_step
+        return step.component if step is not None else None
 
     def datasets(self) -> list[str]:
         """The dataset names the template's steps read (the same name on every party)."""
@@ -179,6 +192,7 @@ def load_templates(folder: Path | None = None) -> list[PipelineTemplate]:
     return templates
 
 
-def modeling_templates(folder: Path | None = None) -> list[PipelineTemplate]:
-    """The templates that train a model (those with a `hetero_lr` step)."""
-    return [t for t in load_templates(folder) if t.train_step is not None]
+def modeling_templates(folder: Path | None = None, *, kind: str | None = None) -> list[PipelineTemplate]:
+    """The templates that train a model (those with a step of a `TRAIN_COMPONENTS` component); with `kind`,
+    only those training that component's model."""
+    return [t for t in load_templates(folder) if t.train_step is not None and kind in (None, t.model_kind)]
