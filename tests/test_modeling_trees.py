@@ -17,7 +17,7 @@ from conftest import DATABASE_URL, TEST_DEMO_ROWS
 
 import fedbench
 from fedbench import sandbox
-from fedbench.ui.dashboards import modeling
+from fedbench.ui.dashboards import modeling, scoring
 from fedbench.ui.dashboards.templates import modeling_templates
 
 pytestmark = pytest.mark.filterwarnings("ignore::fedbench.crypto.paillier.WeakKeyWarning")
@@ -154,19 +154,23 @@ def test_modeling_app_trains_boosted_trees_shows_their_result_and_compares_them_
     assert "Boosted trees" in rows[run.job_id[:8]] and "Logistic regression" in rows[regression.job_id[:8]]
 
 
-def test_trees_that_learn_nothing_succeed_with_a_warning(fed: Path) -> None:
+def test_trees_that_learn_nothing_fail_with_the_reason_and_are_not_offered_for_scoring(fed: Path) -> None:
     guest = modeling.app(fedbench.connect(home=fed / "guest"))
     guest.choose_kind(TREES)
+
+    def offered() -> set[str]:
+        page = scoring.app(fedbench.connect(home=fed / "guest"))
+        page.choose_project(guest.project.value)
+        return {value for _, value in page.model.options}
+
+    before = offered()
     guest.settings.set(key_bits=1024, trees=1, gamma=1_000_000)
     run = guest.train(wait=True)
-    assert run.status == "succeeded", "the component keeps the model; the page says what is wrong with it"
-    assert not any(run.output("model", step="train").value()["importance"]["split"])
+    assert run.status == "failed", "trees that never split give everyone the same score: not a model to keep"
     result = _texts(guest.result.value)
-    assert "fb-modeling-warnings" in result and "Check this model before using it" in result
-    assert "do not split on any feature" in result and "no better than chance" in result
+    assert "This training failed" in result and "do not split on any feature" in result
     assert "lower gamma" in result
-    row = next(line for line in guest.runs.value.split("<tr>") if run.job_id[:8] in line)
-    assert "⚠ succeeded with warnings" in row
+    assert offered() == before, "scoring never offers a failed model"
 
 
 def test_a_page_opened_during_a_tree_training_follows_it_with_its_settings(fed: Path) -> None:

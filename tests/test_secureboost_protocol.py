@@ -15,6 +15,7 @@ from fedbench.components.builtin.hetero_secureboost import ROW_DRAWS
 from fedbench.crypto.paillier import EncryptedVector, PublicKey
 from fedbench.datasets import breast_cancer_vertical, make_credit, vertical_split
 from fedbench.datasets.credit import HOST_FEATURES
+from fedbench.ml.health import check_trees
 from fedbench.ml.secureboost import SecureBoostError
 from fedbench.ml.secureboost.host import bin_sums, pack_sums
 from fedbench.ml.trees import Binner, Booster
@@ -297,3 +298,21 @@ def test_the_guest_refuses_a_histogram_that_does_not_add_up(cancer, monkeypatch)
         _run(*cancer, "y", {"trees": 1, "max_depth": 1, "bins": 4})
     error = failed.value.errors["guest"]
     assert isinstance(error, SecureBoostError) and "malformed" in str(error)
+
+
+def test_trees_that_never_split_fail_the_step_and_the_host_keeps_no_part(cancer):
+    """Trees without a split give every row the same score: the guest fails the step with the setting to
+    change, and the host, told to keep its part only once the guest found the model sound, writes no model."""
+    guest, host = cancer
+    with pytest.raises(RoleFailed) as failed:
+        _run(guest, host, "y", {"trees": 1, "max_depth": 2, "bins": 8, "gamma": 1e6})
+    assert failed.value.party == "guest" and type(failed.value.error).__name__ == "ModelHealthError"
+    assert "do not split on any feature" in str(failed.value.error) and "lower gamma" in str(failed.value.error)
+    assert "model" not in failed.value.outputs.get("host", {}), "the host keeps no part of a failed model"
+
+
+def test_a_model_barely_better_than_chance_succeeds_with_a_warning():
+    health = check_trees(losses=[0.69, 0.68], splits=3, auc=0.53)
+    assert health.ok and "barely better than chance" in health.warnings[0]
+    assert not check_trees(losses=[0.69, float("nan")], splits=3).ok
+    assert not check_trees(losses=[0.69], splits=3, auc=0.5).ok

@@ -29,6 +29,7 @@ __all__ = [
     "STILL_FALLING",
     "WEAK_AUC",
     "check_training",
+    "check_trees",
     "safer_learning_rate",
 ]
 
@@ -162,6 +163,39 @@ def check_training(
                 f"The model's AUC on the {auc_rows} rows is {_show(auc)}, no better than chance: it ranks rows "
                 f"no better than a coin toss. Lower learning_rate (e.g. {safer_learning_rate(learning_rate):g}), "
                 "or check that the label and the features are the right columns."
+            )
+        elif auc < WEAK_AUC:
+            health.warnings.append(
+                f"The model's AUC on the {auc_rows} rows is {auc:.3f}, barely better than chance: check the "
+                "features and the label before using it."
+            )
+    return health
+
+
+def check_trees(
+    *, losses: Sequence[float], splits: int, auc: float | None = None, auc_rows: str = "validation"
+) -> Health:
+    """Judge a boosted-tree training from the guest's own figures.
+
+    `losses`: the training loss after each tree; `splits`: how many splits the kept trees make; `auc`: the
+    binary model's AUC on `auc_rows`. Trees without a split give every row the same score, so they fail the
+    step as a chance-level AUC does; an AUC barely above chance is a warning.
+    """
+    health = Health()
+    if any(not math.isfinite(v) for v in losses):
+        health.problems.append(
+            "The training loss is not a number: check the label and the features for extreme values."
+        )
+    if splits == 0:
+        health.problems.append(
+            "The trees do not split on any feature, so every customer would get the same score: lower gamma, "
+            "min_child_weight or min_rows_per_leaf, or train on more rows."
+        )
+    if auc is not None and health.ok:
+        if not math.isfinite(auc) or auc <= CHANCE_AUC:
+            health.problems.append(
+                f"The model's AUC on the {auc_rows} rows is {_show(auc)}, no better than chance: it ranks rows "
+                "no better than a coin toss. Check that the label and the features are the right columns."
             )
         elif auc < WEAK_AUC:
             health.warnings.append(

@@ -26,6 +26,7 @@ from fedbench.components.builtin.metrics import roc_auc
 from fedbench.components.builtin.released import released_rows
 from fedbench.components.spec import Component, Port, register
 from fedbench.federation import Context
+from fedbench.ml.health import check_trees
 from fedbench.ml.lr_model import align_rows, model_card, new_model_id, table_fingerprint
 from fedbench.ml.secureboost import GuestResult, GuestTrainer, HostTrainer, SecureBoostError
 from fedbench.ml.trees import TreeParams
@@ -259,6 +260,20 @@ def _classification_metrics(
     ctx.metrics.log(f"{part}_accuracy", metrics[f"{part}_accuracy"])
 
 
+def _judge(ctx: Context, result: GuestResult, metrics: dict[str, Any]) -> None:
+    """Our verdict on our own figures (loss per tree, splits kept, AUC): fail on a useless model, else keep
+    the warnings, which the run and the dashboards show."""
+    auc_rows = "validation" if "validation_auc" in metrics else "training"
+    splits = sum(int((tree.feature >= 0).sum()) for trees in result.trees for tree in trees)
+    health = check_trees(
+        losses=result.train_loss, splits=splits, auc=metrics.get(f"{auc_rows}_auc"), auc_rows=auc_rows
+    )
+    health.raise_if_broken()
+    metrics["warnings"] = health.warnings
+    for warning in health.warnings:
+        ctx.warn(warning)
+
+
 def _importance(result: GuestResult, features: int) -> dict[str, list[float]]:
     """Per joined feature (host features by anonymous id): how many splits use it and their summed gain."""
     found = importance(result.trees, features)
@@ -332,6 +347,8 @@ def guest(ctx: Context, params: HeteroSecureBoostParams) -> None:
     if classes is not None:
         for part, frame in (("train", scores), ("validation", vscores)):
             _classification_metrics(ctx, metrics, part, frame, classes)
+    _judge(ctx, result, metrics)
+    ctx.peer("host").send("sb.finish", True)
     ctx.output("metrics", metrics)
     ctx.output(
         "model",
@@ -379,6 +396,8 @@ def host(ctx: Context, params: HeteroSecureBoostParams) -> None:
     trainer = HostTrainer(x, vx, params.bins)
     trainer.setup(ctx)
     kept = trainer.serve(ctx)
+    # The guest judges the model on its labels; it tells us to keep our part only once it found it sound.
+    ctx.peer("guest").recv("sb.finish")
     splits = trainer.model_splits(names)
     metrics = {"trees": kept, "splits": len(splits)}
     ctx.output("scores", pd.DataFrame({"id": table[params.id_column].to_numpy()}))

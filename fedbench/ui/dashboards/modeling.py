@@ -60,7 +60,6 @@ from fedbench.ui.dashboards.modeling_result import (
     settings_text,
     train_step,
     tree_charts,
-    tree_warnings,
 )
 from fedbench.ui.dashboards.projects import RELEASE_LABELS
 from fedbench.ui.dashboards.templates import (
@@ -770,7 +769,7 @@ class ModelingApp(RunsApp):
             guest_party = str(self.project_info.get("initiator", "the guest"))
             return top + reuse + partner_figures(model, train_metrics, guest_party), "", part
         evaluation = self.outputs.step_output(info, "evaluate", "metrics", "metrics")
-        body = headline(evaluation, train_metrics, kind=kind, model=model)
+        body = headline(evaluation, train_metrics, kind=kind)
         if isinstance(evaluation, dict):
             body += '<div class="fb-subsection">Metrics</div>' + metrics_table(evaluation)
         else:
@@ -850,10 +849,6 @@ class ModelingApp(RunsApp):
             part = (evaluation or {}).get("validation") or (evaluation or {}).get("train") or {}
             line["validation AUC"] = f"{part['auc']:.3f}" if part.get("auc") is not None else ""
             line["validation KS"] = f"{part['ks']:.3f}" if part.get("ks") is not None else ""
-            if kind == TREES and done and not info.warnings:
-                metrics = self.outputs.step_output(info, kind, "metrics", "metrics")
-                if tree_warnings(evaluation, metrics, model):
-                    line["state"] = "⚠ succeeded with warnings"
         else:
             names = (
                 (model or {}).get("features")

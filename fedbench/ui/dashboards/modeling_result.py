@@ -3,9 +3,8 @@ rows, the charts, a run's settings in words, our part of the model (our features
 much the trees use them), what the partner learns of a training, and two runs side by side.
 
 Plain functions of the values the steps stored (`evaluate`'s metrics; the training step's model, metrics and
-scores, of `hetero_lr` or `hetero_secureboost`), so `modeling.py` only reads and places them. A boosted-tree
-model gets no health check from its component, so `tree_warnings` judges it here from the same figures: an AUC
-at or below chance, or trees that never split, are warned of as a logistic regression's health warnings are.
+scores, of `hetero_lr` or `hetero_secureboost`), so `modeling.py` only reads and places them. Each training
+component judges its own model (`fedbench.ml.health`) and stores its warnings in its metrics.
 """
 
 from __future__ import annotations
@@ -18,7 +17,6 @@ import numpy as np
 import pandas as pd
 
 from fedbench.client.records import RunInfo, StepInfo
-from fedbench.ml.health import CHANCE_AUC, WEAK_AUC
 from fedbench.ui.dashboards.common import figure_box, table_html
 from fedbench.ui.dashboards.figures import chart, chart_grid
 from fedbench.ui.dashboards.templates import MODEL_KINDS, TRAIN_COMPONENTS
@@ -39,7 +37,6 @@ __all__ = [
     "settings_text",
     "train_step",
     "tree_charts",
-    "tree_warnings",
     "warnings_html",
 ]
 
@@ -80,59 +77,18 @@ def kind_of(info: RunInfo) -> str | None:
     return step.component if step is not None else None
 
 
-def warnings_html(warnings: Any, *, judged_here: bool = False) -> str:
-    """A model's training warnings in a box that stands out; nothing without any. `judged_here`: the page
-    judged the model (boosted trees) rather than its training step (`hetero_lr`'s metrics)."""
+def warnings_html(warnings: Any) -> str:
+    """A model's training warnings (from its training step's metrics) in a box that stands out; nothing
+    without any."""
     if not isinstance(warnings, list) or not warnings:
         return ""
     items = "".join(f"<li>{escape(str(w))}</li>" for w in warnings)
     lead = (
-        "⚠ Check this model before using it:"
-        if judged_here
-        else "⚠ This model was trained with warnings; check them before using it (scoring does not offer it "
-        "first):"
+        "⚠ This model was trained with warnings; check them before using it (scoring does not offer it first):"
     )
     return (
         f'<div class="fb-message fb-warning fb-modeling-warnings"><b>{escape(lead)}</b><ul>{items}</ul></div>'
     )
-
-
-def _auc(evaluation: dict[str, Any] | None, train_metrics: dict[str, Any] | None) -> tuple[float | None, str]:
-    """The AUC a model is judged on and whose rows they are: validation rows', else training rows'."""
-    evaluation = evaluation or {}
-    train_metrics = train_metrics or {}
-    for part, rows in (("validation", "validation"), ("train", "training")):
-        value = (evaluation.get(part) or {}).get("auc", train_metrics.get(f"{part}_auc"))
-        if value is not None:
-            return float(value), rows
-    return None, ""
-
-
-def tree_warnings(
-    evaluation: dict[str, Any] | None, train_metrics: dict[str, Any] | None, model: Any
-) -> list[str]:
-    """What makes a boosted-tree model useless, in words with the setting to change: no split in any tree
-    (every row gets the same score), an AUC at or below chance, or barely above it."""
-    found = []
-    importance = (model or {}).get("importance") if isinstance(model, dict) else None
-    splits = (importance or {}).get("split") if isinstance(importance, dict) else None
-    if isinstance(splits, list) and not any(splits):
-        found.append(
-            "The trees do not split on any feature, so every customer gets the same score: lower gamma, "
-            "min_child_weight or min_rows_per_leaf, or train on more rows."
-        )
-    auc, rows = _auc(evaluation, train_metrics)
-    if auc is not None and (not np.isfinite(auc) or auc <= CHANCE_AUC):
-        found.append(
-            f"The model's AUC on the {rows} rows is {auc:.3f}, no better than chance: it ranks customers no "
-            "better than a coin toss. Check that the label and the features are the right columns."
-        )
-    elif auc is not None and auc < WEAK_AUC:
-        found.append(
-            f"The model's AUC on the {rows} rows is {auc:.3f}, barely better than chance: check the features "
-            "and the label before using it."
-        )
-    return found
 
 
 def headline(
@@ -140,10 +96,9 @@ def headline(
     train_metrics: dict[str, Any] | None,
     *,
     kind: str = "hetero_lr",
-    model: Any = None,
 ) -> str:
     """The guest's headline figures: validation AUC and KS, training AUC, epochs run (trees kept), training
-    rows; above them the training's warnings, if any (for boosted trees, those of `tree_warnings`)."""
+    rows; above them the training's warnings, if any."""
     evaluation = evaluation or {}
     validation = evaluation.get("validation") or {}
     train = evaluation.get("train") or {}
@@ -162,10 +117,7 @@ def headline(
         parts.append(figure_box("epochs run", _number(train_metrics.get("epochs")), "fb-modeling-epochs"))
     if train.get("rows") is not None:
         parts.append(figure_box("training rows", _number(train.get("rows")), "fb-modeling-rows"))
-    if kind == TREES:
-        warned = warnings_html(tree_warnings(evaluation, train_metrics, model), judged_here=True)
-    else:
-        warned = warnings_html((train_metrics or {}).get("warnings"))
+    warned = warnings_html((train_metrics or {}).get("warnings"))
     return warned + (f'<div class="fb-figures">{"".join(parts)}</div>' if parts else "")
 
 
