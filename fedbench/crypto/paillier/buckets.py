@@ -10,7 +10,7 @@ buckets (one multiplication per row, less one per cell), and each column's bucke
 those cells (one multiplication per cell and column). A group of k columns so costs about rows + (k - 1)
 cells instead of k rows: at 100,000 rows and 33 buckets, pairs of columns take about half the
 multiplications. `plan_groups` picks k (1 to `MAX_GROUP`) for each run of columns from the real cell counts,
-so it never does more multiplications than the column-by-column sums. The products are exact (multiplication
+never doing more multiplications than the column-by-column sums. The products are exact (multiplication
 modulo n^2 is commutative), so the result is the same whatever the grouping.
 
 `pack_products` packs values `per` to a ciphertext, lowest first, by Horner's rule:
@@ -59,22 +59,22 @@ def group_cost(codes: np.ndarray, columns: Sequence[int], buckets: int) -> int:
 
 
 def plan_groups(codes: np.ndarray, buckets: int, max_group: int = MAX_GROUP) -> list[tuple[int, ...]]:
-    """Runs of consecutive columns to take together: at each column, the k (1 to `max_group`) of the fewest
-    multiplications per column."""
+    """Runs of consecutive columns to take together: at each column, the k (1 to `max_group`) that saves the
+    most multiplications per column against taking those columns one by one (so never more than that)."""
     columns = codes.shape[1]
+    single = [group_cost(codes, [j], buckets) for j in range(columns)]
     groups: list[tuple[int, ...]] = []
     start = 0
     while start < columns:
-        best: tuple[float, int] | None = None
-        for k in range(1, min(max_group, columns - start) + 1):
+        best_saving, best_k = 0.0, 1
+        for k in range(2, min(max_group, columns - start) + 1):
             if buckets**k > 1 << 62:
                 break
-            per_column = group_cost(codes, range(start, start + k), buckets) / k
-            if best is None or per_column < best[0]:
-                best = (per_column, k)
-        assert best is not None
-        groups.append(tuple(range(start, start + best[1])))
-        start += best[1]
+            saving = sum(single[start : start + k]) - group_cost(codes, range(start, start + k), buckets)
+            if saving / k > best_saving:
+                best_saving, best_k = saving / k, k
+        groups.append(tuple(range(start, start + best_k)))
+        start += best_k
     return groups
 
 

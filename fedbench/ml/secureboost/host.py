@@ -43,7 +43,9 @@ def bin_sums(
     taken together where that saves multiplications); the running products through the bins follow here."""
     nsq = public.nsq
     chosen = np.ascontiguousarray(codes[:, list(features)])
-    buckets = int(chosen.max()) + 1 if chosen.size else 1
+    # Every present bin of every feature, and the missing slot, whichever of them the node's rows fill.
+    slots = [int(bin_counts[f]) + 1 for f in features]
+    buckets = max([*slots, int(chosen.max()) + 1 if chosen.size else 1])
     products = parallel.bucket_products(ciphertexts, chosen, buckets, nsq)
     out: list[mpz] = []
     for f, column in zip(features, products, strict=True):
