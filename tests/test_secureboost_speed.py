@@ -18,10 +18,10 @@ from fedbench.crypto.paillier import (
     PrivateKey,
     PublicKey,
     generate_keypair,
+    obfuscation,
     parallel,
 )
 from fedbench.crypto.paillier import buckets as bucket_ops
-from fedbench.crypto.paillier import obfuscation
 from fedbench.ml.secureboost.host import bin_sums, pack_sums
 
 pytestmark = pytest.mark.filterwarnings("ignore::fedbench.crypto.paillier.WeakKeyWarning")
@@ -137,6 +137,8 @@ def test_a_large_owner_pool_makes_obfuscators_from_wide_tables_in_its_workers(ke
     assert len(set(obfuscators)) == 64
     for r in obfuscators[:8]:
         assert private.decrypt(EncryptedVector(public, [r], 0, 0)).tolist() == [0]
-    table = obfuscation.FixedBaseTable(3, int(private._crt.psq), public.exponent_bits, obfuscation.WIDE_WINDOW)
+    table = obfuscation.FixedBaseTable(
+        3, int(private._crt.psq), public.exponent_bits, obfuscation.WIDE_WINDOW
+    )
     assert table.digits * table.window >= public.exponent_bits, "the exponent is never shorter"
     assert table.digits < obfuscation.FixedBaseTable(3, 101, public.exponent_bits).digits

@@ -99,7 +99,7 @@ class FixedBaseTable:
                 acc = row[digit] if acc is None else acc * row[digit] % m
         return mpz(1) if acc is None else acc
 
-    def random_digits(self, count: int) -> list[Sequence[int]]:
+    def random_digits(self, count: int) -> Sequence[Sequence[int]]:
         """`count` uniform exponents a in [0, 2^(window digits)) as digit sequences, from `secrets`."""
         if self.window == 8:
             width = self.digits
@@ -108,7 +108,8 @@ class FixedBaseTable:
         # Uniform 16-bit words masked to the window stay uniform.
         words = np.frombuffer(secrets.token_bytes(count * self.digits * 2), dtype="<u2")
         masked = (words & ((1 << self.window) - 1)).reshape(count, self.digits)
-        return masked.tolist()  # type: ignore[no-any-return]
+        digits: list[list[int]] = masked.tolist()
+        return digits
 
     def random_powers(self, count: int) -> list[mpz]:
         """`count` values base^a with a uniform in [0, 2^(window digits)), a from `secrets`."""
