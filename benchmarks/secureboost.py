@@ -392,6 +392,7 @@ def main() -> None:
     loads["end"] = os.getloadavg()[0]
 
     table = []
+    cores = os.cpu_count() or 1
     for name, result in results.items():
         fig = _row(name, result, units, phe_units)
         ours = result["ours"]
@@ -411,7 +412,8 @@ def main() -> None:
                     f"{ours['peak_mb'][p]:.0f} ({ours['peak_pss_mb'][p]:.0f})" for p in ("guest", "host")
                 )
                 + f" ({'met' if memory <= MEMORY_GOAL_MB else 'missed'})",
-                " / ".join(f"{ours['cpu'][p]:.0f}" for p in ("guest", "host")),
+                " / ".join(f"{ours['cpu'][p]:.0f}" for p in ("guest", "host"))
+                + f" ({sum(ours['cpu'].values()) / len(ours['model']['trees']) / cores:.1f})",
                 f"{ours['load'][0]:.1f} -> {ours['load'][1]:.1f}",
             ]
         )
@@ -424,7 +426,7 @@ def main() -> None:
         "test AUC",
         "XGBoost test AUC (gap, goal 0.005)",
         "peak RSS (PSS) MB guest / host (goal 4 GB)",
-        "CPU s guest / host",
+        "CPU s guest / host (all CPU s per tree / cores)",
         "load avg before -> after",
     ]
     body = markdown_table(headers, table)
@@ -444,7 +446,10 @@ def main() -> None:
         "parties as threads of one process (one GIL, one Paillier worker pool) and cannot tell each party's "
         "memory. Seconds per tree: the guest's `seconds_per_tree` metric (median). Peak RSS: the largest sum, "
         "sampled every 0.25 s, of the RSS of the party's node and its descendants (step worker, Paillier "
-        "workers); in parentheses the same for PSS (shared pages split among processes).",
+        "workers); in parentheses the same for PSS (shared pages split among processes). CPU: the same "
+        "processes' user + system seconds during the training step (key generation, alignment, binning and "
+        "scoring included); divided by the trees and the cores, it is about what a tree would take with the "
+        "cores to itself (if the parties kept both cores busy), whatever the load.",
     ]
     for name, result in results.items():
         fig = _row(name, result, units, phe_units)
