@@ -5,6 +5,7 @@ tables (fewer multiplications per obfuscator, never a shorter exponent, built on
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -142,3 +143,17 @@ def test_a_large_owner_pool_makes_obfuscators_from_wide_tables_in_its_workers(ke
     )
     assert table.digits * table.window >= public.exponent_bits, "the exponent is never shorter"
     assert table.digits < obfuscation.FixedBaseTable(3, 101, public.exponent_bits).digits
+
+
+def test_a_pool_with_a_total_stops_refilling_once_nothing_more_will_be_asked(keys):
+    """The guest's pool knows it serves at most rows x trees: after the last tree, no core makes more."""
+    public, _ = keys
+    with ObfuscatorPool(public, size=32, batch=8, workers=1, total=40) as pool:
+        assert pool.fill(timeout=60) and len(pool) == 32
+        first = pool.take(20)
+        assert pool.fill(timeout=60) and len(pool) == 20, "refilled only up to what the total still allows"
+        last = pool.take(20)
+        time.sleep(0.5)
+        assert len(pool) == 0 and pool.fill(timeout=1), "nothing more is made after the total"
+        assert len(set(first) | set(last)) == 40
+        assert len(pool.take(3)) == 3, "asking past the total still gets obfuscators, made on the spot"

@@ -254,8 +254,8 @@ class GuestTrainer:
         every = np.arange(features)
         first = np.arange(guest_features) if params.complete_secure else every
         contributions: list[tuple[np.ndarray, np.ndarray | None]] = []
-        # Obfuscators for the next tree's encryption are made while we wait for the host.
-        with ObfuscatorPool(private, size=max(len(x), 1)) as pool:
+        # Obfuscators for the next tree's encryption are made while we wait for the host; none past the last.
+        with ObfuscatorPool(private, size=max(len(x), 1), total=len(x) * params.trees) as pool:
             for index in range(params.trees):
                 started = time.perf_counter()
                 rctx = ctx.iter(index)
