@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 import numpy as np
 from gmpy2 import mpz
 
+from fedbench.crypto.paillier import buckets as bucket_ops
 from fedbench.crypto.paillier.crt import crt_params
 from fedbench.crypto.paillier.errors import PaillierError
 from fedbench.crypto.paillier.multiexp import dot_parts, powers
@@ -40,11 +41,13 @@ from fedbench.crypto.paillier.serialization import ciphertexts_from_bytes, ciphe
 
 __all__ = [
     "MIN_PARALLEL_COST",
+    "bucket_products",
     "decrypt",
     "dot",
     "encrypt",
     "get_workers",
     "make_obfuscators",
+    "pack_products",
     "plan",
     "powers_of",
     "set_workers",
@@ -199,22 +202,43 @@ def _dot_task(data: bytes, nsq: int, matrix: np.ndarray[Any, Any], naive: bool) 
     return [(int(a), int(b)) for a, b in dot_parts(bases, matrix, mpz(nsq), naive)]
 
 
+def _bucket_task(data: bytes, nsq: int, codes: np.ndarray[Any, Any], buckets: int) -> bytes:
+    width = _width(nsq)
+    products = bucket_ops.bucket_products(ciphertexts_from_bytes(data, width), codes, buckets, mpz(nsq))
+    return ciphertexts_to_bytes([c for column in products for c in column], width)
+
+
+def _pack_task(data: bytes, nsq: int, width: int, per: int) -> bytes:
+    size = _width(nsq)
+    values = ciphertexts_from_bytes(data, size)
+    return ciphertexts_to_bytes(bucket_ops.pack_products(values, width, per, mpz(nsq)), size)
+
+
 def obfuscator_cost(spec: ObfuscatorSpec) -> float:
     """Estimated multiplications (at the key's size) of one obfuscator."""
     bits = int(spec.n).bit_length()
     costs = {
         "textbook": 1.2 * bits,
         "crt_textbook": 0.4 * bits,
-        "fixed_base": spec.exponent_bits / 8,
-        "peer_fixed_base": spec.exponent_bits / 8,
-        "crt_fixed_base": spec.exponent_bits / 12,
+        "fixed_base": spec.exponent_bits / spec.window,
+        "peer_fixed_base": spec.exponent_bits / spec.window,
+        "crt_fixed_base": spec.exponent_bits / (1.5 * spec.window),
     }
     return costs[spec.kind] + 1
 
 
+def _obfuscator_parts(spec: ObfuscatorSpec, count: int, workers: int | None) -> int:
+    """Chunks for `count` obfuscators: by cost, except that a wide table is only ever built in the worker
+    processes (it is large and slow to build: worth it where it is used for many obfuscators)."""
+    parts = plan(count, obfuscator_cost(spec), workers, balance=4)
+    if parts == 1 and spec.window > 8 and count > 0:
+        return min(count, get_workers(workers))
+    return parts
+
+
 def encrypt(spec: ObfuscatorSpec, residues: list[int], workers: int | None = None) -> list[mpz]:
     """Ciphertexts of plaintext residues, in-process or split over worker processes."""
-    parts = plan(len(residues), obfuscator_cost(spec), workers, balance=4)
+    parts = _obfuscator_parts(spec, len(residues), workers)
     if parts == 1:
         return encrypt_residues(spec, residues)
     n = mpz(spec.n)
@@ -224,7 +248,7 @@ def encrypt(spec: ObfuscatorSpec, residues: list[int], workers: int | None = Non
 
 def make_obfuscators(spec: ObfuscatorSpec, count: int, workers: int | None = None) -> list[mpz]:
     """`count` obfuscators, in-process or split over worker processes."""
-    parts = plan(count, obfuscator_cost(spec), workers, balance=4)
+    parts = _obfuscator_parts(spec, count, workers)
     if parts == 1:
         return obfuscators(spec, count)
     n = mpz(spec.n)
@@ -288,3 +312,42 @@ def dot(
             pos[j] = pos[j] * a % nsq
             neg[j] = neg[j] * b % nsq
     return list(zip(pos, neg, strict=True))
+
+
+def bucket_products(
+    ciphertexts: Sequence[mpz],
+    codes: np.ndarray[Any, Any],
+    buckets: int,
+    nsq: mpz,
+    workers: int | None = None,
+) -> list[list[mpz]]:
+    """Per column of `codes`, the products of the ciphertexts of each bucket (`buckets.bucket_products`),
+    in-process or with the columns split over worker processes (each gets every row's ciphertext)."""
+    rows, columns = codes.shape
+    parts = plan(columns, float(rows), workers, balance=2)
+    if parts == 1:
+        return bucket_ops.bucket_products(ciphertexts, codes, buckets, nsq)
+    width = _width(nsq)
+    data = ciphertexts_to_bytes(ciphertexts, width)
+    calls = [
+        (data, int(nsq), np.ascontiguousarray(codes[:, a:b]), buckets) for a, b in _bounds(columns, parts)
+    ]
+    flat = ciphertexts_from_bytes(b"".join(_run(_bucket_task, calls, workers)), width)
+    return [flat[j * buckets : (j + 1) * buckets] for j in range(columns)]
+
+
+def pack_products(
+    values: Sequence[mpz], width: int, per: int, nsq: mpz, workers: int | None = None
+) -> list[mpz]:
+    """`buckets.pack_products` (Horner packing, `per` values to a ciphertext), in-process or with the packed
+    ciphertexts split over worker processes."""
+    groups = -(-len(values) // per) if per > 0 else 0
+    parts = plan(groups, 1.0 * (per - 1) * width + 1, workers, balance=4)
+    if parts == 1:
+        return bucket_ops.pack_products(values, width, per, nsq)
+    size = _width(nsq)
+    calls = [
+        (ciphertexts_to_bytes(values[a * per : b * per], size), int(nsq), width, per)
+        for a, b in _bounds(groups, parts)
+    ]
+    return ciphertexts_from_bytes(b"".join(_run(_pack_task, calls, workers)), size)

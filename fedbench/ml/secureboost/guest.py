@@ -338,8 +338,8 @@ class GuestTrainer:
         classes = objective.outputs
         unit = "tree" if classes == 1 else "round"
         contributions: list[tuple[np.ndarray, np.ndarray | None]] = []
-        # Obfuscators for the next round's encryption are made while we wait for the host.
-        with ObfuscatorPool(private, size=max(len(x), 1)) as pool:
+        # Obfuscators for the next round's encryption are made while we wait for the host; none past the last.
+        with ObfuscatorPool(private, size=max(len(x), 1), total=len(x) * params.trees) as pool:
             for index in range(params.trees):
                 started = time.perf_counter()
                 rctx = ctx.iter(index)

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from gmpy2 import mpz
 
-from fedbench.crypto.paillier import EncryptedVector, PublicKey
+from fedbench.crypto.paillier import EncryptedVector, PublicKey, parallel
 from fedbench.federation import Context
 from fedbench.ml.he_ops import received_vector
 from fedbench.ml.secureboost.errors import SecureBoostError
@@ -41,40 +41,33 @@ def bin_sums(
 ) -> list[mpz]:
     """For each of `features` (columns of `codes`, the bins of the node's rows in `ciphertexts`' order): the
     encrypted cumulative sums of bins 0..k for every bin k of present values, then the sum of the missing
-    slot. One multiplication per row and feature: the products run through the bins in order."""
+    slot. The per-bin products come from the engine (`parallel.bucket_products`: on every core, columns
+    taken together where that saves multiplications); the running products through the bins follow here."""
     nsq = public.nsq
+    chosen = np.ascontiguousarray(codes[:, list(features)])
+    # Every present bin of every feature, and the missing slot, whichever of them the node's rows fill.
+    slots = [int(bin_counts[f]) + 1 for f in features]
+    buckets = max([*slots, int(chosen.max()) + 1 if chosen.size else 1])
+    products = parallel.bucket_products(ciphertexts, chosen, buckets, nsq)
     out: list[mpz] = []
-    for f in features:
-        column = codes[:, f]
+    for f, column in zip(features, products, strict=True):
         present = int(bin_counts[f])
-        order = np.argsort(column, kind="stable")
-        edges = np.searchsorted(column[order], np.arange(present + 1)).tolist()
-        ordered = [ciphertexts[i] for i in order.tolist()]
         acc = mpz(1)
-        for b in range(present):
-            for c in ordered[edges[b] : edges[b + 1]]:
-                acc = acc * c % nsq
+        for product in column[:present]:
+            acc = acc * product % nsq
             out.append(acc)
         missing = mpz(1)
-        for c in ordered[edges[present] :]:
-            missing = missing * c % nsq
+        for product in column[present:]:
+            missing = missing * product % nsq
         out.append(missing)
     return out
 
 
 def pack_sums(values: Sequence[mpz], public: PublicKey, width: int) -> list[mpz]:
     """The encrypted values packed `(n_bits - 3) // width` to a ciphertext, lowest first (Horner: the
-    ciphertext of v_0 + 2^w v_1 + ... is c_0 (c_1 (...)^(2^w))^(2^w)). Not rerandomized."""
-    nsq, factor = public.nsq, mpz(1) << width
+    ciphertext of v_0 + 2^w v_1 + ... is c_0 (c_1 (...)^(2^w))^(2^w)), on every core. Not rerandomized."""
     per = max(1, (public.n_bits - 3) // width)
-    out = []
-    for start in range(0, len(values), per):
-        group = values[start : start + per]
-        acc = group[-1]
-        for c in reversed(group[:-1]):
-            acc = pow(acc, factor, nsq) * c % nsq
-        out.append(acc)
-    return out
+    return parallel.pack_products(values, width, per, public.nsq)
 
 
 @dataclass(frozen=True)
