@@ -143,7 +143,8 @@ def test_the_host_receives_only_ciphertexts_the_key_and_requests_on_its_own_feat
     outputs, record, params = cancer_run
     received = [m for m in record if m.receiver == "host"]
     tags = {m.tag for m in received}
-    assert tags <= {"sb.model_id", "lr.align", "sb.key", "sb.tree", "sb.has_validation"}, tags
+    assert tags <= {"sb.model_id", "lr.align", "sb.key", "sb.tree", "sb.has_validation", "sb.finish"}, tags
+    assert [m.payload for m in received if m.tag == "sb.finish"] == [True], "one bare 'keep your part'"
     keys = [m.payload for m in received if m.tag == "sb.key"]
     assert len(keys) == 1 and set(keys[0]) == {"n", "g", "precision_bits", "proof"}
     public = PublicKey.from_dict(keys[0])
