@@ -159,7 +159,9 @@ def test_sigterm_taken_by_any_thread_of_the_node_stops_it(tmp_path: Path) -> Non
         try:
             _, stderr = node.communicate(timeout=60)
         except subprocess.TimeoutExpired:
-            raise AssertionError("a SIGTERM taken by another thread than the main one did not stop the node")
+            raise AssertionError(
+                "a SIGTERM taken by another thread than the main one did not stop the node"
+            ) from None
         assert node.returncode == 0 and "stopping" in stderr, stderr
     finally:
         if node.poll() is None:
