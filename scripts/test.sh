@@ -9,5 +9,8 @@ bash scripts/ci/install-compose.sh
 python3 -m pip install --quiet --disable-pip-version-check -e '.[test,postgres]'
 python3 -m ruff check fedbench tests benchmarks
 python3 -m mypy
-python3 -m pytest -q --durations=25 "$@"
+# Two worker processes (pytest-xdist): most tests wait on nodes, Voila and the browser, so the second core works
+# while the first waits. Each module runs whole on one worker (tests/conftest.py makes it an xdist group, so its
+# module-scoped sandbox is started once), slowest first.
+python3 -m pytest -q --durations=25 -n 2 --dist loadgroup --no-loadscope-reorder "$@"
 bash scripts/ci/test-postgres.sh

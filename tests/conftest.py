@@ -29,6 +29,51 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     _MODULE_SECONDS[report.nodeid.split("::")[0]] += report.duration
 
 
+SLOWEST_FIRST = (
+    "test_hetero_lr_pipeline.py",
+    "test_notebooks.py",
+    "test_dashboards_kernels.py",
+    "test_rogue_psi.py",
+    "test_dashboards_browser.py",
+    "test_business_flow_browser.py",
+    "test_psi_component.py",
+    "test_deploy_compose.py",
+    "test_psi_protocol.py",
+    "test_modeling_dashboard.py",
+    "test_binder.py",
+    "test_hetero_lr_protocols.py",
+    "test_jupyter_extension.py",
+    "test_rogue_score.py",
+    "test_rogue_dashboards.py",
+    "test_ui_forms.py",
+    "test_rogue_transport.py",
+    "test_scoring_dashboard.py",
+    "test_psi_dashboard.py",
+    "test_rogue_paillier_keys.py",
+)
+"""The slowest modules (the summary below, on a loaded 2-core machine), run first: with scripts/test.sh's
+`-n 2 --dist loadgroup --no-loadscope-reorder`, pytest-xdist hands out work in collection order, so the long
+modules start at once and the short ones fill in around them instead of one long module running alone last."""
+
+SPREAD = frozenset({"test_notebooks.py"})
+"""Modules whose tests share no module-scoped fixture (each notebook starts its own sandbox): pytest-xdist may
+run their tests on different workers. Every other module runs whole on one worker (its own `xdist_group`), so
+a module-scoped sandbox is started once."""
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Slowest modules first (SLOWEST_FIRST, every other order as collected), and one xdist group per module.
+
+    First among the hooks: pytest-xdist reads the groups in its own hook of the same name.
+    """
+    rank = {name: i for i, name in enumerate(SLOWEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+    for item in items:
+        if item.path.name not in SPREAD and item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(item.path.name))
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """The 20 slowest test modules, so the suite's time can be followed module by module."""
     if not _MODULE_SECONDS:

@@ -346,7 +346,8 @@ def test_a_page_reloaded_during_a_training_follows_it_to_its_result(
     page.reload()
     page.wait_for_selector(".fb-app-modeling.fb-opened", state="visible", timeout=60_000)
     assert page.input_value(".fb-modeling-project select") == PROJECT
-    assert f"Run {short} is in progress" in page.inner_text(".fb-modeling-train-card .fb-notice")
+    # the page shows itself opened, then asks its node what runs: the notice follows a moment later
+    page.wait_for_selector(f".fb-modeling-train-card .fb-notice >> text=Run {short} is in progress")
     page.wait_for_selector(".fb-modeling-monitor .fb-step-bar")
     assert page.locator(".fb-modeling-train").is_disabled(), "no second training while this one runs"
     assert page.input_value(".fb-modeling-template select") == "credit_scoring_full"

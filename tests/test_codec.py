@@ -122,6 +122,14 @@ def varied_payload() -> dict[str, Any]:
 # ---------------------------------------------------------------- round trips
 
 
+def _value_id(value: Any) -> str:
+    """A test id that is the same in every process (a memoryview's repr holds its address; pytest-xdist's
+    workers must collect the same ids)."""
+    if isinstance(value, memoryview):
+        return f"memoryview({bytes(value)!r})"[:40]
+    return repr(value)[:40]
+
+
 @pytest.mark.parametrize(
     "value",
     [
@@ -184,7 +192,7 @@ def varied_payload() -> dict[str, Any]:
         np.str_("numpy str"),
         np.bytes_(b"numpy bytes"),
     ],
-    ids=lambda value: repr(value)[:40],
+    ids=lambda value: _value_id(value),
 )
 def test_roundtrip_values(value: Any) -> None:
     roundtrip(value)

@@ -125,3 +125,45 @@ def test_text_logs_stay_the_default(tmp_path: Path) -> None:
     _, stderr = node.communicate(timeout=30)
     first = stderr.splitlines()[0]
     assert not first.startswith("{") and "fedbench.node INFO" in first
+
+
+_TGKILL = {"x86_64": 234, "aarch64": 131}
+"""The tgkill system call's number (signal one thread of another process), by machine."""
+
+
+def test_sigterm_taken_by_any_thread_of_the_node_stops_it(tmp_path: Path) -> None:
+    """The kernel may hand a SIGTERM sent to the node to any of its threads (gRPC's, the health server's); the
+    node still stops. On a loaded machine this happened: the main thread slept in an untimed wait that only a
+    signal to itself would have woken, and the node served on for good."""
+    import ctypes
+    import os
+
+    port = _free_port()
+    home = _node_home(tmp_path, port)
+    node = subprocess.Popen(
+        [sys.executable, "-m", "fedbench", "node", "start", "--home", str(home)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _wait_healthy(f"http://127.0.0.1:{port}/healthz", node)
+        give_up = time.monotonic() + 60
+        while not (home / "node.pid").exists():
+            assert time.monotonic() < give_up, "the node wrote no pid file"
+            time.sleep(0.1)
+        time.sleep(1.0)  # the node's main thread is past start-up, asleep until a signal
+        other = next(int(t.name) for t in Path(f"/proc/{node.pid}/task").iterdir() if int(t.name) != node.pid)
+        libc = ctypes.CDLL(None, use_errno=True)
+        assert libc.syscall(_TGKILL[os.uname().machine], node.pid, other, signal.SIGTERM) == 0
+        try:
+            _, stderr = node.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(
+                "a SIGTERM taken by another thread than the main one did not stop the node"
+            ) from None
+        assert node.returncode == 0 and "stopping" in stderr, stderr
+    finally:
+        if node.poll() is None:
+            node.kill()
+            node.communicate()

@@ -201,7 +201,10 @@ class PartyNode:
         stop_requested = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop_requested.set())
-        stop_requested.wait()
+        # Timed waits: a signal the kernel hands to another thread (gRPC's, the health server's) does not wake
+        # an untimed wait, and Python runs its handler only once this thread wakes.
+        while not stop_requested.wait(0.5):
+            pass
         log.info("node %s stopping", self.config.party)
         self.stop()
 
