@@ -113,3 +113,39 @@ def test_a_partner_that_is_only_slow_to_answer_for_a_few_seconds_is_not_lost(fed
         os.kill(pid, signal.SIGCONT)
     run.wait(timeout=120, show_progress=False)
     assert job_states(fed, "host", run.job_id) == ("succeeded", {"slow": "succeeded"})
+
+
+def test_a_node_stopped_while_its_partner_is_gone_still_exits(fed: Path) -> None:
+    """The host killed mid-PSI, then the guest's node asked to stop before its heartbeat gives up: the node
+    exits within the stop's grace, though its step and its handlers still wait on the host."""
+    project = fedbench.connect(home=fed / "guest").project("death")
+    run = project.run_pipeline(
+        Pipeline("stranded")
+        .add("cut", "head", inputs={"data": "ids"}, n=IDS - 1)
+        .add("match", "psi", inputs={"data": Pipeline.ref("cut", "data")}, id_column="id", workers=1)
+    )
+    deadline = time.monotonic() + 120
+    while job_states(fed, "host", run.job_id, settle=False)[1].get("match") != "running":
+        assert time.monotonic() < deadline, "the PSI step did not start on the host"
+        time.sleep(0.1)
+    time.sleep(1.0)
+    _kill_node_and_workers(fed / "host")
+    guest_pid = int((fed / "guest" / "node.pid").read_text())
+    os.kill(guest_pid, signal.SIGTERM)
+    deadline = time.monotonic() + 60
+    while _alive(guest_pid):
+        assert time.monotonic() < deadline, "the guest node still runs 60 s after SIGTERM"
+        time.sleep(0.2)
+    up_with_test_components(fed)
+    assert job_states(fed, "guest", run.job_id)[0] == "failed"
+    stopped = fedbench.connect(home=fed / "guest").project("death").run_by_id(run.job_id)
+    assert "guest was stopped while the job ran" in stopped.info["error"], stopped.info["error"]
+
+
+def _alive(pid: int) -> bool:
+    """Whether `pid` is a live process (a zombie waiting for its parent counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"

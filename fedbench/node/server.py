@@ -171,7 +171,15 @@ class PartyNode:
         )
 
     def stop(self, grace: float = 5.0) -> None:
-        """Stop serving (letting calls in flight finish for `grace` seconds) and release the store."""
+        """Stop serving (letting calls in flight finish for `grace` seconds) and release the store.
+
+        Jobs running here fail first and their step workers end: a worker waiting on a partner that is gone
+        would otherwise keep the node's process from exiting (multiprocessing joins its children at exit)."""
+        self.jobs.stop_all(
+            f"node {self.config.party} was stopped while the job ran; run it again once the node is back "
+            "(the steps that finished are reused)",
+            timeout=grace + 10.0,
+        )
         if self._health is not None:
             self._health.stop()
             self._health = None

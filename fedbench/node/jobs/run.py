@@ -13,6 +13,7 @@ import logging
 import queue
 import re
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -91,6 +92,17 @@ class Runner:
         for job_id, live in list(self._events.live.items()):
             if not live.done and self._ctx.stored(job_id).project == project_id:
                 self.stop(job_id, "cancelled", reason)
+
+    def stop_all(self, reason: str, timeout: float) -> None:
+        """The node is stopping: fail every job running here, end its worker and wait (up to `timeout` s)
+        for each job's thread to write its final state, so no step worker outlives the node."""
+        running = [(job_id, live) for job_id, live in list(self._events.live.items()) if not live.done]
+        for job_id, _ in running:
+            self.stop(job_id, "failed", reason)
+        give_up = time.monotonic() + timeout
+        for _, live in running:
+            with live.changed:
+                live.changed.wait_for(lambda job=live: job.done, max(0.0, give_up - time.monotonic()))
 
     def _peer_lost(self, spec: JobSpec, party: str, silent: float) -> None:
         """The heartbeat lost `party`: fail the job here with a plain reason and tell the other parties.

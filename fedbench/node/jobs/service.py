@@ -85,6 +85,10 @@ class JobService:
         """Ping the other parties of every job while it runs here; a silent one fails the job."""
         self._runner.watch_peers(ping)
 
+    def stop_all(self, reason: str, timeout: float) -> None:
+        """The node is stopping: fail the jobs running here and end their workers (`Runner.stop_all`)."""
+        self._runner.stop_all(reason, timeout)
+
     def announce_recovery(self) -> None:
         """Tell the other parties of jobs interrupted by our restart that those jobs failed (once serving)."""
         interrupted, self._interrupted = self._interrupted, []
