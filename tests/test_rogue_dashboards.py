@@ -137,18 +137,22 @@ def _honest_page(served: Served) -> str:
 
 def test_the_printed_url_carries_a_fresh_token(served: Served) -> None:
     assert len(served.token) >= 32, "the printed URL carries a long random token"
-    assert served.token not in " ".join(Path(f"/proc/{pid}/cmdline").read_text() for pid in _voila_pids()), (
+    commands = _voila_command_lines()
+    assert commands, "the dashboards' Voila process is running"
+    assert served.token.encode() not in b" ".join(commands), (
         "the token is not on a command line (any local user can read those)"
     )
 
 
-def _voila_pids() -> list[int]:
-    pids = []
+def _voila_command_lines() -> list[bytes]:
+    """The command line of every running Voila process, each read once (a process may exit meanwhile)."""
+    lines = []
     for entry in Path("/proc").iterdir():
         with contextlib.suppress(OSError):
-            if entry.name.isdigit() and b"voila" in (entry / "cmdline").read_bytes():
-                pids.append(int(entry.name))
-    return pids
+            line = (entry / "cmdline").read_bytes() if entry.name.isdigit() else b""
+            if b"voila" in line:
+                lines.append(line)
+    return lines
 
 
 def test_a_request_without_the_token_opens_no_kernel(served: Served) -> None:
