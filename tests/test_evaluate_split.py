@@ -92,6 +92,28 @@ def test_multiclass_metrics_match_scikit_learn() -> None:
     assert m["auc_ovr_macro"] == pytest.approx(sk.roc_auc_score(y, proba, multi_class="ovr"), abs=1e-12)
 
 
+def test_multiclass_evaluation_takes_text_classes_as_the_models_write_them() -> None:
+    """A multi-class model trained on text labels writes score_<class> columns and a text `pred` column
+    (`hetero_lr.scores_table`, SecureBoost the same); evaluate gives scikit-learn's figures on them."""
+    from fedbench.components.builtin.hetero_lr import scores_table
+
+    rng = np.random.default_rng(4)
+    names = np.array(["high", "low", "mid"])
+    truth = rng.integers(0, 3, 300)
+    raw = rng.random((300, 3)) + np.eye(3)[truth] * 0.6
+    proba = raw / raw.sum(axis=1, keepdims=True)
+    table = scores_table(pd.Series(range(300)), pd.Series(names[truth]), proba, list(names), 0.5)
+    m = evaluate_table(table, EvaluateParams(task="multiclass"))
+    assert m["accuracy"] == pytest.approx(sk.accuracy_score(names[truth], table["pred"]))
+    assert m["confusion_matrix"]["labels"] == ["high", "low", "mid"]
+    assert m["auc_ovr_macro"] == pytest.approx(
+        sk.roc_auc_score(names[truth], proba, multi_class="ovr", labels=list(names)), abs=1e-12
+    )
+    assert m["log_loss"] == pytest.approx(sk.log_loss(names[truth], proba, labels=list(names)), abs=1e-12)
+    without_pred = evaluate_table(table.drop(columns="pred"), EvaluateParams(task="multiclass"))
+    assert without_pred["accuracy"] == m["accuracy"]
+
+
 def test_regression_metrics_match_scikit_learn() -> None:
     rng = np.random.default_rng(5)
     y = rng.normal(size=300)

@@ -79,12 +79,19 @@ def _column(table: pd.DataFrame, name: str, what: str) -> pd.Series:
     return table[name]
 
 
-def _class_scores(table: pd.DataFrame) -> dict[float, pd.Series]:
-    found: dict[float, pd.Series] = {}
+def _class_scores(table: pd.DataFrame, classes: pd.Series) -> dict[Any, pd.Series]:
+    """The score_<class> columns, keyed by class: a class as the models write it (text such as "high", or a
+    number), else a number in the column's name."""
+    by_name = {str(c): c for c in pd.unique(classes)}
+    found: dict[Any, pd.Series] = {}
     for column in table.columns:
-        match = re.fullmatch(r"score_(-?\d+(?:\.\d+)?)", str(column))
-        if match:
-            found[float(match.group(1))] = table[column]
+        name = str(column)
+        if not name.startswith("score_"):
+            continue
+        if name[len("score_") :] in by_name:
+            found[by_name[name[len("score_") :]]] = table[column]
+        elif re.fullmatch(r"score_(-?\d+(?:\.\d+)?)", name):
+            found[float(name[len("score_") :])] = table[column]
     return found
 
 
@@ -97,7 +104,7 @@ def evaluate_table(table: pd.DataFrame, params: EvaluateParams) -> dict[str, Any
         )
     if params.task == "regression":
         return regression_metrics(y, _column(table, params.score, "prediction"))
-    proba = _class_scores(table)
+    proba = _class_scores(table, pd.concat([y, table[params.pred]]) if params.pred in table.columns else y)
     if params.pred in table.columns:
         predicted = table[params.pred]
     elif proba:

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import pandas as pd
 
 from fedbench.errors import FedbenchError
 
@@ -46,6 +47,27 @@ def _vectors(y_true: ArrayLike, values: ArrayLike, what: str) -> tuple[np.ndarra
     if np.isnan(y).any() or np.isnan(v).any():
         raise MetricsError(f"labels or {what} contain missing values; drop or fill them first")
     return y, v
+
+
+def _class_vectors(y_true: ArrayLike, y_pred: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """True and predicted classes: numbers as floats, or (text classes such as "low", "high") both as text."""
+    y, p = pd.Series(np.asarray(y_true).ravel()), pd.Series(np.asarray(y_pred).ravel())
+    if len(y) == 0:
+        raise MetricsError("there are no rows to evaluate")
+    if len(y) != len(p):
+        raise MetricsError(f"{len(y)} labels but {len(p)} predictions")
+    if y.isna().any() or p.isna().any():
+        raise MetricsError("labels or predictions contain missing values; drop or fill them first")
+    try:
+        return y.astype(float).to_numpy(), p.astype(float).to_numpy()
+    except (TypeError, ValueError):
+        return y.astype(str).to_numpy(dtype=object), p.astype(str).to_numpy(dtype=object)
+
+
+def _same_kind(labels: ArrayLike, like: np.ndarray) -> np.ndarray:
+    """`labels` in the representation of the classes `like` holds (floats, or text)."""
+    values = np.asarray(labels).ravel()
+    return values.astype(float) if like.dtype.kind == "f" else values.astype(str).astype(object)
 
 
 def _binary_labels(y: np.ndarray) -> np.ndarray:
@@ -96,8 +118,8 @@ def log_loss(y_true: ArrayLike, proba: ArrayLike) -> float:
 
 def confusion(y_true: ArrayLike, y_pred: ArrayLike, labels: ArrayLike | None = None) -> dict[str, Any]:
     """Confusion matrix (rows: true class, columns: predicted class) over `labels` (default: every class)."""
-    y, p = _vectors(y_true, y_pred, "predictions")
-    classes = np.unique(np.r_[y, p]) if labels is None else np.asarray(labels, dtype=float)
+    y, p = _class_vectors(y_true, y_pred)
+    classes = np.unique(np.r_[y, p]) if labels is None else _same_kind(labels, y)
     index = {c: i for i, c in enumerate(classes.tolist())}
     try:
         rows = np.array([index[v] for v in y.tolist()], dtype=np.int64)
@@ -227,11 +249,12 @@ def _f1_from_confusion(matrix: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def multiclass_metrics(
-    y_true: ArrayLike, y_pred: ArrayLike, proba: dict[float, ArrayLike] | None = None
+    y_true: ArrayLike, y_pred: ArrayLike, proba: dict[Any, ArrayLike] | None = None
 ) -> dict[str, Any]:
     """Accuracy, macro and micro F1, per-class scores, confusion matrix; with per-class probabilities
-    (`proba[class]`), also the multi-class log loss and the one-vs-rest macro AUC."""
-    y, p = _vectors(y_true, y_pred, "predictions")
+    (`proba[class]`), also the multi-class log loss and the one-vs-rest macro AUC. Classes may be numbers or
+    text."""
+    y, p = _class_vectors(y_true, y_pred)
     matrix_info = confusion(y, p)
     matrix = np.asarray(matrix_info["matrix"])
     per_class = _f1_from_confusion(matrix)
@@ -258,6 +281,7 @@ def multiclass_metrics(
         ],
     }
     if proba:
+        proba = {key: proba[c] for c, key in zip(proba, _same_kind(list(proba), y).tolist(), strict=True)}
         classes = sorted(proba)
         missing = sorted(set(np.unique(y).tolist()) - set(classes))
         if missing:

@@ -101,8 +101,7 @@ class Runner:
             self.stop(job_id, "failed", reason)
         give_up = time.monotonic() + timeout
         for _, live in running:
-            with live.changed:
-                live.changed.wait_for(lambda job=live: job.done, max(0.0, give_up - time.monotonic()))
+            _wait_done(live, give_up - time.monotonic())
 
     def _peer_lost(self, spec: JobSpec, party: str, silent: float) -> None:
         """The heartbeat lost `party`: fail the job here with a plain reason and tell the other parties.
@@ -329,6 +328,12 @@ def wire_code(value: Any) -> str | None:
 STOP_GRACE = 1.0
 """Seconds a stopped job's worker gets to end by itself before it is terminated. Its outputs are never stored
 (only a succeeded step's are), and its channel sees the cancel within a one-second slice of any wait."""
+
+
+def _wait_done(live: LiveJob, timeout: float) -> None:
+    """Wait (at most `timeout` s) until the job's thread has written its final state."""
+    with live.changed:
+        live.changed.wait_for(lambda: live.done, max(0.0, timeout))
 
 
 def _end(process: Any) -> None:
