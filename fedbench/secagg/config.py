@@ -20,14 +20,15 @@ GRAPH_SEED_BYTES = 32
 class RoundConfig:
     """Everything public about a round; every client and the server recompute the graph from it.
 
-    `degree` defaults to `graph.default_degree(N)` and `threshold` to a majority of the neighbours
-    (degree // 2 + 1). `round_id` and `graph_seed` are drawn fresh unless given.
+    `degree` defaults to `graph.default_degree(N, dropout)` (`dropout`: the fraction of clients the round
+    should survive losing) and `threshold` to a majority of the neighbours (degree // 2 + 1). `round_id` and `graph_seed` are drawn fresh unless given.
     """
 
     clients: tuple[int, ...]
     length: int
     clip: float = 1.0
     bits: int = 32
+    dropout: float = 0.1
     degree: int = 0
     threshold: int = 0
     on_out_of_range: Literal["clip", "refuse"] = "clip"
@@ -41,7 +42,7 @@ class RoundConfig:
             raise SecAggError(f"secure aggregation needs at least 3 clients, not {len(clients)}")
         if self.length < 1:
             raise SecAggError(f"the vector length must be positive, not {self.length}")
-        degree = self.degree or graph.default_degree(len(clients))
+        degree = self.degree or graph.default_degree(len(clients), self.dropout)
         degree = min(degree + degree % 2, len(clients) - 1)
         object.__setattr__(self, "degree", degree)
         threshold = self.threshold or degree // 2 + 1
