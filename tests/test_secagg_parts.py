@@ -32,7 +32,9 @@ def test_a_sum_of_every_client_at_the_clip_does_not_wrap() -> None:
         total = np.zeros(3, dtype=np.uint32)
         for _ in range(clients):
             total += quantizer.encode(np.full(3, sign * 7.0))
-        np.testing.assert_allclose(quantizer.decode(total), sign * clients, atol=quantizer.error_bound(clients))
+        np.testing.assert_allclose(
+            quantizer.decode(total), sign * clients, atol=quantizer.error_bound(clients)
+        )
 
 
 def test_too_many_clients_for_the_ring_is_refused() -> None:

@@ -8,9 +8,8 @@ import pytest
 from Crypto.Protocol.SecretSharing import Shamir
 from scipy import stats
 
-from fedbench.secagg import MaskKeyError, RoundAborted, RoundConfig, simulate_round
+from fedbench.secagg import MaskKeyError, RoundAborted, RoundConfig, shamir, simulate_round
 from fedbench.secagg import masks as masks_module
-from fedbench.secagg import shamir
 from fedbench.secagg.messages import MaskedInput
 
 

@@ -61,9 +61,7 @@ class SecAggClient:
 
     def share_keys(self, advertised: Sequence[AdvertiseKeys]) -> list[EncryptedShare]:
         """Stage 2: shares of b_u and of the mask private key, one encrypted bundle per neighbour heard from."""
-        peers = {
-            m.client: m for m in advertised if m.client in self.neighbours and m.problem() is None
-        }
+        peers = {m.client: m for m in advertised if m.client in self.neighbours and m.problem() is None}
         self._require(len(peers), "advertised keys")
         self._peers = peers
         holders = sorted(peers)
@@ -81,7 +79,9 @@ class SecAggClient:
                 b=peer,
             )
             seed_share, key_share = seed_shares[peer], key_shares[peer]
-            plain = SHARE_PLAINTEXT.pack(self.client, peer, seed_share.index) + seed_share.value + key_share.value
+            plain = (
+                SHARE_PLAINTEXT.pack(self.client, peer, seed_share.index) + seed_share.value + key_share.value
+            )
             nonce = os.urandom(NONCE_BYTES)
             sealed = AESGCM(key).encrypt(nonce, plain, share_aad(self.config.round_id, self.client, peer))
             out.append(EncryptedShare(self.client, peer, nonce + sealed))
@@ -102,7 +102,8 @@ class SecAggClient:
         values = np.asarray(update)
         if values.size != self.config.length:
             return Withdrawal(
-                self.client, f"its update has {values.size} values; the round's vectors have {self.config.length}"
+                self.client,
+                f"its update has {values.size} values; the round's vectors have {self.config.length}",
             )
         try:
             encoded = self.config.quantizer.encode(values)
@@ -127,7 +128,9 @@ class SecAggClient:
                 "dropped, which would reveal its seed and its mask key together"
             )
         if self.client not in request.survivors:
-            raise ShareRefused(f"client {self.client} refuses: it sent its vector but is not listed as a survivor")
+            raise ShareRefused(
+                f"client {self.client} refuses: it sent its vector but is not listed as a survivor"
+            )
         if len(request.survivors) < self.config.threshold:
             raise ShareRefused(
                 f"client {self.client} refuses: {len(request.survivors)} survivors are fewer than the "
@@ -169,7 +172,9 @@ class SecAggClient:
         )
         nonce, sealed = message.ciphertext[:NONCE_BYTES], message.ciphertext[NONCE_BYTES:]
         try:
-            plain = AESGCM(key).decrypt(nonce, sealed, share_aad(self.config.round_id, message.sender, self.client))
+            plain = AESGCM(key).decrypt(
+                nonce, sealed, share_aad(self.config.round_id, message.sender, self.client)
+            )
         except InvalidTag:
             return None
         if len(plain) != SHARE_PLAINTEXT_BYTES:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Literal
@@ -21,7 +20,8 @@ class RoundConfig:
     """Everything public about a round; every client and the server recompute the graph from it.
 
     `degree` defaults to `graph.default_degree(N, dropout)` (`dropout`: the fraction of clients the round
-    should survive losing) and `threshold` to a majority of the neighbours (degree // 2 + 1). `round_id` and `graph_seed` are drawn fresh unless given.
+    should survive losing) and `threshold` to a majority of the neighbours (degree // 2 + 1). `round_id`
+    and `graph_seed` are drawn fresh unless given.
     """
 
     clients: tuple[int, ...]
@@ -72,7 +72,3 @@ class RoundConfig:
         """Bytes of one masked vector on the wire."""
         return self.length * self.bits // 8
 
-
-def make_config(clients: Sequence[int], length: int, **options: object) -> RoundConfig:
-    """A fresh round configuration (new round id and graph seed)."""
-    return RoundConfig(tuple(clients), length, **options)  # type: ignore[arg-type]

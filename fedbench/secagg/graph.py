@@ -15,7 +15,6 @@ import numpy as np
 
 from fedbench.secagg.errors import SecAggError
 
-
 FAILURE_TARGET = 2.0**-20
 """The chance a default graph may leave some client with fewer than `threshold` surviving neighbours."""
 
@@ -33,7 +32,9 @@ def default_degree(clients: int, dropout: float = 0.1) -> int:
         raise SecAggError(f"the dropout to tolerate must be at least 0 and below 0.5, not {dropout}")
     for degree in range(2, clients - 1, 2):
         lost = degree - (degree // 2 + 1) + 1
-        tail = sum(math.comb(degree, i) * dropout**i * (1 - dropout) ** (degree - i) for i in range(lost, degree + 1))
+        tail = sum(
+            math.comb(degree, i) * dropout**i * (1 - dropout) ** (degree - i) for i in range(lost, degree + 1)
+        )
         if clients * tail <= FAILURE_TARGET:
             return degree
     return clients - 1

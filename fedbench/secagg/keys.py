@@ -32,7 +32,9 @@ class KeyPair:
     @property
     def public_bytes(self) -> bytes:
         """The raw 32-byte public key (what the client advertises)."""
-        return self.private.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        return self.private.public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
 
     @property
     def private_bytes(self) -> bytes:

@@ -14,7 +14,7 @@ from fedbench.secagg.errors import MaskKeyError, SecAggError
 
 MASK_KEY_BYTES = 32
 _NONCE = bytes(16)
-_DTYPES = {32: np.dtype("<u4"), 64: np.dtype("<u8")}
+_DTYPES: dict[int, np.dtype] = {32: np.dtype("<u4"), 64: np.dtype("<u8")}
 
 
 def dtype_of(bits: int) -> np.dtype:

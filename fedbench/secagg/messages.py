@@ -68,7 +68,9 @@ class MaskedInput:
             return "its masked vector is not bytes"
         if len(self.vector) != vector_bytes:
             width = bits // 8
-            count = f"{len(self.vector) // width} coordinates" if len(self.vector) % width == 0 else "a partial"
+            count = (
+                f"{len(self.vector) // width} coordinates" if len(self.vector) % width == 0 else "a partial"
+            )
             return (
                 f"it sent a vector of {count} ({len(self.vector)} bytes); "
                 f"the round's vectors have {vector_bytes // width}"

@@ -78,7 +78,9 @@ class SecAggServer:
             public_keys |= {message.mask_public, message.share_public}
         self._advertised = {c: m for c, m in seen.items() if c not in self.excluded}
         return {
-            client: [self._advertised[p] for p in sorted(self.config.neighbours(client)) if p in self._advertised]
+            client: [
+                self._advertised[p] for p in sorted(self.config.neighbours(client)) if p in self._advertised
+            ]
             for client in self._advertised
         }
 
@@ -90,8 +92,13 @@ class SecAggServer:
             sender = message.sender
             if sender not in self._advertised or sender in self.excluded:
                 continue
-            if message.recipient not in self.config.neighbours(sender) or message.recipient not in self._advertised:
-                self._exclude(sender, f"client {sender} at share exchange: it sent a share to a non-neighbour")
+            if (
+                message.recipient not in self.config.neighbours(sender)
+                or message.recipient not in self._advertised
+            ):
+                self._exclude(
+                    sender, f"client {sender} at share exchange: it sent a share to a non-neighbour"
+                )
                 continue
             reason = message.problem()
             if reason is not None:
