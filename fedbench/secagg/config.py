@@ -71,4 +71,3 @@ class RoundConfig:
     def vector_bytes(self) -> int:
         """Bytes of one masked vector on the wire."""
         return self.length * self.bits // 8
-

@@ -6,7 +6,9 @@ message the server received (`ServerView`), which is all a curious server could 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -56,6 +58,7 @@ def simulate_round(
     dropped_after_masking: Collection[int] = (),
     rewrite: Mapping[int, Rewrite] | None = None,
     record: bool = True,
+    seconds: dict[str, float] | None = None,
     **options: object,
 ) -> SimulatedRound:
     """Run one round. Client i's update is `updates[i]` (or `updates(i)`, made when the client needs it).
@@ -63,8 +66,18 @@ def simulate_round(
     `dropped_after_keys`: advertise keys, then vanish. `dropped_after_shares`: send shares, then no vector
     (the case dropout recovery is for). `dropped_after_masking`: send a vector, then never answer the unmask
     request. `rewrite[i]` replaces client i's stage-3 message on the wire (a misbehaving client). `options`
-    go to `RoundConfig` (clip, bits, degree, threshold, on_out_of_range) when no `config` is given.
+    go to `RoundConfig` (clip, dropout, bits, degree, threshold, on_out_of_range) when no `config` is given.
+    `seconds`, when given, gets the wall seconds each party spent in its own steps (keys "server" and
+    "client <i>"; making an update is not counted), for the benchmark's critical path.
     """
+    clock = seconds if seconds is not None else {}
+
+    @contextmanager
+    def timed(party: str) -> Iterator[None]:
+        start = time.perf_counter()
+        yield
+        clock[party] = clock.get(party, 0.0) + time.perf_counter() - start
+
     count = clients if clients is not None else len(updates)  # type: ignore[arg-type]
     if config is None:
         length = len(np.asarray(updates(0) if callable(updates) else updates[0]).ravel())
@@ -73,32 +86,48 @@ def simulate_round(
     server = SecAggServer(config)
     members = {c: SecAggClient(c, config) for c in config.clients}
 
-    advertised = [member.advertise() for member in members.values()]
+    advertised = []
+    for c, member in members.items():
+        with timed(f"client {c}"):
+            advertised.append(member.advertise())
     view.keys = advertised if record else []
-    forwarded = server.receive_keys(advertised)
+    with timed("server"):
+        forwarded = server.receive_keys(advertised)
 
     active = [c for c in forwarded if c not in set(dropped_after_keys)]
-    shares = [share for c in active for share in members[c].share_keys(forwarded[c])]
+    shares = []
+    for c in active:
+        with timed(f"client {c}"):
+            shares += members[c].share_keys(forwarded[c])
     view.shares = shares if record else []
-    routed = server.receive_shares(shares)
+    with timed("server"):
+        routed = server.receive_shares(shares)
 
     masking = [c for c in routed if c in set(active) and c not in set(dropped_after_shares)]
 
     def stage_three() -> Iterator[MaskedInput | Withdrawal]:
         for c in masking:
-            members[c].receive_shares(routed[c])
             update = updates(c) if callable(updates) else updates[c]
-            message = members[c].masked_input(update)
+            with timed(f"client {c}"):
+                members[c].receive_shares(routed[c])
+                message = members[c].masked_input(update)
             if rewrite and c in rewrite:
                 message = rewrite[c](message)
             if record:
                 view.vectors.append(message)
+            start = time.perf_counter()
             yield message
+            clock["server"] = clock.get("server", 0.0) + time.perf_counter() - start
 
     request = server.receive_masked(stage_three())
     view.request = request
 
     answering = [c for c in sorted(request.survivors) if c not in set(dropped_after_masking)]
-    responses = [members[c].unmask(request) for c in answering]
+    responses = []
+    for c in answering:
+        with timed(f"client {c}"):
+            responses.append(members[c].unmask(request))
     view.responses = responses
-    return SimulatedRound(server.finish(responses), view, config)
+    with timed("server"):
+        result = server.finish(responses)
+    return SimulatedRound(result, view, config)
