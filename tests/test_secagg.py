@@ -8,7 +8,14 @@ import dataclasses
 import numpy as np
 import pytest
 
-from fedbench.secagg import RoundAborted, RoundConfig, SecAggClient, ShareRefused, simulate_round
+from fedbench.secagg import (
+    RoundAborted,
+    RoundConfig,
+    SecAggClient,
+    SecAggServer,
+    ShareRefused,
+    simulate_round,
+)
 from fedbench.secagg.messages import MaskedInput, UnmaskRequest, Withdrawal
 
 CLIENTS = 20
@@ -93,6 +100,22 @@ def test_a_vector_of_the_wrong_length_is_excluded_with_its_reason() -> None:
     survivors = set(range(CLIENTS)) - {4}
     assert set(run.result.survivors) == survivors
     np.testing.assert_array_equal(run.result.fixed_sum, _expected_fixed(config, updates, survivors))
+
+
+def test_a_malformed_or_repeated_public_key_excludes_its_client() -> None:
+    config = _config(clients=6, length=8)
+    members = {c: SecAggClient(c, config) for c in config.clients}
+    advertised = [m.advertise() for m in members.values()]
+    advertised[1] = dataclasses.replace(advertised[1], mask_public=advertised[1].mask_public[:31])
+    advertised[2] = dataclasses.replace(advertised[2], share_public=advertised[0].share_public)
+    server = SecAggServer(config)
+    forwarded = server.receive_keys(advertised)
+    assert server.excluded == {
+        1: "client 1 at key advertisement: its mask public key is not 32 bytes",
+        2: "client 2 at key advertisement: it advertised a public key another client already advertised",
+    }
+    assert set(forwarded) == {0, 3, 4, 5}
+    assert all(m.client not in (1, 2) for peers in forwarded.values() for m in peers)
 
 
 def test_an_update_out_of_range_withdraws_its_client_and_the_round_completes() -> None:

@@ -64,8 +64,9 @@ def check_public(raw: bytes, *, owner: int) -> None:
 
 
 def derive(pair: KeyPair, peer_public: bytes, *, round_id: bytes, purpose: bytes, a: int, b: int) -> bytes:
-    """The 256-bit key of clients a and b for one purpose in one round: HKDF-SHA256 of their X25519 secret.
+    """The 256-bit key of clients a (holding `pair`) and b (`peer_public`) for one purpose in one round.
 
+    HKDF-SHA256 of their X25519 secret, salted with the round id, the purpose and both ids as its info.
     Raises SecAggError when the peer's key is unusable (X25519 refuses low-order points, whose agreement
     would be all zeros).
     """
@@ -73,7 +74,7 @@ def derive(pair: KeyPair, peer_public: bytes, *, round_id: bytes, purpose: bytes
         shared = pair.private.exchange(X25519PublicKey.from_public_bytes(peer_public))
     except ValueError as exc:
         raise SecAggError(
-            f"client {b if a < b else a}'s public key gives no usable agreement ({exc}); it must be excluded"
+            f"client {b}'s public key gives no usable agreement ({exc}); it must be excluded"
         ) from exc
     info = purpose + struct.pack(">QQ", min(a, b), max(a, b))
     return HKDF(algorithm=hashes.SHA256(), length=KEY_BYTES, salt=round_id, info=info).derive(shared)

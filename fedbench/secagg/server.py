@@ -36,6 +36,8 @@ class AggregateResult:
     survivors: frozenset[int]
     dropped: frozenset[int]
     excluded: dict[int, str] = field(default_factory=dict)
+    ignored_answers: dict[int, str] = field(default_factory=dict)
+    """Survivors whose unmasking answer was malformed or repeated (their vector still counts), and why."""
 
     @property
     def mean(self) -> np.ndarray:
@@ -148,10 +150,13 @@ class SecAggServer:
         seed_shares: dict[int, list[shamir.Share]] = defaultdict(list)
         key_shares: dict[int, list[shamir.Share]] = defaultdict(list)
         answered: set[int] = set()
+        ignored: dict[int, str] = {}
         for response in responses:
-            if response.client not in request.survivors or response.client in answered:
+            if response.client not in request.survivors:
                 continue
-            if response.problem(request) is not None:
+            reason = "it answered twice" if response.client in answered else response.problem(request)
+            if reason is not None:
+                ignored.setdefault(response.client, f"client {response.client} at unmasking: {reason}")
                 continue
             answered.add(response.client)
             for owner, share in response.seed_shares.items():
@@ -191,4 +196,5 @@ class SecAggServer:
             survivors=request.survivors,
             dropped=request.dropped,
             excluded=dict(self.excluded),
+            ignored_answers=ignored,
         )
