@@ -175,3 +175,24 @@ def test_a_key_share_then_a_seed_share_of_the_same_client_is_refused() -> None:
     assert 0 not in answer.seed_shares
     with pytest.raises(ShareRefused, match="already gave the other kind of share of client 0"):
         honest.unmask(UnmaskRequest(survivors=frozenset(range(6)), dropped=frozenset()))
+
+
+def test_a_malformed_unmasking_answer_is_ignored_with_its_reason_and_the_round_completes() -> None:
+    config = _config(clients=6, length=8, degree=5, threshold=3)
+    updates = _updates(clients=6, length=8)
+    members = {c: SecAggClient(c, config) for c in config.clients}
+    server = SecAggServer(config)
+    forwarded = server.receive_keys([m.advertise() for m in members.values()])
+    routed = server.receive_shares([s for c, m in members.items() for s in m.share_keys(forwarded[c])])
+    vectors = []
+    for c, member in members.items():
+        member.receive_shares(routed[c])
+        vectors.append(member.masked_input(updates[c]))
+    request = server.receive_masked(vectors)
+    answers = [members[c].unmask(request) for c in sorted(request.survivors)]
+    answers[2] = dataclasses.replace(answers[2], key_shares={0: answers[2].seed_shares[0]})
+    result = server.finish(answers)
+    assert result.ignored_answers == {
+        2: "client 2 at unmasking: it sent key shares of clients that did not drop out"
+    }
+    np.testing.assert_array_equal(result.fixed_sum, _expected_fixed(config, updates, set(range(6))))
