@@ -6,8 +6,8 @@ Shamir, ChaCha20): a plaintext FedAvg round (the server sums the updates and div
 repeats. Each secure round's graph is the default for the dropout it must survive (`RoundConfig(dropout=)`).
 Reported: the serial total (every party in this one process, one after another), and the critical path a
 federation would see with clients working in parallel: the slowest client's seconds plus the server's.
-The goal (issue #19): secure at most 1.3x plaintext at 10% dropout. Run: `python benchmarks/secure_aggregation.py`
-(`--quick` for 20 clients x 100,000 parameters, which records nothing).
+The goal (issue #19): secure at most 1.3x plaintext at 10% dropout.
+Run: `python benchmarks/secure_aggregation.py` (`--quick`: 20 clients x 100,000 parameters, nothing recorded).
 """
 
 from __future__ import annotations
@@ -137,13 +137,13 @@ def main() -> None:
             f"medians of {repeats} interleaved repeats; whole run {time.perf_counter() - started:.0f} s; "
             f"1-minute load average {load_before:.1f} at the start and {os.getloadavg()[0]:.1f} at the end "
             "(2 cores; above 2, other work shared them).",
-            "- Plaintext: the server's float64 sum of the float32 updates and the division (clients do nothing "
-            "beyond sending). Secure: `fedbench.secagg.simulate_round` with the real cryptography; a client "
-            "expands one ChaCha20 mask per neighbour plus its self-mask (4 bytes per parameter each), the server "
-            "one per survivor plus one per (dropped client, surviving neighbour) pair. Updates are made before "
-            "timing; checking the sum against the float sum is not timed.",
-            "- Degree: the default for the dropout the round must survive (at most a 2^-20 chance that a client "
-            "keeps fewer than threshold neighbours); 30% dropout at N = 100 needs the complete graph.",
+            "- Plaintext: the server's float64 sum of the float32 updates and the division (clients do "
+            "nothing beyond sending). Secure: `fedbench.secagg.simulate_round` with the real cryptography; "
+            "a client expands one ChaCha20 mask per neighbour plus its self-mask (4 bytes per parameter "
+            "each), the server one per survivor plus one per (dropped client, surviving neighbour) pair. "
+            "Updates are made before timing; checking the sum against the float sum is not timed.",
+            "- Degree: the default for the dropout the round must survive (at most a 2^-20 chance that a "
+            "client keeps fewer than threshold neighbours); 30% dropout at N = 100 needs the complete graph.",
         ]
     )
     if args.quick:

@@ -21,8 +21,8 @@ from fedbench.secagg.messages import MaskedInput, UnmaskRequest, Withdrawal
 CLIENTS = 20
 LENGTH = 300
 GRAPH_SEED = bytes(range(32))
-"""A stated graph seed, so the dropout sets below are checked against one known graph (SecAgg+'s recovery is
-certain only while every client keeps `threshold` neighbours; a random graph meets that with high probability)."""
+"""A stated graph seed, so the dropout sets below are checked against one known graph (SecAgg+'s recovery
+is certain only while every client keeps `threshold` neighbours; a random graph meets that very likely)."""
 
 
 def _updates(clients: int = CLIENTS, length: int = LENGTH, seed: int = 0) -> list[np.ndarray]:
@@ -31,7 +31,8 @@ def _updates(clients: int = CLIENTS, length: int = LENGTH, seed: int = 0) -> lis
 
 
 def _config(clients: int = CLIENTS, length: int = LENGTH, **options: object) -> RoundConfig:
-    return RoundConfig(tuple(range(clients)), length, graph_seed=GRAPH_SEED, **options)  # type: ignore[arg-type]
+    clients_ = tuple(range(clients))
+    return RoundConfig(clients_, length, graph_seed=GRAPH_SEED, **options)  # type: ignore[arg-type]
 
 
 def _expected_fixed(config: RoundConfig, updates: list[np.ndarray], survivors: set[int]) -> np.ndarray:
@@ -94,7 +95,8 @@ def test_a_vector_of_the_wrong_length_is_excluded_with_its_reason() -> None:
 
     run = simulate_round(updates, config=config, rewrite={4: truncate})
     assert run.result.excluded == {
-        4: f"client 4 at masked input: it sent a vector of {LENGTH - 1} coordinates ({(LENGTH - 1) * 4} bytes); "
+        4: f"client 4 at masked input: it sent a vector of {LENGTH - 1} coordinates "
+        f"({(LENGTH - 1) * 4} bytes); "
         f"the round's vectors have {LENGTH}"
     }
     survivors = set(range(CLIENTS)) - {4}

@@ -39,7 +39,7 @@ def test_every_mask_is_expanded_from_a_full_256_bit_key(monkeypatch: pytest.Monk
     assert len(seen) == 7 * 5 + 7 + 4
     for key in seen:
         assert len(key) * 8 >= 256
-        # A short seed padded to 32 bytes would show as a run of zero bytes; a random key has none to speak of.
+        # A short seed padded to 32 bytes would show as zero bytes; a random key has next to none.
         assert key.count(0) < 8
 
 

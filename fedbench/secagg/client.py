@@ -60,7 +60,7 @@ class SecAggClient:
         return AdvertiseKeys(self.client, self._mask_pair.public_bytes, self._share_pair.public_bytes)
 
     def share_keys(self, advertised: Sequence[AdvertiseKeys]) -> list[EncryptedShare]:
-        """Stage 2: shares of b_u and of the mask private key, one encrypted bundle per neighbour heard from."""
+        """Stage 2: shares of b_u and of the mask private key, one sealed bundle per neighbour heard from."""
         peers = {m.client: m for m in advertised if m.client in self.neighbours and m.problem() is None}
         self._require(len(peers), "advertised keys")
         self._peers = peers
@@ -141,7 +141,8 @@ class SecAggClient:
         crossed = (seeds & self._revealed_key) | (dropped & self._revealed_seed)
         if crossed:
             raise ShareRefused(
-                f"client {self.client} refuses: it already gave the other kind of share of client {min(crossed)}"
+                f"client {self.client} refuses: it already gave the other kind of share of client "
+                f"{min(crossed)}"
             )
         self._revealed_seed |= seeds
         self._revealed_key |= dropped

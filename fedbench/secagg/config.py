@@ -1,4 +1,4 @@
-"""The public configuration of one round: who takes part, the vector's shape, the ring, graph and threshold."""
+"""The public configuration of one round: who takes part, the vector length, ring, graph and threshold."""
 
 from __future__ import annotations
 

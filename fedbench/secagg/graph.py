@@ -20,7 +20,7 @@ FAILURE_TARGET = 2.0**-20
 
 
 def default_degree(clients: int, dropout: float = 0.1) -> int:
-    """The smallest even degree k that survives a `dropout` fraction of clients, or N - 1 when none is smaller.
+    """The least even degree k that survives losing a `dropout` fraction of clients, else N - 1.
 
     With the default threshold (a majority, k // 2 + 1), recovery fails when more than k - t of a client's k
     neighbours drop; k is the least with N * P(Binomial(k, dropout) > k - t) <= 2^-20 (Bell et al.: k grows

@@ -14,7 +14,7 @@ from fedbench.secagg.keys import KEY_BYTES
 from fedbench.secagg.shamir import SECRET_BYTES, Share
 
 SHARE_PLAINTEXT = struct.Struct(">QQH")
-"""Header of a decrypted share bundle: sender, recipient, Shamir index; then the b_u share and the key share."""
+"""Header of an opened share bundle: sender, recipient, Shamir index; then the b_u and key shares."""
 SHARE_PLAINTEXT_BYTES = SHARE_PLAINTEXT.size + 2 * SECRET_BYTES
 NONCE_BYTES = 12
 TAG_BYTES = 16
@@ -80,7 +80,7 @@ class MaskedInput:
 
 @dataclass(frozen=True)
 class Withdrawal:
-    """Stage 3 instead of a vector: the client leaves the round and says why (its update failed its checks)."""
+    """Stage 3 instead of a vector: the client leaves the round and says why (its update failed a check)."""
 
     client: int
     reason: str
@@ -96,7 +96,7 @@ class UnmaskRequest:
 
 @dataclass(frozen=True)
 class UnmaskResponse:
-    """Stage 4, survivor to server: its shares of survivors' seeds b_u and of the dropped clients' mask keys."""
+    """Stage 4, survivor to server: its shares of survivors' seeds b_u and of dropped clients' mask keys."""
 
     client: int
     seed_shares: dict[int, Share] = field(default_factory=dict)

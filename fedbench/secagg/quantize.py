@@ -59,7 +59,7 @@ class Quantizer:
         return self.clip / self.levels
 
     def error_bound(self, clients: int) -> float:
-        """Most a decoded sum of `clients` encodings may differ, per coordinate, from the clipped values' sum."""
+        """Most a decoded sum of `clients` encodings may differ, per coordinate, from the clipped sum."""
         return clients * self.step + clients * self.clip * 2.0**-52
 
     def encode(self, update: np.ndarray) -> np.ndarray:

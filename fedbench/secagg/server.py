@@ -60,7 +60,7 @@ class SecAggServer:
         self.excluded.setdefault(client, reason)
 
     def receive_keys(self, messages: Sequence[AdvertiseKeys]) -> dict[int, list[AdvertiseKeys]]:
-        """Stage 1: keep well-formed, distinct advertisements; what to forward to each client (its neighbours')."""
+        """Stage 1: keep well-formed, distinct advertisements; return each client's neighbours' ones."""
         seen: dict[int, AdvertiseKeys] = {}
         public_keys: set[bytes] = set()
         for message in messages:
@@ -114,7 +114,7 @@ class SecAggServer:
         return {client: routed.get(client, []) for client in self._advertised}
 
     def receive_masked(self, messages: Iterable[MaskedInput | Withdrawal]) -> UnmaskRequest:
-        """Stage 3: sum the well-formed vectors of clients that sent shares; exclude the rest with a reason."""
+        """Stage 3: sum the well-formed vectors of clients that sent shares; exclude others, with reasons."""
         dtype = masks.dtype_of(self.config.bits)
         total = np.zeros(self.config.length, dtype=dtype)
         survivors: set[int] = set()
