@@ -15,6 +15,7 @@ import numpy as np
 
 from fedbench.secagg.client import SecAggClient
 from fedbench.secagg.config import RoundConfig
+from fedbench.secagg.errors import SecAggError
 from fedbench.secagg.messages import (
     AdvertiseKeys,
     EncryptedShare,
@@ -78,8 +79,10 @@ def simulate_round(
         yield
         clock[party] = clock.get(party, 0.0) + time.perf_counter() - start
 
-    count = clients if clients is not None else len(updates)  # type: ignore[arg-type]
     if config is None:
+        if callable(updates) and clients is None:
+            raise SecAggError("simulate_round with an update function needs `clients` or a `config`")
+        count = clients if clients is not None else len(updates)  # type: ignore[arg-type]
         length = len(np.asarray(updates(0) if callable(updates) else updates[0]).ravel())
         config = RoundConfig(tuple(range(count)), length, **options)  # type: ignore[arg-type]
     view = ServerView()
