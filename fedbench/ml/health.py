@@ -86,7 +86,12 @@ def safer_learning_rate(learning_rate: float) -> float:
 
 
 def _loss_health(
-    losses: Sequence[float], learning_rate: float, epochs: int, name: str, health: Health
+    losses: Sequence[float],
+    learning_rate: float,
+    epochs: int,
+    name: str,
+    health: Health,
+    last_phase_from: int = 0,
 ) -> None:
     if not losses:
         return
@@ -123,6 +128,8 @@ def _loss_health(
             f"features gives ({math.log(2.0):.2f}); {raise_it}, or check that the features relate to the label."
         )
         return
+    if len(losses) - last_phase_from < 2:
+        return
     previous = float(losses[-2])
     still_falling = previous > 0 and (previous - last) / previous > STILL_FALLING
     if epochs >= MIN_EPOCHS_JUDGED and len(losses) >= epochs and still_falling:
@@ -141,16 +148,20 @@ def check_training(
     weights: np.ndarray | None = None,
     auc: float | None = None,
     auc_rows: str = "validation",
+    last_phase_from: int = 0,
 ) -> Health:
     """Judge one party's training from what it computed itself.
 
     `losses`: the loss per epoch (a dict of them per class, one-vs-rest); `epochs`: the most epochs allowed;
-    `weights`: our weights; `auc`: the binary model's AUC on `auc_rows` ("validation" or "training").
+    `weights`: our weights; `auc`: the binary model's AUC on `auc_rows` ("validation" or "training");
+    `last_phase_from`: the first epoch of the training's last phase (hetero_lr's refine epochs compute another
+    loss than its warm-up): "still falling" compares only two epochs of that phase.
     """
     health = Health()
     per_class = losses if isinstance(losses, dict) else {"": losses or []}
     for k, values in per_class.items():
-        _loss_health(list(values), learning_rate, epochs, f"loss of class {k}" if k else "loss", health)
+        name = f"loss of class {k}" if k else "loss"
+        _loss_health(list(values), learning_rate, epochs, name, health, last_phase_from)
     if weights is not None and not np.all(np.isfinite(np.asarray(weights, dtype=np.float64))):
         health.problems.append(
             "Some of the model's weights are not numbers: the training diverged; "
