@@ -36,7 +36,7 @@ from fedbench.crypto.paillier import ObfuscatorPool
 from fedbench.errors import FedbenchError
 from fedbench.federation import Context
 from fedbench.ml import coordinated
-from fedbench.ml.approximation import CURVATURE, HARMONICS, OMEGAS, newton_inverse, uses_newton
+from fedbench.ml.approximation import HARMONICS, OMEGAS, newton_inverse, uses_newton, warmup_curvature
 from fedbench.ml.design import Design, batches
 from fedbench.ml.fourier_exchange import FourierExchange
 from fedbench.ml.health import check_training
@@ -410,7 +410,7 @@ def _train_coordinated(
     if uses_newton(params.approximation, params.optimizer, params.penalty):
         preconditioner = newton_inverse(run.x, params.alpha if params.penalty == "l2" else 0.0, intercept)
     optimizer = Optimizer(params.optimizer, params.penalty, params.alpha, intercept, preconditioner)
-    curvature = CURVATURE if fourier else 0.25
+    curvature = warmup_curvature(params.approximation, params.optimizer, params.penalty)
     w = weights.copy()
     # Obfuscators are made in the background while we wait for the peers, and taken once each.
     batch_rows = max(len(b) for b in run.batches)
