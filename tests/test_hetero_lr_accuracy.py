@@ -29,6 +29,7 @@ from fedbench.ml import approximation, ring
 from fedbench.ml.approximation import replica_of
 from fedbench.ml.design import Design
 from fedbench.ml.fourier_exchange import FRAC_BITS, ExchangeError, FourierExchange, angles_of_shares
+from fedbench.ml.health import check_training
 from fedbench.net.transport import InMemoryFederation
 
 pytestmark = pytest.mark.filterwarnings("ignore::fedbench.crypto.paillier.WeakKeyWarning")
@@ -241,3 +242,15 @@ def test_the_fourier_approximation_is_close_to_the_sigmoid_where_scores_lie() ->
         ) / (2 * step)
         np.testing.assert_allclose(slope, approximation.fourier_sigmoid(z) - label, atol=1e-6)
     assert approximation.fourier_loss(np.zeros(1), 1.0)[0] == pytest.approx(np.log(2.0))
+
+
+def test_health_judges_a_still_falling_loss_on_the_warm_up_not_on_the_refine_epochs() -> None:
+    """The refine epochs end a training on another loss: their fall says nothing of too few epochs."""
+    settled = [0.69, 0.45, 0.40, 0.39, 0.389, 0.388, 0.30, 0.26]
+    assert check_training(losses=settled, learning_rate=0.5, epochs=8, refine_from=6).warnings == []
+    falling = [0.69, 0.6, 0.55, 0.52, 0.50, 0.48, 0.40, 0.39]
+    warned = check_training(losses=falling, learning_rate=0.5, epochs=8, refine_from=6).warnings
+    assert len(warned) == 1 and "still falling fast when the 6 epochs ran out (0.5 to 0.48" in warned[0]
+    per_class = {"0": settled, "1": falling}
+    both = check_training(losses=per_class, learning_rate=0.5, epochs=8, refine_from={"0": 6, "1": 6})
+    assert len(both.warnings) == 1 and "loss of class 1" in both.warnings[0]

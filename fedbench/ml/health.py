@@ -4,8 +4,8 @@
 `Health`: `problems` make the step fail (a non-finite or exploding loss, non-finite weights, an AUC at or
 below chance); `warnings` let it succeed but are shown with the result (a loss that did not fall, an AUC
 barely above chance, a loss that stayed where all-zero weights put it, a loss still falling fast when five or
-more epochs ran out). Every sentence names what was seen and the parameter to change, with a value to try, in
-words a business user reads.
+more epochs ran out, or five or more warm-up epochs before refine epochs). Every sentence names what was seen
+and the parameter to change, with a value to try, in words a business user reads.
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ def _loss_health(
     epochs: int,
     name: str,
     health: Health,
-    last_phase_from: int = 0,
+    refine_from: int | None = None,
 ) -> None:
     if not losses:
         return
@@ -128,8 +128,13 @@ def _loss_health(
             f"features gives ({math.log(2.0):.2f}); {raise_it}, or check that the features relate to the label."
         )
         return
-    if len(losses) - last_phase_from < 2:
-        return
+    if refine_from is not None:
+        # the refine epochs are a fixed correction on another loss: judge whether the warm-up had settled
+        epochs -= len(losses) - refine_from
+        losses = losses[:refine_from]
+        if len(losses) < 2:
+            return
+        last = float(losses[-1])
     previous = float(losses[-2])
     still_falling = previous > 0 and (previous - last) / previous > STILL_FALLING
     if epochs >= MIN_EPOCHS_JUDGED and len(losses) >= epochs and still_falling:
@@ -148,20 +153,21 @@ def check_training(
     weights: np.ndarray | None = None,
     auc: float | None = None,
     auc_rows: str = "validation",
-    last_phase_from: int = 0,
+    refine_from: int | dict[str, int | None] | None = None,
 ) -> Health:
     """Judge one party's training from what it computed itself.
 
     `losses`: the loss per epoch (a dict of them per class, one-vs-rest); `epochs`: the most epochs allowed;
     `weights`: our weights; `auc`: the binary model's AUC on `auc_rows` ("validation" or "training");
-    `last_phase_from`: the first epoch of the training's last phase (hetero_lr's refine epochs compute another
-    loss than its warm-up): "still falling" compares only two epochs of that phase.
+    `refine_from`: the first of hetero_lr's refine epochs (a dict of them per class), which end a training on
+    another loss than its warm-up: whether the loss was "still falling" is then judged on the warm-up epochs.
     """
     health = Health()
     per_class = losses if isinstance(losses, dict) else {"": losses or []}
     for k, values in per_class.items():
         name = f"loss of class {k}" if k else "loss"
-        _loss_health(list(values), learning_rate, epochs, name, health, last_phase_from)
+        start = refine_from.get(k) if isinstance(refine_from, dict) else refine_from
+        _loss_health(list(values), learning_rate, epochs, name, health, start)
     if weights is not None and not np.all(np.isfinite(np.asarray(weights, dtype=np.float64))):
         health.problems.append(
             "Some of the model's weights are not numbers: the training diverged; "

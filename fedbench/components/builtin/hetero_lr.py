@@ -576,7 +576,11 @@ def _judge(ctx: Context, run: _Training, coef: np.ndarray, metrics: dict[str, An
         weights=coef,
         auc=metrics.get(f"{auc_rows}_auc"),
         auc_rows=auc_rows,
-        last_phase_from=max((v for v in run.refine_from if v is not None), default=0),
+        refine_from=(
+            run.refine_from[0]
+            if len(run.refine_from) == 1
+            else {str(k): v for k, v in enumerate(run.refine_from)}
+        ),
     )
     health.raise_if_broken()
     metrics["warnings"] = health.warnings
