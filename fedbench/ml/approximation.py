@@ -59,14 +59,19 @@ sigma'(z) <= 1/4 (Taylor's 1/4 is its maximum, at z = 0); rows of imbalanced dat
 NEWTON_RIDGE = 1e-3
 """Added to the Newton block's diagonal so that collinear or constant features keep it invertible (it changes
 the step, never the optimum)."""
-PERIOD_MULTIPLIER = 3
-PERIOD_BITS = 6
+PERIOD_MULTIPLIER = 5
+PERIOD_BITS = 7
 PERIOD = 2.0**PERIOD_BITS / PERIOD_MULTIPLIER
-"""The period of sigma_F, 64/3 = 21.3: on shares in Z_2^128 at scale 2^s, 3 z mod 2^(s+6) is exact."""
-HARMONICS: tuple[float, ...] = (0.5769622477128452, -0.029099066422557884, 0.09412119065547306)
-"""c_1..c_3: the least-squares fit of sigmoid(z) - 1/2 over one period, the target tapered to 0 over the
-outer 20% (|z| > 8.5) so that the periodic function is smooth. Error at most 0.011 for |z| <= 4, 0.026 for
-|z| <= 8."""
+"""The period of sigma_F, 128/5 = 25.6: on shares in Z_2^128 at scale 2^s, 5 z mod 2^(s+7) is exact."""
+HARMONICS: tuple[float, ...] = (
+    0.5665252305034449,
+    0.024127652452818962,
+    0.06271853355016034,
+    0.03977982061201187,
+)
+"""c_1..c_4: the least-squares fit of sigmoid(z) - 1/2 over one period, the target tapered to 0 over the
+outer 30% (|z| > 9) so that the periodic function is smooth. Error at most 0.011 for |z| <= 4, 0.026 for
+|z| <= 8; beyond 12.8 the function wraps around (scores that large are rare where a penalty applies)."""
 
 OMEGAS: tuple[float, ...] = tuple(2.0 * math.pi * (k + 1) / PERIOD for k in range(len(HARMONICS)))
 LOSS_CONSTANT = math.log(2.0) + sum(c / w for c, w in zip(HARMONICS, OMEGAS, strict=True))
