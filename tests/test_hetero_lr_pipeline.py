@@ -30,7 +30,7 @@ TAYLOR_GAP = 0.007
 """How far from scikit-learn the validation AUC may be on these 1,600 rows. The split is drawn with the guest
 node's private key (a fresh sandbox, a fresh split) and the batches follow the PSI's random row order: over 200
 random splits a plaintext replica of the template's training with the default approximation (fourier, #18)
-was off by at most 0.0047 (0.0012 on average; the first-order Taylor loss it replaced: up to 0.017). The
+was off by at most 0.0047 (0.0011 on average; the first-order Taylor loss it replaced: up to 0.017). The
 protocols are checked exactly against their replicas in test_hetero_lr_protocols.py and
 test_hetero_lr_accuracy.py."""
 
