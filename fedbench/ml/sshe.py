@@ -16,6 +16,11 @@ party has its own Paillier key. Per mini-batch:
 
 The guest also gets the batch's Taylor loss through one more masked dot product. At the end each party may
 learn its own weights ("own") and never the peer's.
+
+With the `fourier` approximation (`approximation.py`) the residual of warm-up batches is the quadratic one of
+curvature C, refine batches first run the exchange (`fourier_exchange`) on the angles of the z shares for
+shares of sigma_F(z), and step 4 is a Newton step: each party maps the peer's encrypted share of its weights
+and its encrypted gradient part through its own matrices W and A, so the peer decrypts its new share directly.
 """
 
 from __future__ import annotations
@@ -173,7 +178,7 @@ class SsheParty:
     def _step_taylor(
         self, ctx: Context, rows: np.ndarray, lr: float, alpha: float, labels: np.ndarray | None
     ) -> float | None:
-        """Today's batch: the first-order Taylor residual, diagonal SGD update."""
+        """A batch of the taylor approximation: the first-order Taylor residual, a plain SGD update."""
         peer = ctx.peer(self._peer_role(ctx))
         count = len(rows)
         x_signed = self.signed[rows]
@@ -398,11 +403,7 @@ class SsheParty:
                 )[0]
             )
             label_signs = (1 - 2 * labels.astype(np.int64)).astype(object)
-            total = (
-                host_part
-                + int(np.dot(label_signs, z))
-                - (cosine_sum << (_SCALE - 2 * FRAC_BITS + 1))
-            )
+            total = host_part + int(np.dot(label_signs, z)) - (cosine_sum << (_SCALE - 2 * FRAC_BITS + 1))
             value = int(ring.signed(np.array([total % ring.MOD], dtype=object))[0])
             return LOSS_CONSTANT + value / 2.0 ** (_SCALE + 1) / count
         host_part = ring.from_bytes(peer.recv("sshe.loss"), 1)[0]

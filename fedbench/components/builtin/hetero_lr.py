@@ -141,7 +141,7 @@ class HeteroLRParams(BaseModel):
 hetero_lr = register(
     Component(
         name="hetero_lr",
-        version="1",
+        version="2",
         params=HeteroLRParams,
         roles=("guest", "host", "arbiter"),
         optional_roles=("arbiter",),
