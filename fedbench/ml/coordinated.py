@@ -231,8 +231,7 @@ def exchange_keys(ctx: Context, role: str, key_bits: int) -> tuple[PrivateKey, P
 def _refine_shares(exchange: FourierExchange, peer: PeerHandle, u: np.ndarray) -> tuple[list[int], int]:
     """Our shares (integers at 2^28; they are masked, so far larger than the values) of sigma_F(z) - 1/2 per
     row and of sum_k (c_k / w_k) cos(w_k z) over the batch."""
-    sines, cosines = exchange.run(peer, angles_of_reals(u, PERIOD))
-    return sines, sum(cosines)
+    return exchange.run(peer, angles_of_reals(u, PERIOD))
 
 
 def host_refine_step(

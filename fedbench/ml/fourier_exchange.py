@@ -1,21 +1,25 @@
-"""The secure step of the refine epochs: additive shares of sum_k a_k sin k(t_g + t_h) and sum_k b_k cos k(t_g + t_h)
-per row, where the guest knows the angle t_g and the host t_h (of its share of the score, or its partial score).
+"""The secure step of the refine epochs: additive shares of sum_k a_k sin k(t_g + t_h) per row and of
+sum_k b_k cos k(t_g + t_h) over the batch, where the guest knows the angle t_g and the host t_h of each row (of
+its share of the score, or of its partial score).
 
-Both sums are dot products of a vector each party computes alone: the *uploader* of a row has
+Both are dot products of vectors each party computes alone: the *uploader* of a row has
 v = (cos t, sin t, cos 2t, sin 2t, ...) of its angle, the *multiplier* the coefficients that pair with them
 (a_k sin k t', a_k cos k t' for the sine sum; b_k cos k t', -b_k sin k t' for the cosine sum). A dot product of
 two packed vectors is one slot of the product of two polynomials: the uploader encrypts, under its own key,
 V = sum_j V_j x^j (x = 2^s, the values offset to be non-negative), the multiplier raises it to
-E = sum_j R_j x^(J-1-j) + sum_j L_j x^(2J-1-j), so slot J-1 of V E is sum_j V_j R_j and slot 2J-1 is
-sum_j V_j L_j; it adds a uniform mask to *every* slot (each slot's content is below `bound`, the mask below
-2^s - bound, so no slot carries into the next and each is hidden up to 2^-41), rerandomizes with its own
-obfuscation base and sends it back; the uploader decrypts and reads the two slots. Its share is the slot
-minus the offsets it can remove; the multiplier's share is minus its mask minus the rest. Rows alternate
-between the two parties as uploader (the guest the even positions of the batch), so both do the same work.
+E = sum_j R_j x^(J-1-j), so slot J-1 of V E is sum_j V_j R_j. It adds a uniform mask to *every* slot (each
+slot's content is below `bound`, the mask below 2^s - bound, so no slot carries into the next and each is hidden
+up to 2^-41), rerandomizes with its own obfuscation base and sends it back; the uploader decrypts and reads
+the slot. Its share is the slot minus the offsets it can remove; the multiplier's share is minus its mask minus
+the rest. The cosine sum is only needed over the batch (for the loss), so the multiplier makes it once, as the
+product over the rows of V^L (one multi-exponentiation, far cheaper than a power per row), masked and
+rerandomized the same way; the slots are wide enough for the sum of a batch. Rows alternate between the two
+parties as uploader (the guest the even positions of the batch), so both do the same work.
 
-What each party sees: the peer's ciphertexts under the peer's key, and for its own rows decrypted slots that
-are all masked by the peer. A key too small for the 3J - 1 slots of one row splits the vector into chunks of
-equal length, each one more upload and exponentiation; their products add up in the same slots.
+What each party sees: the peer's ciphertexts under the peer's key, and for its own rows (and for their sum)
+decrypted slots that are all masked by the peer. A key too small for the 2J - 1 slots of one product splits
+the vector into chunks of equal length, each one more upload and exponentiation; their products add up in the
+same slots.
 """
 
 from __future__ import annotations
@@ -93,21 +97,22 @@ class FourierExchange:
         self.cosine = np.asarray(cosine, dtype=np.float64)
         self.values = 2 * self.harmonics
         value_bits = (FRAC_BITS + 1) + (FRAC_BITS + _COEFFICIENT_BITS)
-        # a slot of the product sums at most 2 J pairs (the two segments overlap in the middle slots)
-        self.bound = (2 * self.values) << value_bits
-        self.slot_bits = self.bound.bit_length() + _MASK_MARGIN
+        # a slot of one row's product sums at most J pairs; the batch's cosine sum adds up the rows we multiply
+        self.bound = self.values << value_bits
+        self.sum_bound = self.bound * max(-(-batch_rows // 2), 1)
+        self.slot_bits = self.sum_bound.bit_length() + _MASK_MARGIN
         n_bits = min(self.public.n_bits, peer_public.n_bits)
         per_chunk = self.values
-        while per_chunk > 1 and (3 * per_chunk - 1) * self.slot_bits > n_bits - 3:
+        while per_chunk > 1 and (2 * per_chunk - 1) * self.slot_bits > n_bits - 3:
             per_chunk -= 1
-        if (3 * per_chunk - 1) * self.slot_bits > n_bits - 3:
+        if (2 * per_chunk - 1) * self.slot_bits > n_bits - 3:
             raise ValueError(f"a {n_bits}-bit key cannot hold one packed value of {self.slot_bits} bits")
         self.chunks = -(-self.values // per_chunk)
         self.per_chunk = -(-self.values // self.chunks)
-        self.slots = 3 * self.per_chunk - 1
+        self.slots = 2 * self.per_chunk - 1
         uploads = -(-batch_rows // 2) * self.chunks
         self.own_pool = ObfuscatorPool(private, size=max(uploads, 1))
-        self.peer_pool = ObfuscatorPool(peer_public, size=max(-(-batch_rows // 2), 1))
+        self.peer_pool = ObfuscatorPool(peer_public, size=-(-batch_rows // 2) + 1)
 
     def close(self) -> None:
         """Stop making obfuscators in the background."""
@@ -140,8 +145,26 @@ class FourierExchange:
         part = values[c * self.per_chunk : (c + 1) * self.per_chunk]
         return part + [0] * (self.per_chunk - len(part))
 
-    def run(self, peer: PeerHandle, angles: np.ndarray) -> tuple[list[int], list[int]]:
-        """Our shares (integers at scale 2^(2 FRAC_BITS)) of the sine and cosine sums of each row of the batch."""
+    def _exponent(self, coefficients: list[int], c: int, offset: int) -> int:
+        """The multiplier's packed, reversed coefficients of chunk `c`."""
+        exponent = 0
+        for j, a in enumerate(self._chunk(coefficients, c)):
+            if c * self.per_chunk + j < self.values:
+                exponent |= (a + offset) << (self.slot_bits * (self.per_chunk - 1 - j))
+        return exponent
+
+    def _masked(self, ciphertext: mpz, bound: int) -> tuple[mpz, int]:
+        """The ciphertext with a uniform mask in every slot (each below 2^s - bound), rerandomized with our
+        own base; and the mask of the middle slot."""
+        nsq, n, shift = self.peer_public.nsq, self.peer_public.n, self.slot_bits
+        masks = [secrets.randbelow((1 << shift) - bound) for _ in range(self.slots)]
+        packed = sum(m << (shift * t) for t, m in enumerate(masks))
+        obfuscator = self.peer_pool.take(1)[0]
+        return ciphertext * ((packed % n) * n + 1) % nsq * obfuscator % nsq, masks[self.per_chunk - 1]
+
+    def run(self, peer: PeerHandle, angles: np.ndarray) -> tuple[list[int], int]:
+        """Our shares (integers at scale 2^(2 FRAC_BITS)) of the sine sum of each row of the batch and of the
+        cosine sum over the batch."""
         rows = len(angles)
         mine = [i for i in range(rows) if i % 2 == self.index]
         theirs = [i for i in range(rows) if i % 2 != self.index]
@@ -161,58 +184,57 @@ class FourierExchange:
         obfuscators = self.own_pool.take(len(plain))
         peer.send("fx.up", he_ops.encrypt_ints(self.public, plain, obfuscators).to_dict())
 
-        # 2. raise the peer's uploads to our coefficients, mask every slot, rerandomize, send back
+        # 2. per peer row, its upload to the power of our sine coefficients; for the batch, the product of the
+        # uploads to the powers of our cosine coefficients; every slot masked, rerandomized, sent back
         uploads = he_ops.received_vector(
             self.peer_public, peer.recv("fx.up"), len(theirs) * self.chunks, "refine uploads", ExchangeError
         )
         sine_shares = [0] * rows
-        cosine_shares = [0] * rows
+        cosine_share = 0
         results: list[mpz] = []
         if theirs:
             sine, cosine = self._coefficients(angles[theirs])
-            nsq, n = self.peer_public.nsq, self.peer_public.n
-            exponents: list[int] = []
-            for r, row in enumerate(theirs):
-                qs, qc = _quantise(sine[r]), _quantise(cosine[r])
-                for c in range(self.chunks):
-                    exponent = 0
-                    for j, (a, b) in enumerate(zip(self._chunk(qs, c), self._chunk(qc, c), strict=True)):
-                        if c * self.per_chunk + j < self.values:
-                            exponent |= (a + offset_c) << (shift * (self.per_chunk - 1 - j))
-                            exponent |= (b + offset_c) << (shift * (2 * self.per_chunk - 1 - j))
-                    exponents.append(exponent)
-                sine_shares[row] = -offset_v * sum(qs)
-                cosine_shares[row] = -offset_v * sum(qc)
+            nsq = self.peer_public.nsq
+            quantised_sine = [_quantise(v) for v in sine]
+            quantised_cosine = [_quantise(v) for v in cosine]
+            exponents = [self._exponent(q, c, offset_c) for q in quantised_sine for c in range(self.chunks)]
             powers = parallel.powers_of(uploads._ct, exponents, nsq)
-            masks_bound = (1 << shift) - self.bound
-            obfs = self.peer_pool.take(len(theirs))
             for r, row in enumerate(theirs):
-                acc = obfs[r]
+                acc = mpz(1)
                 for c in range(self.chunks):
                     acc = acc * powers[r * self.chunks + c] % nsq
-                masks = [secrets.randbelow(masks_bound) for _ in range(self.slots)]
-                packed_mask = sum(m << (shift * t) for t, m in enumerate(masks))
-                results.append(acc * ((packed_mask % n) * n + 1) % nsq)
-                sine_shares[row] -= masks[self.per_chunk - 1]
-                cosine_shares[row] -= masks[2 * self.per_chunk - 1]
+                masked, mask = self._masked(acc, self.bound)
+                results.append(masked)
+                sine_shares[row] = -mask - offset_v * sum(quantised_sine[r])
+            total = mpz(1)
+            for c in range(self.chunks):
+                column = np.empty((len(theirs), 1), dtype=object)
+                column[:, 0] = [self._exponent(q, c, offset_c) for q in quantised_cosine]
+                positive, _ = parallel.dot(uploads._ct[c :: self.chunks], column, nsq)[0]
+                total = total * positive % nsq
+            masked, mask = self._masked(total, self.sum_bound)
+            results.append(masked)
+            cosine_share = -mask - offset_v * sum(sum(q) for q in quantised_cosine)
         peer.send("fx.res", EncryptedVector.from_ciphertexts(self.peer_public, results).to_dict())
 
-        # 3. decrypt what the peer made of our uploads: our shares are the two slots, less the offsets we know
+        # 3. decrypt what the peer made of our uploads: our shares are the middle slots, less the offsets we know
+        expected = len(mine) + 1 if mine else 0
         answer = he_ops.received_vector(
-            self.public, peer.recv("fx.res"), len(mine), "refine results", ExchangeError
+            self.public, peer.recv("fx.res"), expected, "refine results", ExchangeError
         )
         if mine:
             decrypted = self.private.decrypt_encoded(answer)
             top = 1 << (shift * self.slots)
-            mask = (1 << shift) - 1
-            for r, row in enumerate(mine):
-                value = int(decrypted[r])
-                if not 0 <= value < top:
+            middle = shift * (self.per_chunk - 1)
+            for value in decrypted:
+                if not 0 <= int(value) < top:
                     raise ExchangeError(
                         "a refine result is outside its packing: the peer's message is malformed"
                     )
-                total_v = sum(quantised[r])
-                correction = offset_c * total_v + self.values * offset_v * offset_c
-                sine_shares[row] = ((value >> (shift * (self.per_chunk - 1))) & mask) - correction
-                cosine_shares[row] = ((value >> (shift * (2 * self.per_chunk - 1))) & mask) - correction
-        return sine_shares, cosine_shares
+            correction = self.values * offset_v * offset_c
+            for r, row in enumerate(mine):
+                slot = (int(decrypted[r]) >> middle) & ((1 << shift) - 1)
+                sine_shares[row] = slot - offset_c * sum(quantised[r]) - correction
+            slot = (int(decrypted[-1]) >> middle) & ((1 << shift) - 1)
+            cosine_share += slot - offset_c * sum(sum(q) for q in quantised) - len(mine) * correction
+        return sine_shares, cosine_share

@@ -316,8 +316,7 @@ class SsheParty:
         cosine_sum = 0
         if refining:
             angles = angles_of_shares(z, _SCALE, PERIOD_MULTIPLIER, PERIOD_BITS)
-            sines, cosines = self._exchange().run(peer, angles)
-            cosine_sum = sum(cosines)
+            sines, cosine_sum = self._exchange().run(peer, angles)
             e = ring.reduce(np.array(sines, dtype=object) * (1 << (_SCALE - 2 * FRAC_BITS)))
             key = rows.tobytes()
             if guest:
