@@ -103,18 +103,27 @@ def _loss_health(
             f"The {name} became {_show(bad)} during training: the weights diverged; {lower}."
         )
         return
+    # hetero_lr's refine epochs compute another loss than its warm-up: rise and fall are judged per phase
+    split = refine_from is not None and 0 < refine_from < len(losses)
+    phases = [losses[:refine_from], losses[refine_from:]] if split else [losses]
     worst = max(float(v) for v in losses)
-    if worst > EXPLODED_LOSS or (len(losses) > 1 and first > 0 and last > GROWTH_FACTOR * first):
-        peak = last if last > first else worst
-        grew = f"grew from {_show(first)} to {_show(peak)}" if peak > first else f"reached {_show(peak)}"
+    grown = next(
+        (p for p in phases if len(p) > 1 and float(p[0]) > 0 and float(p[-1]) > GROWTH_FACTOR * float(p[0])),
+        None,
+    )
+    if worst > EXPLODED_LOSS or grown is not None:
+        start, end = (float(grown[0]), float(grown[-1])) if grown is not None else (first, last)
+        peak = end if end > start else worst
+        grew = f"grew from {_show(start)} to {_show(peak)}" if peak > start else f"reached {_show(peak)}"
         health.problems.append(f"The {name} {grew}: the training diverged; {lower}.")
         return
     if len(losses) < 2:
         return
-    if last >= first:
+    flat = next((p for p in phases if len(p) > 1 and float(p[-1]) >= float(p[0])), None)
+    if flat is not None:
         health.warnings.append(
-            f"The {name} did not fall ({_show(first)} at the first epoch, {_show(last)} at the last): "
-            f"{lower}, or check that the features relate to the label."
+            f"The {name} did not fall ({_show(float(flat[0]))} at the first epoch, {_show(float(flat[-1]))} at "
+            f"the last): {lower}, or check that the features relate to the label."
         )
         return
     if last >= LEARNED_NOTHING:
@@ -160,7 +169,8 @@ def check_training(
     `losses`: the loss per epoch (a dict of them per class, one-vs-rest); `epochs`: the most epochs allowed;
     `weights`: our weights; `auc`: the binary model's AUC on `auc_rows` ("validation" or "training");
     `refine_from`: the first of hetero_lr's refine epochs (a dict of them per class), which end a training on
-    another loss than its warm-up: whether the loss was "still falling" is then judged on the warm-up epochs.
+    another loss than its warm-up: a loss that grew or did not fall is judged within each phase, one "still
+    falling" on the warm-up epochs.
     """
     health = Health()
     per_class = losses if isinstance(losses, dict) else {"": losses or []}
