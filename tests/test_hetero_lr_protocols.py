@@ -18,6 +18,7 @@ from fedbench.components.spec import ParamsError
 from fedbench.crypto.paillier import generate_keypair
 from fedbench.datasets import breast_cancer_vertical
 from fedbench.ml import he_ops, ring
+from fedbench.ml.approximation import replica_of
 from fedbench.ml.design import sigmoid
 
 pytestmark = pytest.mark.filterwarnings("ignore::fedbench.crypto.paillier.WeakKeyWarning")
@@ -72,9 +73,11 @@ def _plain_taylor_sgd(xg, xh, y, epochs, batch, lr, alpha, seed):
 
 @pytest.mark.parametrize("protocol", ["sshe", "coordinated"])
 def test_protocol_reproduces_the_plaintext_updates(protocol):
+    """The Taylor option still computes exactly today's updates (the fourier default: test_hetero_lr_accuracy)."""
     g, h = _cancer()
     params = {
         "protocol": protocol,
+        "approximation": "taylor",
         "key_bits": 1024,
         "epochs": 4,
         "batch_size": 200 if protocol == "sshe" else 0,
@@ -94,6 +97,9 @@ def test_protocol_reproduces_the_plaintext_updates(protocol):
     np.testing.assert_allclose(host_model["coef"][0], wh, atol=2e-4)
     np.testing.assert_allclose(_losses(events), losses, atol=1e-4)
     assert all(b < a for a, b in zip(losses, losses[1:], strict=False))
+    replica = replica_of(np.hstack([xg, np.ones((len(xg), 1))]), xh, g["y"].to_numpy(float), params, len(g))
+    np.testing.assert_allclose(replica.guest, wg, atol=1e-12)
+    np.testing.assert_allclose(replica.host, wh, atol=1e-12)
     scores = outputs["guest"]["scores"]
     expected = sigmoid(np.hstack([xg, np.ones((len(xg), 1))]) @ wg + xh @ wh)
     np.testing.assert_allclose(scores["score"], expected, atol=1e-3)
@@ -170,10 +176,23 @@ def _ring_looks_random(blob: bytes) -> bool:
     return bool(np.mean([abs(int(v)).bit_length() > 100 for v in values]) > 0.9)
 
 
-def test_sshe_sends_nothing_in_the_clear():
-    """The host receives keys, ciphertexts, uniformly random ring shares and flags; never a float of the guest's."""
+CIPHERTEXTS = {"n_bits", "key_id", "exponent", "bound", "data"}
+
+
+@pytest.mark.parametrize("approximation", ["fourier", "taylor"])
+def test_sshe_sends_nothing_in_the_clear(approximation):
+    """The host receives keys, ciphertexts, uniformly random ring shares and flags; never a float of the guest's.
+    The fourier approximation's refine epochs add only ciphertexts (`fx.up`, `fx.res`, the labels `sshe.y`
+    once per batch, the loss part `sshe.loss`)."""
     g, h = _cancer()
-    params = {"key_bits": 1024, "epochs": 2, "batch_size": 300, "score_rows": False}
+    params = {
+        "key_bits": 1024,
+        "epochs": 2,
+        "batch_size": 300,
+        "score_rows": False,
+        "approximation": approximation,
+        "refine_epochs": 1,
+    }
     record: list[RecordedMessage] = []
     outputs = simulate("hetero_lr", {"guest": g, "host": h}, record=record, **params)
     for receiver in ("host", "guest"):
@@ -181,11 +200,19 @@ def test_sshe_sends_nothing_in_the_clear():
         for tag, payload in [(m.tag, m.payload) for m in record if m.receiver == receiver]:
             kinds.add(tag)
             assert not isinstance(payload, np.ndarray), (receiver, tag)
-            if tag in ("sshe.init", "sshe.loss"):
+            if tag == "sshe.init" or (tag == "sshe.loss" and isinstance(payload, bytes)):
                 assert _ring_looks_random(payload), (receiver, tag)
-            if tag in ("sshe.w", "sshe.xw", "sshe.e"):
-                assert set(payload) == {"n_bits", "key_id", "exponent", "bound", "data"}
+            if tag in ("sshe.w", "sshe.xw", "sshe.e", "fx.up", "fx.res") or tag == "sshe.loss":
+                assert isinstance(payload, (bytes, dict)) and (
+                    isinstance(payload, bytes) or set(payload) == CIPHERTEXTS
+                )
+            if tag == "sshe.y":
+                assert payload is None or set(payload) == CIPHERTEXTS
+            if tag == "sshe.g":
+                assert all(set(v) == CIPHERTEXTS for v in payload.values()), (receiver, tag)
         assert "lr.scores" not in kinds
+        if approximation == "fourier":
+            assert {"fx.up", "fx.res"} <= kinds
     labels = g["y"].to_numpy(float)
     stored = str(outputs["host"]["model"])
     assert "mean radius" not in stored and str(labels[:20].tolist()) not in stored
@@ -217,8 +244,17 @@ def test_ring_truncation_of_shares():
 
 
 def test_warm_start_continues_from_the_earlier_model():
+    """Taylor, whose epochs are all alike: two and two epochs are four (fourier ends each training with refine
+    epochs and averages the last one, so a continued training differs from a longer one by design)."""
     g, h = _cancer()
-    params = {"key_bits": 1024, "epochs": 2, "batch_size": 0, "learning_rate": 0.5, "early_stopping": False}
+    params = {
+        "key_bits": 1024,
+        "epochs": 2,
+        "batch_size": 0,
+        "learning_rate": 0.5,
+        "early_stopping": False,
+        "approximation": "taylor",
+    }
     first = simulate("hetero_lr", {"guest": g, "host": h}, **params)
     warm = {
         party: {"train": table, "warm_start": first[party]["model"]}

@@ -4,8 +4,8 @@
 `Health`: `problems` make the step fail (a non-finite or exploding loss, non-finite weights, an AUC at or
 below chance); `warnings` let it succeed but are shown with the result (a loss that did not fall, an AUC
 barely above chance, a loss that stayed where all-zero weights put it, a loss still falling fast when five or
-more epochs ran out). Every sentence names what was seen and the parameter to change, with a value to try, in
-words a business user reads.
+more epochs ran out, or five or more warm-up epochs before refine epochs). Every sentence names what was seen
+and the parameter to change, with a value to try, in words a business user reads.
 """
 
 from __future__ import annotations
@@ -87,7 +87,12 @@ def safer_learning_rate(learning_rate: float) -> float:
 
 
 def _loss_health(
-    losses: Sequence[float], learning_rate: float, epochs: int, name: str, health: Health
+    losses: Sequence[float],
+    learning_rate: float,
+    epochs: int,
+    name: str,
+    health: Health,
+    refine_from: int | None = None,
 ) -> None:
     if not losses:
         return
@@ -99,18 +104,27 @@ def _loss_health(
             f"The {name} became {_show(bad)} during training: the weights diverged; {lower}."
         )
         return
+    # hetero_lr's refine epochs compute another loss than its warm-up: rise and fall are judged per phase
+    split = refine_from is not None and 0 < refine_from < len(losses)
+    phases = [losses[:refine_from], losses[refine_from:]] if split else [losses]
     worst = max(float(v) for v in losses)
-    if worst > EXPLODED_LOSS or (len(losses) > 1 and first > 0 and last > GROWTH_FACTOR * first):
-        peak = last if last > first else worst
-        grew = f"grew from {_show(first)} to {_show(peak)}" if peak > first else f"reached {_show(peak)}"
+    grown = next(
+        (p for p in phases if len(p) > 1 and float(p[0]) > 0 and float(p[-1]) > GROWTH_FACTOR * float(p[0])),
+        None,
+    )
+    if worst > EXPLODED_LOSS or grown is not None:
+        start, end = (float(grown[0]), float(grown[-1])) if grown is not None else (first, last)
+        peak = end if end > start else worst
+        grew = f"grew from {_show(start)} to {_show(peak)}" if peak > start else f"reached {_show(peak)}"
         health.problems.append(f"The {name} {grew}: the training diverged; {lower}.")
         return
     if len(losses) < 2:
         return
-    if last >= first:
+    flat = next((p for p in phases if len(p) > 1 and float(p[-1]) >= float(p[0])), None)
+    if flat is not None:
         health.warnings.append(
-            f"The {name} did not fall ({_show(first)} at the first epoch, {_show(last)} at the last): "
-            f"{lower}, or check that the features relate to the label."
+            f"The {name} did not fall ({_show(float(flat[0]))} at the first epoch, {_show(float(flat[-1]))} at "
+            f"the last): {lower}, or check that the features relate to the label."
         )
         return
     if last >= LEARNED_NOTHING:
@@ -124,6 +138,13 @@ def _loss_health(
             f"features gives ({math.log(2.0):.2f}); {raise_it}, or check that the features relate to the label."
         )
         return
+    if refine_from is not None:
+        # the refine epochs are a fixed correction on another loss: judge whether the warm-up had settled
+        epochs -= len(losses) - refine_from
+        losses = losses[:refine_from]
+        if len(losses) < 2:
+            return
+        last = float(losses[-1])
     previous = float(losses[-2])
     still_falling = previous > 0 and (previous - last) / previous > STILL_FALLING
     if epochs >= MIN_EPOCHS_JUDGED and len(losses) >= epochs and still_falling:
@@ -142,16 +163,22 @@ def check_training(
     weights: np.ndarray | None = None,
     auc: float | None = None,
     auc_rows: str = "validation",
+    refine_from: int | dict[str, int | None] | None = None,
 ) -> Health:
     """Judge one party's training from what it computed itself.
 
     `losses`: the loss per epoch (a dict of them per class, one-vs-rest); `epochs`: the most epochs allowed;
-    `weights`: our weights; `auc`: the binary model's AUC on `auc_rows` ("validation" or "training").
+    `weights`: our weights; `auc`: the binary model's AUC on `auc_rows` ("validation" or "training");
+    `refine_from`: the first of hetero_lr's refine epochs (a dict of them per class), which end a training on
+    another loss than its warm-up: a loss that grew or did not fall is judged within each phase, one "still
+    falling" on the warm-up epochs.
     """
     health = Health()
     per_class = losses if isinstance(losses, dict) else {"": losses or []}
     for k, values in per_class.items():
-        _loss_health(list(values), learning_rate, epochs, f"loss of class {k}" if k else "loss", health)
+        name = f"loss of class {k}" if k else "loss"
+        start = refine_from.get(k) if isinstance(refine_from, dict) else refine_from
+        _loss_health(list(values), learning_rate, epochs, name, health, start)
     if weights is not None and not np.all(np.isfinite(np.asarray(weights, dtype=np.float64))):
         health.problems.append(
             "Some of the model's weights are not numbers: the training diverged; "

@@ -2,7 +2,8 @@
 
 In the coordinated protocol each party learns its own batch gradient and updates its own weights, so any
 optimizer works; SSHE updates secret-shared weights, where only plain SGD (with an L2 penalty) is linear in
-the shares. Penalties never apply to the intercept.
+the shares. Penalties never apply to the intercept. SGD may be preconditioned by a party's own Newton block
+(`approximation.newton_inverse`): the step is then lr M^-1 (gradient + alpha w), a damped Newton step.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class Optimizer:
     penalty: str
     alpha: float
     intercept_index: int | None = None
+    preconditioner: np.ndarray | None = field(default=None, repr=False)
     beta1: float = 0.9
     beta2: float = 0.999
     eps: float = 1e-8
@@ -54,7 +56,7 @@ class Optimizer:
         if self.penalty == "l2":
             g = g + self.alpha * weights * mask
         if self.kind == "sgd":
-            update = g
+            update = g if self.preconditioner is None else self.preconditioner @ g
         elif self.kind == "adam":
             self._t += 1
             self._m = np.zeros_like(g) if self._m is None else self._m

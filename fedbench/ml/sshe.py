@@ -16,6 +16,11 @@ party has its own Paillier key. Per mini-batch:
 
 The guest also gets the batch's Taylor loss through one more masked dot product. At the end each party may
 learn its own weights ("own") and never the peer's.
+
+With the `fourier` approximation (`approximation.py`) the residual of warm-up batches is the quadratic one of
+curvature C, refine batches first run the exchange (`fourier_exchange`) on the angles of the z shares for
+shares of sigma_F(z), and step 4 is a Newton step: each party maps the peer's encrypted share of its weights
+and its encrypted gradient part through its own matrices W and A, so the peer decrypts its new share directly.
 """
 
 from __future__ import annotations
@@ -30,7 +35,17 @@ from fedbench.crypto.paillier import EncryptedVector, ObfuscatorPool, PublicKey,
 from fedbench.errors import FedbenchError
 from fedbench.federation import Context, PeerHandle
 from fedbench.ml import he_ops, ring
+from fedbench.ml.approximation import (
+    CURVATURE,
+    HARMONICS,
+    LOSS_CONSTANT,
+    OMEGAS,
+    PERIOD_BITS,
+    PERIOD_MULTIPLIER,
+    newton_inverse,
+)
 from fedbench.ml.design import FIXED_BITS, FIXED_FRAC_BITS, fixed_point
+from fedbench.ml.fourier_exchange import FRAC_BITS, FourierExchange, angles_of_shares
 
 __all__ = ["SsheError", "SsheParty", "WEIGHT_FRAC_BITS"]
 
@@ -40,6 +55,18 @@ _RATE_FRAC_BITS = 32
 _SCALE = FIXED_FRAC_BITS + WEIGHT_FRAC_BITS
 _TRUNCATE = 2 * FIXED_FRAC_BITS + _RATE_FRAC_BITS
 _OFFSET = 1 << (FIXED_BITS - 1)
+_NEWTON_KEEP_BITS = 64
+"""Fractional bits of W = I - lr alpha M^-1 D (times weights at 2^24: 2^88)."""
+_NEWTON_RATE_BITS = 32
+"""Fractional bits of A = lr C M^-1 / rows (times X^T e at 2^56: 2^88)."""
+_NEWTON_TRUNCATE = _NEWTON_KEEP_BITS
+
+
+def _fixed(matrix: np.ndarray, bits: int) -> np.ndarray:
+    """A real matrix as an object array of Python ints round(m 2^bits)."""
+    out = np.empty(matrix.shape, dtype=object)
+    out.ravel()[:] = [int(v) for v in np.rint(np.ldexp(matrix, bits)).ravel().tolist()]
+    return out
 
 
 class SsheError(FedbenchError):
@@ -73,8 +100,11 @@ class SsheParty:
         key_bits: int,
         intercept: bool,
         batch_rows: int,
+        approximation: str = "taylor",
+        alpha: float = 0.0,
     ):
         self.ctx = ctx
+        self.approximation = approximation
         self.peer = peer
         self.index = index
         self.public, self.private = generate_keypair(bits=key_bits)
@@ -107,6 +137,14 @@ class SsheParty:
         packs = -(-batch_rows // he_ops.slots_per_ciphertext(self.peer_public, self.slot_bits))
         self.share_pool = ObfuscatorPool(self.private, size=batch_rows)
         self.pack_pool = ObfuscatorPool(self.peer_public, size=packs)
+        self.batch_rows = batch_rows
+        self.minv: np.ndarray | None = None
+        if approximation == "fourier":
+            self.minv = newton_inverse(x, alpha, self.width - 1 if intercept else None)
+        self.exchange: FourierExchange | None = None
+        self.label_cache: dict[bytes, EncryptedVector] = {}
+        self.sums: tuple[np.ndarray, np.ndarray] | None = None
+        self.iterates = 0
 
     def share_weights(self, ctx: Context, weights: np.ndarray) -> None:
         """Split our starting weights: a uniform random share goes to the peer, we keep the difference."""
@@ -130,40 +168,22 @@ class SsheParty:
         lr: float,
         alpha: float,
         labels: np.ndarray | None = None,
+        refining: bool = False,
     ) -> float | None:
         """One mini-batch over `rows`: shares of z, of the residual, of the gradients; update. Guest: the loss."""
+        if self.approximation == "fourier":
+            return self._step_fourier(ctx, rows, lr, alpha, labels, refining)
+        return self._step_taylor(ctx, rows, lr, alpha, labels)
+
+    def _step_taylor(
+        self, ctx: Context, rows: np.ndarray, lr: float, alpha: float, labels: np.ndarray | None
+    ) -> float | None:
+        """A batch of the taylor approximation: the first-order Taylor residual, a plain SGD update."""
         peer = ctx.peer(self._peer_role(ctx))
         count = len(rows)
         x_signed = self.signed[rows]
-        slots = he_ops.slots_per_ciphertext(self.peer_public, self.slot_bits)
-        packs = -(-count // slots)
-        pack_obfuscators = self.pack_pool.take(packs)
-        peer.send("sshe.w", self.public.encrypt_encoded([int(v) for v in self.peer_share], 0).to_dict())
-
-        their_weights = self._vector(self.peer_public, peer.recv("sshe.w"), self.width, "encrypted weights")
-        masks = ring.random_ints(count, self.mask_bits)
-        packed = he_ops.packed_matvec(
-            self.peer_public,
-            their_weights,
-            self.unsigned[rows],
-            FIXED_BITS,
-            self.slot_bits,
-            list(masks),
-            pack_obfuscators,
-        )
-        peer.send("sshe.xw", EncryptedVector.from_ciphertexts(self.peer_public, packed).to_dict())
+        z, _ = self._shares_of_z(peer, rows)
         share_obfuscators = self.share_pool.take(count)
-
-        reply = peer.recv("sshe.xw")
-        try:
-            vector = EncryptedVector.from_dict(self.public, reply)
-            values = he_ops.unpack(self.private, vector.ciphertexts, count, self.peer_slot_bits)
-        except (ValueError, TypeError) as exc:
-            raise SsheError(f"the peer's packed scores are malformed: {exc}") from None
-        offset_term = _OFFSET * int(sum(int(v) for v in self.peer_share))
-        from_peer = ring.reduce(np.array(values, dtype=object) - offset_term)
-        local = x_signed.astype(object) @ self.own_share
-        z = ring.reduce(local - masks + from_peer)
         e = z
         if labels is not None:
             e = ring.reduce(z + ring.encode(2.0 - 4.0 * labels, _SCALE))
@@ -217,6 +237,184 @@ class SsheParty:
         self.peer_share = self._update(self.peer_share, peer_gradient, rate, lr, alpha, self.peer_intercept)
         return loss
 
+    def _shares_of_z(self, peer: PeerHandle, rows: np.ndarray) -> tuple[np.ndarray, EncryptedVector]:
+        """Steps 1-2: our share of z = X_g w_g + X_h w_h for `rows`, and the peer's encrypted share of our weights."""
+        count = len(rows)
+        x_signed = self.signed[rows]
+        slots = he_ops.slots_per_ciphertext(self.peer_public, self.slot_bits)
+        packs = -(-count // slots)
+        pack_obfuscators = self.pack_pool.take(packs)
+        peer.send("sshe.w", self.public.encrypt_encoded([int(v) for v in self.peer_share], 0).to_dict())
+
+        their_weights = self._vector(self.peer_public, peer.recv("sshe.w"), self.width, "encrypted weights")
+        masks = ring.random_ints(count, self.mask_bits)
+        packed = he_ops.packed_matvec(
+            self.peer_public,
+            their_weights,
+            self.unsigned[rows],
+            FIXED_BITS,
+            self.slot_bits,
+            list(masks),
+            pack_obfuscators,
+        )
+        peer.send("sshe.xw", EncryptedVector.from_ciphertexts(self.peer_public, packed).to_dict())
+
+        reply = peer.recv("sshe.xw")
+        try:
+            vector = EncryptedVector.from_dict(self.public, reply)
+            values = he_ops.unpack(self.private, vector.ciphertexts, count, self.peer_slot_bits)
+        except (ValueError, TypeError) as exc:
+            raise SsheError(f"the peer's packed scores are malformed: {exc}") from None
+        offset_term = _OFFSET * int(sum(int(v) for v in self.peer_share))
+        from_peer = ring.reduce(np.array(values, dtype=object) - offset_term)
+        local = x_signed.astype(object) @ self.own_share
+        return ring.reduce(local - masks + from_peer), their_weights
+
+    def begin_epoch(self) -> None:
+        """Start summing this epoch's iterates afresh (the model is the mean of the last epoch's)."""
+        self.sums = None
+        self.iterates = 0
+
+    def _exchange(self) -> FourierExchange:
+        if self.exchange is None:
+            self.exchange = FourierExchange(
+                self.private,
+                self.peer_public,
+                self.index,
+                [c / CURVATURE for c in HARMONICS],
+                [c / w for c, w in zip(HARMONICS, OMEGAS, strict=True)],
+                self.batch_rows,
+            )
+        return self.exchange
+
+    def _newton(self, lr: float, alpha: float, count: int) -> tuple[np.ndarray, np.ndarray]:
+        """W = I - lr alpha M^-1 D at 2^64 and A = lr C M^-1 / count at 2^32, as object arrays of ints."""
+        assert self.minv is not None
+        penalised = np.ones(self.width)
+        if self.intercept and self.width:
+            penalised[-1] = 0.0
+        w = np.eye(self.width) - lr * alpha * self.minv * penalised[None, :]
+        a = lr * CURVATURE / max(count, 1) * self.minv
+        return _fixed(w, _NEWTON_KEEP_BITS), _fixed(a, _NEWTON_RATE_BITS)
+
+    def _step_fourier(
+        self,
+        ctx: Context,
+        rows: np.ndarray,
+        lr: float,
+        alpha: float,
+        labels: np.ndarray | None,
+        refining: bool,
+    ) -> float | None:
+        """A batch of the fourier approximation: the warm-up's quadratic residual (refine: sigma_F's, through
+        the exchange), a Newton step on the shares; the guest's loss of the same approximation."""
+        peer = ctx.peer(self._peer_role(ctx))
+        count = len(rows)
+        x_signed = self.signed[rows]
+        z, their_weights = self._shares_of_z(peer, rows)
+        guest = labels is not None
+        cosine_sum = 0
+        if refining:
+            angles = angles_of_shares(z, _SCALE, PERIOD_MULTIPLIER, PERIOD_BITS)
+            sines, cosine_sum = self._exchange().run(peer, angles)
+            e = ring.reduce(np.array(sines, dtype=object) * (1 << (_SCALE - 2 * FRAC_BITS)))
+            key = rows.tobytes()
+            if guest:
+                assert labels is not None
+                fresh = key not in self.label_cache
+                if fresh:
+                    signs = [1 - 2 * int(v) for v in labels]
+                    self.label_cache[key] = self.private.encrypt_encoded(signs, 0)
+                peer.send("sshe.y", self.label_cache[key].to_dict() if fresh else None)
+            else:
+                sent = peer.recv("sshe.y")
+                if sent is not None:
+                    self.label_cache[key] = self._vector(self.peer_public, sent, count, "encrypted labels")
+                if key not in self.label_cache:
+                    raise SsheError("the guest did not send the labels of this batch for its refine loss")
+                # our part of the batch's loss: sum (1 - 2y) z_h - 2^13 sum cos-share, under the guest's key
+                linear = self.label_cache[key].dot(z.reshape(-1, 1))
+                ours = -(cosine_sum << (_SCALE - 2 * FRAC_BITS + 1))
+                peer.send("sshe.loss", he_ops.add_ints(linear, [ours]).rerandomize().to_dict())
+        else:
+            e = z
+        if guest:
+            assert labels is not None
+            e = ring.reduce(e + ring.encode((0.5 - labels) / CURVATURE, _SCALE))
+        share_obfuscators = self.share_pool.take(count)
+        peer.send("sshe.e", he_ops.encrypt_ints(self.public, list(e), share_obfuscators).to_dict())
+
+        their_e = self._vector(self.peer_public, peer.recv("sshe.e"), count, "encrypted residual shares")
+        keep, rate = self._newton(lr, alpha, count)
+        # the peer's new share of our weights, W b - A X^T e_peer + mask, made under its key
+        mapped = their_weights.dot(keep.T) + their_e.dot(x_signed).dot(-rate.T)
+        value_bits = (
+            2 * ring.BITS + FIXED_BITS + max(1, count).bit_length() + 2 * self.width.bit_length() + 72
+        )
+        weight_masks = ring.random_ints(self.width, value_bits + he_ops.SLOT_MARGIN_BITS)
+        message: dict[str, Any] = {
+            "weights": he_ops.add_ints(mapped, list(weight_masks)).rerandomize().to_dict()
+        }
+        loss_mask = 0
+        if guest and not refining:
+            loss_bits = 2 * ring.BITS + max(1, count).bit_length()
+            loss_mask = int(ring.random_ints(1, loss_bits + he_ops.SLOT_MARGIN_BITS)[0])
+            term = their_e.dot(ring.reduce(2 * e).reshape(-1, 1))
+            message["loss"] = he_ops.add_ints(term, [loss_mask]).rerandomize().to_dict()
+        peer.send("sshe.g", message)
+
+        answer = peer.recv("sshe.g")
+        if not isinstance(answer, dict) or "weights" not in answer:
+            raise SsheError("the peer's weight message is malformed")
+        decrypted = self.private.decrypt_encoded(
+            self._vector(self.public, answer["weights"], self.peer_width, "new weight shares")
+        )
+        self.peer_share = ring.truncate(
+            ring.reduce(np.array(decrypted, dtype=object)), _NEWTON_TRUNCATE, self.index
+        )
+        own_gradient = x_signed.T.astype(object) @ e
+        own = keep @ self.own_share - rate @ own_gradient - weight_masks
+        self.own_share = ring.truncate(ring.reduce(own), _NEWTON_TRUNCATE, self.index)
+        if self.sums is None:
+            self.sums = (self.own_share.copy(), self.peer_share.copy())
+        else:
+            self.sums = (
+                ring.reduce(self.sums[0] + self.own_share),
+                ring.reduce(self.sums[1] + self.peer_share),
+            )
+        self.iterates += 1
+
+        if not guest:
+            if not refining and "loss" in answer:
+                masked = int(
+                    self.private.decrypt_encoded(self._vector(self.public, answer["loss"], 1, "loss"))[0]
+                )
+                peer.send(
+                    "sshe.loss",
+                    _ring_message(ring.reduce(np.array([masked + int(np.sum(e * e))], dtype=object))),
+                )
+            return None
+        assert labels is not None
+        if refining:
+            host_part = int(
+                self.private.decrypt_encoded(
+                    self._vector(self.public, peer.recv("sshe.loss"), 1, "refine loss")
+                )[0]
+            )
+            label_signs = (1 - 2 * labels.astype(np.int64)).astype(object)
+            total = host_part + int(np.dot(label_signs, z)) - (cosine_sum << (_SCALE - 2 * FRAC_BITS + 1))
+            value = int(ring.signed(np.array([total % ring.MOD], dtype=object))[0])
+            return LOSS_CONSTANT + value / 2.0 ** (_SCALE + 1) / count
+        host_part = ring.from_bytes(peer.recv("sshe.loss"), 1)[0]
+        total = int(
+            ring.signed(np.array([(host_part - loss_mask + int(np.sum(e * e))) % ring.MOD], dtype=object))[0]
+        )
+        targets = (0.5 - labels) / CURVATURE
+        return (
+            math.log(2.0)
+            + 0.5 * CURVATURE * (total / 2.0 ** (2 * _SCALE) - float(np.sum(targets**2))) / count
+        )
+
     def _update(
         self, share: np.ndarray, gradient: np.ndarray, rate: int, lr: float, alpha: float, intercept: bool
     ) -> np.ndarray:
@@ -232,13 +430,22 @@ class SsheParty:
         """Stop making obfuscators in the background."""
         self.share_pool.close()
         self.pack_pool.close()
+        if self.exchange is not None:
+            self.exchange.close()
 
     def reveal_own(self, ctx: Context) -> np.ndarray:
-        """Swap shares so each party learns its own weights (and only those)."""
+        """Swap shares so each party learns its own weights (and only those). With the fourier approximation
+        the weights are the mean of the last epoch's iterates: we swap the sums of our shares and divide."""
         peer = ctx.peer(self._peer_role(ctx))
-        peer.send("sshe.reveal", _ring_message(self.peer_share))
-        theirs = ring.from_bytes(peer.recv("sshe.reveal"), self.width)
-        return ring.decode(ring.reduce(self.own_share + theirs), WEIGHT_FRAC_BITS)
+        own, held, count = self.own_share, self.peer_share, 1
+        if self.approximation == "fourier" and self.sums is not None:
+            own, held, count = self.sums[0], self.sums[1], self.iterates
+        peer.send("sshe.reveal", _ring_message(held))
+        try:
+            theirs = ring.from_bytes(peer.recv("sshe.reveal"), self.width)
+        except ValueError as exc:
+            raise SsheError(f"the peer's revealed share is malformed: {exc}") from None
+        return ring.decode(ring.reduce(own + theirs), WEIGHT_FRAC_BITS) / count
 
     def fingerprint(self) -> str:
         """A digest of our shares (kept in the model for warm starts; reveals nothing about them)."""

@@ -9,6 +9,10 @@ Two protocols (docs/protocols/hetero_lr.md says what each party sees):
   party steps its own optimizer (SGD, Adam, RMSprop; L1 or L2); batch sizes that would let the host recover
   labels are refused.
 
+Both approximate the logistic loss the same way (`approximation`, see `fedbench.ml.approximation`): ``fourier``
+(default) takes Newton steps on a quadratic warm-up and ends with `refine_epochs` on a periodic sigmoid the two
+parties evaluate on shares, within 0.002 AUC of a centralized fit; ``taylor`` is FATE's first-order expansion.
+
 More than two classes train one-vs-rest. Each epoch's loss streams to the run; the guest's `scores` (and
 `validation_scores`) tables feed `evaluate`; the `model` output is each party's own part with a model card, and
 a model given as `warm_start` continues from its weights.
@@ -32,7 +36,9 @@ from fedbench.crypto.paillier import ObfuscatorPool
 from fedbench.errors import FedbenchError
 from fedbench.federation import Context
 from fedbench.ml import coordinated
+from fedbench.ml.approximation import HARMONICS, OMEGAS, newton_inverse, uses_newton, warmup_curvature
 from fedbench.ml.design import Design, batches
+from fedbench.ml.fourier_exchange import FourierExchange
 from fedbench.ml.health import check_training
 from fedbench.ml.lr_model import (
     align_rows,
@@ -45,7 +51,7 @@ from fedbench.ml.lr_model import (
 )
 from fedbench.ml.optim import Optimizer, learning_rate
 from fedbench.ml.sshe import SsheParty
-from fedbench.ml.training import EarlyStopping, run_epochs
+from fedbench.ml.training import EarlyStopping, Phases, run_epochs
 
 __all__ = ["HeteroLRError", "HeteroLRParams", "hetero_lr", "scores_table"]
 
@@ -59,13 +65,25 @@ class HeteroLRParams(BaseModel):
         default="sshe",
         description="sshe: two parties, secret-shared weights; coordinated: an arbiter decrypts masked gradients",
     )
+    approximation: Literal["fourier", "taylor"] = Field(
+        default="fourier",
+        description="fourier: Newton steps, then refine epochs on a periodic sigmoid (as accurate as a centralized "
+        "fit); taylor: FATE's first-order Taylor loss (cheaper epochs, about 0.005 AUC lower)",
+    )
     epochs: int = Field(default=10, ge=1, le=1000, description="passes over the training rows")
+    refine_epochs: int = Field(
+        default=2,
+        ge=0,
+        le=1000,
+        description="fourier: the last epochs, on the periodic sigmoid (each costs about three ordinary epochs)",
+    )
     batch_size: int = Field(default=5000, ge=0, le=10_000_000, description="rows per mini-batch; 0: all rows")
     learning_rate: float = Field(
-        default=0.15,
+        default=0.5,
         gt=0.0,
         le=0.5,
-        description="step size of the first epoch; at most 0.5, above which standardised data can diverge",
+        description="step size of the first epoch (fourier: the share of a Newton step); at most 0.5, above which "
+        "standardised data can diverge",
     )
     lr_schedule: Literal["constant", "inverse_time", "exponential"] = Field(
         default="constant",
@@ -123,7 +141,7 @@ class HeteroLRParams(BaseModel):
 hetero_lr = register(
     Component(
         name="hetero_lr",
-        version="1",
+        version="2",
         params=HeteroLRParams,
         roles=("guest", "host", "arbiter"),
         optional_roles=("arbiter",),
@@ -224,6 +242,7 @@ class _Training:
         self.x = self.design.matrix(self.table)
         self.batches = batches(len(self.table), params.batch_size, params.seed)
         self.losses: list[list[float]] = []
+        self.refine_from: list[int | None] = []
         self.seconds: list[float] = []
 
     def start(self, ctx: Context, shared: dict[str, Any]) -> dict[str, Any]:
@@ -275,6 +294,11 @@ def _lr(params: HeteroLRParams, epoch: int) -> float:
     return learning_rate(params.learning_rate, params.lr_schedule, params.lr_decay, epoch)
 
 
+def _refine(params: HeteroLRParams) -> int:
+    """How many final epochs run on the periodic sigmoid (none with the Taylor approximation)."""
+    return min(params.refine_epochs, params.epochs) if params.approximation == "fourier" else 0
+
+
 def _train_sshe(
     ctx: Context, run: _Training, weights: np.ndarray, targets: np.ndarray | None, k: int
 ) -> np.ndarray:
@@ -283,14 +307,26 @@ def _train_sshe(
     index = 0 if run.role == "guest" else 1
     cctx = ctx.iter(k)
     batch_rows = max(len(b) for b in run.batches)
-    party = SsheParty(
-        cctx, cctx.peer(run.peer_role), index, run.x, params.key_bits, run.design.intercept, batch_rows
-    )
     alpha = params.alpha if params.penalty == "l2" else 0.0
+    party = SsheParty(
+        cctx,
+        cctx.peer(run.peer_role),
+        index,
+        run.x,
+        params.key_bits,
+        run.design.intercept,
+        batch_rows,
+        approximation=params.approximation,
+        alpha=alpha,
+    )
+    current = [-1]
 
-    def step(bctx: Context, epoch: int, positions: np.ndarray) -> float | None:
+    def step(bctx: Context, epoch: int, positions: np.ndarray, refining: bool) -> float | None:
+        if epoch != current[0]:
+            current[0] = epoch
+            party.begin_epoch()
         labels = None if targets is None else targets[positions]
-        return party.step(bctx, positions, _lr(params, epoch), alpha, labels)
+        return party.step(bctx, positions, _lr(params, epoch), alpha, labels, refining)
 
     try:
         party.share_weights(cctx, weights)
@@ -300,10 +336,11 @@ def _train_sshe(
             batches=run.batches,
             step=step,
             epoch_loss=lambda ectx, mean: (mean or 0.0) if targets is not None else None,
-            epoch_end=lambda ectx, epoch, loss, previous, started: _epoch_end(
-                ectx, run, k, epoch, loss, previous, started
+            epoch_end=lambda ectx, epoch, loss, previous, started, refining: _epoch_end(
+                ectx, run, k, epoch, loss, previous, started, refining
             ),
             progress=lambda epoch, b: _progress(ctx, run, k, epoch, b),
+            refine=_refine(params),
         )
         return party.reveal_own(cctx)
     finally:
@@ -326,13 +363,17 @@ def _epoch_end(
     loss: float | None,
     previous: float | None,
     started: float,
+    refining: bool = False,
 ) -> bool:
-    """Log the epoch (guest), agree whether to go on (the guest decides and tells the others)."""
+    """Log the epoch (guest), agree whether to go on (the guest decides and tells the others). During the
+    warm-up a "stop" means "go on to the refine epochs", which always run (`training.Phases`)."""
     seconds = time.perf_counter() - started
     if run.role != "guest":
         run.seconds.append(seconds)
         return ectx.peer("guest").recv("lr.continue", bool)
     assert loss is not None
+    if refining and run.refine_from[k] is None:
+        run.refine_from[k] = len(run.losses[k])
     run.losses[k].append(loss)
     run.seconds.append(seconds)
     name = "loss" if run.n_models == 1 else f"loss_class{k}"
@@ -342,8 +383,9 @@ def _epoch_end(
     check_training(
         losses=run.losses[k], learning_rate=run.params.learning_rate, epochs=run.params.epochs
     ).raise_if_broken()
-    stopping = EarlyStopping(run.params.epochs, run.params.early_stopping, run.params.tol)
-    go_on = stopping.go_on(epoch, loss, previous)
+    warmup = run.params.epochs - _refine(run.params)
+    stopping = EarlyStopping(warmup, run.params.early_stopping, run.params.tol)
+    go_on = True if refining else stopping.go_on(epoch, loss, previous)
     for role in ("host", "arbiter"):
         if ctx.roles.get(role) and (role == "host" or run.params.protocol == "coordinated"):
             ctx.peer(role).send("lr.continue", go_on)
@@ -358,26 +400,57 @@ def _train_coordinated(
     k: int,
     sample_weight: np.ndarray | None,
 ) -> np.ndarray:
-    """One binary coordinated training (class k); returns our weights."""
+    """One binary coordinated training (class k); returns our weights (fourier: the last epoch's mean)."""
     params = run.params
     cctx = ctx.iter(k)
     public = coordinated.receive_key(cctx)
     intercept = run.design.width - 1 if run.design.intercept else None
-    optimizer = Optimizer(params.optimizer, params.penalty, params.alpha, intercept)
+    fourier = params.approximation == "fourier"
+    preconditioner = None
+    if uses_newton(params.approximation, params.optimizer, params.penalty):
+        preconditioner = newton_inverse(run.x, params.alpha if params.penalty == "l2" else 0.0, intercept)
+    optimizer = Optimizer(params.optimizer, params.penalty, params.alpha, intercept, preconditioner)
+    curvature = warmup_curvature(params.approximation, params.optimizer, params.penalty)
     w = weights.copy()
     # Obfuscators are made in the background while we wait for the peers, and taken once each.
-    pool = ObfuscatorPool(public, size=max(len(b) for b in run.batches))
+    batch_rows = max(len(b) for b in run.batches)
+    pool = ObfuscatorPool(public, size=batch_rows)
+    exchange: list[FourierExchange] = []
+    labels: dict[bytes, Any] = {}
+    iterates: list[np.ndarray] = []
+    current = [-1]
 
-    def step(bctx: Context, epoch: int, positions: np.ndarray) -> None:
+    def step(bctx: Context, epoch: int, positions: np.ndarray, refining: bool) -> None:
         nonlocal w
+        if epoch != current[0]:
+            current[0] = epoch
+            iterates.clear()
         x = run.x[positions]
         obfuscators = pool.take(len(positions))
-        if targets is None:
-            gradient = coordinated.host_step(bctx, public, x, w, obfuscators)
+        sw = None if sample_weight is None else sample_weight[positions]
+        if refining:
+            if not exchange:
+                private, peer_public = coordinated.exchange_keys(cctx, run.role, params.key_bits)
+                index = 0 if run.role == "guest" else 1
+                cosine = [c / o for c, o in zip(HARMONICS, OMEGAS, strict=True)]
+                exchange.append(FourierExchange(private, peer_public, index, HARMONICS, cosine, batch_rows))
+            key = positions.tobytes()
+            if targets is None:
+                gradient = coordinated.host_refine_step(
+                    bctx, public, x, w, obfuscators, exchange[0], labels, key
+                )
+            else:
+                gradient = coordinated.guest_refine_step(
+                    bctx, public, x, w, targets[positions], sw, obfuscators, exchange[0], labels, key
+                )
+        elif targets is None:
+            gradient = coordinated.host_step(bctx, public, x, w, obfuscators, curvature)
         else:
-            sw = None if sample_weight is None else sample_weight[positions]
-            gradient = coordinated.guest_step(bctx, public, x, w, targets[positions], sw, obfuscators)
+            gradient = coordinated.guest_step(
+                bctx, public, x, w, targets[positions], sw, obfuscators, curvature
+            )
         w = optimizer.step(w, gradient, _lr(params, epoch))
+        iterates.append(w.copy())
 
     def epoch_loss(ectx: Context, mean: float | None) -> float | None:
         """The guest's loss of the epoch comes from the arbiter, who alone sees the whole residual."""
@@ -390,13 +463,18 @@ def _train_coordinated(
             batches=run.batches,
             step=step,
             epoch_loss=epoch_loss,
-            epoch_end=lambda ectx, epoch, loss, previous, started: _epoch_end(
-                ectx, run, k, epoch, loss, previous, started
+            epoch_end=lambda ectx, epoch, loss, previous, started, refining: _epoch_end(
+                ectx, run, k, epoch, loss, previous, started, refining
             ),
             progress=lambda epoch, b: _progress(ctx, run, k, epoch, b),
+            refine=_refine(params),
         )
     finally:
         pool.close()
+        for each in exchange:
+            each.close()
+    if fourier and iterates:
+        return np.mean(iterates, axis=0)
     return w
 
 
@@ -411,6 +489,7 @@ def _train(
     run.n_models = len(targets)
     for k, target in enumerate(targets):
         run.losses.append([])
+        run.refine_from.append(None)
         if run.params.protocol == "sshe":
             out.append(_train_sshe(ctx, run, coef[k], target, k))
         else:
@@ -497,6 +576,11 @@ def _judge(ctx: Context, run: _Training, coef: np.ndarray, metrics: dict[str, An
         weights=coef,
         auc=metrics.get(f"{auc_rows}_auc"),
         auc_rows=auc_rows,
+        refine_from=(
+            run.refine_from[0]
+            if len(run.refine_from) == 1
+            else {str(k): v for k, v in enumerate(run.refine_from)}
+        ),
     )
     health.raise_if_broken()
     metrics["warnings"] = health.warnings
@@ -536,6 +620,8 @@ def _metrics(run: _Training) -> dict[str, Any]:
         "epochs": max((len(v) for v in run.losses), default=len(run.seconds)),
         "seconds_per_epoch": float(np.median(run.seconds)) if run.seconds else 0.0,
         "protocol": run.params.protocol,
+        "approximation": run.params.approximation,
+        "refine_from": run.refine_from[0] if len(run.refine_from) == 1 else run.refine_from,
     }
 
 
@@ -599,7 +685,9 @@ def arbiter(ctx: Context, params: HeteroLRParams) -> None:
         cctx = ctx.iter(k)
         private = coordinated.arbiter_setup(cctx, params.key_bits)
         losses: list[float] = []
-        for epoch in range(params.epochs):
+        phases = Phases(params.epochs, _refine(params))
+        while True:
+            epoch = phases.epoch
             ectx = cctx.iter(epoch)
             loss = coordinated.arbiter_epoch(ectx, private, count)
             losses.append(loss)
@@ -609,6 +697,6 @@ def arbiter(ctx: Context, params: HeteroLRParams) -> None:
                 losses=losses, learning_rate=params.learning_rate, epochs=params.epochs
             ).raise_if_broken()
             ectx.peer("guest").send("coord.loss", loss)
-            if not bool(ectx.peer("guest").recv("lr.continue")):
+            if not phases.next(bool(ectx.peer("guest").recv("lr.continue"))):
                 break
     ctx.progress(1.0, "done")
