@@ -853,10 +853,11 @@ class ModelingApp(RunsApp):
             problem = reason or "Choose a trained model first."
             self.uplift.value = f'<div class="fb-message">{escape(problem)}</div>'
             raise FormError(problem, {"run": problem})
+        trained: RunInfo = info
         project = self.workbench.projects.get(str(self.project.value))
         self.uplift_button.disabled = True
         try:
-            run = project.run_pipeline(uplift_pipeline(info))
+            run = project.run_pipeline(uplift_pipeline(trained))
         except FedbenchError as exc:
             self.uplift_button.disabled = False
             self.uplift.value = (
@@ -871,7 +872,7 @@ class ModelingApp(RunsApp):
         def ended(done: Run) -> None:
             self.uplift_button.disabled = False
             try:
-                self.show_uplift(done.job_id, info)
+                self.show_uplift(done.job_id, trained)
             except Exception as exc:  # the monitor's thread would swallow it: say it in the page
                 self.uplift.value = (
                     f'<div class="fb-message">The comparison ended, but its result could not be read: '
