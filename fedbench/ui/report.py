@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 import io
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Any
 
@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 
 from fedbench.ui.uplift_plots import uplift_chart, uplift_panel
 
-__all__ = ["metric_rows", "report_html", "report_pdf", "setting_rows", "verdict_line"]
+__all__ = ["metric_rows", "report_figure", "report_html", "report_pdf", "setting_rows", "verdict_line"]
 
 _CARD_FIELDS = (
     ("project", "Project"),
@@ -119,7 +119,7 @@ def setting_rows(report: Mapping[str, Any], card: Mapping[str, Any] | None) -> l
     return rows
 
 
-def _table(head: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+def _table(head: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> str:
     header = "".join(f"<th>{escape(h)}</th>" for h in head)
     body = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in r) + "</tr>" for r in rows)
     return f"<table><tr>{header}</tr>{body}</table>"
@@ -198,6 +198,21 @@ def report_pdf(
     title: str = "Model report",
 ) -> bytes:
     """The report as a one-page A4 PDF (matplotlib's PDF backend)."""
+    fig = report_figure(report, card=card, evaluation=evaluation, title=title)
+    buffer = io.BytesIO()
+    with PdfPages(buffer) as pdf:
+        pdf.savefig(fig)
+    return buffer.getvalue()
+
+
+def report_figure(
+    report: Mapping[str, Any],
+    *,
+    card: Mapping[str, Any] | None = None,
+    evaluation: Mapping[str, Any] | None = None,
+    title: str = "Model report",
+) -> Figure:
+    """The report's one A4 page as a figure: verdict, metrics table, the four charts, card and parameters."""
     fig = Figure(figsize=(8.27, 11.69))
     text, severity = verdict_line(report)
     fig.text(0.06, 0.965, title, fontsize=15, weight="bold", va="top")
@@ -222,7 +237,7 @@ def report_pdf(
     uplift_panel(report, fig, (0.08, 0.36, 0.86, 0.40))
     settings = setting_rows(report, card)
     evaluation_rows = _evaluation_rows(evaluation)
-    lines = [f"{name}: {value}" for name, value in settings]
+    lines = [f"{name}: {value if len(value) <= 40 else value[:38] + '…'}" for name, value in settings]
     lines += [f"{label}: training {a}, validation {b}" for label, a, b in evaluation_rows]
     half = (len(lines) + 1) // 2
     for column, chunk in enumerate((lines[:half], lines[half:])):
@@ -234,10 +249,7 @@ def report_pdf(
             va="top",
             family="monospace",
         )
-    buffer = io.BytesIO()
-    with PdfPages(buffer) as pdf:
-        pdf.savefig(fig)
-    return buffer.getvalue()
+    return fig
 
 
 def _wrap(line: str, width: int) -> str:

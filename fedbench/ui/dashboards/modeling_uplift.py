@@ -9,6 +9,7 @@ the overlaid curves) with the one-page model report to download as HTML or PDF (
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from html import escape
 from typing import Any
@@ -84,16 +85,12 @@ def uplift_html(
     )
     charts = chart_grid(
         [
-            chart(
-                lambda w=which: uplift_plots.uplift_chart(report, w),
-                f"{words} of both models",
-                f"fb-chart-uplift-{which}",
-            )
-            for which, words in (
-                ("roc", "ROC curves"),
-                ("ks", "KS curves"),
-                ("lift", "Lift"),
-                ("gain", "Gain"),
+            chart(functools.partial(uplift_plots.uplift_chart, report, which), f"{words} of both models", css)
+            for which, words, css in (
+                ("roc", "ROC curves", "fb-chart-uplift-roc"),
+                ("ks", "KS curves", "fb-chart-uplift-ks"),
+                ("lift", "Lift", "fb-chart-uplift-lift"),
+                ("gain", "Gain", "fb-chart-uplift-gain"),
             )
         ]
     )
