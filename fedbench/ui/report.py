@@ -237,7 +237,7 @@ def report_figure(
     uplift_panel(report, fig, (0.08, 0.36, 0.86, 0.40))
     settings = setting_rows(report, card)
     evaluation_rows = _evaluation_rows(evaluation)
-    lines = [f"{name}: {value if len(value) <= 40 else value[:38] + '…'}" for name, value in settings]
+    lines = [f"{name}: {value if len(value) <= 56 else value[:54] + '…'}" for name, value in settings]
     lines += [f"{label}: training {a}, validation {b}" for label, a, b in evaluation_rows]
     half = (len(lines) + 1) // 2
     for column, chunk in enumerate((lines[:half], lines[half:])):
