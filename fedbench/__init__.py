@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from fedbench.client.projects import Project, Projects
     from fedbench.client.workbench import PeerStatus, Workbench
     from fedbench.components.simulate import simulate
+    from fedbench.ml.uplift import compare_scores, delong_delta
 
 _LAZY = {
     "Dataset": "fedbench.client",
@@ -44,7 +45,9 @@ _LAZY = {
     "Project": "fedbench.client",
     "Projects": "fedbench.client",
     "Workbench": "fedbench.client",
+    "compare_scores": "fedbench.ml.uplift",
     "connect": "fedbench.client",
+    "delong_delta": "fedbench.ml.uplift",
     "simulate": "fedbench.components",
 }
 """Public names defined elsewhere, by the module that holds each; imported when first asked for."""
@@ -69,7 +72,9 @@ __all__ = [
     "Unauthenticated",
     "Workbench",
     "__version__",
+    "compare_scores",
     "connect",
+    "delong_delta",
     "load_ipython_extension",
     "simulate",
     "ui",

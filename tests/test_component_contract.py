@@ -76,6 +76,13 @@ def _from(upstream: str, **ports: str) -> dict[str, dict[str, Any]]:
 
 RECIPES: dict[str, Callable[[], Recipe]] = {
     "binning": lambda: Recipe({"key_bits": 1024, "bins": 3, "min_bin_count": 2}),
+    "compare": lambda: Recipe(
+        {"bins": 2, "min_bucket": 10, "resamples": 100},
+        inputs={
+            party: {"model": out["model"], "train": _tables()[party], "validation": _tables()[party]}
+            for party, out in _upstream("hetero_lr").items()
+        },
+    ),
     "evaluate": lambda: Recipe(
         inputs={party: {"scores": out["scores"]} for party, out in _upstream("hetero_lr").items()}
     ),

@@ -9,6 +9,7 @@ final state of each page is saved as a full-page screenshot under tests/artifact
 from __future__ import annotations
 
 import contextlib
+import html
 import os
 import re
 import signal
@@ -28,6 +29,7 @@ import fedbench
 from fedbench import sandbox
 from fedbench.cli.dashboards import DASHBOARDS
 from fedbench.pipeline import Pipeline
+from fedbench.ui.dashboards.modeling_uplift import UPLIFT_NAME
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 
@@ -414,6 +416,25 @@ def test_modeling_dashboard_trains_retrains_and_says_what_was_reused(
     page.click(".fb-modeling-compare")
     page.wait_for_selector(".fb-modeling-comparison .fb-chart-compare")
     assert "Learning rate" in page.inner_text(".fb-modeling-comparison")
+
+    # What does the partner add? One click for the verdict, one for the report.
+    page.click(".fb-modeling-uplift")
+    page.wait_for_selector(".fb-modeling-uplift-verdict", timeout=180_000)
+    runs = project.runs()
+    compared = next(j for j, n in zip(runs["job_id"], runs["name"], strict=True) if n.startswith(UPLIFT_NAME))
+    report = project.run_by_id(compared).output("report", step="compare").value()
+    verdict = report["verdict"]["text"]
+    assert verdict in page.inner_text(".fb-modeling-uplift-verdict")
+    assert page.locator(".fb-modeling-uplift-result img").count() == 4, (
+        "ROC, KS, lift and gain of both models"
+    )
+    with page.expect_download() as download:
+        page.click(".fb-modeling-report-html")
+    assert download.value.suggested_filename == f"model-report-{again}.html"
+    saved = Path(download.value.path()).read_text()
+    assert verdict in html.unescape(saved) and saved.count("data:image/png;base64,") == 4
+    pdf = page.get_attribute(".fb-modeling-report-pdf", "href") or ""
+    assert pdf.startswith("data:application/pdf;base64,JVBERi"), "a PDF file (%PDF)"
     assert "Traceback" not in page.content()
     _screenshot(page, "modeling-dashboard.png")
 

@@ -2,6 +2,7 @@
 
 from fedbench.components.builtin import (
     binning,
+    compare,
     evaluate,
     head,
     hetero_lr,
@@ -18,6 +19,7 @@ from fedbench.components.builtin import (
 
 __all__ = [
     "binning",
+    "compare",
     "evaluate",
     "head",
     "hetero_lr",

@@ -10,7 +10,9 @@ can be left out, and the training settings are a form generated from the trainin
 (`PipelineTemplate.build`) and runs it with the run monitor (progress per step, the loss as it falls). When it
 ends, `show_run(job_id)` says which steps were reused and which ran again, and shows the metrics on training and
 validation rows, the charts (for boosted trees also the feature importance and the first tree) and our part of
-the model; `compare(a, b)` sets two modeling runs side by side, of the same kind of model or not.
+the model; `compare(a, b)` sets two modeling runs side by side, of the same kind of model or not. On a trained
+binary model the guest's "What does the partner add?" (`partner_adds`) runs the `compare` component and shows
+its verdict, both models' metrics and curves, and the one-page model report to download (`modeling_uplift`).
 
 The party that proposed the project plays guest in its jobs and holds the labels; the partner's page lists the
 same runs with what each left with it (its part of the model: its features and their weights, or the thresholds
@@ -60,6 +62,11 @@ from fedbench.ui.dashboards.modeling_result import (
     settings_text,
     train_step,
     tree_charts,
+)
+from fedbench.ui.dashboards.modeling_uplift import (
+    cannot_compare,
+    uplift_html,
+    uplift_pipeline,
 )
 from fedbench.ui.dashboards.projects import RELEASE_LABELS
 from fedbench.ui.dashboards.templates import (
@@ -244,6 +251,20 @@ class ModelingApp(RunsApp):
         self.charts.add_class("fb-modeling-plots")
         self.model_part = widgets.HTML("")
         self.model_part.add_class("fb-modeling-model-part")
+        self.uplift_button = widgets.Button(
+            description="What does the partner add?",
+            icon="balance-scale",
+            layout=widgets.Layout(width="260px"),
+        )
+        self.uplift_button.add_class("fb-modeling-uplift")
+        self.uplift_button.layout.display = "none"
+        self.uplift_button.on_click(lambda _b: self._quietly(self.partner_adds))
+        self.uplift_monitor = widgets.VBox([])
+        self.uplift_monitor.add_class("fb-modeling-uplift-monitor")
+        self.uplift = widgets.HTML("")
+        self.uplift.add_class("fb-modeling-uplift-result")
+        self._uplifts: dict[str, str] = {}
+        """The comparison drawn for each training run (a finished comparison never changes)."""
 
         self.runs = widgets.HTML("")
         self.runs.add_class("fb-modeling-runs")
@@ -306,7 +327,18 @@ class ModelingApp(RunsApp):
                     "and your training settings. Steps whose data and settings did not change are reused, not "
                     "run again.",
                 ),
-                card("Result", [self.result, self.charts, self.model_part], "fb-modeling-result-card"),
+                card(
+                    "Result",
+                    [
+                        self.result,
+                        self.uplift_button,
+                        self.uplift_monitor,
+                        self.uplift,
+                        self.charts,
+                        self.model_part,
+                    ],
+                    "fb-modeling-result-card",
+                ),
                 card(
                     "Modeling runs of this project",
                     [self.runs, self.pick_run, self.compare_box],
@@ -726,6 +758,7 @@ class ModelingApp(RunsApp):
             raise
         self.result.value, self.charts.value, self.model_part.value = drawn
         self.shown = job_id
+        self._offer_uplift(info)
         with self._quiet():
             if job_id in [v for _, v in self.pick_run.options]:
                 self.pick_run.value = job_id
@@ -785,6 +818,98 @@ class ModelingApp(RunsApp):
             )
         return top + reuse + body, charts, part
 
+    # ----- what the partner adds ---------------------------------------------------------------------------
+
+    def _offer_uplift(self, info: RunInfo) -> None:
+        """The button on a model we can compare, and its comparison if drawn in this page already (asked
+        again, an earlier comparison of the model is reused, not run again)."""
+        model = self.outputs.step_output(info, kind_of(info) or self.model_kind, "model", "model")
+        offered = cannot_compare(info, model) is None
+        self.uplift_button.layout.display = None if offered else "none"
+        if self.uplift_monitor.children and not self._uplift_running():
+            self.uplift_monitor.children = ()
+        self.uplift.value = self._uplifts.get(info.job_id, "")
+
+    def _uplift_running(self) -> bool:
+        monitor = next(iter(self.uplift_monitor.children), None)
+        return isinstance(monitor, RunMonitor) and monitor.state not in TERMINAL
+
+    def partner_adds(self, job_id: str | None = None, *, wait: bool = False) -> Run:
+        """Compare a trained model (the shown run's) with the same model on our features alone: a `compare`
+        run whose verdict, metrics, curves and model report show below the button when it ends.
+
+        Followed in the background (`wait=True`: here, returning once it ended). Problems are shown in the
+        page and raised (`FormError` when the run's model cannot be compared, the node's error when it refuses).
+        """
+        job_id = job_id or self.shown
+        info = self.workbench.run(job_id).record if job_id else None
+        model = self.outputs.step_output(info, kind_of(info) or "", "model", "model") if info else None
+        reason = (
+            cannot_compare(info, model)
+            or self.uses_reason(self.project_info, {"train"})
+            or self.role_reason()
+        )
+        if reason is not None or info is None:
+            problem = reason or "Choose a trained model first."
+            self.uplift.value = f'<div class="fb-message">{escape(problem)}</div>'
+            raise FormError(problem, {"run": problem})
+        trained: RunInfo = info
+        project = self.workbench.projects.get(str(self.project.value))
+        self.uplift_button.disabled = True
+        try:
+            run = project.run_pipeline(uplift_pipeline(trained))
+        except FedbenchError as exc:
+            self.uplift_button.disabled = False
+            self.uplift.value = (
+                f'<div class="fb-message">The comparison could not start: {escape(str(exc))}</div>'
+            )
+            raise
+        self.uplift.value = (
+            '<div class="fb-help">Training the same model on your features alone and comparing both on the '
+            "validation rows…</div>"
+        )
+
+        def ended(done: Run) -> None:
+            self.uplift_button.disabled = False
+            try:
+                self.show_uplift(done.job_id, trained)
+            except Exception as exc:  # the monitor's thread would swallow it: say it in the page
+                self.uplift.value = (
+                    f'<div class="fb-message">The comparison ended, but its result could not be read: '
+                    f"{escape(str(exc))}</div>"
+                )
+
+        monitor = RunMonitor(run, on_end=ended, show_results=False)
+        self.uplift_monitor.children = (monitor,)
+        if wait:
+            monitor.follow()
+        else:
+            monitor.start()
+        return run
+
+    def show_uplift(self, compare_job: str, info: RunInfo) -> str:
+        """Draw a comparison run's result for the training run `info`: the verdict, the metrics, the curves and
+        the model report's download links. Returns the HTML."""
+        record = self.workbench.run(compare_job).record
+        if record.state != "succeeded":
+            html = (
+                f'<div class="fb-message fb-modeling-uplift-failed">The comparison {escape(record.state)}'
+                f"{escape(': ' + str(record.reason) if record.reason else '.')}</div>"
+            )
+            self.uplift.value = html
+            return html
+        report = self.outputs.step_output(record, "compare", "report", "metrics")
+        if not isinstance(report, dict):
+            raise FormError("The comparison's report cannot be read on this node.", {"run": compare_job})
+        kind = kind_of(info) or self.model_kind
+        model = self.outputs.step_output(info, kind, "model", "model") or {}
+        evaluation = self.outputs.step_output(info, "evaluate", "metrics", "metrics")
+        html = uplift_html(report, job_id=info.job_id, card=model.get("card"), evaluation=evaluation)
+        self._uplifts[info.job_id] = html
+        if self.shown == info.job_id:
+            self.uplift.value = html
+        return html
+
     @staticmethod
     def _is_guest_model(model: Any) -> bool:
         return isinstance(model, dict) and model.get("role") == "guest"
@@ -819,6 +944,8 @@ class ModelingApp(RunsApp):
         if not choices:
             self.shown = ""
             self.result.value, self.charts.value, self.model_part.value = self._nothing_yet(), "", ""
+            self.uplift_button.layout.display = "none"
+            self.uplift.value = ""
             return
         values = [c for _, c in choices]
         latest = self.shown if self.shown in values else values[0]
