@@ -1,8 +1,9 @@
 """`compare`: what does the partner add? A federated model beside the same model on the guest's features alone.
 
 The guest trains the guest-only model on its own node, in plaintext, from its own training rows: the same
-family with the same params as the federated model (`fedbench.ml.plain_lr` for logistic regression, the
-plaintext `Booster` for boosted trees). The federated model's scores of the validation rows are those its
+family with the same params as the federated model (for logistic regression the protocols' plaintext
+`approximation.replica` with no host columns, so the same approximation and steps; the plaintext `Booster`
+for boosted trees). The federated model's scores of the validation rows are those its
 training stored (`validation_scores`); without them the validation rows are scored through the federated
 scoring path, the host taking part as in `score`. Both models are then compared on the same validation rows
 (`fedbench.ml.uplift`): AUC, KS, lift by bucket and log loss of each, ΔAUC with DeLong's interval, ΔKS and
@@ -26,9 +27,10 @@ from fedbench.components.builtin.released import released_rows
 from fedbench.components.spec import Component, Port, register
 from fedbench.errors import FedbenchError
 from fedbench.federation import Context
+from fedbench.ml.approximation import replica
 from fedbench.ml.design import Design, batches, sigmoid
 from fedbench.ml.lr_model import align_rows, guest_probabilities, host_send_scores, table_fingerprint
-from fedbench.ml.plain_lr import PlainLRSettings, fit_plain_lr
+from fedbench.ml.optim import learning_rate
 from fedbench.ml.secureboost.predict import GuestPart, HostPart, guest_margins, serve_walk
 from fedbench.ml.trees import Booster, TreeParams
 from fedbench.ml.trees.binning import as_matrix
@@ -165,27 +167,50 @@ def _federated_scores(ctx: Context, model: dict[str, Any], validation: pd.DataFr
 def _guest_only_lr(
     model: dict[str, Any], train: pd.DataFrame, validation: pd.DataFrame, label: str, positive: Any
 ) -> tuple[np.ndarray, dict[str, Any]]:
-    """Train logistic regression on our own columns with the federated model's params; score the rows."""
-    params = HeteroLRParams.model_validate(model["card"]["params"])
+    """Train logistic regression on our own columns with the federated model's params and approximation (the
+    protocols' plaintext `replica` with no host columns); score the rows."""
+    card = model["card"]["params"]
+    params = HeteroLRParams.model_validate(card)
+    # A model card from before the `fourier` approximation names none: those models trained on Taylor's.
+    approximation = str(card.get("approximation", "taylor"))
     design = Design.fit(train, {params.id_column, label}, params.fit_intercept, params.missing)
+    x = design.matrix(train)
     y = (train[label] == positive).to_numpy(dtype=np.float64)
     weights = None
     if params.class_weight == "balanced":
         counts = train[label].value_counts()
         weights = (len(y) / (counts.size * train[label].map(counts))).to_numpy(dtype=np.float64)
-    settings = PlainLRSettings(
-        **{name: getattr(params, name) for name in PlainLRSettings.__dataclass_fields__}
-    )
-    fit = fit_plain_lr(
-        design.matrix(train),
+    fit = replica(
+        x,
+        np.zeros((len(x), 0)),
         y,
         batches(len(train), params.batch_size, params.seed),
-        settings,
-        intercept_index=design.width - 1 if design.intercept else None,
+        approximation=approximation,
+        epochs=params.epochs,
+        refine_epochs=params.refine_epochs,
+        learning_rate_of=lambda epoch: learning_rate(
+            params.learning_rate, params.lr_schedule, params.lr_decay, epoch
+        ),
+        alpha=params.alpha,
+        intercept=design.intercept,
+        optimizer=params.optimizer,
+        penalty=params.penalty,
+        early_stopping=params.early_stopping,
+        tol=params.tol,
         sample_weight=weights,
+        start=(_starting_weights(params, x.shape[1]), np.zeros(0)),
     )
-    scores = sigmoid(design.matrix(validation) @ fit.coef)
-    return scores, {"features": design.features, "coef": fit.coef.tolist(), "loss": fit.losses}
+    scores = sigmoid(design.matrix(validation) @ fit.guest)
+    return scores, {"features": design.features, "coef": fit.guest.tolist(), "loss": fit.losses}
+
+
+def _starting_weights(params: HeteroLRParams, width: int) -> np.ndarray:
+    """The starting weights `hetero_lr` takes for one binary model of `width` columns (`init`)."""
+    if params.init == "random":
+        return np.random.default_rng(params.seed).normal(0.0, 0.01, width)
+    if params.init == "constant":
+        return np.full(width, params.init_value)
+    return np.zeros(width)
 
 
 def _guest_only_trees(
