@@ -100,6 +100,8 @@ _LABELS = {
     "alpha": "Strength of the penalty on large weights",
     "key_bits": "Encryption key size",
     "protocol": "Protocol",
+    "approximation": "How the loss is approximated under encryption",
+    "refine_epochs": "Last epochs on the closer approximation",
     "label": "Label column (from your data registry)",
     "id_column": "ID column (from your data registry)",
     "trees": "Number of trees",
@@ -131,6 +133,10 @@ _CHOICES: dict[str, dict[Any, str]] = {
     "protocol": {
         "sshe": "SSHE: two parties, secret-shared weights",
         "coordinated": "Coordinated by an arbiter",
+    },
+    "approximation": {
+        "fourier": "As accurate as pooled data (Newton steps, then refine epochs)",
+        "taylor": "Taylor, as FATE does (cheaper epochs, less accurate)",
     },
     "objective": {
         "binary": "Yes or no (binary)",
