@@ -43,6 +43,7 @@ from fedbench.node.config import NodeConfig, NodeHome
 __all__ = [
     "ARBITER_PARTY",
     "DEFAULT_PARTIES",
+    "WARM_WORKERS_ENV",
     "NodeStatus",
     "autostart",
     "default_home",
@@ -60,6 +61,10 @@ DEMO_CREDIT_ROWS = 30_000
 DEFAULT_PARTIES = ("guest", "host")
 ARBITER_PARTY = "arbiter"
 """The party `up(arbiter=True)` adds: a member of the demo project that brings no data."""
+WARM_WORKERS_ENV = "FEDBENCH_SANDBOX_WARM_WORKERS"
+"""When set (a whole number), a new sandbox's nodes keep that many warm workers (node.json `warm_workers`)
+unless `up` is given its own number. The test suite sets 0: its nodes then start no idle workers (and their
+fork servers) that most tests never use."""
 _MANIFEST = "sandbox.json"
 _STOPPED = "stopped"
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
@@ -93,6 +98,7 @@ def up(
     database_url: str | None = None,
     arbiter: bool = False,
     demo_rows: int = DEMO_CREDIT_ROWS,
+    warm_workers: int | None = None,
 ) -> list[NodeStatus]:
     """Create what is missing, start what is not running, register demo data; returns each node's status.
 
@@ -101,14 +107,26 @@ def up(
     `{sandbox}` (a short id of this sandbox home) replaced, e.g. `postgresql://localhost/fb_{sandbox}_{party}`;
     `arbiter` adds a last party, `arbiter`, with no data (an existing sandbox keeps the parties it has, and
     asking for an arbiter it lacks is a ConfigError). `demo_rows` sizes the demo's credit table when it is
-    first registered (fewer rows: a quicker demo; at least 1,000).
+    first registered (fewer rows: a quicker demo; at least 1,000). `warm_workers` sets node.json's pool of
+    warm workers of new nodes (default: `$FEDBENCH_SANDBOX_WARM_WORKERS`, else the node's default).
     """
     if type(demo_rows) is not int or demo_rows < 1_000:
         raise ConfigError(f"demo_rows must be a whole number of at least 1000, got {demo_rows!r}")
+    pool = _warm_workers(warm_workers)
     root = Path(home).expanduser().resolve() if home else default_home()
     root.mkdir(parents=True, exist_ok=True, mode=0o700)
     with _locked(root):
-        _start(root, parties, demo_data, timeout, component_modules, database_url, arbiter, demo_rows)
+        _start(
+            root,
+            parties,
+            demo_data,
+            timeout,
+            component_modules,
+            database_url,
+            arbiter,
+            demo_rows,
+            pool,
+        )
     return status(root)
 
 
@@ -120,13 +138,14 @@ def autostart(home: str | os.PathLike[str] | None = None, *, timeout: float = 60
     stopped with `down` or by hand, ours or a partner's, it stays stopped, and the caller tells the user
     which and that `fedbench sandbox up` starts it.
     """
+    pool = _warm_workers(None)
     root = Path(home).expanduser().resolve() if home else default_home()
     root.mkdir(parents=True, exist_ok=True, mode=0o700)
     with _locked(root):
         nodes = status(root)
         never_ran = not any(NodeHome(n.home).log_file.exists() for n in nodes)
         if not nodes or (never_ran and not stopped_on_purpose(root)):
-            _start(root, None, True, timeout, None, None, False)
+            _start(root, None, True, timeout, None, None, False, warm_workers=pool)
     return status(root)
 
 
@@ -167,11 +186,12 @@ def _start(
     database_url: str | None,
     arbiter: bool,
     demo_rows: int = DEMO_CREDIT_ROWS,
+    warm_workers: int | None = None,
 ) -> None:
     """`up`'s work, under the sandbox's lock; it clears the "stopped on purpose" mark first."""
     (root / _STOPPED).unlink(missing_ok=True)
     members, arbiter_party = _members(root, parties, arbiter=arbiter)
-    _ensure_federation(root, members, component_modules or [], database_url)
+    _ensure_federation(root, members, component_modules or [], database_url, warm_workers)
     for party in members:
         if not _answering(NodeHome(root / party)):
             _spawn(NodeHome(root / party))
@@ -274,8 +294,29 @@ def _members(root: Path, parties: tuple[str, ...] | None, *, arbiter: bool) -> t
     return wanted, recorded.get("arbiter")
 
 
+def _warm_workers(given: int | None) -> int | None:
+    """The pool size for new nodes: `given`, else `$FEDBENCH_SANDBOX_WARM_WORKERS`, else None (node default)."""
+    if given is None:
+        text = os.environ.get(WARM_WORKERS_ENV, "").strip()
+        if not text:
+            return None
+        try:
+            given = int(text)
+        except ValueError:
+            raise ConfigError(
+                f"{WARM_WORKERS_ENV}={text!r} is not a whole number; set it to e.g. 0 or 2, or unset it"
+            ) from None
+    if type(given) is not int or not 0 <= given <= 32:
+        raise ConfigError(f"warm_workers must be a whole number from 0 to 32, got {given!r}")
+    return given
+
+
 def _ensure_federation(
-    root: Path, members: list[str], component_modules: list[str], database_url: str | None
+    root: Path,
+    members: list[str],
+    component_modules: list[str],
+    database_url: str | None,
+    warm_workers: int | None = None,
 ) -> None:
     ca_dir = root / "ca"
     if not (ca_dir / "ca.pem").exists():
@@ -296,6 +337,7 @@ def _ensure_federation(
                     crl_path=str(ca_dir / "crl.pem"),
                     component_modules=component_modules,
                     database_url=_database_url(database_url, root, party),
+                    **({} if warm_workers is None else {"warm_workers": warm_workers}),
                 )
             )
             node_home.api_token(create=True)

@@ -21,6 +21,11 @@ from fedbench.net.tls import TlsMaterial
 from fedbench.net.transport import GrpcTransport
 from fedbench.node.config import NodeHome
 
+os.environ.setdefault(sandbox.WARM_WORKERS_ENV, "0")
+"""The suite's sandboxes keep no idle warm workers: most tests run a few steps or none, and each idle worker
+costs a fork server and its imports (a module that tests the pool asks `sandbox.up(warm_workers=...)`). Set
+in the environment, so sandboxes started by notebooks' kernels, the dashboards and the CLI get it too."""
+
 _MODULE_SECONDS: collections.Counter[str] = collections.Counter()
 """Seconds spent in each test module (setup, call and teardown), for the summary at the end of a run."""
 

@@ -33,6 +33,10 @@ PSI's random row order: over 200 random splits a plaintext replica of the templa
 (0.004 on average). The protocol itself is checked exactly against plaintext in test_hetero_lr_protocols.py;
 #18 closes the Taylor gap."""
 
+WARM_WORKERS = 2
+"""node.json's default pool, asked for explicitly (the suite's sandboxes keep none, tests/conftest.py):
+`test_no_worker_process_outlives_its_step` finds the node's workers through its idle warm ones."""
+
 pytestmark = pytest.mark.filterwarnings("ignore::fedbench.crypto.paillier.WeakKeyWarning")
 
 
@@ -40,7 +44,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::fedbench.crypto.paillier.WeakKe
 def fed(tmp_path_factory):
     """The sandbox's demo project (guest, host, arbiter), its `credit` table generated with fewer rows."""
     root = tmp_path_factory.mktemp("hetero_lr")
-    sandbox.up(root, arbiter=True, demo_data=False)
+    sandbox.up(root, arbiter=True, demo_data=False, warm_workers=WARM_WORKERS)
     for party, table, label in zip(
         ("guest", "host"), credit_vertical(CREDIT_ROWS), ("default", None), strict=True
     ):

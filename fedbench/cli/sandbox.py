@@ -25,6 +25,15 @@ def add_parser(sub: Any) -> None:
         help="rows of the demo credit table when first registered (fewer: a quicker demo; at least 1000)",
     )
     up.add_argument(
+        "--warm-workers",
+        type=int,
+        default=None,
+        help=(
+            "worker processes each new node keeps started for the next steps (default: "
+            f"${sandbox.WARM_WORKERS_ENV}, else the node's default); 0 starts each step's worker with it"
+        ),
+    )
+    up.add_argument(
         "--arbiter",
         action="store_true",
         help="a new sandbox gets a third node, 'arbiter', that brings no data and joins the demo project",
@@ -66,6 +75,7 @@ def _up(args: argparse.Namespace) -> int:
         demo_data=not args.no_demo_data,
         arbiter=args.arbiter,
         demo_rows=args.demo_rows,
+        warm_workers=args.warm_workers,
     )
     _print(nodes, args.home)
     return 0
