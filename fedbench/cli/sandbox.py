@@ -21,8 +21,11 @@ def add_parser(sub: Any) -> None:
     up.add_argument(
         "--demo-rows",
         type=int,
-        default=sandbox.DEMO_CREDIT_ROWS,
-        help="rows of the demo credit table when first registered (fewer: a quicker demo; at least 1000)",
+        default=None,
+        help=(
+            "rows of the demo credit table when first registered (fewer: a quicker demo; at least 1000; "
+            f"default: ${sandbox.DEMO_ROWS_ENV}, else {sandbox.DEMO_CREDIT_ROWS})"
+        ),
     )
     up.add_argument(
         "--warm-workers",
