@@ -35,17 +35,17 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 
 SLOWEST_FIRST = (
-    "test_hetero_lr_pipeline.py",
-    "test_notebooks.py",
+    "test_binder.py",
+    "test_business_flow_browser.py",
+    "test_dashboards_browser.py",
     "test_dashboards_kernels.py",
     "test_rogue_psi.py",
-    "test_dashboards_browser.py",
-    "test_business_flow_browser.py",
+    "test_notebooks.py",
+    "test_hetero_lr_pipeline.py",
     "test_psi_component.py",
     "test_deploy_compose.py",
     "test_psi_protocol.py",
     "test_modeling_dashboard.py",
-    "test_binder.py",
     "test_hetero_lr_protocols.py",
     "test_jupyter_extension.py",
     "test_rogue_score.py",
@@ -56,7 +56,9 @@ SLOWEST_FIRST = (
     "test_psi_dashboard.py",
     "test_rogue_paillier_keys.py",
 )
-"""The slowest modules (the summary below, on a loaded 2-core machine), run first: with scripts/test.sh's
+"""The slowest modules (wall seconds of the summary below on a loaded 2-core machine, and CPU seconds of
+benchmarks/suite_cpu.py), run first; the binder test, the longest single test, waits most of its time on pip,
+JupyterLab and its kernels, so it starts at once beside the busiest modules. With scripts/test.sh's
 `-n 2 --dist loadgroup --no-loadscope-reorder`, pytest-xdist hands out work in collection order, so the long
 modules start at once and the short ones fill in around them instead of one long module running alone last."""
 
