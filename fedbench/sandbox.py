@@ -43,6 +43,8 @@ from fedbench.node.config import NodeConfig, NodeHome
 __all__ = [
     "ARBITER_PARTY",
     "DEFAULT_PARTIES",
+    "DEMO_ROWS_ENV",
+    "WARM_WORKERS_ENV",
     "NodeStatus",
     "autostart",
     "default_home",
@@ -60,6 +62,13 @@ DEMO_CREDIT_ROWS = 30_000
 DEFAULT_PARTIES = ("guest", "host")
 ARBITER_PARTY = "arbiter"
 """The party `up(arbiter=True)` adds: a member of the demo project that brings no data."""
+DEMO_ROWS_ENV = "FEDBENCH_SANDBOX_DEMO_ROWS"
+"""When set (a whole number of at least 1,000), the rows of the demo credit table a new sandbox registers,
+unless `up` is given its own number. The test suite sets a fifth of the demo's (its flows do not need more)."""
+WARM_WORKERS_ENV = "FEDBENCH_SANDBOX_WARM_WORKERS"
+"""When set (a whole number), a new sandbox's nodes keep that many warm workers (node.json `warm_workers`)
+unless `up` is given its own number. The test suite sets 0: its nodes then start no idle workers (and their
+fork servers) that most tests never use."""
 _MANIFEST = "sandbox.json"
 _STOPPED = "stopped"
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
@@ -92,7 +101,8 @@ def up(
     component_modules: list[str] | None = None,
     database_url: str | None = None,
     arbiter: bool = False,
-    demo_rows: int = DEMO_CREDIT_ROWS,
+    demo_rows: int | None = None,
+    warm_workers: int | None = None,
 ) -> list[NodeStatus]:
     """Create what is missing, start what is not running, register demo data; returns each node's status.
 
@@ -101,14 +111,26 @@ def up(
     `{sandbox}` (a short id of this sandbox home) replaced, e.g. `postgresql://localhost/fb_{sandbox}_{party}`;
     `arbiter` adds a last party, `arbiter`, with no data (an existing sandbox keeps the parties it has, and
     asking for an arbiter it lacks is a ConfigError). `demo_rows` sizes the demo's credit table when it is
-    first registered (fewer rows: a quicker demo; at least 1,000).
+    first registered (fewer rows: a quicker demo; at least 1,000; default `$FEDBENCH_SANDBOX_DEMO_ROWS`, else
+    30,000). `warm_workers` sets node.json's pool of warm workers of new nodes (default:
+    `$FEDBENCH_SANDBOX_WARM_WORKERS`, else the node's default).
     """
-    if type(demo_rows) is not int or demo_rows < 1_000:
-        raise ConfigError(f"demo_rows must be a whole number of at least 1000, got {demo_rows!r}")
+    rows = _demo_rows(demo_rows)
+    pool = _warm_workers(warm_workers)
     root = Path(home).expanduser().resolve() if home else default_home()
     root.mkdir(parents=True, exist_ok=True, mode=0o700)
     with _locked(root):
-        _start(root, parties, demo_data, timeout, component_modules, database_url, arbiter, demo_rows)
+        _start(
+            root,
+            parties,
+            demo_data,
+            timeout,
+            component_modules,
+            database_url,
+            arbiter,
+            rows,
+            pool,
+        )
     return status(root)
 
 
@@ -120,13 +142,14 @@ def autostart(home: str | os.PathLike[str] | None = None, *, timeout: float = 60
     stopped with `down` or by hand, ours or a partner's, it stays stopped, and the caller tells the user
     which and that `fedbench sandbox up` starts it.
     """
+    rows, pool = _demo_rows(None), _warm_workers(None)
     root = Path(home).expanduser().resolve() if home else default_home()
     root.mkdir(parents=True, exist_ok=True, mode=0o700)
     with _locked(root):
         nodes = status(root)
         never_ran = not any(NodeHome(n.home).log_file.exists() for n in nodes)
         if not nodes or (never_ran and not stopped_on_purpose(root)):
-            _start(root, None, True, timeout, None, None, False)
+            _start(root, None, True, timeout, None, None, False, rows, pool)
     return status(root)
 
 
@@ -167,11 +190,12 @@ def _start(
     database_url: str | None,
     arbiter: bool,
     demo_rows: int = DEMO_CREDIT_ROWS,
+    warm_workers: int | None = None,
 ) -> None:
     """`up`'s work, under the sandbox's lock; it clears the "stopped on purpose" mark first."""
     (root / _STOPPED).unlink(missing_ok=True)
     members, arbiter_party = _members(root, parties, arbiter=arbiter)
-    _ensure_federation(root, members, component_modules or [], database_url)
+    _ensure_federation(root, members, component_modules or [], database_url, warm_workers)
     for party in members:
         if not _answering(NodeHome(root / party)):
             _spawn(NodeHome(root / party))
@@ -274,8 +298,46 @@ def _members(root: Path, parties: tuple[str, ...] | None, *, arbiter: bool) -> t
     return wanted, recorded.get("arbiter")
 
 
+def _demo_rows(given: int | None) -> int:
+    """The demo credit table's rows: `given`, else `$FEDBENCH_SANDBOX_DEMO_ROWS`, else 30,000 (at least 1,000)."""
+    if given is None:
+        text = os.environ.get(DEMO_ROWS_ENV, "").strip()
+        if not text:
+            return DEMO_CREDIT_ROWS
+        try:
+            given = int(text)
+        except ValueError:
+            raise ConfigError(
+                f"{DEMO_ROWS_ENV}={text!r} is not a whole number; set it to e.g. 6000, or unset it"
+            ) from None
+    if type(given) is not int or given < 1_000:
+        raise ConfigError(f"demo_rows must be a whole number of at least 1000, got {given!r}")
+    return given
+
+
+def _warm_workers(given: int | None) -> int | None:
+    """The pool size for new nodes: `given`, else `$FEDBENCH_SANDBOX_WARM_WORKERS`, else None (node default)."""
+    if given is None:
+        text = os.environ.get(WARM_WORKERS_ENV, "").strip()
+        if not text:
+            return None
+        try:
+            given = int(text)
+        except ValueError:
+            raise ConfigError(
+                f"{WARM_WORKERS_ENV}={text!r} is not a whole number; set it to e.g. 0 or 2, or unset it"
+            ) from None
+    if type(given) is not int or not 0 <= given <= 32:
+        raise ConfigError(f"warm_workers must be a whole number from 0 to 32, got {given!r}")
+    return given
+
+
 def _ensure_federation(
-    root: Path, members: list[str], component_modules: list[str], database_url: str | None
+    root: Path,
+    members: list[str],
+    component_modules: list[str],
+    database_url: str | None,
+    warm_workers: int | None = None,
 ) -> None:
     ca_dir = root / "ca"
     if not (ca_dir / "ca.pem").exists():
@@ -288,16 +350,17 @@ def _ensure_federation(
             issue_party(ca_dir, node_home.tls_dir, party)
         if party in ports:
             fed_port, control_port = ports[party]
-            node_home.save_config(
-                NodeConfig(
-                    party=party,
-                    federation_port=fed_port,
-                    control_port=control_port,
-                    crl_path=str(ca_dir / "crl.pem"),
-                    component_modules=component_modules,
-                    database_url=_database_url(database_url, root, party),
-                )
+            config = NodeConfig(
+                party=party,
+                federation_port=fed_port,
+                control_port=control_port,
+                crl_path=str(ca_dir / "crl.pem"),
+                component_modules=component_modules,
+                database_url=_database_url(database_url, root, party),
             )
+            if warm_workers is not None:
+                config = config.model_copy(update={"warm_workers": warm_workers})
+            node_home.save_config(config)
             node_home.api_token(create=True)
     addresses = {p: NodeHome(root / p).load_config().federation_address for p in members}
     for party in members:

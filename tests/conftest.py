@@ -21,6 +21,11 @@ from fedbench.net.tls import TlsMaterial
 from fedbench.net.transport import GrpcTransport
 from fedbench.node.config import NodeHome
 
+os.environ.setdefault(sandbox.WARM_WORKERS_ENV, "0")
+"""The suite's sandboxes keep no idle warm workers: most tests run a few steps or none, and each idle worker
+costs a fork server and its imports (a module that tests the pool asks `sandbox.up(warm_workers=...)`). Set
+in the environment, so sandboxes started by notebooks' kernels, the dashboards and the CLI get it too."""
+
 _MODULE_SECONDS: collections.Counter[str] = collections.Counter()
 """Seconds spent in each test module (setup, call and teardown), for the summary at the end of a run."""
 
@@ -30,17 +35,17 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 
 SLOWEST_FIRST = (
-    "test_hetero_lr_pipeline.py",
-    "test_notebooks.py",
+    "test_binder.py",
+    "test_business_flow_browser.py",
+    "test_dashboards_browser.py",
     "test_dashboards_kernels.py",
     "test_rogue_psi.py",
-    "test_dashboards_browser.py",
-    "test_business_flow_browser.py",
+    "test_notebooks.py",
+    "test_hetero_lr_pipeline.py",
     "test_psi_component.py",
     "test_deploy_compose.py",
     "test_psi_protocol.py",
     "test_modeling_dashboard.py",
-    "test_binder.py",
     "test_hetero_lr_protocols.py",
     "test_jupyter_extension.py",
     "test_rogue_score.py",
@@ -51,7 +56,9 @@ SLOWEST_FIRST = (
     "test_psi_dashboard.py",
     "test_rogue_paillier_keys.py",
 )
-"""The slowest modules (the summary below, on a loaded 2-core machine), run first: with scripts/test.sh's
+"""The slowest modules (wall seconds of the summary below on a loaded 2-core machine, and CPU seconds of
+benchmarks/suite_cpu.py), run first; the binder test, the longest single test, waits most of its time on pip,
+JupyterLab and its kernels, so it starts at once beside the busiest modules. With scripts/test.sh's
 `-n 2 --dist loadgroup --no-loadscope-reorder`, pytest-xdist hands out work in collection order, so the long
 modules start at once and the short ones fill in around them instead of one long module running alone last."""
 
@@ -103,8 +110,11 @@ DATABASE_URL = os.environ.get("FEDBENCH_TEST_DATABASE_URL")
 """When set (e.g. postgresql://localhost/fb_{sandbox}_{party}), every test sandbox stores metadata there."""
 
 TEST_DEMO_ROWS = 6_000
-"""Rows of the demo credit table in test sandboxes that train on it (a fifth of the demo's: the same flows,
-about 4,800 matched rows, trained five times faster)."""
+"""Rows of the demo credit table in test sandboxes (a fifth of the demo's: the same flows, about 4,800 matched
+rows, registered and trained five times faster). Set in the environment for every sandbox of the suite,
+those that notebooks' kernels, the dashboards and the CLI start included; a test that shows the demo's own
+figures unsets it."""
+os.environ.setdefault(sandbox.DEMO_ROWS_ENV, str(TEST_DEMO_ROWS))
 
 
 PLUGINS = str(Path(__file__).parent / "plugins")

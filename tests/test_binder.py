@@ -68,7 +68,11 @@ def _run(args: list[str], env: dict[str, str], timeout: float = 300) -> None:
 @pytest.mark.slow
 def test_binder_sequence_serves_lab_with_the_sandbox_and_runs_the_notebook(tmp_path: Path) -> None:
     venv = tmp_path / "venv"
-    _run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], dict(os.environ))
+    # no pip of its own (ensurepip costs seconds): with the system site packages, `python -m pip` is this
+    # machine's pip, and it installs into the venv it runs in
+    _run(
+        [sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)], dict(os.environ)
+    )
     base = Path(sys.base_prefix)
     home = tmp_path / "sandbox"
     env = {
@@ -81,6 +85,8 @@ def test_binder_sequence_serves_lab_with_the_sandbox_and_runs_the_notebook(tmp_p
         "JUPYTERLAB_DIR": str(base / "share" / "jupyter" / "lab"),
         "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
         "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+        # the suite's sandbox settings (tests/conftest.py): no idle warm workers, a smaller demo credit table
+        **{k: os.environ[k] for k in (sandbox.WARM_WORKERS_ENV, sandbox.DEMO_ROWS_ENV) if k in os.environ},
     }
     (tmp_path / "user").mkdir()
 

@@ -34,6 +34,10 @@ was off by at most 0.0047 (0.0011 on average; the first-order Taylor loss it rep
 protocols are checked exactly against their replicas in test_hetero_lr_protocols.py and
 test_hetero_lr_accuracy.py."""
 
+WARM_WORKERS = 2
+"""node.json's default pool, asked for explicitly (the suite's sandboxes keep none, tests/conftest.py):
+`test_no_worker_process_outlives_its_step` finds the node's workers through its idle warm ones."""
+
 pytestmark = pytest.mark.filterwarnings("ignore::fedbench.crypto.paillier.WeakKeyWarning")
 
 
@@ -41,7 +45,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::fedbench.crypto.paillier.WeakKe
 def fed(tmp_path_factory):
     """The sandbox's demo project (guest, host, arbiter), its `credit` table generated with fewer rows."""
     root = tmp_path_factory.mktemp("hetero_lr")
-    sandbox.up(root, arbiter=True, demo_data=False)
+    sandbox.up(root, arbiter=True, demo_data=False, warm_workers=WARM_WORKERS)
     for party, table, label in zip(
         ("guest", "host"), credit_vertical(CREDIT_ROWS), ("default", None), strict=True
     ):

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -93,6 +94,34 @@ def test_node_killed_and_restarted_keeps_datasets_and_artifacts(nodes):
     pd.testing.assert_series_equal(again.to_pandas()["x"], frame["x"], check_names=False)
     assert files.read_bytes(stored.path) == b"a model artifact"
     assert files.verify(stored)
+
+
+def test_the_suites_sandboxes_keep_no_warm_workers_and_the_pool_option_is_checked(
+    nodes, tmp_path, monkeypatch
+):
+    """tests/conftest.py sets $FEDBENCH_SANDBOX_WARM_WORKERS to 0: a test's node starts no idle worker (nor
+    the worker's fork server) until a step asks for one. A pool size that is not a whole number from 0 to 32
+    is refused before anything is made."""
+    for party in ("guest", "host"):
+        assert nodes.home(party).load_config().warm_workers == 0, party
+    node = next(n for n in sandbox.status(nodes.root) if n.party == "guest" and n.running)
+    children = [
+        c
+        for task in Path(f"/proc/{node.pid}/task").iterdir()
+        for c in (task / "children").read_text().split()
+    ]
+    assert not children, "a node with no warm workers starts no fork server and no worker before a step"
+
+    with pytest.raises(ConfigError, match="from 0 to 32, got -1"):
+        sandbox.up(tmp_path / "negative", demo_data=False, warm_workers=-1)
+    monkeypatch.setenv(sandbox.WARM_WORKERS_ENV, "two")
+    with pytest.raises(ConfigError, match="FEDBENCH_SANDBOX_WARM_WORKERS='two' is not a whole number"):
+        sandbox.up(tmp_path / "words", demo_data=False)
+    assert not (tmp_path / "negative").exists() and not (tmp_path / "words").exists(), "refused before"
+    monkeypatch.delenv(sandbox.WARM_WORKERS_ENV)
+    refused = _cli("sandbox", "up", "--home", str(tmp_path / "cli"), "--warm-workers", "33")
+    assert refused.returncode == 2 and "from 0 to 32, got 33" in refused.stderr, refused.stderr
+    assert not (tmp_path / "cli").exists()
 
 
 def test_node_stops_cleanly_on_sigterm(nodes):

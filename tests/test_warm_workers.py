@@ -18,9 +18,11 @@ from conftest import DATABASE_URL, PLUGINS
 
 import fedbench
 from fedbench import sandbox
-from fedbench.node.config import NodeHome
+from fedbench.node.config import NodeConfig, NodeHome
 
 PARTIES = ("guest", "host")
+DEFAULT_POOL = NodeConfig.model_fields["warm_workers"].default
+"""node.json's pool size, asked for explicitly: the suite's sandboxes keep none (tests/conftest.py)."""
 pytestmark = pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads processes from /proc")
 
 
@@ -31,7 +33,9 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     old = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = PLUGINS + (os.pathsep + old if old else "")
     try:
-        sandbox.up(root, component_modules=["fb_worker_probe"], database_url=DATABASE_URL)
+        sandbox.up(
+            root, component_modules=["fb_worker_probe"], database_url=DATABASE_URL, warm_workers=DEFAULT_POOL
+        )
         yield root
     finally:
         sandbox.down(root)

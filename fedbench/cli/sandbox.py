@@ -21,8 +21,20 @@ def add_parser(sub: Any) -> None:
     up.add_argument(
         "--demo-rows",
         type=int,
-        default=sandbox.DEMO_CREDIT_ROWS,
-        help="rows of the demo credit table when first registered (fewer: a quicker demo; at least 1000)",
+        default=None,
+        help=(
+            "rows of the demo credit table when first registered (fewer: a quicker demo; at least 1000; "
+            f"default: ${sandbox.DEMO_ROWS_ENV}, else {sandbox.DEMO_CREDIT_ROWS})"
+        ),
+    )
+    up.add_argument(
+        "--warm-workers",
+        type=int,
+        default=None,
+        help=(
+            "worker processes each new node keeps started for the next steps (default: "
+            f"${sandbox.WARM_WORKERS_ENV}, else the node's default); 0 starts each step's worker with it"
+        ),
     )
     up.add_argument(
         "--arbiter",
@@ -66,6 +78,7 @@ def _up(args: argparse.Namespace) -> int:
         demo_data=not args.no_demo_data,
         arbiter=args.arbiter,
         demo_rows=args.demo_rows,
+        warm_workers=args.warm_workers,
     )
     _print(nodes, args.home)
     return 0
