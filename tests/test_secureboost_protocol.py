@@ -308,7 +308,9 @@ def test_trees_that_never_split_fail_the_step_and_the_host_keeps_no_part(cancer)
     with pytest.raises(RoleFailed) as failed:
         _run(guest, host, "y", {"trees": 1, "max_depth": 2, "bins": 8, "gamma": 1e6})
     assert failed.value.party == "guest" and type(failed.value.error).__name__ == "ModelHealthError"
-    assert "do not split on any feature" in str(failed.value.error) and "lower gamma" in str(failed.value.error)
+    assert "do not split on any feature" in str(failed.value.error) and "lower gamma" in str(
+        failed.value.error
+    )
     assert "model" not in failed.value.outputs.get("host", {}), "the host keeps no part of a failed model"
 
 

@@ -83,9 +83,7 @@ def warnings_html(warnings: Any) -> str:
     if not isinstance(warnings, list) or not warnings:
         return ""
     items = "".join(f"<li>{escape(str(w))}</li>" for w in warnings)
-    lead = (
-        "⚠ This model was trained with warnings; check them before using it (scoring does not offer it first):"
-    )
+    lead = "⚠ This model was trained with warnings; check them before using it (scoring does not offer it first):"
     return (
         f'<div class="fb-message fb-warning fb-modeling-warnings"><b>{escape(lead)}</b><ul>{items}</ul></div>'
     )
