@@ -76,11 +76,15 @@ def _another_value(prop: dict[str, Any], default: Any) -> Any:
     low = prop.get("minimum", prop.get("exclusiveMinimum"))
     high = prop.get("maximum", prop.get("exclusiveMaximum"))
     step = 1 if prop.get("type") == "integer" else 0.5
-    base = default
-    candidate = base + step
-    if high is not None and candidate >= high:
-        candidate = base - step
-    return base if low is not None and candidate < low else candidate
+    candidates = [default + step, default - step]
+    if prop.get("type") == "number" and low is not None:
+        candidates.append(
+            (low + default) / 2
+        )  # a default at its maximum, a step above its minimum (0.5 in (0, 0.5])
+    for candidate in candidates:
+        if (high is None or candidate < high) and (low is None or candidate > low):
+            return candidate
+    return default
 
 
 def _value_to_send(param: str, prop: dict[str, Any], default: Any) -> Any:
@@ -93,7 +97,7 @@ def _value_to_send(param: str, prop: dict[str, Any], default: Any) -> Any:
 
 def _table_to_feed(name: str) -> str:
     """The demo table a form-run test feeds: the small one (569 rows) to a component that encrypts per row (it
-    has a Paillier key size), where the credit table's 27,000 rows would cost minutes and show nothing more."""
+    has a Paillier key size), where the credit table's thousands of rows would cost minutes and show nothing more."""
     return "breast_cancer" if "key_bits" in components.get(name).params.model_fields else "credit"
 
 
@@ -229,7 +233,7 @@ def test_form_shows_node_refusals_in_words(fed: Path) -> None:
 # ----- the monitor -----------------------------------------------------------------------------------------
 
 
-def test_monitor_follows_a_run_to_completion_and_shows_results(project) -> None:
+def test_monitor_follows_a_run_to_completion_and_shows_results(fed: Path, project) -> None:
     run = project.run("row_count", data="credit")
     view = ui.monitor(run, start=False)
     assert "fb-monitor" in view._dom_classes
@@ -237,7 +241,10 @@ def test_monitor_follows_a_run_to_completion_and_shows_results(project) -> None:
     assert view.done and view.state == "succeeded"
     row = view.rows["row_count"]
     assert row.bar.value == 1.0 and row.bar.bar_style == "success"
-    assert "total" in view.results.value and "54" in view.results.value
+    total = sum(
+        fedbench.connect(home=fed / party).datasets.get("credit").info.n_rows for party in ("guest", "host")
+    )
+    assert "total" in view.results.value and f"{total:,}" in view.results.value
     assert view.cancel_button.disabled
 
 
