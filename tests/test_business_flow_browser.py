@@ -345,7 +345,8 @@ def test_a_page_reloaded_during_a_training_follows_it_to_its_result(
     page.wait_for_selector(".fb-modeling-monitor .fb-step-bar")
 
     page.reload()
-    page.wait_for_selector(".fb-app-modeling.fb-opened", state="visible", timeout=60_000)
+    # a fresh kernel for the reloaded page, while the training and the other xdist worker share the cores
+    page.wait_for_selector(".fb-app-modeling.fb-opened", state="visible", timeout=180_000)
     assert page.input_value(".fb-modeling-project select") == PROJECT
     # the page shows itself opened, then asks its node what runs: the notice follows a moment later
     page.wait_for_selector(f".fb-modeling-train-card .fb-notice >> text=Run {short} is in progress")

@@ -172,7 +172,7 @@ def _open(context, printed: str, name: str):
     is measured by `benchmarks/dashboards.py`, never here)."""
     page = context.new_page()
     page.goto(_page_url(printed, name))
-    page.wait_for_selector(f".fb-app-{name}.fb-opened", state="visible", timeout=60_000)
+    page.wait_for_selector(f".fb-app-{name}.fb-opened", state="visible", timeout=180_000)
     assert page.locator(".jp-InputArea:visible").count() == 0, "no code is shown"
     assert "Traceback" not in page.content()
     return page
