@@ -142,6 +142,10 @@ def test_lr_guest_only_model_follows_the_default_fourier_training() -> None:
     central = LogisticRegression(C=1.0 / (params["alpha"] * len(xt))).fit((xt - mean) / std, train["y"])
     central_auc = roc_auc_score(validation["y"], central.decision_function((xv - mean) / std))
     assert report["guest_only"]["auc"] == pytest.approx(central_auc, abs=0.002)
+    taylor = _plain_taylor_lr(train, params["epochs"], 0.5, params["alpha"])
+    assert np.abs(np.asarray(report["guest_only_model"]["coef"]) - taylor).max() > 1e-3, (
+        "the guest-only model trained as the federated one did, not on Taylor's loss"
+    )
     assert report["federated"]["auc"] > report["guest_only"]["auc"]
 
 
