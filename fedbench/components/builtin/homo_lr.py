@@ -268,8 +268,8 @@ def client(ctx: Context, params: HomoLRParams) -> None:
         )
         change = np.clip(local - weights, -params.clip, params.clip)
         update = np.append(_weighted(rows, change), rows / ROW_SCALE * min(loss, LOSS_CAP))
-        config = _training_round(ctx, r, plan["participants"], update.size, params)
-        taken += client_round(ctx.iter(config.number), config.config, update, params.stage_timeout)
+        planned = _training_round(ctx, r, plan["participants"], update.size, params)
+        taken += client_round(ctx.iter(planned.number), planned.config, update, params.stage_timeout)
         ctx.progress(min(0.98, r / params.rounds), f"round {r} of {params.rounds}")
     metrics = {"rounds_taken_part": taken, "rows": rows, "train": _quality(weights, data)}
     if check is not None:
@@ -374,6 +374,9 @@ def server(ctx: Context, params: HomoLRParams) -> None:
         )
     schemas = ctx.gather("client", "schema", dict)
     features = {party: schema.get("features") for party, schema in schemas.items()}
+    for party, names in features.items():
+        if not (isinstance(names, list) and names and all(isinstance(n, str) for n in names)):
+            raise HomoLRError(f"client {party} sent no list of feature names; it must run homo_lr version 1")
     first = sorted(features)[0]
     differ = sorted(p for p, f in features.items() if f != features[first])
     if differ:
@@ -381,7 +384,7 @@ def server(ctx: Context, params: HomoLRParams) -> None:
             f"clients {differ} have other feature columns than {first} ({features[first]}); give every "
             "client the same columns (or the param features)"
         )
-    names = list(features[first])
+    names: list[str] = list(features[first] or [])
     classes = list(schemas[first].get("classes", []))
     ctx.broadcast("client", "agreed", {"features": names})
     width = len(names)
