@@ -374,8 +374,8 @@ def server(ctx: Context, params: HomoLRParams) -> None:
         )
     schemas = ctx.gather("client", "schema", dict)
     features = {party: schema.get("features") for party, schema in schemas.items()}
-    for party, names in features.items():
-        if not (isinstance(names, list) and names and all(isinstance(n, str) for n in names)):
+    for party, sent in features.items():
+        if not (isinstance(sent, list) and sent and all(isinstance(n, str) for n in sent)):
             raise HomoLRError(f"client {party} sent no list of feature names; it must run homo_lr version 1")
     first = sorted(features)[0]
     differ = sorted(p for p, f in features.items() if f != features[first])
