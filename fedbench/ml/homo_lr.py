@@ -26,8 +26,9 @@ class LocalData:
     def build(
         cls, features: np.ndarray, labels: np.ndarray, mean: np.ndarray, scale: np.ndarray, columns: int
     ) -> LocalData:
-        """Standardise `features` and encode `labels` (class numbers 0..K-1) for `columns` weight columns."""
-        x = (np.asarray(features, dtype=np.float64) - mean) / scale
+        """Standardise `features` (a missing value counts as the mean) and encode `labels` (0..K-1)."""
+        x = np.asarray(features, dtype=np.float64)
+        x = (np.where(np.isnan(x), mean, x) - mean) / scale
         x = np.hstack([x, np.ones((len(x), 1))])
         codes = np.asarray(labels, dtype=np.int64)
         y = codes[:, None].astype(np.float64) if columns == 1 else np.eye(columns)[codes]

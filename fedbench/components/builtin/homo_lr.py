@@ -82,6 +82,10 @@ class HomoLRParams(BaseModel):
         default=None, description="feature columns; none: every numeric column but the ID and the label"
     )
     id_column: str = Field(default="id", description="the ID column, left out of the features")
+    missing: Literal["mean", "error"] = Field(
+        default="mean",
+        description="a missing feature value counts as the feature's global mean, or is an error",
+    )
     seed: int = Field(default=0, ge=0, le=2**31 - 1, description="seed of the client sampling")
 
 
@@ -139,12 +143,12 @@ class _Rows:
         if not names:
             raise HomoLRError(f"{where}: no numeric feature columns; name them with the param features")
         values = table[names].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
-        bad = np.argwhere(~np.isfinite(values))
+        bad = np.argwhere(np.isinf(values) | (np.isnan(values) & (params.missing == "error")))
         if bad.size:
             row, col = bad[0]
             raise HomoLRError(
-                f"{where}: feature {names[col]!r} has a missing or non-numeric value in row {row} "
-                f"({int((~np.isfinite(values)).sum())} in all); fill or drop them first"
+                f"{where}: feature {names[col]!r} has a missing or infinite value in row {row}; fill or drop "
+                "such rows first (with missing 'mean', a missing value counts as the feature's global mean)"
             )
         if len(values) > MAX_ROWS:
             raise HomoLRError(
@@ -183,13 +187,22 @@ def _ring_clip(units: float) -> float:
 
 
 def _statistic(name: str, x: np.ndarray, found: dict[str, np.ndarray]) -> np.ndarray:
-    """One client's values for statistics round `name`, given the global results of the earlier rounds."""
-    if name == "magnitude":
-        return np.clip(np.log2(np.maximum(np.abs(x).mean(0), 2.0**-60)), -60.0, 60.0)
-    unit = _unit(found["magnitude"])
-    if name == "mean":
-        return (x / unit).mean(0)
-    return (((x - found["mean"] * unit) / unit) ** 2).mean(0)
+    """One client's values for statistics round `name` (over its present values), given the earlier rounds."""
+    with np.errstate(all="ignore"):
+        if name == "magnitude":
+            values = np.log2(np.maximum(np.nanmean(np.abs(x), 0), 2.0**-60))
+        elif name == "mean":
+            values = np.nanmean(x / _unit(found["magnitude"]), 0)
+        else:
+            unit = _unit(found["magnitude"])
+            values = np.nanmean(((x - found["mean"] * unit) / unit) ** 2, 0)
+    return np.clip(np.nan_to_num(values, nan=0.0), -STATS_RANGE, STATS_RANGE)
+
+
+def _per_feature(x: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """A statistics round's vector: each value weighted by the feature's present rows / 1024, then those weights."""
+    present = (~np.isnan(x)).sum(0) / ROW_SCALE
+    return np.concatenate([values * present, present])
 
 
 def _unit(magnitude: np.ndarray) -> np.ndarray:
@@ -225,13 +238,13 @@ def client(ctx: Context, params: HomoLRParams) -> None:
     ctx.progress(0.02, "agreeing on the features' scale")
     found: dict[str, np.ndarray] = {}
     for number, name in enumerate(STATISTICS):
-        values = np.clip(_statistic(name, train.x, found), -STATS_RANGE, STATS_RANGE)
+        vector = _per_feature(train.x, _statistic(name, train.x, found))
         plan = server.recv(f"{name}-round", dict)
         sub = ctx.iter(number)
         config = round_config(
-            sub, number, list(plan["participants"]), values.size + 1, clip=_ring_clip(STATS_RANGE), bits=64
+            sub, number, list(plan["participants"]), vector.size, clip=_ring_clip(STATS_RANGE), bits=64
         )
-        client_round(sub, config, _weighted(rows, values), params.stage_timeout)
+        client_round(sub, config, vector, params.stage_timeout)
         found[name] = _checked(server.recv(name, dict)["values"], len(train.features), name)
     mean, scale = _standardisation(found)
     shape = weight_shape(len(train.features), len(train.classes))
@@ -350,17 +363,21 @@ def _training_round(ctx: Context, r: int, parties: list[str], length: int, param
 # ----- the server ---------------------------------------------------------------------------------------------
 
 
-def _sum_round(ctx: Context, tag: str, round_number: int, length: int, timeout: float) -> np.ndarray:
-    """A statistics round over every client: the survivors' row-weighted mean of what they sent."""
+def _sum_round(ctx: Context, tag: str, round_number: int, names: list[str], timeout: float) -> np.ndarray:
+    """A statistics round over every client: each feature's mean over the survivors' present values."""
     numbers = sorted(client_numbers(ctx).values())
     ctx.broadcast("client", f"{tag}-round", {"round": round_number, "participants": numbers})
     sub = ctx.iter(round_number)
-    config = round_config(sub, round_number, numbers, length + 1, clip=_ring_clip(STATS_RANGE), bits=64)
+    config = round_config(sub, round_number, numbers, 2 * len(names), clip=_ring_clip(STATS_RANGE), bits=64)
     result = server_round(sub, config, timeout)
-    weight = result.total[-1]
-    if not weight > 0:
-        raise HomoLRError(f"the {tag} round summed no rows: every client dropped out or has an empty table")
-    return result.total[:-1] / weight
+    present = result.total[len(names) :]
+    empty = [n for n, count in zip(names, present, strict=True) if not count > 0]
+    if empty:
+        raise HomoLRError(
+            f"the {tag} round found no value of features {empty} in any client's rows (or every client "
+            "dropped out); leave those features out with the param features"
+        )
+    return result.total[: len(names)] / present
 
 
 @homo_lr.role("server")
@@ -391,7 +408,7 @@ def server(ctx: Context, params: HomoLRParams) -> None:
     ctx.progress(0.02, "agreeing on the features' scale")
     found: dict[str, np.ndarray] = {}
     for number, name in enumerate(STATISTICS):
-        found[name] = _sum_round(ctx, name, number, width, params.stage_timeout)
+        found[name] = _sum_round(ctx, name, number, names, params.stage_timeout)
         ctx.broadcast("client", name, {"values": found[name]})
     mean, scale = _standardisation(found)
     shape = weight_shape(width, len(classes))
