@@ -54,6 +54,13 @@ def _upstream(name: str) -> dict[str, dict[str, Any]]:
     return simulate(name, _tables(), **RECIPES[name]().params)
 
 
+@functools.cache
+def _homo_lr() -> dict[str, dict[str, Any]]:
+    """A horizontal model trained by three clients on the guest's 20 rows (for `homo_score`)."""
+    recipe = RECIPES["homo_lr"]()
+    return simulate("homo_lr", recipe.tables(), roles=recipe.roles, **recipe.params)
+
+
 @dataclass(frozen=True)
 class Recipe:
     """What a component is simulated with: each party's inputs (default: the 20-row tables) and params."""
@@ -96,6 +103,14 @@ RECIPES: dict[str, Callable[[], Recipe]] = {
         {"rounds": 2, "stage_timeout": 10},
         inputs={f"c{i}": _tables()["guest"].iloc[i::3] for i in range(3)},
         roles={"client": ["c0", "c1", "c2"], "server": "server"},
+    ),
+    "homo_score": lambda: Recipe(
+        inputs={
+            party: {"model": out["model"], "data": _tables()["guest"]}
+            for party, out in _homo_lr().items()
+            if party != "server"
+        },
+        roles={"client": ["c0", "c1", "c2"]},
     ),
     "preprocess": lambda: Recipe(),
     "psi": lambda: Recipe(),

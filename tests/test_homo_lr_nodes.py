@@ -16,8 +16,10 @@ from sklearn.metrics import roc_auc_score
 
 import fedbench
 from fedbench import sandbox
+from fedbench.components.builtin.homo_score import HomoScoreParams, score_table
 from fedbench.datasets.splits import credit_horizontal
 from fedbench.ml.homo_lr import predict_proba
+from fedbench.pipeline import Pipeline
 
 BANKS = ["bank-a", "bank-b", "bank-c"]
 AGGREGATOR = "aggregator"
@@ -33,7 +35,9 @@ def fed(tmp_path_factory):
             rows, name="loans", id_column="id", label_column="default"
         )
     first = fedbench.connect(home=root / BANKS[0])
-    first.projects.propose("branches", partners=[*BANKS[1:], AGGREGATOR], datasets=["loans"], uses=["train"])
+    first.projects.propose(
+        "branches", partners=[*BANKS[1:], AGGREGATOR], datasets=["loans"], uses=["train", "score"]
+    )
     for bank in BANKS[1:]:
         fedbench.connect(home=root / bank).projects.accept("branches", datasets=["loans"])
     fedbench.connect(home=root / AGGREGATOR).projects.accept("branches", datasets=[])
@@ -73,3 +77,22 @@ def test_three_banks_train_one_model_every_party_holds(fed):
     reference = sk.predict_proba((test - mean) / std)[:, 1]
     gap = roc_auc_score(held_out["default"], ours) - roc_auc_score(held_out["default"], reference)
     assert abs(gap) < 0.005, gap
+
+
+def test_each_bank_scores_its_own_rows_with_the_global_model(fed):
+    root, slices, _ = fed
+    pipeline = Pipeline("branches-scoring")
+    pipeline.add("train", "homo_lr", inputs={"train": "loans"}, rounds=4)
+    pipeline.add("score", "homo_score", inputs={"model": Pipeline.ref("train", "model"), "data": "loans"})
+    project = fedbench.connect(home=root / BANKS[0]).project("branches")
+    run = project.run_pipeline(pipeline, roles={"client": BANKS, "server": [AGGREGATOR]}).wait(
+        show_progress=False
+    )
+    global_model = project.run_by_id(run.job_id).output("model", "train").value()
+    for bank, rows in zip(BANKS, slices, strict=True):
+        view = fedbench.connect(home=root / bank).project("branches").run_by_id(run.job_id)
+        scores = view.output("scores", "score").to_pandas()
+        assert list(scores["id"]) == list(rows["id"]), "each bank scores its own rows, in order"
+        expected = score_table(global_model, rows, HomoScoreParams())
+        np.testing.assert_allclose(scores["score"], expected["score"])
+        assert view.output("metrics", "score").value()["auc"] > 0.6
