@@ -82,7 +82,7 @@ def score_table(model: dict[str, Any], table: pd.DataFrame, params: HomoScorePar
     mean, scale = np.asarray(model["mean"]), np.asarray(model["scale"])
     x = (np.where(np.isnan(x), mean, x) - mean) / scale
     proba = predict_proba(np.asarray(model["weights"]), np.hstack([x, np.ones((len(x), 1))]))
-    classes: list[str] = list(model["classes"])
+    classes: list[Any] = _typed(list(model["classes"]))
     out = pd.DataFrame(
         {"id": table[params.id_column].to_numpy()} if params.id_column in table.columns else {}
     )
@@ -95,10 +95,21 @@ def score_table(model: dict[str, Any], table: pd.DataFrame, params: HomoScorePar
         out["pred"] = np.asarray(classes, dtype=object)[proba.argmax(1)]
     label = params.label or next((c for c in ("default", "y") if c in table.columns), None)
     if label is not None and label in table.columns:
-        out["y"] = table[label].map(
-            lambda v: str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)
-        )
+        out["y"] = table[label].to_numpy()
     return out
+
+
+def _typed(classes: list[str]) -> list[Any]:
+    """The classes as numbers when they all are whole numbers (the label was numeric), else as text."""
+    try:
+        return [int(c) for c in classes]
+    except ValueError:
+        return classes
+
+
+def _text(values: Any) -> np.ndarray:
+    """Labels or classes as text, a whole float read as an integer (1.0 and 1 are the same class)."""
+    return np.asarray([str(int(v)) if isinstance(v, float) and v.is_integer() else str(v) for v in values])
 
 
 @homo_score.role("client")
@@ -115,11 +126,11 @@ def client(ctx: Context, params: HomoScoreParams) -> None:
             for q, v in zip(("p10", "median", "p90"), np.quantile(out["score"], [0.1, 0.5, 0.9]), strict=True)
         }
         if "y" in out.columns:
-            truth = (out["y"] == model["classes"][1]).to_numpy(dtype=float)
+            truth = (_text(out["y"]) == str(model["classes"][1])).astype(float)
             if 0 < truth.sum() < len(truth):
                 metrics["auc"] = roc_auc(truth, out["score"].to_numpy())
     if "y" in out.columns and len(out):
-        metrics["accuracy"] = float((out["pred"] == out["y"]).mean())
+        metrics["accuracy"] = float((_text(out["pred"]) == _text(out["y"])).mean())
     ctx.metrics.log("rows_scored", len(out))
     ctx.output("scores", out)
     ctx.output("metrics", metrics)
