@@ -16,6 +16,7 @@ from sklearn.metrics import roc_auc_score
 import fedbench.secagg.federated as federated
 from fedbench.components import RecordedMessage, RoleFailed, simulate
 from fedbench.components.builtin import homo_lr as component
+from fedbench.components.builtin import horizontal
 from fedbench.components.simulate import simulated_private_rng
 from fedbench.components.spec import Component, Port
 from fedbench.ml.homo_lr import LocalData, local_update, predict_proba
@@ -66,7 +67,7 @@ def _plain_fedavg(parts: list[pd.DataFrame], names: list[str], rounds: int, **pa
         n: LocalData.build(p[features].to_numpy(float), p["y"].to_numpy(), mean, scale, 1)
         for n, p in zip(names, parts, strict=True)
     }
-    rngs = {n: simulated_private_rng(n, "homo_lr local batches", 0) for n in names}
+    rngs = {n: simulated_private_rng(n, "horizontal local batches", 0) for n in names}
     w = np.zeros((len(features) + 1, 1))
     defaults = component.HomoLRParams(**params)
     for _ in range(rounds):
@@ -158,7 +159,7 @@ def test_a_client_gone_after_sending_its_shares_is_recovered_and_the_rounds_go_o
         """Client 3 (bank-d) sends its shares in training round 2 (its 5th round), then is gone."""
         if isinstance(message, MaskedInput) and message.client == 3:
             calls["bank-d"] += 1
-            if calls["bank-d"] == len(component.STATISTICS) + 2:
+            if calls["bank-d"] == len(horizontal.STATISTICS) + 2:
                 raise _Gone
         return real(message)
 
