@@ -104,6 +104,11 @@ RECIPES: dict[str, Callable[[], Recipe]] = {
         inputs={f"c{i}": _tables()["guest"].iloc[i::3] for i in range(3)},
         roles={"client": ["c0", "c1", "c2"], "server": "server"},
     ),
+    "homo_nn": lambda: Recipe(
+        {"rounds": 2, "stage_timeout": 10, "hidden_layers": [4]},
+        inputs={f"c{i}": _tables()["guest"].iloc[i::3] for i in range(3)},
+        roles={"client": ["c0", "c1", "c2"], "server": "server"},
+    ),
     "homo_score": lambda: Recipe(
         inputs={
             party: {"model": out["model"], "data": _tables()["guest"]}

@@ -18,9 +18,9 @@ from fedbench.components.builtin.horizontal import (
     HorizontalParams,
     client_role,
     model_record,
+    quality_of,
     server_role,
 )
-from fedbench.components.builtin.metrics import roc_auc
 from fedbench.components.spec import Component, register
 from fedbench.federation import Context
 from fedbench.ml.homo_lr import LocalData, local_update, log_loss, predict_proba, weight_shape
@@ -84,18 +84,8 @@ class _Trainer:
         return local.ravel()
 
     def quality(self, weights: np.ndarray, x: np.ndarray, codes: np.ndarray) -> dict[str, float]:
-        w = weights.reshape(self.shape)
-        data = LocalData.build(x, codes, np.zeros(x.shape[1]), np.ones(x.shape[1]), self.shape[1])
-        p = predict_proba(w, data.x)
-        out = {"loss": log_loss(w, data, 0.0)}
-        if self.shape[1] == 1:
-            labels = data.y[:, 0]
-            if 0 < labels.sum() < len(labels):
-                out["auc"] = roc_auc(labels, p[:, 0])
-            out["accuracy"] = float(((p[:, 0] >= 0.5) == (labels == 1)).mean())
-        else:
-            out["accuracy"] = float((p.argmax(1) == data.y.argmax(1)).mean())
-        return out
+        rows = np.hstack([x, np.ones((len(x), 1))])
+        return quality_of(predict_proba(weights.reshape(self.shape), rows), codes)
 
 
 def _weights(flat: np.ndarray, features: int, classes: int) -> list[list[float]]:

@@ -1,6 +1,6 @@
 """`homo_score`: each client scores its own rows with its copy of a horizontal model, on its own node.
 
-A horizontal model is global: every party holds all of it (`homo_lr`), so scoring needs no peer and sends no
+A horizontal model is global: every party holds all of it (`homo_lr`, `homo_nn`), so scoring needs no peer and sends no
 message. Each party playing `client` writes, for its rows, the probability of each class (binary: `score`, the
 probability of the second class), the predicted class and, when the table has the model's label, the true
 label beside it. Nothing leaves the party.
@@ -18,6 +18,7 @@ from fedbench.components.builtin.metrics import roc_auc
 from fedbench.components.spec import Component, Port, register
 from fedbench.federation import Context
 from fedbench.ml.homo_lr import predict_proba
+from fedbench.ml.homo_nn import predict_proba as network_proba
 from fedbench.ml.lr_model import ModelError
 
 __all__ = ["HomoScoreParams", "homo_score", "score_table"]
@@ -45,7 +46,7 @@ homo_score = register(
         roles=("client",),
         use="score",
         inputs=(
-            Port("model", "model", "the global model of a homo_lr step"),
+            Port("model", "model", "the global model of a homo_lr or homo_nn step"),
             Port("data", "table", "the rows to score, with the model's feature columns"),
         ),
         outputs=(
@@ -62,8 +63,10 @@ homo_score = register(
 
 
 def _checked(model: Any, ctx: Context) -> dict[str, Any]:
-    if not isinstance(model, dict) or model.get("component") != "homo_lr":
-        raise ModelError("the model input is not a homo_lr model; pass the model output of a homo_lr step")
+    if not isinstance(model, dict) or model.get("component") not in ("homo_lr", "homo_nn"):
+        raise ModelError(
+            "the model input is not a horizontal model; pass the model output of a homo_lr or homo_nn step"
+        )
     if model.get("project") != ctx.project.get("id"):
         raise ModelError(
             "the model was trained in another project and cannot be used in this one; train it in "
@@ -73,7 +76,7 @@ def _checked(model: Any, ctx: Context) -> dict[str, Any]:
 
 
 def score_table(model: dict[str, Any], table: pd.DataFrame, params: HomoScoreParams) -> pd.DataFrame:
-    """The scores of `table`'s rows under a homo_lr `model` (a missing value counts as the global mean)."""
+    """The scores of `table`'s rows under a horizontal `model` (a missing value counts as the global mean)."""
     features: list[str] = list(model["features"])
     missing = [f for f in features if f not in table.columns]
     if missing:
@@ -81,7 +84,10 @@ def score_table(model: dict[str, Any], table: pd.DataFrame, params: HomoScorePar
     x = table[features].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
     mean, scale = np.asarray(model["mean"]), np.asarray(model["scale"])
     x = (np.where(np.isnan(x), mean, x) - mean) / scale
-    proba = predict_proba(np.asarray(model["weights"]), np.hstack([x, np.ones((len(x), 1))]))
+    if model["component"] == "homo_nn":
+        proba = network_proba(np.asarray(model["weights"]), list(model["layers"]), model["activation"], x)
+    else:
+        proba = predict_proba(np.asarray(model["weights"]), np.hstack([x, np.ones((len(x), 1))]))
     classes: list[Any] = _typed(list(model["classes"]))
     out = pd.DataFrame(
         {"id": table[params.id_column].to_numpy()} if params.id_column in table.columns else {}

@@ -21,6 +21,7 @@ import pandas as pd
 from pydantic import BaseModel, Field
 
 from fedbench.components.builtin.columns import find_label
+from fedbench.components.builtin.metrics import roc_auc
 from fedbench.components.spec import Port
 from fedbench.errors import FedbenchError
 from fedbench.federation import Context
@@ -30,11 +31,14 @@ from fedbench.secagg.errors import RoundAborted
 from fedbench.secagg.federated import client_numbers, client_round, round_config, server_round
 
 __all__ = [
+    "ClientResult",
     "HorizontalError",
     "HorizontalParams",
     "LocalTrainer",
     "Rows",
+    "ServerResult",
     "client_role",
+    "quality_of",
     "server_role",
 ]
 
@@ -128,6 +132,25 @@ class LocalTrainer(Protocol):
 
 MakeTrainer = Callable[[np.ndarray, np.ndarray, int], LocalTrainer]
 """Builds a client's trainer from its standardised rows, their class numbers and the number of classes."""
+
+
+def quality_of(proba: np.ndarray, codes: np.ndarray) -> dict[str, float]:
+    """Mean cross-entropy, AUC (binary, both classes present) and accuracy of predicted probabilities.
+
+    `proba` has one column (the second class's probability) or one per class; `codes` are class numbers.
+    """
+    p = np.clip(proba, 1e-12, 1 - 1e-12)
+    if p.shape[1] == 1:
+        positive = codes == 1
+        out = {"loss": float(-np.mean(np.where(positive, np.log(p[:, 0]), np.log(1 - p[:, 0]))))}
+        if 0 < positive.sum() < len(positive):
+            out["auc"] = roc_auc(positive.astype(float), p[:, 0])
+        out["accuracy"] = float(((p[:, 0] >= 0.5) == positive).mean())
+        return out
+    return {
+        "loss": float(-np.mean(np.log(p[np.arange(len(codes)), codes]))),
+        "accuracy": float((p.argmax(1) == codes).mean()),
+    }
 
 
 # ----- the clients' rows --------------------------------------------------------------------------------------

@@ -194,7 +194,9 @@ class Planner:
             for name, ref in step.inputs.items():
                 if "artifact" in ref:
                     kind = component.port(name, output=False).kind
-                    self.artifact_input(project, step.name, name, kind, str(ref["artifact"]), role in DATALESS_ROLES)
+                    self.artifact_input(
+                        project, step.name, name, kind, str(ref["artifact"]), role in DATALESS_ROLES
+                    )
 
     def reusable(self, spec: JobSpec) -> set[str]:
         """Steps this party has run before with the same key and whose outputs are still stored intact.
