@@ -263,10 +263,10 @@ def down(home: str | os.PathLike[str] | None = None, *, timeout: float = 15.0) -
         (root / _STOPPED).write_text(
             "stopped with `fedbench sandbox down`; `fedbench sandbox up` starts it\n"
         )
-        for node in status(root):
-            if node.pid is None:
-                continue
-            _terminate(node.pid, timeout)
+        running = [node for node in status(root) if node.pid is not None]
+        # every node is asked at once, then awaited: a sandbox stops in the time of its slowest node
+        _terminate_all([node.pid for node in running if node.pid is not None], timeout)
+        for node in running:
             with contextlib.suppress(FileNotFoundError):
                 NodeHome(node.home).pid_file.unlink()
             stopped.append(node.party)
@@ -500,22 +500,37 @@ def _wait_healthy(node_home: NodeHome, timeout: float) -> None:
 
 
 def _terminate(pid: int, timeout: float) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
+    """Stop one process: SIGTERM, then SIGKILL if it still runs after `timeout` seconds."""
+    _terminate_all([pid], timeout)
+
+
+def _terminate_all(pids: list[int], timeout: float) -> None:
+    """Stop these processes together: SIGTERM to each, then SIGKILL to those still running after `timeout`."""
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
     give_up = time.monotonic() + timeout
-    child = _CHILDREN.pop(pid, None)
-    while time.monotonic() < give_up:
-        if child is not None and child.poll() is not None:
-            return
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        if _zombie(pid):
-            return
-        time.sleep(0.1)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
+    waiting = {pid: _CHILDREN.pop(pid, None) for pid in pids}
+    while waiting and time.monotonic() < give_up:
+        for pid, child in list(waiting.items()):
+            if not _alive(pid, child):
+                del waiting[pid]
+        if waiting:
+            time.sleep(0.02)
+    for pid in waiting:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _alive(pid: int, child: subprocess.Popen[bytes] | None) -> bool:
+    """Whether `pid` still runs (our own child is reaped here; an exited one not yet reaped does not run)."""
+    if child is not None:
+        return child.poll() is None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return not _zombie(pid)
 
 
 def _register_demo_data(root: Path, members: list[str], credit_rows: int) -> None:

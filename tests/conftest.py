@@ -216,6 +216,23 @@ def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]
     sandbox.down(root)
 
 
+@pytest.fixture(scope="session")
+def shared_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]:
+    """Two nodes (guest, host) with the demo data and the demo project, started once per pytest process (each
+    xdist worker has its own) for every module that needs only a running two-party federation.
+
+    Starting a sandbox costs about 3 CPU-seconds (two node processes importing the package) and each node's
+    first step about 1.5 more (its fork server's imports); here they are paid once per worker, not per module.
+    A module using it names its datasets and projects after itself (a name taken on a node is refused, so a
+    clash fails loudly), stops no node, edits no node.json and asserts nothing about records it did not make.
+    Its metadata is in SQLite (the modules using it read `fedbench.db`, e.g. through `job_states`).
+    """
+    root = tmp_path_factory.mktemp("shared")
+    sandbox.up(root, demo_data=True)
+    yield Federation(root)
+    sandbox.down(root)
+
+
 @pytest.fixture
 def fresh_federation(tmp_path: Path) -> Iterator[Federation]:
     """Two nodes of this test alone (for tests that kill nodes or fill the store)."""

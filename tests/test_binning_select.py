@@ -3,16 +3,13 @@ transforms, and IV-based selection between two real nodes (each party learning o
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import Federation
 
 import fedbench
-from fedbench import sandbox
 from fedbench.components.builtin.binning import cut_points, fit_bins, woe_iv
-from fedbench.crypto.paillier import WeakKeyWarning
 from fedbench.pipeline import Pipeline
 
 N = 400
@@ -65,19 +62,16 @@ def test_fit_bins_merges_small_bins_and_keeps_missing_apart() -> None:
 
 
 @pytest.fixture(scope="module")
-def fed(tmp_path_factory):
-    root = tmp_path_factory.mktemp("binsel")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", WeakKeyWarning)
-        sandbox.up(root, demo_data=False)
+def fed(shared_sandbox: Federation):
+    """Guest `bs_g` and host `bs_h` (`_data()`) in project `bs` of the suite's shared sandbox."""
+    root = shared_sandbox.root
     guest, host = fedbench.connect(home=root / "guest"), fedbench.connect(home=root / "host")
     g, h = _data()
-    guest.datasets.upload(g, name="g", id_column="id", label_column="y")
-    host.datasets.upload(h, name="h", id_column="id")
-    guest.projects.propose("bs", partners="host", datasets=["g"], jobs_per_day=1000)
-    host.projects.accept("bs", datasets=["h"])
-    yield root
-    sandbox.down(root)
+    guest.datasets.upload(g, name="bs_g", id_column="id", label_column="y")
+    host.datasets.upload(h, name="bs_h", id_column="id")
+    guest.projects.propose("bs", partners="host", datasets=["bs_g"], jobs_per_day=1000)
+    host.projects.accept("bs", datasets=["bs_h"])
+    return root
 
 
 def _projects(root):
@@ -91,7 +85,11 @@ def _projects(root):
 def woe_run(fed):
     guest, host = _projects(fed)
     run = guest.run(
-        "binning", data={"guest": "g", "host": "h"}, key_bits=1024, min_bin_count=MIN_COUNT, transform="woe"
+        "binning",
+        data={"guest": "bs_g", "host": "bs_h"},
+        key_bits=1024,
+        min_bin_count=MIN_COUNT,
+        transform="woe",
     ).wait(show_progress=False)
     return run, host.run_by_id(run.job_id)
 
@@ -135,7 +133,7 @@ def test_small_bins_are_merged_before_the_host_returns_sums(fed, woe_run) -> Non
     for min_count in (1, MIN_COUNT):
         wide = guest.run(
             "binning",
-            data={"guest": "g", "host": "h"},
+            data={"guest": "bs_g", "host": "bs_h"},
             key_bits=1024,
             method="equal_width",
             min_bin_count=min_count,
@@ -165,13 +163,19 @@ def test_transform_outputs(fed, woe_run) -> None:
 
     guest, host = _projects(fed)
     indexed = guest.run(
-        "binning", data={"guest": "g", "host": "h"}, key_bits=1024, min_bin_count=MIN_COUNT, transform="bin"
+        "binning",
+        data={"guest": "bs_g", "host": "bs_h"},
+        key_bits=1024,
+        min_bin_count=MIN_COUNT,
+        transform="bin",
     ).wait(show_progress=False)
     host_bins = host.run_by_id(indexed.job_id).output("data").to_pandas()
     skew = host_model["features"]["h_skew"]
     assert host_bins["h_skew"].max() == len(skew["counts"]) - 1
     assert np.bincount(host_bins["h_skew"]).tolist() == skew["counts"]
-    plain = guest.run("binning", data={"guest": "g", "host": "h"}, key_bits=1024, min_bin_count=MIN_COUNT)
+    plain = guest.run(
+        "binning", data={"guest": "bs_g", "host": "bs_h"}, key_bits=1024, min_bin_count=MIN_COUNT
+    )
     assert plain.wait(show_progress=False).output("data").to_pandas().equals(g)
 
 
@@ -182,7 +186,7 @@ def test_select_by_iv_threshold_and_top_k_changes_the_columns_downstream(fed) ->
         .add(
             "binning",
             "binning",
-            inputs={"data": {"guest": "g", "host": "h"}},
+            inputs={"data": {"guest": "bs_g", "host": "bs_h"}},
             key_bits=1024,
             min_bin_count=MIN_COUNT,
             transform="woe",
@@ -213,7 +217,7 @@ def test_select_by_iv_threshold_and_top_k_changes_the_columns_downstream(fed) ->
 
     top = guest.run(
         "select",
-        data={"guest": "g", "host": "h"},
+        data={"guest": "bs_g", "host": "bs_h"},
         binning_model=run.output("model", step="binning"),
         top_k=1,
     ).wait(show_progress=False)
@@ -228,12 +232,15 @@ def test_select_by_iv_threshold_and_top_k_changes_the_columns_downstream(fed) ->
 def test_select_local_criteria_without_a_binning_model(fed) -> None:
     guest, host = _projects(fed)
     run = guest.run(
-        "select", data={"guest": "g", "host": "h"}, max_missing=0.05, keep=["g_noise", "h_noise", "h_skew"]
+        "select",
+        data={"guest": "bs_g", "host": "bs_h"},
+        max_missing=0.05,
+        keep=["g_noise", "h_noise", "h_skew"],
     ).wait(show_progress=False)
     assert run.output("model").value()["features"] == ["g_noise"]
     host_run = host.run_by_id(run.job_id)
     assert host_run.output("model").value()["features"] == ["h_skew"], "h_noise has 10% missing"
     assert list(host_run.output("data").to_pandas().columns) == ["id", "h_skew"]
-    failed = guest.run("select", data={"guest": "g", "host": "h"}, iv_min=0.1)
+    failed = guest.run("select", data={"guest": "bs_g", "host": "bs_h"}, iv_min=0.1)
     with pytest.raises(fedbench.FedbenchError, match="binning model"):
         failed.wait(show_progress=False)

@@ -1,31 +1,26 @@
 """Dataset upload through a real node: every bad input gets its error, and nothing is left in the store.
 
-The tests share one sandbox: "nothing is left" is checked as the registry and the artifact files being the same
-after a refused upload as before it.
+The tests use the suite's shared sandbox (this module's datasets are named `upload_*`): "nothing is left" is
+checked as the guest's registry and artifact files being the same after a refused upload as before it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import DATABASE_URL, Federation
+from conftest import Federation
 
 import fedbench
-from fedbench import sandbox
 from fedbench.errors import DatasetError, NotFound
 
 
 @pytest.fixture(scope="module")
-def federation_of_module(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]:
-    """Two nodes for this module's uploads (only the guest's store is used)."""
-    root = tmp_path_factory.mktemp("upload")
-    sandbox.up(root, demo_data=False, database_url=DATABASE_URL)
-    yield Federation(root)
-    sandbox.down(root)
+def federation_of_module(shared_sandbox: Federation) -> Federation:
+    """The nodes of this module's uploads (only the guest's store is used)."""
+    return shared_sandbox
 
 
 @pytest.fixture
@@ -50,12 +45,12 @@ def test_upload_csv_then_list_preview_and_summary(wb, tmp_path):
     path = tmp_path / "t.csv"
     _good().to_csv(path, index=False)
     before = _names(wb)
-    ds = wb.datasets.upload(path, name="t", id_column="id", label_column="y")
+    ds = wb.datasets.upload(path, name="upload_t", id_column="id", label_column="y")
     assert ds.info.n_rows == 3 and ds.info.features == ["x1", "x2"]
-    assert _names(wb) == sorted([*before, "t"])
+    assert _names(wb) == sorted([*before, "upload_t"])
     assert list(ds.preview(2)["id"]) == ["a", "b"]
     assert ds.summary().loc["x1", "missing"] == 1
-    assert "t" in ds._repr_html_()
+    assert "upload_t" in ds._repr_html_()
 
 
 BAD_INPUTS = [
@@ -88,7 +83,7 @@ def test_file_errors_and_taken_name(wb, federation_of_module, tmp_path):
     with pytest.raises(DatasetError, match="empty"):
         wb.datasets.upload(tmp_path / "empty.csv", name="n", id_column="id")
     assert _artifact_files(federation_of_module) == files
-    wb.datasets.upload(_good(), name="taken", id_column="id", label_column="y")
+    wb.datasets.upload(_good(), name="upload_taken", id_column="id", label_column="y")
     with pytest.raises(DatasetError, match="taken"):
-        wb.datasets.upload(_good(), name="taken", id_column="id", label_column="y")
-    assert _names(wb) == sorted([*names, "taken"])
+        wb.datasets.upload(_good(), name="upload_taken", id_column="id", label_column="y")
+    assert _names(wb) == sorted([*names, "upload_taken"])

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import job_states
+from conftest import Federation, job_states
 from sklearn import metrics as sk
 
 import fedbench
-from fedbench import components, sandbox
+from fedbench import components
 from fedbench.client.runs import RunFailed
 from fedbench.components.builtin import metrics as fm
 from fedbench.components.builtin.evaluate import EvaluateParams, evaluate_table
@@ -197,11 +197,10 @@ def _scores(seed: int) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def fed(tmp_path_factory):
+def fed(shared_sandbox: Federation):
     """Guest `g` (id, y ~20% positive, x) and host `h` (id, z) on the same ids in the same order; host `short`
-    has fewer rows; guest `sc` / `sc_val` are scores tables."""
-    root = tmp_path_factory.mktemp("evalsplit")
-    sandbox.up(root, demo_data=False)
+    has fewer rows; guest `sc` / `sc_val` are scores tables (project `es` of the suite's shared sandbox)."""
+    root = shared_sandbox.root
     guest, host = fedbench.connect(home=root / "guest"), fedbench.connect(home=root / "host")
     rng = np.random.default_rng(11)
     ids = [f"c{i:04d}" for i in range(N)]
@@ -215,8 +214,7 @@ def fed(tmp_path_factory):
         guest.datasets.upload(_scores(seed), name=name, id_column="id", label_column="y")
     guest.projects.propose("es", partners="host", datasets=["g", "sc", "sc_val"], jobs_per_day=1000)
     host.projects.accept("es", datasets=["h", "short"])
-    yield root
-    sandbox.down(root)
+    return root
 
 
 def test_split_puts_the_same_ids_in_the_same_split_on_both_sides(fed) -> None:

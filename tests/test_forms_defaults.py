@@ -15,19 +15,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import Federation
 
 import fedbench
-from fedbench import sandbox
 from fedbench.client.records import RunInfo
 from fedbench.ui.choices import earlier_results
 
 
 @pytest.fixture(scope="module")
-def fed(tmp_path_factory: pytest.TempPathFactory):
-    root = tmp_path_factory.mktemp("forms")
-    sandbox.up(root, demo_data=False)
-    yield root
-    sandbox.down(root)
+def fed(shared_sandbox: Federation) -> Path:
+    """The suite's shared sandbox; this module's tables are `customers` and `accounts`, its project `forms`."""
+    return shared_sandbox.root
 
 
 @pytest.fixture(scope="module")

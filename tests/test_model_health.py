@@ -20,10 +20,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import job_states
+from conftest import Federation, job_states
 
 import fedbench
-from fedbench import sandbox
 from fedbench.client.records import Event
 from fedbench.client.runs import Run, _Bar, duration_words, timing_words
 from fedbench.components import RoleFailed, simulate
@@ -184,9 +183,9 @@ def test_time_elapsed_and_left_are_said_in_words() -> None:
 
 
 @pytest.fixture(scope="module")
-def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    root = tmp_path_factory.mktemp("health")
-    sandbox.up(root, demo_data=False)
+def fed(shared_sandbox: Federation) -> Iterator[Path]:
+    """The suite's shared sandbox, with this module's tables (`pg`, `mg`, `ph`, `mh`) and project `health`."""
+    root = shared_sandbox.root
     guest, host = fedbench.connect(home=root / "guest"), fedbench.connect(home=root / "host")
     plain_g, plain_h = _tables(copies=1)
     many_g, many_h = _tables(copies=10)
@@ -199,7 +198,6 @@ def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     )
     host.projects.accept("health", datasets=["ph", "mh"])
     yield root
-    sandbox.down(root)
 
 
 def _training(name: str, guest_data: str, host_data: str, **params: Any) -> Pipeline:

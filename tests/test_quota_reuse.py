@@ -2,7 +2,7 @@
 
 Each node counts from its own records: a PSI step counts unless that node holds its outputs already; one it
 held but runs after all (the partner lost its part) counts when the job starts. A forced rerun counts. Real
-nodes (one two-party sandbox for the module) and small tables.
+nodes (the suite's shared two-party sandbox; this module's projects are `quota<n>`) and small tables.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import Federation
 
 import fedbench
-from fedbench import sandbox
 from fedbench.client.runs import Run
 from fedbench.errors import Refused
 
@@ -23,11 +23,8 @@ _names = itertools.count()
 
 
 @pytest.fixture(scope="module")
-def fed(tmp_path_factory: pytest.TempPathFactory):
-    root = tmp_path_factory.mktemp("quota")
-    sandbox.up(root, demo_data=False)
-    yield root
-    sandbox.down(root)
+def fed(shared_sandbox: Federation) -> Path:
+    return shared_sandbox.root
 
 
 def _project(fed: Path, psi_runs: int) -> tuple[fedbench.Project, fedbench.Project, dict[str, str]]:

@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import Federation
 
 import fedbench
-from fedbench import sandbox
 from fedbench.client.runs import RunFailed
 from fedbench.components import RecordedMessage, RoleFailed, get, simulate
 from fedbench.components.builtin.preprocess import PreprocessError, apply_state
@@ -201,22 +201,21 @@ def test_draw_random_stratified_and_upsampling() -> None:
 
 
 @pytest.fixture(scope="module")
-def fed(tmp_path_factory):
-    """Guest `g` and host `h` aligned (`_tables(7)`); guest `g2` / host `h2` other aligned rows; host `short`."""
-    root = tmp_path_factory.mktemp("spsample")
-    sandbox.up(root, demo_data=False)
+def fed(shared_sandbox: Federation):
+    """Guest `sps_g` and host `sps_h` aligned (`_tables(7)`); guest `sps_g2` / host `sps_h2` other aligned rows;
+    host `sps_short` (project `sps` of the suite's shared sandbox)."""
+    root = shared_sandbox.root
     guest, host = fedbench.connect(home=root / "guest"), fedbench.connect(home=root / "host")
     g, h = _tables(7)
     g2, h2 = _tables(8, 120)
-    guest.datasets.upload(g, name="g", id_column="id", label_column="y")
-    guest.datasets.upload(g2, name="g2", id_column="id", label_column="y")
-    host.datasets.upload(h, name="h", id_column="id")
-    host.datasets.upload(h2, name="h2", id_column="id")
-    host.datasets.upload(h.iloc[:-5], name="short", id_column="id")
-    guest.projects.propose("sps", partners="host", datasets=["g", "g2"], jobs_per_day=1000)
-    host.projects.accept("sps", datasets=["h", "h2", "short"])
-    yield root
-    sandbox.down(root)
+    guest.datasets.upload(g, name="sps_g", id_column="id", label_column="y")
+    guest.datasets.upload(g2, name="sps_g2", id_column="id", label_column="y")
+    host.datasets.upload(h, name="sps_h", id_column="id")
+    host.datasets.upload(h2, name="sps_h2", id_column="id")
+    host.datasets.upload(h.iloc[:-5], name="sps_short", id_column="id")
+    guest.projects.propose("sps", partners="host", datasets=["sps_g", "sps_g2"], jobs_per_day=1000)
+    host.projects.accept("sps", datasets=["sps_h", "sps_h2", "sps_short"])
+    return root
 
 
 def _projects(root):
@@ -228,7 +227,9 @@ def _projects(root):
 
 def test_statistics_between_nodes(fed) -> None:
     guest, host = _projects(fed)
-    run = guest.run("statistics", data={"guest": "g", "host": "h"}, key_bits=1024).wait(show_progress=False)
+    run = guest.run("statistics", data={"guest": "sps_g", "host": "sps_h"}, key_bits=1024).wait(
+        show_progress=False
+    )
     g, h = _tables(7)
     metrics = run.output("metrics").value()
     _check_summary(metrics["features"], g, ["a", "b", "c", "k"])
@@ -239,10 +240,10 @@ def test_statistics_between_nodes(fed) -> None:
 
 def test_preprocess_fitted_state_between_nodes(fed) -> None:
     guest, host = _projects(fed)
-    fit = guest.run("preprocess", data={"guest": "g", "host": "h"}, **PRE).wait(show_progress=False)
-    applied = guest.run("preprocess", data={"guest": "g2", "host": "h2"}, fitted=fit.output("model")).wait(
-        show_progress=False
-    )
+    fit = guest.run("preprocess", data={"guest": "sps_g", "host": "sps_h"}, **PRE).wait(show_progress=False)
+    applied = guest.run(
+        "preprocess", data={"guest": "sps_g2", "host": "sps_h2"}, fitted=fit.output("model")
+    ).wait(show_progress=False)
     g, h = _tables(7)
     g2, h2 = _tables(8, 120)
     ours = applied.output("data").to_pandas()
@@ -252,7 +253,7 @@ def test_preprocess_fitted_state_between_nodes(fed) -> None:
     assert np.allclose(theirs["u"], _expected(h, h2, "u"), atol=1e-12)
     assert len([c for c in theirs.columns if c.startswith("w=")]) == 5
     with pytest.raises(fedbench.FedbenchError):
-        guest.run("preprocess", data={"guest": "g2", "host": "h2"}, fitted=fit.output("data")).wait(
+        guest.run("preprocess", data={"guest": "sps_g2", "host": "sps_h2"}, fitted=fit.output("data")).wait(
             show_progress=False
         )
 
@@ -265,7 +266,9 @@ def test_sample_keeps_the_same_ids_on_both_sides(fed) -> None:
         {"method": "stratified", "ratio": 1.0, "replace": True},
         {"fraction": 1.5, "replace": True, "seed": 2},
     ):
-        run = guest.run("sample", data={"guest": "g", "host": "h"}, **params).wait(show_progress=False)
+        run = guest.run("sample", data={"guest": "sps_g", "host": "sps_h"}, **params).wait(
+            show_progress=False
+        )
         ours = run.output("data").to_pandas()
         theirs = host.run_by_id(run.job_id).output("data").to_pandas()
         assert list(ours["id"]) == list(theirs["id"]) and list(theirs.columns) == ["id", "u", "v", "w"]
@@ -277,7 +280,7 @@ def test_sample_keeps_the_same_ids_on_both_sides(fed) -> None:
             assert after[0.0] == after[1.0]
         if params.get("replace"):
             assert ours["id"].duplicated().any()
-    short = guest.run("sample", data={"guest": "g", "host": "short"})
+    short = guest.run("sample", data={"guest": "sps_g", "host": "sps_short"})
     with pytest.raises(RunFailed, match="not aligned"):
         short.wait(show_progress=False)
 

@@ -7,9 +7,11 @@ control server (loopback, token-guarded, for kernels). SIGTERM or SIGINT stops i
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
+import socket
 import threading
 from collections.abc import Iterable
 from concurrent import futures
@@ -206,13 +208,7 @@ class PartyNode:
     def serve_forever(self) -> None:
         """Start, then block until SIGTERM or SIGINT, then stop cleanly."""
         self.start()
-        stop_requested = threading.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: stop_requested.set())
-        # Timed waits: a signal the kernel hands to another thread (gRPC's, the health server's) does not wake
-        # an untimed wait, and Python runs its handler only once this thread wakes.
-        while not stop_requested.wait(0.5):
-            pass
+        _wait_for_stop_signal()
         log.info("node %s stopping", self.config.party)
         self.stop()
 
@@ -279,6 +275,34 @@ class PartyNode:
         server = grpc.server(pool, options=_SERVER_OPTIONS)
         server.add_generic_rpc_handlers((handler,))
         return server
+
+
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def _wait_for_stop_signal() -> None:
+    """Block until SIGTERM or SIGINT, waking the moment one arrives, whichever thread the kernel gave it to.
+
+    The signal's number is written to a socket this thread reads (`signal.set_wakeup_fd`): no polling interval
+    is waited out, so `fedbench sandbox down` does not wait on it. The read is timed (a safety net only).
+    """
+    wake_r, wake_w = socket.socketpair()
+    wake_w.setblocking(False)
+    wake_r.settimeout(5.0)
+    stop_requested = threading.Event()
+    for sig in _STOP_SIGNALS:
+        # kept after the wait: a second SIGTERM while the node stops cleanly does not cut the stop short
+        signal.signal(sig, lambda *_: stop_requested.set())
+    previous = signal.set_wakeup_fd(wake_w.fileno(), warn_on_full_buffer=False)
+    try:
+        while not stop_requested.is_set():
+            with contextlib.suppress(TimeoutError):
+                if any(sig in _STOP_SIGNALS for sig in wake_r.recv(64)):
+                    return
+    finally:
+        signal.set_wakeup_fd(previous)
+        wake_r.close()
+        wake_w.close()
 
 
 def _load_tls(home: NodeHome, party: str) -> TlsMaterial:
