@@ -25,6 +25,7 @@ from fedbench.components.builtin.metrics import roc_auc
 from fedbench.components.spec import Port
 from fedbench.errors import FedbenchError
 from fedbench.federation import Context
+from fedbench.ml.dp import epsilon, private_change
 from fedbench.ml.lr_model import model_card, table_fingerprint
 from fedbench.secagg.config import RoundConfig
 from fedbench.secagg.errors import RoundAborted
@@ -107,6 +108,21 @@ class HorizontalParams(BaseModel):
         description="a missing feature value counts as the feature's global mean, or is an error",
     )
     seed: int = Field(default=0, ge=0, le=2**31 - 1, description="seed of the client sampling and the start")
+    dp_noise: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=100.0,
+        description="client-level differential privacy: the noise multiplier (0: off; 1 is a common start)",
+    )
+    dp_clip: float = Field(
+        default=1.0,
+        gt=0.0,
+        le=1e6,
+        description="differential privacy: the most a client's change may move (L2 norm)",
+    )
+    dp_delta: float = Field(
+        default=1e-5, gt=0.0, lt=1.0, description="differential privacy: the delta of (epsilon, delta)"
+    )
 
     @property
     def proximal(self) -> float:
@@ -276,7 +292,8 @@ def _training_round(
     """Training round `r`'s secure-aggregation round (numbered after the statistics rounds) and config."""
     numbers = client_numbers(ctx)
     number = len(STATISTICS) + r
-    clip = _ring_clip(max(params.clip, LOSS_CAP))
+    private = params.dp_clip * (1 + 10 * params.dp_noise) if params.dp_noise > 0 else 0.0
+    clip = _ring_clip(max(params.clip, LOSS_CAP, private))
     config = round_config(ctx.iter(number), number, [numbers[p] for p in parties], length, clip=clip, bits=64)
     return _Planned(number, config)
 
@@ -333,6 +350,7 @@ def client_role(
     rng = ctx.private_rng("horizontal local batches", params.seed)
     rows = len(train.x)
     taken = 0
+    spent: list[tuple[float, float]] = []
     while True:
         plan = server.recv("plan", dict)
         weights = _checked(plan["weights"], (size(width, classes),), "weights")
@@ -344,11 +362,18 @@ def client_role(
             break
         if ctx.party not in plan["participants"]:
             continue
-        loss = trainer.loss(weights)
-        change = np.clip(trainer.train(weights, rng) - weights, -params.clip, params.clip)
-        update = np.concatenate(
-            [change * (rows / ROW_SCALE), [rows / ROW_SCALE, rows / ROW_SCALE * min(loss, LOSS_CAP)]]
-        )
+        change = trainer.train(weights, rng) - weights
+        chosen = len(plan["participants"])
+        if params.dp_noise > 0:
+            private = private_change(change, chosen, params.dp_noise, params.dp_clip)
+            update = np.concatenate([private, [1.0, 0.0]])
+            spent.append((params.dp_noise, chosen / len(client_numbers(ctx))))
+        else:
+            loss = trainer.loss(weights)
+            change = np.clip(change, -params.clip, params.clip)
+            update = np.concatenate(
+                [change * (rows / ROW_SCALE), [rows / ROW_SCALE, rows / ROW_SCALE * min(loss, LOSS_CAP)]]
+            )
         planned = _training_round(ctx, r, plan["participants"], update.size, params)
         taken += client_round(ctx.iter(planned.number), planned.config, update, params.stage_timeout)
         ctx.progress(min(0.98, r / params.rounds), f"round {r} of {params.rounds}")
@@ -359,6 +384,8 @@ def client_role(
     }
     if check is not None:
         metrics["validation"] = trainer.quality(weights, *check)
+    if params.dp_noise > 0:
+        metrics["dp"] = _privacy(params, spent, "if every chosen client's noise reached the sum")
     return ClientResult(train.features, train.classes, mean, scale, weights, metrics)
 
 
@@ -443,6 +470,7 @@ def server_role(
     parties = sorted(numbers)
     losses: list[float] = []
     history: list[dict[str, Any]] = []
+    spent: list[tuple[float, float]] = []
     for r in range(1, params.rounds + 1):
         chosen = sorted(rng.choice(parties, size=min(per_round, len(parties)), replace=False).tolist())
         ctx.broadcast("client", "plan", {"round": r, "participants": chosen, "weights": weights})
@@ -459,9 +487,16 @@ def server_role(
             continue
         weights = weights + result.total[:-2] / rows
         loss = float(result.total[-1] / rows)
-        losses.append(loss)
-        ctx.metrics.log("loss", loss, step=r)
         ctx.metrics.log("clients", float(len(result.survivors)), step=r)
+        if params.dp_noise > 0:
+            # each survivor added its share of the noise: dropouts leave less of it in the sum
+            kept = math.sqrt(len(result.survivors) / len(chosen))
+            spent.append((params.dp_noise * kept, len(chosen) / len(parties)))
+            ctx.metrics.log("epsilon", epsilon(spent, params.dp_delta), step=r)
+            loss = math.nan
+        else:
+            losses.append(loss)
+            ctx.metrics.log("loss", loss, step=r)
         history.append(
             {
                 "round": r,
@@ -479,15 +514,45 @@ def server_role(
     ctx.broadcast(
         "client", "plan", {"round": params.rounds + 1, "participants": [], "weights": weights, "done": True}
     )
-    _check_trained(losses, weights, params)
-    metrics = {"rounds": history, "loss": losses[-1], "features": names, "classes": classes}
+    _check_trained(losses, history, weights, params)
+    metrics: dict[str, Any] = {
+        "rounds": history,
+        "loss": losses[-1] if losses else None,
+        "features": names,
+        "classes": classes,
+    }
+    if params.dp_noise > 0:
+        metrics["dp"] = _privacy(
+            params, spent, "the noise of the clients that took part to the end of each round"
+        )
     return ServerResult(names, classes, mean, scale, weights, metrics)
 
 
-def _check_trained(losses: list[float], weights: np.ndarray, params: HorizontalParams) -> None:
+def _privacy(params: HorizontalParams, spent: list[tuple[float, float]], counting: str) -> dict[str, Any]:
+    """The privacy a model's training spent, as its metrics and model card state it."""
+    return {
+        "epsilon": epsilon(spent, params.dp_delta),
+        "delta": params.dp_delta,
+        "noise_multiplier": params.dp_noise,
+        "clip": params.dp_clip,
+        "rounds": len(spent),
+        "counting": counting,
+        "accountant": "Opacus RDP (client sampling treated as Poisson)",
+    }
+
+
+def _check_trained(
+    losses: list[float], history: list[dict[str, Any]], weights: np.ndarray, params: HorizontalParams
+) -> None:
     """Refuse a model no round changed, or one whose loss ran away (never shown as a success)."""
-    if not losses:
+    if not any("clients" in h for h in history):
         raise HorizontalError("no training round completed: every round was abandoned; see the warnings")
+    if not losses:
+        if not np.all(np.isfinite(weights)):
+            raise HorizontalError(
+                f"the weights are no longer finite; lower learning_rate (now {params.learning_rate})"
+            )
+        return
     if (
         not np.all(np.isfinite(weights))
         or not math.isfinite(losses[-1])
