@@ -1,6 +1,7 @@
 """Binder, imitated on this machine: a fresh environment, `binder/postBuild`, then `binder/start` running
 JupyterLab; the sandbox comes up behind it, the extension reports it, every dashboard renders under
-`/voila/render/...`, and the quickstart notebook runs on it.
+`/voila/render/...`, and the quickstart notebook runs on it and shows what it is for (its checks of
+tests/notebook_checks.py; tests/test_notebooks.py leaves it to this run).
 
 The fresh environment is a venv with `--system-site-packages` (the Jupyter stack and fedbench's
 dependencies come from this machine instead of being downloaded again); postBuild installs fedbench into it.
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from notebook_checks import CHECKS, with_test_parameters
 
 import fedbench
 from fedbench import sandbox
@@ -123,19 +125,22 @@ def test_binder_sequence_serves_lab_with_the_sandbox_and_runs_the_notebook(tmp_p
             "Voila under JupyterLab asks for the server's token"
         )
 
-        executed = tmp_path / "executed.ipynb"
+        given, executed = tmp_path / NOTEBOOK.name, tmp_path / "executed.ipynb"
+        nbformat.write(with_test_parameters(nbformat.read(NOTEBOOK, as_version=4)), given)
         _run(
-            [str(venv / "bin" / "python"), "-c", _EXECUTE, str(NOTEBOOK), str(executed), str(tmp_path)],
+            [str(venv / "bin" / "python"), "-c", _EXECUTE, str(given), str(executed), str(tmp_path)],
             env,
             600,
         )
+        notebook = nbformat.read(executed, as_version=4)
         outputs = "\n".join(
             str(out.get("data", {}).get("text/plain", "")) + str(out.get("text", ""))
-            for cell in nbformat.read(executed, as_version=4).cells
+            for cell in notebook.cells
             if cell.cell_type == "code"
             for out in cell.get("outputs", [])
         )
         assert "reused" in outputs and "'validation': {'auc'" in outputs
+        CHECKS[NOTEBOOK.name](notebook)
         guest = fedbench.connect(home=home)
         assert len(guest.project("demo").runs()) >= 2, (
             "the notebook ran on the sandbox that `start` brought up"
