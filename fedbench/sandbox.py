@@ -4,9 +4,12 @@
 starts each node as a background process, waits until it answers, and registers the demo data sets. It is
 idempotent: running it again starts only what is not running. With `arbiter=True` a new sandbox gets a third
 party, `arbiter`, that brings no data: it joins the demo project without datasets and plays the arbiter role
-of the components that have one. Layout of the sandbox home:
+of the components that have one. With `horizontal=N` a new sandbox is horizontal instead: N data parties,
+`branch-1` to `branch-N`, each with its own rows of the demo credit table (all columns, the label included),
+and an `aggregator` with no data, in the accepted project `branches` (the `client` and `server` roles of
+`homo_lr`). Layout of the sandbox home:
 
-    <home>/sandbox.json   its parties (and arbiter)
+    <home>/sandbox.json   its parties (and arbiter, or aggregator)
     <home>/stopped        written by `down`, removed by `up`: the nodes were stopped on purpose
     <home>/ca/            the federation CA (its crl.pem is checked by every node)
     <home>/<party>/       one node home per party (node.json, tls/, api_token, fedbench.db, artifacts/, node.log)
@@ -41,7 +44,9 @@ from fedbench.net.certs import init_ca, issue_party
 from fedbench.node.config import NodeConfig, NodeHome
 
 __all__ = [
+    "AGGREGATOR_PARTY",
     "ARBITER_PARTY",
+    "HORIZONTAL_PROJECT",
     "DEFAULT_PARTIES",
     "DEMO_ROWS_ENV",
     "WARM_WORKERS_ENV",
@@ -61,6 +66,10 @@ DEMO_CREDIT_ROWS = 30_000
 
 DEFAULT_PARTIES = ("guest", "host")
 ARBITER_PARTY = "arbiter"
+AGGREGATOR_PARTY = "aggregator"
+"""The party a horizontal sandbox (`up(horizontal=N)`) adds to coordinate: it brings no data."""
+HORIZONTAL_PROJECT = "branches"
+"""The accepted project of a horizontal sandbox: every branch and the aggregator."""
 """The party `up(arbiter=True)` adds: a member of the demo project that brings no data."""
 DEMO_ROWS_ENV = "FEDBENCH_SANDBOX_DEMO_ROWS"
 """When set (a whole number of at least 1,000), the rows of the demo credit table a new sandbox registers,
@@ -103,6 +112,7 @@ def up(
     arbiter: bool = False,
     demo_rows: int | None = None,
     warm_workers: int | None = None,
+    horizontal: int = 0,
 ) -> list[NodeStatus]:
     """Create what is missing, start what is not running, register demo data; returns each node's status.
 
@@ -113,7 +123,9 @@ def up(
     asking for an arbiter it lacks is a ConfigError). `demo_rows` sizes the demo's credit table when it is
     first registered (fewer rows: a quicker demo; at least 1,000; default `$FEDBENCH_SANDBOX_DEMO_ROWS`, else
     30,000). `warm_workers` sets node.json's pool of warm workers of new nodes (default:
-    `$FEDBENCH_SANDBOX_WARM_WORKERS`, else the node's default).
+    `$FEDBENCH_SANDBOX_WARM_WORKERS`, else the node's default). `horizontal=N` (at least 3) makes a new sandbox
+    horizontal: N branches with their own rows of the demo credit table and an aggregator, in project
+    `branches`.
     """
     rows = _demo_rows(demo_rows)
     pool = _warm_workers(warm_workers)
@@ -130,6 +142,7 @@ def up(
             arbiter,
             rows,
             pool,
+            horizontal,
         )
     return status(root)
 
@@ -191,9 +204,12 @@ def _start(
     arbiter: bool,
     demo_rows: int = DEMO_CREDIT_ROWS,
     warm_workers: int | None = None,
+    horizontal: int = 0,
 ) -> None:
     """`up`'s work, under the sandbox's lock; it clears the "stopped on purpose" mark first."""
     (root / _STOPPED).unlink(missing_ok=True)
+    if horizontal:
+        parties = _branches(root, horizontal, parties, arbiter)
     members, arbiter_party = _members(root, parties, arbiter=arbiter)
     _ensure_federation(root, members, component_modules or [], database_url, warm_workers)
     for party in members:
@@ -201,7 +217,10 @@ def _start(
             _spawn(NodeHome(root / party))
     for party in members:
         _wait_healthy(NodeHome(root / party), timeout)
-    if demo_data:
+    if demo_data and _is_horizontal(root):
+        _register_branch_data(root, members[:-1], demo_rows)
+        _create_branches_project(root, members)
+    elif demo_data:
         _register_demo_data(root, members, demo_rows)
         _create_demo_project(root, members, arbiter_party)
 
@@ -576,3 +595,74 @@ def _create_demo_project(root: Path, members: list[str], arbiter: str | None) ->
         partner.close()
         if coordinator is not None:
             coordinator.close()
+
+
+def _branches(root: Path, count: int, parties: tuple[str, ...] | None, arbiter: bool) -> tuple[str, ...]:
+    """A horizontal sandbox's parties (branches, then the aggregator), recorded as horizontal when new."""
+    if count < 3:
+        raise ConfigError(
+            f"a horizontal sandbox needs at least 3 data parties (secure aggregation), not {count}"
+        )
+    if parties or arbiter:
+        raise ConfigError(
+            "a horizontal sandbox names its own parties: give --parties N without --party or --arbiter"
+        )
+    wanted = (*(f"branch-{i}" for i in range(1, count + 1)), AGGREGATOR_PARTY)
+    manifest = root / _MANIFEST
+    if manifest.exists():
+        existing = json.loads(manifest.read_text())["parties"]
+        if list(existing) != list(wanted):
+            raise ConfigError(
+                f"the sandbox at {root} has parties {existing}; use another --home for a horizontal one of {count}"
+            )
+        return wanted
+    root.mkdir(parents=True, exist_ok=True)
+    manifest.write_text(json.dumps({"parties": list(wanted), "horizontal": count}) + "\n")
+    return wanted
+
+
+def _is_horizontal(root: Path) -> bool:
+    return bool(json.loads((root / _MANIFEST).read_text()).get("horizontal"))
+
+
+def _register_branch_data(root: Path, branches: list[str], credit_rows: int) -> None:
+    """Each branch's own rows of the demo credit table, as `credit` (the label `default` included)."""
+    from fedbench.client.datasets import Datasets
+    from fedbench.datasets.splits import credit_horizontal
+
+    for party, frame in zip(branches, credit_horizontal(credit_rows, n_parties=len(branches)), strict=True):
+        client = NodeClient.for_home(NodeHome(root / party))
+        try:
+            datasets = Datasets(client)
+            if "credit" not in {d.name for d in datasets.list()}:
+                datasets.upload(frame, name="credit", id_column="id", label_column="default")
+        finally:
+            client.close()
+
+
+def _create_branches_project(root: Path, members: list[str]) -> None:
+    """The accepted project of every branch (its `credit` rows) and the aggregator (no data); idempotent."""
+    from fedbench.client.projects import Projects
+
+    clients = {party: NodeClient.for_home(NodeHome(root / party)) for party in members}
+    first, aggregator = members[0], members[-1]
+    try:
+        if not any(p.name == HORIZONTAL_PROJECT for p in Projects(clients[first]).list()):
+            asks = {party: "its own customers' credit rows, same columns as ours" for party in members[1:-1]}
+            asks[aggregator] = "no data: add up the branches' masked updates (secure aggregation)"
+            Projects(clients[first]).propose(
+                HORIZONTAL_PROJECT,
+                partners=members[1:],
+                datasets=["credit"],
+                purpose="sandbox demo: horizontal training and scoring with secure aggregation",
+                asks=asks,
+                uses=["train", "score"],
+                jobs_per_day=1000,
+            )
+        for party in members[1:]:
+            projects = Projects(clients[party])
+            if any(p.name == HORIZONTAL_PROJECT and p.state == "pending" for p in projects.list()):
+                projects.accept(HORIZONTAL_PROJECT, datasets=[] if party == aggregator else ["credit"])
+    finally:
+        for client in clients.values():
+            client.close()

@@ -168,6 +168,20 @@ def _check_secureboost(notebook: NotebookNode) -> None:
     assert "boosted trees" in compared and "logistic regression" in compared and "validation auc" in compared
 
 
+def _check_horizontal(notebook: NotebookNode) -> None:
+    assert "'members': ['branch-1', 'branch-2', 'branch-3', 'aggregator']" in text_of(notebook, "project")
+    assert text_of(notebook, "run").count("succeeded") == 2
+    rounds = text_of(notebook, "rounds")
+    assert _has(rounds, r"15 \s*0\.\d+ \s*3 \s*0"), "fifteen rounds, every branch in each"
+    assert "image/png" in _mimetypes(notebook, "chart") and "image/png" in _mimetypes(
+        notebook, "distribution"
+    )
+    assert "same weights as the aggregator's: True" in text_of(notebook, "same-model")
+    scored = re.search(r"(\d+) of our rows scored, AUC on them ([0-9.]+)", text_of(notebook, "scores"))
+    assert scored is not None and int(scored[1]) > 0 and float(scored[2]) > 0.65, text_of(notebook, "scores")
+    assert text_of(notebook, "rerun").count("succeeded") == 2
+
+
 CHECKS: dict[str, Callable[[NotebookNode], None]] = {
     "quickstart.ipynb": _check_quickstart,
     "modeling.ipynb": _check_modeling,
@@ -175,4 +189,5 @@ CHECKS: dict[str, Callable[[NotebookNode], None]] = {
     "psi.ipynb": _check_psi,
     "feature_engineering.ipynb": _check_feature_engineering,
     "secureboost.ipynb": _check_secureboost,
+    "horizontal.ipynb": _check_horizontal,
 }

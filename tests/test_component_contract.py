@@ -54,12 +54,21 @@ def _upstream(name: str) -> dict[str, dict[str, Any]]:
     return simulate(name, _tables(), **RECIPES[name]().params)
 
 
+@functools.cache
+def _homo_lr() -> dict[str, dict[str, Any]]:
+    """A horizontal model trained by three clients on the guest's 20 rows (for `homo_score`)."""
+    recipe = RECIPES["homo_lr"]()
+    return simulate("homo_lr", recipe.tables(), roles=recipe.roles, **recipe.params)
+
+
 @dataclass(frozen=True)
 class Recipe:
     """What a component is simulated with: each party's inputs (default: the 20-row tables) and params."""
 
     params: dict[str, Any] = field(default_factory=dict)
     inputs: dict[str, Any] | None = None
+    roles: dict[str, Any] | None = None
+    """Each role's parties, for a component whose roles are not one guest and one host."""
 
     def tables(self) -> dict[str, Any]:
         return _tables() if self.inputs is None else self.inputs
@@ -89,6 +98,25 @@ RECIPES: dict[str, Callable[[], Recipe]] = {
     "head": lambda: Recipe({"n": 5}),
     "hetero_lr": lambda: Recipe({"key_bits": 1024, "epochs": 2}),
     "hetero_secureboost": lambda: Recipe({"key_bits": 1024, "trees": 2, "bins": 4}),
+    # Secure aggregation needs three clients: the guest's 20 rows split three ways (the label is y).
+    "homo_lr": lambda: Recipe(
+        {"rounds": 2, "stage_timeout": 10},
+        inputs={f"c{i}": _tables()["guest"].iloc[i::3] for i in range(3)},
+        roles={"client": ["c0", "c1", "c2"], "server": "server"},
+    ),
+    "homo_nn": lambda: Recipe(
+        {"rounds": 2, "stage_timeout": 10, "hidden_layers": [4]},
+        inputs={f"c{i}": _tables()["guest"].iloc[i::3] for i in range(3)},
+        roles={"client": ["c0", "c1", "c2"], "server": "server"},
+    ),
+    "homo_score": lambda: Recipe(
+        inputs={
+            party: {"model": out["model"], "data": _tables()["guest"]}
+            for party, out in _homo_lr().items()
+            if party != "server"
+        },
+        roles={"client": ["c0", "c1", "c2"]},
+    ),
     "preprocess": lambda: Recipe(),
     "psi": lambda: Recipe(),
     "row_count": lambda: Recipe(),
@@ -183,7 +211,7 @@ def check_simulate_writes_the_declared_outputs(component: Component) -> None:
     """`simulate()` on 20 rows succeeds; every output written is a declared port of the right kind, and every
     required output is written by some party."""
     recipe = _recipe(component)
-    outputs = simulate(component, recipe.tables(), **recipe.params)
+    outputs = simulate(component, recipe.tables(), roles=recipe.roles, **recipe.params)
     declared = {port.name: port for port in component.outputs}
     for party, written in outputs.items():
         for name, value in written.items():

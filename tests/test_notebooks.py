@@ -44,6 +44,7 @@ def test_notebook_runs_against_a_fresh_sandbox_and_shows_what_it_is_for(name, tm
         ).execute()
     finally:
         sandbox.down(home)
+        sandbox.down(home.with_name("horizontal-sandbox"))  # horizontal.ipynb's own (nothing if none)
     CHECKS[name](notebook)
 
 

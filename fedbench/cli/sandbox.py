@@ -1,4 +1,5 @@
-"""`fedbench sandbox up|down|status`: a real federation on this machine (two parties, or three with --arbiter)."""
+"""`fedbench sandbox up|down|status`: a real federation on this machine (two parties, three with --arbiter, or
+N branches and an aggregator with --parties N)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,14 @@ def add_parser(sub: Any) -> None:
     actions = parser.add_subparsers(dest="action", required=True)
     up = actions.add_parser("up", help="create and start the sandbox nodes (idempotent)")
     up.add_argument("--party", action="append", dest="parties", help="party names (default: guest, host)")
+    up.add_argument(
+        "--parties",
+        type=int,
+        default=0,
+        dest="horizontal",
+        metavar="N",
+        help="a horizontal sandbox: N branches (at least 3) with their own rows and an aggregator, project 'branches'",
+    )
     up.add_argument("--no-demo-data", action="store_true", help="do not register the demo data sets")
     up.add_argument(
         "--demo-rows",
@@ -79,6 +88,7 @@ def _up(args: argparse.Namespace) -> int:
         arbiter=args.arbiter,
         demo_rows=args.demo_rows,
         warm_workers=args.warm_workers,
+        horizontal=args.horizontal,
     )
     _print(nodes, args.home)
     return 0

@@ -1,8 +1,9 @@
 """One client's side of a round: keys, encrypted shares to its neighbours, the masked vector, unmasking.
 
-The client recomputes its neighbours from the round's configuration, masks only with neighbours whose shares
-reached it, and keeps the consistency rule: it never gives the server a seed share and a key share of the same
-client, whatever the server asks across requests, so a malicious server cannot unmask one client's vector.
+The client recomputes its neighbours from the round's configuration, masks only with neighbours it exchanged
+shares with both ways (and says which, so the server can check that every pair agrees), and keeps the
+consistency rule: it never gives the server a seed share and a key share of the same client, whatever the
+server asks across requests, so a malicious server cannot unmask one client's vector.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ class SecAggClient:
         self._seed = secrets.token_bytes(SECRET_BYTES)
         self._peers: dict[int, AdvertiseKeys] = {}
         self._held: dict[int, tuple[Share, Share]] = {}
+        self._sent_to: frozenset[int] = frozenset()
         self._revealed_seed: set[int] = set()
         self._revealed_key: set[int] = set()
 
@@ -65,6 +67,7 @@ class SecAggClient:
         self._require(len(peers), "advertised keys")
         self._peers = peers
         holders = sorted(peers)
+        self._sent_to = frozenset(holders)
         threshold = self.config.threshold
         seed_shares = shamir.split(self._seed, threshold, holders)
         key_shares = shamir.split(self._mask_pair.private_bytes, threshold, holders)
@@ -111,13 +114,14 @@ class SecAggClient:
             return Withdrawal(self.client, str(exc))
         length, bits = self.config.length, self.config.bits
         encoded += masks.expand(self._seed, length, bits)
-        for peer in sorted(self._held):
+        paired = frozenset(self._held) & self._sent_to
+        for peer in sorted(paired):
             mask = masks.expand(self._pairwise_key(peer), length, bits)
             if self.client < peer:
                 encoded += mask
             else:
                 encoded -= mask
-        return MaskedInput(self.client, encoded.tobytes())
+        return MaskedInput(self.client, encoded.tobytes(), paired)
 
     def unmask(self, request: UnmaskRequest) -> UnmaskResponse:
         """Stage 4: seed shares of survivors and key shares of the dropped; ShareRefused breaks the rule."""

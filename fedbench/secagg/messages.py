@@ -57,10 +57,14 @@ class EncryptedShare:
 
 @dataclass(frozen=True)
 class MaskedInput:
-    """Stage 3, client to server: the masked vector, little-endian elements of Z_2^k."""
+    """Stage 3, client to server: the masked vector, little-endian elements of Z_2^k, and its mask partners.
+
+    `masked_with`: the neighbours whose pairwise masks are in the vector (those it exchanged shares with).
+    """
 
     client: int
     vector: bytes
+    masked_with: frozenset[int] = frozenset()
 
     def problem(self, vector_bytes: int, bits: int) -> str | None:
         """Why this vector cannot be summed (its length), or None."""

@@ -55,8 +55,10 @@ class SecAggServer:
         self._senders: frozenset[int] = frozenset()
         self._sum: np.ndarray | None = None
         self._request: UnmaskRequest | None = None
+        self._pairs: dict[int, frozenset[int]] = {}
 
-    def _exclude(self, client: int, reason: str) -> None:
+    def exclude(self, client: int, reason: str) -> None:
+        """Leave `client` out of the round for `reason` (the first reason given is kept)."""
         self.excluded.setdefault(client, reason)
 
     def receive_keys(self, messages: Sequence[AdvertiseKeys]) -> dict[int, list[AdvertiseKeys]]:
@@ -73,7 +75,7 @@ class SecAggServer:
             elif reason is None and {message.mask_public, message.share_public} & public_keys:
                 reason = "it advertised a public key another client already advertised"
             if reason is not None:
-                self._exclude(client, f"client {client} at key advertisement: {reason}")
+                self.exclude(client, f"client {client} at key advertisement: {reason}")
                 seen.pop(client, None)
                 continue
             seen[client] = message
@@ -94,22 +96,17 @@ class SecAggServer:
             sender = message.sender
             if sender not in self._advertised or sender in self.excluded:
                 continue
-            if (
-                message.recipient not in self.config.neighbours(sender)
-                or message.recipient not in self._advertised
-            ):
-                self._exclude(
-                    sender, f"client {sender} at share exchange: it sent a share to a non-neighbour"
-                )
+            if message.recipient not in self.config.neighbours(sender):
+                self.exclude(sender, f"client {sender} at share exchange: it sent a share to a non-neighbour")
                 continue
             reason = message.problem()
             if reason is not None:
-                self._exclude(sender, f"client {sender} at share exchange: {reason}")
+                self.exclude(sender, f"client {sender} at share exchange: {reason}")
                 continue
             senders.add(sender)
         self._senders = frozenset(senders - set(self.excluded))
         for message in messages:
-            if message.sender in self._senders:
+            if message.sender in self._senders and message.recipient in self._advertised:
                 routed[message.recipient].append(message)
         return {client: routed.get(client, []) for client in self._advertised}
 
@@ -123,21 +120,31 @@ class SecAggServer:
             if client not in self._senders or client in self.excluded:
                 continue
             if isinstance(message, Withdrawal):
-                self._exclude(client, f"client {client} withdrew: {message.reason}")
+                self.exclude(client, f"client {client} withdrew: {message.reason}")
                 continue
             reason = "it sent two vectors" if client in survivors else None
             reason = reason or message.problem(self.config.vector_bytes, self.config.bits)
+            if reason is None and not message.masked_with <= self.config.neighbours(client) & self._senders:
+                reason = "it names mask partners that are not neighbours who sent shares"
             if reason is not None:
-                self._exclude(client, f"client {client} at masked input: {reason}")
+                self.exclude(client, f"client {client} at masked input: {reason}")
                 continue
             total += np.frombuffer(message.vector, dtype=dtype)
             survivors.add(client)
+            self._pairs[client] = message.masked_with
         for client in [c for c in survivors if c in self.excluded]:
             raise SecAggError(f"client {client} was summed and excluded; the server's bookkeeping is wrong")
         if len(survivors) < self.config.threshold:
             raise RoundAborted(
                 f"only {len(survivors)} clients sent a usable vector; the round needs {self.config.threshold}"
             )
+        for client in sorted(survivors):
+            for peer in sorted(self._pairs[client] & survivors):
+                if client not in self._pairs[peer]:
+                    raise RoundAborted(
+                        f"clients {client} and {peer} disagree on their pairwise mask (one of them did not "
+                        "get the other's shares), so their masks would not cancel; the round is abandoned"
+                    )
         self._sum = total
         self._request = UnmaskRequest(frozenset(survivors), frozenset(self._senders - survivors))
         return self._request
@@ -176,7 +183,7 @@ class SecAggServer:
                     f"the shares of client {owner}'s mask key do not rebuild the key it advertised: "
                     "a neighbour sent a wrong share"
                 )
-            for peer in sorted(config.neighbours(owner) & request.survivors):
+            for peer in sorted(p for p in request.survivors if owner in self._pairs[p]):
                 key = keys.derive(
                     pair,
                     self._advertised[peer].mask_public,

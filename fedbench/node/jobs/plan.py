@@ -23,6 +23,8 @@ from fedbench.store import Artifact, Project, Task
 __all__ = ["ARBITER", "Planner", "default_roles", "job_spec", "role_of", "step_inputs"]
 
 ARBITER = "arbiter"
+DATALESS_ROLES = frozenset({ARBITER, "server"})
+"""Roles whose party brings no data: the vertical models' arbiter and the horizontal models' aggregator."""
 """The role of a party that brings no data and only coordinates: a dataset named once is not its input."""
 
 Roles = Mapping[str, Sequence[str]]
@@ -141,11 +143,14 @@ def role_of(roles: Roles, party: str, component: str) -> str | None:
 
 
 def dataset_name(ref: InputRef, party: str, roles: Roles) -> str | None:
-    """The dataset `party` reads for a dataset input: one name is every party's but a mere arbiter's."""
+    """The dataset `party` reads for a dataset input: one name is every party's but a data-less one's.
+
+    A party that only plays an arbiter or a horizontal model's aggregator (`server`) brings no data.
+    """
     dataset = ref["dataset"]
     if isinstance(dataset, str):
         plays = {role for role, parties in roles.items() if party in parties}
-        return None if plays == {ARBITER} else dataset
+        return None if plays and plays <= DATALESS_ROLES else dataset
     named: str | None = dataset.get(party)
     return named
 
@@ -189,7 +194,9 @@ class Planner:
             for name, ref in step.inputs.items():
                 if "artifact" in ref:
                     kind = component.port(name, output=False).kind
-                    self.artifact_input(project, step.name, name, kind, str(ref["artifact"]), role == ARBITER)
+                    self.artifact_input(
+                        project, step.name, name, kind, str(ref["artifact"]), role in DATALESS_ROLES
+                    )
 
     def reusable(self, spec: JobSpec) -> set[str]:
         """Steps this party has run before with the same key and whose outputs are still stored intact.
@@ -237,7 +244,7 @@ class Planner:
                 resolved[name] = {"kind": "table", "path": self._ctx.datasets.path_of(dataset)}
                 continue
             artifact_id = f"{keys[ref['step']]}:{ref['output']}" if "step" in ref else str(ref["artifact"])
-            item = self.artifact_input(project, step.name, name, kind, artifact_id, role == ARBITER)
+            item = self.artifact_input(project, step.name, name, kind, artifact_id, role in DATALESS_ROLES)
             if item is not None:
                 resolved[name] = {"kind": kind, "path": item.path}
         return resolved
