@@ -109,3 +109,19 @@ def test_fewer_than_three_branches_or_a_vertical_home_are_refused_with_the_fix(t
     with pytest.raises(ConfigError, match="without --party or --arbiter"):
         sandbox.up(tmp_path / "mixed", horizontal=3, arbiter=True)
     assert not (tmp_path / "two" / "sandbox.json").exists(), "nothing is written for a refused sandbox"
+
+
+def test_a_branch_exports_the_global_model_imports_it_again_and_scores_with_it(fed, tmp_path):
+    root, slices, _ = fed
+    project = fedbench.connect(home=root / BANKS[1]).project(sandbox.HORIZONTAL_PROJECT)
+    first = fedbench.connect(home=root / BANKS[0]).project(sandbox.HORIZONTAL_PROJECT)
+    run = first.run("homo_lr", roles={"client": BANKS, "server": [AGGREGATOR]}, train="credit", rounds=3)
+    run.wait(show_progress=False)
+    ours = project.run_by_id(run.job_id)
+    path = project.export_model(ours.output("model"), tmp_path / "branch-2.json")
+    imported = project.import_model(path)
+    assert imported.value()["weights"] == ours.output("model").value()["weights"]
+    scored = project.run("homo_score", roles={"client": [BANKS[1]]}, model=imported, data="credit")
+    scores = scored.wait(show_progress=False).output("scores").to_pandas()
+    expected = score_table(ours.output("model").value(), slices[1], HomoScoreParams())
+    np.testing.assert_allclose(scores["score"], expected["score"])

@@ -17,6 +17,7 @@ from fedbench.components.builtin.horizontal import (
     HorizontalError,
     HorizontalParams,
     client_role,
+    finish,
     model_record,
     quality_of,
     server_role,
@@ -97,9 +98,7 @@ def client(ctx: Context, params: HomoLRParams) -> None:
     """Agree on columns and scaling, then train locally each round we are chosen; keep the global model."""
     result = client_role(ctx, params, _size, lambda x, codes, classes: _Trainer(x, codes, classes, params))
     weights = _weights(result.weights, len(result.features), len(result.classes))
-    ctx.output("model", model_record(ctx, "homo_lr", params, result, weights=weights))
-    ctx.output("metrics", result.metrics)
-    ctx.progress(1.0, "trained")
+    finish(ctx, model_record(ctx, "homo_lr", params, result, weights=weights), result.metrics)
 
 
 @homo_lr.role("server")
@@ -107,6 +106,4 @@ def server(ctx: Context, params: HomoLRParams) -> None:
     """Check the clients agree, run the statistics rounds, then the training rounds; keep the global model."""
     result = server_role(ctx, params, lambda features, classes: np.zeros(_size(features, classes)))
     weights = _weights(result.weights, len(result.features), len(result.classes))
-    ctx.output("model", model_record(ctx, "homo_lr", params, result, weights=weights))
-    ctx.output("metrics", result.metrics)
-    ctx.progress(1.0, "trained")
+    finish(ctx, model_record(ctx, "homo_lr", params, result, weights=weights), result.metrics)

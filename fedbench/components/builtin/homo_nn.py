@@ -17,10 +17,10 @@ from pydantic import Field
 from fedbench.components.builtin.horizontal import (
     PORTS_IN,
     PORTS_OUT,
-    ClientResult,
     HorizontalParams,
-    ServerResult,
+    Trained,
     client_role,
+    finish,
     model_record,
     quality_of,
     server_role,
@@ -97,7 +97,7 @@ class _Trainer:
         return quality_of(predict_proba(weights, self.sizes, self.activation, x), codes)
 
 
-def _record(ctx: Context, params: HomoNNParams, result: ClientResult | ServerResult) -> dict[str, Any]:
+def _record(ctx: Context, params: HomoNNParams, result: Trained) -> dict[str, Any]:
     sizes = _sizes(params, len(result.features), len(result.classes))
     return model_record(
         ctx,
@@ -119,9 +119,7 @@ def client(ctx: Context, params: HomoNNParams) -> None:
         lambda features, classes: weight_count(_sizes(params, features, classes)),
         lambda x, codes, classes: _Trainer(x, codes, classes, params),
     )
-    ctx.output("model", _record(ctx, params, result))
-    ctx.output("metrics", result.metrics)
-    ctx.progress(1.0, "trained")
+    finish(ctx, _record(ctx, params, result), result.metrics)
 
 
 @homo_nn.role("server")
@@ -134,6 +132,4 @@ def server(ctx: Context, params: HomoNNParams) -> None:
             _sizes(params, features, classes), params.activation, params.seed
         ),
     )
-    ctx.output("model", _record(ctx, params, result))
-    ctx.output("metrics", result.metrics)
-    ctx.progress(1.0, "trained")
+    finish(ctx, _record(ctx, params, result), result.metrics)

@@ -32,12 +32,12 @@ from fedbench.secagg.errors import RoundAborted
 from fedbench.secagg.federated import client_numbers, client_round, round_config, server_round
 
 __all__ = [
-    "ClientResult",
     "HorizontalError",
     "HorizontalParams",
     "LocalTrainer",
     "Rows",
-    "ServerResult",
+    "Trained",
+    "finish",
     "client_role",
     "quality_of",
     "server_role",
@@ -302,8 +302,11 @@ def _training_round(
 
 
 @dataclass(frozen=True)
-class ClientResult:
-    """What a client ends with: the columns, the global standardisation and weights, its own metrics."""
+class Trained:
+    """What a party ends with: the columns, the global standardisation and weights, its metrics.
+
+    `own_rows`: the party brought training rows (a client), so its model card fingerprints them.
+    """
 
     features: list[str]
     classes: list[str]
@@ -311,11 +314,12 @@ class ClientResult:
     scale: np.ndarray
     weights: np.ndarray
     metrics: dict[str, Any]
+    own_rows: bool
 
 
 def client_role(
     ctx: Context, params: HorizontalParams, size: Callable[[int, int], int], make: MakeTrainer
-) -> ClientResult:
+) -> Trained:
     """A client's whole training: columns, statistics rounds, then local training each round it is chosen.
 
     `size(features, classes)` is the model's number of weights; `make` builds its trainer on our rows.
@@ -386,7 +390,7 @@ def client_role(
         metrics["validation"] = trainer.quality(weights, *check)
     if params.dp_noise > 0:
         metrics["dp"] = _privacy(params, spent, "if every chosen client's noise reached the sum")
-    return ClientResult(train.features, train.classes, mean, scale, weights, metrics)
+    return Trained(train.features, train.classes, mean, scale, weights, metrics, own_rows=True)
 
 
 # ----- the server ---------------------------------------------------------------------------------------------
@@ -431,21 +435,7 @@ def _agreed_columns(ctx: Context) -> tuple[list[str], list[str]]:
     return list(features[first] or []), list(classes)
 
 
-@dataclass(frozen=True)
-class ServerResult:
-    """What the server ends with: the columns, the global standardisation and weights, the rounds."""
-
-    features: list[str]
-    classes: list[str]
-    mean: np.ndarray
-    scale: np.ndarray
-    weights: np.ndarray
-    metrics: dict[str, Any]
-
-
-def server_role(
-    ctx: Context, params: HorizontalParams, initial: Callable[[int, int], np.ndarray]
-) -> ServerResult:
+def server_role(ctx: Context, params: HorizontalParams, initial: Callable[[int, int], np.ndarray]) -> Trained:
     """The aggregator's whole training: check the clients agree, statistics rounds, training rounds.
 
     `initial(features, classes)` gives the model's starting weights, a flat vector every party gets.
@@ -525,7 +515,7 @@ def server_role(
         metrics["dp"] = _privacy(
             params, spent, "the noise of the clients that took part to the end of each round"
         )
-    return ServerResult(names, classes, mean, scale, weights, metrics)
+    return Trained(names, classes, mean, scale, weights, metrics, own_rows=False)
 
 
 def _privacy(params: HorizontalParams, spent: list[tuple[float, float]], counting: str) -> dict[str, Any]:
@@ -565,11 +555,11 @@ def _check_trained(
 
 
 def model_record(
-    ctx: Context, component: str, params: HorizontalParams, result: ClientResult | ServerResult, **extra: Any
+    ctx: Context, component: str, params: HorizontalParams, result: Trained, **extra: Any
 ) -> dict[str, Any]:
     """The global model as a party keeps it, with its own model card."""
     fingerprint, rows = "", 0
-    if isinstance(result, ClientResult):
+    if result.own_rows:
         fingerprint, rows = table_fingerprint(ctx.input("train")), int(result.metrics["rows"])
     return {
         "component": component,
@@ -583,3 +573,10 @@ def model_record(
         **extra,
         "card": model_card(ctx, params.model_dump(), "secure aggregation", fingerprint, rows, result.metrics),
     }
+
+
+def finish(ctx: Context, model: dict[str, Any], metrics: dict[str, Any]) -> None:
+    """Write a party's model and metrics, and say the step is done."""
+    ctx.output("model", model)
+    ctx.output("metrics", metrics)
+    ctx.progress(1.0, "trained")
