@@ -3,9 +3,10 @@ with its own scalar and reports a false count; a peer that brings more IDs than 
 sends more values than it declared. The rogue is the guest (the initiator); the host is the victim.
 
 In a two-party project the first attack succeeds (the documented semi-honest caveat, an expected failure). In
-a project with an arbiter (`fed3`, a second sandbox) the arbiter counts under `count_only` or a minimum: the
-same rogue gets nothing computed from its own IDs back, the victim shows the arbiter's count, and a rogue that
-leaves the arbiter out of the job is refused."""
+a project with an arbiter (`fed3`, the same sandbox's arbiter as a third member) the arbiter counts under
+`count_only` or a minimum: the same rogue gets nothing computed from its own IDs back, the victim shows the
+arbiter's count, and a rogue that leaves the arbiter out of the job is refused. One sandbox serves both kinds
+of project: the arbiter node takes part only in the projects it is a member of."""
 
 from __future__ import annotations
 
@@ -27,11 +28,18 @@ _names = itertools.count()
 
 
 @pytest.fixture(scope="module")
-def fed(tmp_path_factory: pytest.TempPathFactory):
+def fed3(tmp_path_factory: pytest.TempPathFactory):
+    """Guest (the rogue), host (the victim) and a data-less arbiter; the rogue starts honest."""
     root = tmp_path_factory.mktemp("rogue-psi")
-    rogue_sandbox(root, patches=["fb_rogue_psi"], settings={}, rogue="guest", demo_data=False)
+    rogue_sandbox(root, patches=["fb_rogue_psi"], settings={}, rogue="guest", demo_data=False, arbiter=True)
     yield root
     sandbox.down(root)
+
+
+@pytest.fixture(scope="module")
+def fed(fed3: Path) -> Path:
+    """The same sandbox, for projects of guest and host alone (two-party PSI, no arbiter)."""
+    return fed3
 
 
 def _project(fed: Path, guest_ids: list[str], host_ids: list[str], **terms: object):
@@ -130,15 +138,6 @@ def test_a_peer_sending_more_values_than_it_declared_is_refused_and_audited(fed:
 
 
 # ----- projects with an arbiter: the arbiter counts ---------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def fed3(tmp_path_factory: pytest.TempPathFactory):
-    """Guest (the rogue), host (the victim) and a data-less arbiter; the rogue starts honest."""
-    root = tmp_path_factory.mktemp("rogue-psi-arbiter")
-    rogue_sandbox(root, patches=["fb_rogue_psi"], settings={}, rogue="guest", demo_data=False, arbiter=True)
-    yield root
-    sandbox.down(root)
 
 
 def _arbiter_project(fed: Path, guest_ids: list[str], host_ids: list[str], **terms: object):

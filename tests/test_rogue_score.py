@@ -60,7 +60,7 @@ def scoring(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
     """A sandbox with a rogue guest, a project allowing one PSI run, and a model trained on its output."""
     root = tmp_path_factory.mktemp("rogue_score") / "sb"
     federation = rogue_sandbox(
-        root, patches=["fb_rogue_score"], settings={"echo_alignment": True}, rogue="guest"
+        root, patches=["fb_rogue_score"], settings={"echo_alignment": True}, rogue="guest", demo_data=False
     )
     try:
         guest = fedbench.connect(home=federation.home("guest").root)
