@@ -264,8 +264,11 @@ def _training(protocol: str = "sshe") -> Pipeline:
     )
 
 
-def test_a_victim_node_refuses_a_malformed_peer_key_audits_it_and_keeps_serving(tmp_path: Path) -> None:
+def test_a_victim_node_refuses_a_malformed_peer_key_audits_it_and_keeps_serving(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     root = tmp_path / "sb"
+    monkeypatch.setenv(sandbox.DEMO_ROWS_ENV, "1000")  # the smallest demo credit table: it goes unused
     federation = rogue_sandbox(root, patches=["fb_rogue_keys"], settings={"key": "even"}, rogue="guest")
     try:
         guest = fedbench.connect(home=federation.home("guest").root).project("demo")
