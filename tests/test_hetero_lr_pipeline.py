@@ -135,8 +135,8 @@ def test_scores_equal_the_centralized_model_on_the_joined_rows(trained):
 
 def test_changing_the_learning_rate_reruns_only_train_evaluate_and_score(fed, trained):
     protocol, run, _ = trained
-    if protocol != "coordinated":
-        pytest.skip("one protocol is enough to show reuse (the cheaper one to train again)")
+    if protocol != "sshe":
+        pytest.skip("one protocol is enough to show reuse")
     again, _ = _run(fed, _template("credit_scoring", protocol=protocol, learning_rate=0.3))
     states = dict(zip(again.steps()["step"], again.steps()["state"], strict=True))
     assert states == {
@@ -223,9 +223,9 @@ def test_no_worker_process_outlives_its_step(fed, trained):
 
 def test_the_full_template_trains_on_the_selected_features(fed, trained):
     protocol, _, _ = trained
-    if protocol != "coordinated":
-        pytest.skip("the feature-engineering steps do not depend on the protocol (the cheaper one trains)")
-    run, host_run = _run(fed, _template("credit_scoring_full", protocol=protocol))
+    if protocol != "sshe":
+        pytest.skip("the feature-engineering steps do not depend on the protocol")
+    run, host_run = _run(fed, _template("credit_scoring_full"))
     states = dict(zip(run.steps()["step"], run.steps()["state"], strict=True))
     assert states["psi"] == "reused" and states["split"] == "reused"
     assert {states[s] for s in ("prep_train", "binning", "select", "train", "evaluate", "score")} == {
