@@ -110,8 +110,7 @@ def servers(tmp_path: Path) -> Iterator[list[Server]]:
 
 def test_extension_starts_the_sandbox_and_reports_its_status(tmp_path: Path, servers: list[Server]) -> None:
     home = tmp_path / "sandbox"
-    smallest_demo = {sandbox.DEMO_ROWS_ENV: "1000"}  # the status is all this test reads of the sandbox
-    server = Server(tmp_path, {"FEDBENCH_SANDBOX": "1", "FEDBENCH_SANDBOX_HOME": str(home), **smallest_demo})
+    server = Server(tmp_path, {"FEDBENCH_SANDBOX": "1", "FEDBENCH_SANDBOX_HOME": str(home)})
     servers.append(server)
     body = server.status_when_up()
     assert body["mode"] == "sandbox" and body["home"] == str(home.resolve())

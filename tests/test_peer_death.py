@@ -32,7 +32,7 @@ IDS = 40_000
 def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """Two nodes of this module alone (a node gets killed) with a project `death` over 40,000 IDs each."""
     root = tmp_path_factory.mktemp("death")
-    up_with_test_components(root, demo_data=False)
+    up_with_test_components(root)
     guest = fedbench.connect(home=root / "guest")
     host = fedbench.connect(home=root / "host")
     guest.datasets.upload(
@@ -90,7 +90,7 @@ def test_killed_host_fails_the_run_plainly_and_the_rerun_resumes_at_the_failed_s
     assert view.state == "failed" and "host stopped answering" in view.results.value
     assert view.rows["match"].bar.bar_style == "danger"
 
-    up_with_test_components(fed, demo_data=False)
+    up_with_test_components(fed)
     again = project.run_pipeline(pipeline).wait(timeout=300, show_progress=False)
     for party in ("guest", "host"):
         assert job_states(fed, party, again.job_id) == ("succeeded", {"cut": "reused", "match": "succeeded"})
@@ -136,7 +136,7 @@ def test_a_node_stopped_while_its_partner_is_gone_still_exits(fed: Path) -> None
     while _alive(guest_pid):
         assert time.monotonic() < deadline, "the guest node still runs 60 s after SIGTERM"
         time.sleep(0.2)
-    up_with_test_components(fed, demo_data=False)
+    up_with_test_components(fed)
     assert job_states(fed, "guest", run.job_id)[0] == "failed"
     stopped = fedbench.connect(home=fed / "guest").project("death").run_by_id(run.job_id)
     assert "guest was stopped while the job ran" in stopped.info["error"], stopped.info["error"]
