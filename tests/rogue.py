@@ -27,7 +27,7 @@ from fedbench.node.config import NodeHome
 ROGUE_ENV = "FB_ROGUE"
 """The environment variable that carries a rogue node's settings (JSON) to the node and its workers."""
 ROGUE_FILE_ENV = "FB_ROGUE_FILE"
-"""The environment variable naming the rogue's settings file, which wins over `ROGUE_ENV` (see `reconfigure_rogue`)."""
+"""The variable naming the rogue's settings file, which wins over `ROGUE_ENV` (see `reconfigure_rogue`)."""
 
 
 def rogue_sandbox(
@@ -77,9 +77,9 @@ def restart_rogue(root: Path, settings: dict[str, Any], *, rogue: str = "guest")
 def reconfigure_rogue(root: Path, settings: dict[str, Any], *, rogue: str = "guest") -> None:
     """Change the running rogue's deviation for the steps it starts from now on, without a restart.
 
-    Only for deviations played in a step's worker (a fresh process per step in the suite's sandboxes, which keep
-    no warm workers): the worker imports the patch modules anew and reads these settings. A deviation of the
-    node process itself needs `restart_rogue`.
+    Only for deviations played in a step's worker (a fresh process per step in the suite's sandboxes, which
+    keep no warm workers): the worker imports the patch modules anew and reads these settings. A deviation of
+    the node process itself needs `restart_rogue`.
     """
     pool = NodeHome(root / rogue).load_config().warm_workers
     if pool:

@@ -6,8 +6,9 @@ In a two-party project the first attack succeeds (the documented semi-honest cav
 a project with an arbiter (`fed3`, the same sandbox's arbiter as a third member) the arbiter counts under
 `count_only` or a minimum: the same rogue gets nothing computed from its own IDs back, the victim shows the
 arbiter's count, and a rogue that leaves the arbiter out of the job is refused. One sandbox serves both kinds
-of project: the arbiter node takes part only in the projects it is a member of. The rogue changes its deviation
-between attacks without a restart (`reconfigure_rogue`: every deviation here is played in a step's worker)."""
+of project: the arbiter node takes part only in the projects it is a member of. The rogue changes its
+deviation between attacks without a restart (`reconfigure_rogue`: every deviation here is played in a step's
+worker)."""
 
 from __future__ import annotations
 
