@@ -26,6 +26,8 @@ from fedbench.node.config import NodeHome
 
 ROGUE_ENV = "FB_ROGUE"
 """The environment variable that carries a rogue node's settings (JSON) to the node and its workers."""
+ROGUE_FILE_ENV = "FB_ROGUE_FILE"
+"""The variable naming the rogue's settings file, which wins over `ROGUE_ENV` (see `reconfigure_rogue`)."""
 
 
 def rogue_sandbox(
@@ -57,8 +59,10 @@ def restart_rogue(root: Path, settings: dict[str, Any], *, rogue: str = "guest")
         if node.party == rogue and node.pid is not None:
             sandbox._terminate(node.pid, 15.0)
             NodeHome(node.home).pid_file.unlink(missing_ok=True)
-    saved = {name: os.environ.get(name) for name in (ROGUE_ENV, "PYTHONPATH")}
+    saved = {name: os.environ.get(name) for name in (ROGUE_ENV, ROGUE_FILE_ENV, "PYTHONPATH")}
     os.environ[ROGUE_ENV] = json.dumps(settings)
+    os.environ[ROGUE_FILE_ENV] = str(_settings_file(root, rogue))
+    _settings_file(root, rogue).write_text(json.dumps(settings))
     os.environ["PYTHONPATH"] = PLUGINS + (os.pathsep + saved["PYTHONPATH"] if saved["PYTHONPATH"] else "")
     try:
         sandbox.up(root, demo_data=False)
@@ -68,6 +72,26 @@ def restart_rogue(root: Path, settings: dict[str, Any], *, rogue: str = "guest")
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+def reconfigure_rogue(root: Path, settings: dict[str, Any], *, rogue: str = "guest") -> None:
+    """Change the running rogue's deviation for the steps it starts from now on, without a restart.
+
+    Only for deviations played in a step's worker (a fresh process per step in the suite's sandboxes, which
+    keep no warm workers): the worker imports the patch modules anew and reads these settings. A deviation of
+    the node process itself needs `restart_rogue`.
+    """
+    pool = NodeHome(root / rogue).load_config().warm_workers
+    if pool:
+        raise AssertionError(
+            f"the rogue {rogue!r} keeps {pool} warm workers, which would keep their old settings: start its "
+            "sandbox with warm_workers=0 (the suite's default) or use restart_rogue"
+        )
+    _settings_file(root, rogue).write_text(json.dumps(settings))
+
+
+def _settings_file(root: Path, rogue: str) -> Path:
+    return NodeHome(root / rogue).root / "rogue-settings.json"
 
 
 def victim_run_ended(project: Any, job_id: str, timeout: float = 300.0) -> str:

@@ -5,6 +5,7 @@ JupyterLab outside containers, as the containers would."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import http.client
 import json
 import os
@@ -28,6 +29,7 @@ from packaging.requirements import Requirement
 
 from fedbench.client.control import NodeClient
 from fedbench.client.workbench import Workbench
+from fedbench.net import certs
 from fedbench.node.config import NodeHome
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,6 +47,7 @@ _COMPOSE_VARS = (
 )
 
 
+@functools.cache
 def _compose_command() -> list[str]:
     """`docker compose` if the client has the plugin, else the standalone `docker-compose`; never a skip."""
     plugin = subprocess.run(["docker", "compose", "version"], capture_output=True, check=False)
@@ -184,13 +187,6 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _fedbench(*args: str) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "fedbench", *args], capture_output=True, text=True, timeout=120, check=False
-    )
-    assert done.returncode == 0, done.stderr
-
-
 def _get(url: str, token: str | None = None) -> tuple[int, dict]:
     request = urllib.request.Request(url)
     if token:
@@ -267,9 +263,9 @@ def test_entrypoint_starts_two_parties_and_a_lab_like_the_containers(
     tmp_path: Path, started: Started
 ) -> None:
     ca = tmp_path / "ca"
-    _fedbench("certs", "init-ca", "--ca", str(ca))
+    certs.init_ca(ca)  # what `fedbench certs init-ca` and `issue` do (their CLI: test_certs.py), in process
     for party in ("guest", "host"):
-        _fedbench("certs", "issue", "--ca", str(ca), "--party", party, "--dir", str(tmp_path / party / "tls"))
+        certs.issue_party(ca, tmp_path / party / "tls", party)
     ports = {p: {k: _free_port() for k in ("federation", "control", "health")} for p in ("guest", "host")}
     nodes = {
         party: started.entrypoint("node", **_node_env(tmp_path, party, ports, other))

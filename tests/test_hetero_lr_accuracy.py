@@ -36,7 +36,10 @@ pytestmark = pytest.mark.filterwarnings("ignore::fedbench.crypto.paillier.WeakKe
 
 GOAL = 0.002
 """Issue #18: within 0.002 AUC of scikit-learn (same regularisation, same rows)."""
-PARAMS = {"key_bits": 1024, "epochs": 5, "learning_rate": 0.5, "alpha": 0.01, "early_stopping": False}
+PARAMS = {"key_bits": 1024, "epochs": 3, "learning_rate": 0.5, "alpha": 0.01, "early_stopping": False}
+"""One Newton warm-up epoch and the two refine epochs: 0.0007 (breast cancer) and 0.0012 (imbalanced) below
+scikit-learn's AUC under either protocol, inside GOAL (fixed batches; the weights equal the plaintext
+replica's to 1e-4, so the shares' random rounding moves the AUC far less than the margin)."""
 
 
 def _imbalanced(rows: int = 600, seed: int = 2) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -79,7 +79,7 @@ def test_protocol_reproduces_the_plaintext_updates(protocol):
         "protocol": protocol,
         "approximation": "taylor",
         "key_bits": 1024,
-        "epochs": 4,
+        "epochs": 3,
         "batch_size": 200 if protocol == "sshe" else 0,
         "learning_rate": 0.5,
         "alpha": 0.01,
@@ -91,7 +91,8 @@ def test_protocol_reproduces_the_plaintext_updates(protocol):
     events: Events = []
     outputs = simulate("hetero_lr", inputs, events=events, **params)
     xg, xh = _standardised(g.drop(columns=["id", "y"])), _standardised(h.drop(columns=["id"]))
-    wg, wh, losses = _plain_taylor_sgd(xg, xh, g["y"].to_numpy(float), 4, params["batch_size"], 0.5, 0.01, 0)
+    y = g["y"].to_numpy(float)
+    wg, wh, losses = _plain_taylor_sgd(xg, xh, y, params["epochs"], params["batch_size"], 0.5, 0.01, 0)
     guest_model, host_model = outputs["guest"]["model"], outputs["host"]["model"]
     np.testing.assert_allclose(guest_model["coef"][0], wg, atol=2e-4)
     np.testing.assert_allclose(host_model["coef"][0], wh, atol=2e-4)
@@ -116,7 +117,7 @@ def test_coordinated_adam_l1_class_weights_match_sklearn_auc():
     params = {
         "protocol": "coordinated",
         "key_bits": 1024,
-        "epochs": 15,
+        "epochs": 4,
         "batch_size": 0,
         "optimizer": "adam",
         "learning_rate": 0.1,
@@ -141,7 +142,7 @@ def test_multiclass_trains_one_vs_rest():
     ids = [f"r{i}" for i in range(n)]
     g = pd.DataFrame({"id": ids, "y": klass, "a0": a[:, 0], "a1": a[:, 1]})
     h = pd.DataFrame({"id": ids, "b0": b[:, 0], "b1": b[:, 1]})
-    params = {"key_bits": 1024, "epochs": 6, "batch_size": 0, "learning_rate": 0.5, "alpha": 0.0}
+    params = {"key_bits": 1024, "epochs": 2, "batch_size": 0, "learning_rate": 0.5, "alpha": 0.0}
     events: Events = []
     outputs = simulate("hetero_lr", {"guest": g, "host": h}, events=events, **params)
     scores = outputs["guest"]["scores"]
@@ -244,12 +245,12 @@ def test_ring_truncation_of_shares():
 
 
 def test_warm_start_continues_from_the_earlier_model():
-    """Taylor, whose epochs are all alike: two and two epochs are four (fourier ends each training with refine
+    """Taylor, whose epochs are all alike: one and one epoch are two (fourier ends each training with refine
     epochs and averages the last one, so a continued training differs from a longer one by design)."""
     g, h = _cancer()
     params = {
         "key_bits": 1024,
-        "epochs": 2,
+        "epochs": 1,
         "batch_size": 0,
         "learning_rate": 0.5,
         "early_stopping": False,
@@ -263,8 +264,8 @@ def test_warm_start_continues_from_the_earlier_model():
     second: Events = []
     simulate("hetero_lr", warm, events=second, **params)
     cold: Events = []
-    simulate("hetero_lr", {"guest": g, "host": h}, events=cold, **{**params, "epochs": 4})
-    np.testing.assert_allclose(_losses(second), _losses(cold)[2:], atol=1e-4)
+    simulate("hetero_lr", {"guest": g, "host": h}, events=cold, **{**params, "epochs": 2})
+    np.testing.assert_allclose(_losses(second), _losses(cold)[1:], atol=1e-4)
     mixed = {"guest": warm["guest"], "host": {"train": h}}
     with pytest.raises(RoleFailed) as refused:
         simulate("hetero_lr", mixed, **params)
@@ -273,7 +274,7 @@ def test_warm_start_continues_from_the_earlier_model():
 
 def test_score_picks_ids_checks_alignment_and_the_project():
     g, h = _cancer()
-    params = {"key_bits": 1024, "epochs": 2, "batch_size": 0, "learning_rate": 0.5}
+    params = {"key_bits": 1024, "epochs": 1, "batch_size": 0, "learning_rate": 0.5}
     trained = simulate("hetero_lr", {"guest": g, "host": h}, **params)
     models = {p: trained[p]["model"] for p in ("guest", "host")}
     ids = [str(i) for i in g["id"].iloc[[5, 1, 9]]]

@@ -19,7 +19,7 @@ import gmpy2
 import numpy as np
 import pytest
 from gmpy2 import mpz
-from rogue import restart_rogue, rogue_sandbox, victim_run_ended
+from rogue import reconfigure_rogue, rogue_sandbox, victim_run_ended
 
 import fedbench
 from fedbench import sandbox
@@ -264,15 +264,18 @@ def _training(protocol: str = "sshe") -> Pipeline:
     )
 
 
-def test_a_victim_node_refuses_a_malformed_peer_key_audits_it_and_keeps_serving(tmp_path: Path) -> None:
+def test_a_victim_node_refuses_a_malformed_peer_key_audits_it_and_keeps_serving(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     root = tmp_path / "sb"
+    monkeypatch.setenv(sandbox.DEMO_ROWS_ENV, "1000")  # the smallest demo credit table: it goes unused
     federation = rogue_sandbox(root, patches=["fb_rogue_keys"], settings={"key": "even"}, rogue="guest")
     try:
         guest = fedbench.connect(home=federation.home("guest").root).project("demo")
         host = fedbench.connect(home=federation.home("host").root)
         for deviation, match in (("even", "is even"), ("hs", "obfuscation base")):
             if deviation != "even":
-                restart_rogue(root, {"key": deviation}, rogue="guest")
+                reconfigure_rogue(root, {"key": deviation}, rogue="guest")
             run = guest.run_pipeline(_training())
             with pytest.raises(FedbenchError, match=match):
                 run.wait(show_progress=False)
@@ -280,7 +283,7 @@ def test_a_victim_node_refuses_a_malformed_peer_key_audits_it_and_keeps_serving(
             audit = host.audit()
             refused = audit[(audit["action"] == "step.hetero_lr") & ~audit["allowed"].astype(bool)]
             assert refused["reason"].str.contains(match).any(), refused.to_dict("records")
-        restart_rogue(root, {}, rogue="guest")
+        reconfigure_rogue(root, {}, rogue="guest")
         run = guest.run_pipeline(_training()).wait(show_progress=False)
         assert run.info["state"] == "succeeded"
     finally:

@@ -3,9 +3,12 @@ with its own scalar and reports a false count; a peer that brings more IDs than 
 sends more values than it declared. The rogue is the guest (the initiator); the host is the victim.
 
 In a two-party project the first attack succeeds (the documented semi-honest caveat, an expected failure). In
-a project with an arbiter (`fed3`, a second sandbox) the arbiter counts under `count_only` or a minimum: the
-same rogue gets nothing computed from its own IDs back, the victim shows the arbiter's count, and a rogue that
-leaves the arbiter out of the job is refused."""
+a project with an arbiter (`fed3`, the same sandbox's arbiter as a third member) the arbiter counts under
+`count_only` or a minimum: the same rogue gets nothing computed from its own IDs back, the victim shows the
+arbiter's count, and a rogue that leaves the arbiter out of the job is refused. One sandbox serves both kinds
+of project: the arbiter node takes part only in the projects it is a member of. The rogue changes its
+deviation between attacks without a restart (`reconfigure_rogue`: every deviation here is played in a step's
+worker)."""
 
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from rogue import restart_rogue, rogue_sandbox, victim_run_ended
+from rogue import reconfigure_rogue, rogue_sandbox, victim_run_ended
 
 import fedbench
 from fedbench import sandbox
@@ -27,11 +30,18 @@ _names = itertools.count()
 
 
 @pytest.fixture(scope="module")
-def fed(tmp_path_factory: pytest.TempPathFactory):
+def fed3(tmp_path_factory: pytest.TempPathFactory):
+    """Guest (the rogue), host (the victim) and a data-less arbiter; the rogue starts honest."""
     root = tmp_path_factory.mktemp("rogue-psi")
-    rogue_sandbox(root, patches=["fb_rogue_psi"], settings={}, rogue="guest", demo_data=False)
+    rogue_sandbox(root, patches=["fb_rogue_psi"], settings={}, rogue="guest", demo_data=False, arbiter=True)
     yield root
     sandbox.down(root)
+
+
+@pytest.fixture(scope="module")
+def fed(fed3: Path) -> Path:
+    """The same sandbox, for projects of guest and host alone (two-party PSI, no arbiter)."""
+    return fed3
 
 
 def _project(fed: Path, guest_ids: list[str], host_ids: list[str], **terms: object):
@@ -59,7 +69,7 @@ def _host_refusals(fed: Path, text: str) -> pd.DataFrame:
 
 
 def _victim_still_serves_an_honest_psi(fed: Path) -> None:
-    restart_rogue(fed, {})
+    reconfigure_rogue(fed, {})
     guest, host, data = _project(
         fed,
         [f"c{i}" for i in range(150)],
@@ -79,7 +89,7 @@ def test_a_counting_side_that_tags_each_id_learns_which_matched(fed: Path, tmp_p
     expected failure of the guarantee: two-party projects keep this caveat; projects with an arbiter close it
     (the arbiter gate, tested below on `fed3`)."""
     leak = tmp_path / "leak.json"
-    restart_rogue(fed, {"psi": "tag", "leak_file": str(leak), "claimed_count": 100})
+    reconfigure_rogue(fed, {"psi": "tag", "leak_file": str(leak), "claimed_count": 100})
     probes = [f"probe-{i}" for i in range(20)]
     padding = [f"pad-{i}" for i in range(100)]
     host_ids = [f"customer-{i}" for i in range(300)] + probes[:10]
@@ -106,7 +116,7 @@ def test_a_counting_side_that_tags_each_id_learns_which_matched(fed: Path, tmp_p
 
 
 def test_a_peer_bringing_more_ids_than_our_terms_allow_is_refused_and_audited(fed: Path) -> None:
-    restart_rogue(fed, {"psi": "oversize", "extra_ids": 40})
+    reconfigure_rogue(fed, {"psi": "oversize", "extra_ids": 40})
     guest, host, data = _project(fed, [f"c{i}" for i in range(60)], [f"c{i}" for i in range(30, 90)])
     run = guest.run("psi", data=data, id_column="id")
     with pytest.raises(RunFailed, match="max_peer_rows"):
@@ -118,7 +128,7 @@ def test_a_peer_bringing_more_ids_than_our_terms_allow_is_refused_and_audited(fe
 
 
 def test_a_peer_sending_more_values_than_it_declared_is_refused_and_audited(fed: Path) -> None:
-    restart_rogue(fed, {"psi": "overflow", "extra_values": 7})
+    reconfigure_rogue(fed, {"psi": "overflow", "extra_values": 7})
     guest, host, data = _project(fed, [f"c{i}" for i in range(60)], [f"c{i}" for i in range(30, 90)])
     run = guest.run("psi", data=data, id_column="id")
     with pytest.raises(RunFailed, match="more 'x1' values than it declared"):
@@ -130,15 +140,6 @@ def test_a_peer_sending_more_values_than_it_declared_is_refused_and_audited(fed:
 
 
 # ----- projects with an arbiter: the arbiter counts ---------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def fed3(tmp_path_factory: pytest.TempPathFactory):
-    """Guest (the rogue), host (the victim) and a data-less arbiter; the rogue starts honest."""
-    root = tmp_path_factory.mktemp("rogue-psi-arbiter")
-    rogue_sandbox(root, patches=["fb_rogue_psi"], settings={}, rogue="guest", demo_data=False, arbiter=True)
-    yield root
-    sandbox.down(root)
 
 
 def _arbiter_project(fed: Path, guest_ids: list[str], host_ids: list[str], **terms: object):
@@ -181,7 +182,7 @@ def test_with_an_arbiter_count_only_holds_against_a_tagging_guest(fed3: Path, tm
     the arbiter's count (a tagging rogue has in effect brought other IDs), never the rogue's claim; a rogue
     that masks honestly and claims 100 leaves the victim showing the true 10."""
     leak = tmp_path / "leak.json"
-    restart_rogue(fed3, {"psi": "tag", "leak_file": str(leak), "claimed_count": 100})
+    reconfigure_rogue(fed3, {"psi": "tag", "leak_file": str(leak), "claimed_count": 100})
     guest, host, arbiter, data = _arbiter_project(
         fed3, _ROGUE_IDS, _VICTIM_IDS, release="count_only", min_intersection=100
     )
@@ -192,7 +193,7 @@ def test_with_an_arbiter_count_only_holds_against_a_tagging_guest(fed3: Path, tm
     assert seen_by_host["intersection_size"] == counted["intersection_size"] != 100
     assert (counted["size_guest"], counted["size_host"]) == (len(_ROGUE_IDS), len(_VICTIM_IDS))
 
-    restart_rogue(fed3, {"psi": "record", "leak_file": str(leak), "claimed_count": 100})
+    reconfigure_rogue(fed3, {"psi": "record", "leak_file": str(leak), "claimed_count": 100})
     run = guest.run("psi", data=data, id_column="id", force=True).wait(timeout=300, show_progress=False)
     _nothing_came_back(leak)
     seen_by_host = _outcome(host, run.job_id)
@@ -202,7 +203,7 @@ def test_with_an_arbiter_count_only_holds_against_a_tagging_guest(fed3: Path, tm
 
 
 def test_with_an_arbiter_a_guest_that_leaves_it_out_is_refused_and_audited(fed3: Path) -> None:
-    restart_rogue(fed3, {"psi": "no_arbiter"})
+    reconfigure_rogue(fed3, {"psi": "no_arbiter"})
     guest, host, _, data = _arbiter_project(
         fed3, [f"c{i}" for i in range(60)], [f"c{i}" for i in range(30, 90)], release="count_only"
     )
@@ -223,7 +224,7 @@ def test_with_an_arbiter_no_rows_leave_below_the_minimum(fed3: Path, tmp_path: P
     honestly (recording what it gets) is refused the rows of a 10-ID intersection before anything computed
     from its IDs comes back."""
     leak = tmp_path / "leak.json"
-    restart_rogue(fed3, {"psi": "tag", "leak_file": str(leak)})
+    reconfigure_rogue(fed3, {"psi": "tag", "leak_file": str(leak)})
     guest, host, _, data = _arbiter_project(
         fed3, _ROGUE_IDS, _VICTIM_IDS, release="initiator", min_intersection=100
     )
@@ -231,7 +232,7 @@ def test_with_an_arbiter_no_rows_leave_below_the_minimum(fed3: Path, tmp_path: P
     _nothing_came_back(leak)
     assert not _outcome(host, run.job_id)["released"]
 
-    restart_rogue(fed3, {"psi": "record", "leak_file": str(leak)})
+    reconfigure_rogue(fed3, {"psi": "record", "leak_file": str(leak)})
     run = guest.run("psi", data=data, id_column="id", force=True).wait(timeout=300, show_progress=False)
     _nothing_came_back(leak)
     for side in (guest, host):
@@ -244,7 +245,7 @@ def test_with_an_arbiter_no_rows_leave_below_the_minimum(fed3: Path, tmp_path: P
 def test_with_an_arbiter_honest_runs_count_and_release_as_before(fed3: Path) -> None:
     """Honest parties in a project with an arbiter: at or above the minimum, `initiator` releases the
     initiator's rows and `both` aligned rows, as the two-party protocol does; `count_only` counts right."""
-    restart_rogue(fed3, {})
+    reconfigure_rogue(fed3, {})
     guest_ids, host_ids = [f"c{i}" for i in range(150)], [f"c{i}" for i in range(50, 250)]
     expected = [f"c{i}" for i in range(50, 150)]
     guest, host, _, data = _arbiter_project(fed3, guest_ids, host_ids, release="both", min_intersection=10)
@@ -274,7 +275,7 @@ def _refusals(fed: Path, party: str, text: str) -> pd.DataFrame:
 
 def _victim_still_serves_an_honest_count(fed: Path) -> None:
     """An honest `count_only` PSI in a fresh arbiter project: both parties show the arbiter's right count."""
-    restart_rogue(fed, {})
+    reconfigure_rogue(fed, {})
     guest, host, arbiter, data = _arbiter_project(
         fed, [f"c{i}" for i in range(150)], [f"c{i}" for i in range(50, 250)], release="count_only"
     )

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from rogue import restart_rogue, rogue_sandbox, victim_run_ended
+from rogue import reconfigure_rogue, rogue_sandbox, victim_run_ended
 
 import fedbench
 from fedbench import sandbox
@@ -60,7 +60,7 @@ def scoring(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
     """A sandbox with a rogue guest, a project allowing one PSI run, and a model trained on its output."""
     root = tmp_path_factory.mktemp("rogue_score") / "sb"
     federation = rogue_sandbox(
-        root, patches=["fb_rogue_score"], settings={"echo_alignment": True}, rogue="guest"
+        root, patches=["fb_rogue_score"], settings={"echo_alignment": True}, rogue="guest", demo_data=False
     )
     try:
         guest = fedbench.connect(home=federation.home("guest").root)
@@ -161,7 +161,7 @@ def test_training_on_the_raw_dataset_sends_no_partial_scores_of_unreleased_rows(
 
 
 def test_an_honest_guest_still_scores_the_released_rows(scoring):
-    restart_rogue(scoring["root"], {}, rogue="guest")
+    reconfigure_rogue(scoring["root"], {}, rogue="guest")
     project = scoring["guest"].project(PROJECT)
     run = project.run("score", model=scoring["model"], data=scoring["aligned"]).wait(show_progress=False)
     scores = run.output("scores").to_pandas()
