@@ -83,8 +83,9 @@ def _wait_preheated(server: int, dashboards: int, timeout: float = 90.0) -> None
 
 
 @contextlib.contextmanager
-def _dashboards(home: Path, party: str, log: Path) -> Iterator[str]:
-    """`fedbench dashboards` for `party` on a free loopback port; yields the URL it printed (with its token)."""
+def _dashboards(home: Path, party: str, log: Path, preheat: tuple[str, ...] = DASHBOARDS) -> Iterator[str]:
+    """`fedbench dashboards` for `party` on a free loopback port, pre-heating the kernels of the dashboards in
+    `preheat` (those the tests open); yields the URL it printed (with its token)."""
     port = _free_port()
     with open(log, "wb") as out:
         server = subprocess.Popen(
@@ -99,6 +100,8 @@ def _dashboards(home: Path, party: str, log: Path) -> Iterator[str]:
                 str(home),
                 "--party",
                 party,
+                "--preheat",
+                ",".join(preheat) or "none",
             ],
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -112,7 +115,7 @@ def _dashboards(home: Path, party: str, log: Path) -> Iterator[str]:
             time.sleep(0.3)
         url = printed.group(1)
         assert url.startswith(f"http://127.0.0.1:{port}/?token="), url
-        _wait_preheated(server.pid, len(DASHBOARDS))
+        _wait_preheated(server.pid, len(preheat))
         yield url
     finally:
         server.terminate()
@@ -139,7 +142,8 @@ def guest_url(fed: Path) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def host_url(fed: Path) -> Iterator[str]:
-    with _dashboards(fed, "host", fed / "voila-host.log") as url:
+    opened = tuple(name for name in DASHBOARDS if name != "data")
+    with _dashboards(fed, "host", fed / "voila-host.log", preheat=opened) as url:
         yield url
 
 
