@@ -20,15 +20,11 @@ from fedbench import sandbox
 from fedbench.ui.dashboards import psi
 from fedbench.ui.errors import FormError
 
-DEMO_ROWS = 2_000
-"""Rows of this module's demo credit table: a third of the suite's (`TEST_DEMO_ROWS`): the same flows and the
-same assertions, with a third of the PSI and Paillier work per training."""
-
 
 @pytest.fixture(scope="module")
 def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     root = tmp_path_factory.mktemp("psi-dashboard")
-    sandbox.up(root, demo_data=True, database_url=DATABASE_URL, demo_rows=DEMO_ROWS)
+    sandbox.up(root, demo_data=True, database_url=DATABASE_URL)
     yield root
     sandbox.down(root)
 
