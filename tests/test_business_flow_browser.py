@@ -107,7 +107,7 @@ def guest_url(fed: Path) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def host_url(fed: Path) -> Iterator[str]:
-    with _dashboards(fed, "host", fed / "voila-host.log") as url:
+    with _dashboards(fed, "host", fed / "voila-host.log", preheat=("data", "projects")) as url:
         yield url
 
 

@@ -89,6 +89,7 @@ class Served:
     process: subprocess.Popen[bytes]
     url: str
     log: Path
+    root: Path
 
     @property
     def base(self) -> str:
@@ -144,7 +145,7 @@ def _cpu(pid: int) -> int:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     root = tmp_path_factory.mktemp("dashboards-kernels")
-    sandbox.up(root, demo_data=True)
+    sandbox.up(root, demo_data=False)
     port = _free_port()
     log = root / "voila.log"
     command = [sys.executable, "-m", "fedbench", "dashboards", "--port", str(port), "--home", str(root)]
@@ -159,7 +160,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
                 f"Voila did not answer within 120 s:\n{log.read_text()[-3000:]}"
             )
             time.sleep(0.3)
-        served = Served(process=server, url=printed.group(1), log=log)
+        served = Served(process=server, url=printed.group(1), log=log, root=root)
         served.settle(len(DASHBOARDS))
         yield served
     finally:
@@ -264,6 +265,32 @@ def test_a_page_left_open_and_unused_loses_its_kernel(served: Served, context) -
     page.close(run_before_unload=True)
 
 
+HEAVY_IN_A_KERNEL = ("sqlalchemy", "sqlmodel", "matplotlib")
+"""Libraries a dashboard's kernel has no use for until the user asks for something (a chart, an upload): each
+page's kernel, pre-heated ones included, would import them for nothing (sqlalchemy and sqlmodel alone cost
+about half a CPU second per kernel)."""
+
+
+def test_a_dashboard_kernel_builds_every_page_without_the_database_layer_or_charts(served: Served) -> None:
+    """Each dashboard's app, built as Voila's kernel builds it (the node named by the environment), and its
+    page opened, imports none of `HEAVY_IN_A_KERNEL`."""
+    code = (
+        "import importlib, json, sys\n"
+        f"for name in {list(DASHBOARDS)!r}:\n"
+        "    page = importlib.import_module(f'fedbench.ui.dashboards.{name}').app()\n"
+        "    assert 'fb-app-unavailable' not in page._dom_classes, (name, page.value)\n"
+        "    page.page_opened()\n"
+        "    assert page.opened, name\n"
+        f"print(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}} & {set(HEAVY_IN_A_KERNEL)!r})))\n"
+    )
+    env = {**os.environ, "FEDBENCH_HOME": str(served.root), "FEDBENCH_PARTY": "guest"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]", f"a dashboard's kernel imported {done.stdout}"
+
+
 def test_voila_is_told_to_free_kernels_with_sane_defaults(tmp_path: Path) -> None:
     config = dashboards.voila_config("guest", token="t")
     assert config["VoilaConfiguration"]["multi_kernel_manager_class"].endswith("DashboardKernelManager")
@@ -271,6 +298,11 @@ def test_voila_is_told_to_free_kernels_with_sane_defaults(tmp_path: Path) -> Non
     assert culling["cull_idle_timeout"] == 600 and culling["closed_timeout"] == 30
     assert culling["cull_connected"] is True, "a page left open and idle is freed too"
     assert culling["cull_interval"] <= 10, "a closed page's kernel goes within a minute"
+    assert config["VoilaKernelManager"]["preheat_denylist"] == [], "every dashboard is pre-heated by default"
+    only = dashboards.voila_config("guest", token="t", preheat=("projects",))["VoilaKernelManager"]
+    assert sorted(only["preheat_denylist"]) == sorted(f"{n}.ipynb" for n in DASHBOARDS if n != "projects")
+    with pytest.raises(ConfigError, match="no dashboard named charts"):
+        dashboards.voila_config("guest", token="t", preheat=("projects", "charts"))
     with pytest.raises(ConfigError, match="--cull-closed 0"):
         dashboards.voila_config("guest", token="t", closed_timeout=0)
     done = subprocess.run(

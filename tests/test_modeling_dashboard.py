@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import DATABASE_URL, TEST_DEMO_ROWS
+from conftest import DATABASE_URL
 
 import fedbench
 from fedbench import sandbox
@@ -28,10 +28,15 @@ QUICK = {"key_bits": 1024, "epochs": 2}
 """Test-sized keys and few epochs (the template itself keeps 2048-bit keys)."""
 
 
+DEMO_ROWS = 2_000
+"""Rows of this module's demo credit table: a third of the suite's (`TEST_DEMO_ROWS`): the same flows and the
+same assertions, with a third of the PSI and Paillier work per training."""
+
+
 @pytest.fixture(scope="module")
 def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     root = tmp_path_factory.mktemp("modeling-dashboard")
-    sandbox.up(root, demo_data=True, database_url=DATABASE_URL, demo_rows=TEST_DEMO_ROWS)
+    sandbox.up(root, demo_data=True, database_url=DATABASE_URL, demo_rows=DEMO_ROWS)
     yield root
     sandbox.down(root)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import DATABASE_URL, TEST_DEMO_ROWS
+from conftest import DATABASE_URL
 
 import fedbench
 from fedbench import sandbox
@@ -27,10 +27,15 @@ QUICK_TREES = {"key_bits": 1024, "trees": 3}
 """Test-sized keys and few trees (the template keeps 2048-bit keys and 10 trees)."""
 
 
+DEMO_ROWS = 2_000
+"""Rows of this module's demo credit table: a third of the suite's (`TEST_DEMO_ROWS`): the same flows and the
+same assertions, with a third of the PSI and Paillier work per training."""
+
+
 @pytest.fixture(scope="module")
 def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     root = tmp_path_factory.mktemp("modeling-trees")
-    sandbox.up(root, demo_data=True, database_url=DATABASE_URL, demo_rows=TEST_DEMO_ROWS)
+    sandbox.up(root, demo_data=True, database_url=DATABASE_URL, demo_rows=DEMO_ROWS)
     yield root
     sandbox.down(root)
 

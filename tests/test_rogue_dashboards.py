@@ -30,7 +30,6 @@ from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import websocket_connect
 
 from fedbench import sandbox
-from fedbench.cli.dashboards import DASHBOARDS
 
 EVIL = "http://evil.example"
 KERNEL_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -90,19 +89,22 @@ def _settle(served: Served, before: int, seconds: float = 4.0) -> int:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     root = tmp_path_factory.mktemp("dashboards-rogue")
-    sandbox.up(root, demo_data=True)
+    sandbox.up(root, demo_data=False)
     port = _free_port()
     log = root / "voila.log"
     with open(log, "wb") as out:
         server = subprocess.Popen(
-            [sys.executable, "-m", "fedbench", "dashboards", "--port", str(port), "--home", str(root)],
+            [
+                *(sys.executable, "-m", "fedbench", "dashboards", "--port", str(port), "--home", str(root)),
+                *("--preheat", "projects"),
+            ],
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
     try:
         give_up = time.monotonic() + 120
-        while log.read_text(errors="replace").count("Kernel pool of ") < len(DASHBOARDS):
+        while log.read_text(errors="replace").count("Kernel pool of ") < 1:
             assert server.poll() is None, f"fedbench dashboards exited:\n{log.read_text()[-3000:]}"
             assert time.monotonic() < give_up, f"Voila's kernels were not ready:\n{log.read_text()[-3000:]}"
             time.sleep(0.5)
@@ -202,6 +204,12 @@ def test_cross_origin_page_and_kernel_requests_are_refused(served: Served) -> No
     )
     assert "Blocking Cross Origin WebSocket Attempt.  Origin: http://evil.example" in served.log.read_text()
     assert served.websocket(f"{channels}?token={served.token}") == 101, "the party's own client still can"
+
+
+def test_only_the_dashboards_named_to_preheat_get_a_kernel_ahead(served: Served) -> None:
+    """The server is told `--preheat projects` (the only page these tests open): Voila heats no other page."""
+    pools = set(re.findall(r"Kernel pool of (\S+) is filled", served.log.read_text(errors="replace")))
+    assert pools == {"projects.ipynb"}, pools
 
 
 def test_a_non_loopback_address_needs_allow_remote(tmp_path: Path) -> None:

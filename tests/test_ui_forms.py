@@ -101,11 +101,18 @@ def _table_to_feed(name: str) -> str:
     return "breast_cancer" if "key_bits" in components.get(name).params.model_fields else "credit"
 
 
+DEMO_ROWS = 2_000
+"""Rows of this module's demo credit table: a third of the suite's (`TEST_DEMO_ROWS`): every form runs its
+component on it, with a third of the work."""
+
+
 @pytest.fixture(scope="module")
 def fed(tmp_path_factory: pytest.TempPathFactory):
     """A sandbox with the demo data and project; its nodes also load the test-only `slow` component."""
     root = tmp_path_factory.mktemp("ui")
-    up_with_test_components(root, demo_data=True)
+    with pytest.MonkeyPatch.context() as env:  # up_with_test_components sizes the demo from the environment
+        env.setenv(sandbox.DEMO_ROWS_ENV, str(DEMO_ROWS))
+        up_with_test_components(root, demo_data=True)
     yield root
     sandbox.down(root)
 

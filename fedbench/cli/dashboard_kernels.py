@@ -51,6 +51,19 @@ class DashboardKernelManager(AsyncMappingKernelManager):
         if kernel_id in self._kernel_connections and self._kernel_connections[kernel_id] <= 0:
             self._closed_at[kernel_id] = _now()
 
+    async def cull_kernels(self) -> None:
+        """One culling round, after forgetting that Voila's pooled kernels were seen before.
+
+        A kernel is first seen while Voila heats it (its pool entry is not ready yet, so Voila does not exempt
+        it); forgotten once it waits in the pool, it gets a fresh idle clock when a page takes it, however
+        long it waited, instead of being culled as idle before its page has even connected.
+        """
+        for pool in getattr(self, "_pools", {}).values():
+            for entry in pool:
+                if entry.done() and not entry.cancelled() and entry.exception() is None:
+                    self._watched.discard(entry.result().get("kernel_id"))
+        await super().cull_kernels()
+
     def remove_kernel(self, kernel_id: str) -> Any:
         """Forget the clocks of a kernel that is gone."""
         self._closed_at.pop(kernel_id, None)

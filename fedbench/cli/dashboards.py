@@ -5,8 +5,9 @@ temporary `JUPYTER_PATH` entry that links `<tmp>/voila/templates/fedbench` to th
 `templates/voila/fedbench/`; a `voila.json` there (Voila reads the one in its working directory) gives the
 template the party for the page header and turns on pre-heated kernels: Voila keeps one kernel per
 dashboard that has already imported fedbench and built the page, so a page opens in about a second; the
-template then asks the app to reload its data (see `DashboardApp`). Each dashboard's kernel gets
-`FEDBENCH_HOME` and `FEDBENCH_PARTY`, so it talks to the chosen party's node.
+template then asks the app to reload its data (see `DashboardApp`). `--preheat` names the dashboards that get
+one (default: all five); the others start their kernel when opened (tests heat only the pages they open).
+Each dashboard's kernel gets `FEDBENCH_HOME` and `FEDBENCH_PARTY`, so it talks to the chosen party's node.
 
 Each page opened takes a kernel (about 235 MB): `DashboardKernelManager` shuts it down `--cull-closed` seconds
 (default 30) after its page closed, and a page left open but idle for `--cull-idle` seconds (default 600) loses
@@ -47,6 +48,7 @@ from fedbench.errors import ConfigError
 __all__ = [
     "CLOSED_TIMEOUT_S",
     "DASHBOARDS",
+    "preheat_names",
     "IDLE_TIMEOUT_S",
     "add_parser",
     "cull_interval",
@@ -144,6 +146,18 @@ def cull_interval(idle_timeout: int, closed_timeout: int) -> int:
     return max(1, min(60, min(idle_timeout, closed_timeout) // 3))
 
 
+def preheat_names(text: str) -> tuple[str, ...]:
+    """The dashboards named in `--preheat` (comma-separated; `none` for none), checked against `DASHBOARDS`."""
+    names = tuple(n.strip() for n in text.split(",") if n.strip() and n.strip() != "none")
+    unknown = sorted(set(names) - set(DASHBOARDS))
+    if unknown:
+        raise ConfigError(
+            f"--preheat {text}: no dashboard named {', '.join(unknown)}; name some of "
+            f"{', '.join(DASHBOARDS)} (comma-separated), or none"
+        )
+    return names
+
+
 def voila_config(
     party: str,
     *,
@@ -151,9 +165,10 @@ def voila_config(
     allow_remote: bool = False,
     idle_timeout: int = IDLE_TIMEOUT_S,
     closed_timeout: int = CLOSED_TIMEOUT_S,
+    preheat: tuple[str, ...] = DASHBOARDS,
 ) -> dict[str, Any]:
-    """Voila's configuration: the template's party, pre-heated kernels, kernels freed when their page closed
-    or sat idle, the token and Jupyter's request checks.
+    """Voila's configuration: the template's party, pre-heated kernels (for the dashboards in `preheat`),
+    kernels freed when their page closed or sat idle, the token and Jupyter's request checks.
 
     Voila hard-codes `allow_remote_access=True` (no Host check) and leaves XSRF cookies off; its
     `tornado_settings` are applied after, so they turn both back on.
@@ -161,11 +176,15 @@ def voila_config(
     if not token:
         raise ConfigError("the dashboards need a token; none was given")
     _check_timeouts(idle_timeout, closed_timeout)
+    preheat_names(",".join(preheat))
     return {
         "VoilaConfiguration": {
             "resources": {"fedbench": {"party": party}},
             "preheat_kernel": True,
             "multi_kernel_manager_class": _KERNEL_MANAGER,
+        },
+        "VoilaKernelManager": {
+            "preheat_denylist": [f"{name}.ipynb" for name in DASHBOARDS if name not in preheat],
         },
         "DashboardKernelManager": {
             "cull_idle_timeout": idle_timeout,
@@ -193,6 +212,7 @@ def staging(
     allow_remote: bool = False,
     idle_timeout: int = IDLE_TIMEOUT_S,
     closed_timeout: int = CLOSED_TIMEOUT_S,
+    preheat: tuple[str, ...] = DASHBOARDS,
 ) -> Iterator[Path]:
     """A temporary folder (0700) for Voila to run in: a Jupyter data folder holding our template (as
     `voila/templates/fedbench`), and a `voila.json` (0600) with `voila_config`, the token included."""
@@ -202,6 +222,7 @@ def staging(
         allow_remote=allow_remote,
         idle_timeout=idle_timeout,
         closed_timeout=closed_timeout,
+        preheat=preheat,
     )
     with tempfile.TemporaryDirectory(prefix="fedbench-voila-") as tmp:
         link = Path(tmp) / "voila" / "templates" / _TEMPLATE
@@ -278,6 +299,13 @@ def add_parser(sub: Any) -> None:
         metavar="SECONDS",
         help=f"free the kernel of a closed page this long after it closed (default {CLOSED_TIMEOUT_S})",
     )
+    parser.add_argument(
+        "--preheat",
+        default=",".join(DASHBOARDS),
+        metavar="NAMES",
+        help="the dashboards whose kernel is started ahead, so they open in about a second (comma-separated; "
+        "default all: " + ",".join(DASHBOARDS) + "; none: every page starts its kernel when opened)",
+    )
     parser.set_defaults(func=_serve)
 
 
@@ -331,6 +359,7 @@ def _check_address(ip: str, allow_remote: bool) -> None:
 def _serve(args: argparse.Namespace) -> int:
     _check_address(args.ip, args.allow_remote)
     _check_timeouts(args.cull_idle, args.cull_closed)
+    preheat = preheat_names(args.preheat)
     workbench = fedbench.connect(args.party, args.home)
     party = workbench.party
     workbench.close()
@@ -352,6 +381,7 @@ def _serve(args: argparse.Namespace) -> int:
             allow_remote=args.allow_remote,
             idle_timeout=args.cull_idle,
             closed_timeout=args.cull_closed,
+            preheat=preheat,
         ) as root:
             child = subprocess.Popen(
                 voila_command(folder, port=port, ip=args.ip),

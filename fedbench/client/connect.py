@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from fedbench import sandbox
 from fedbench.client.control import NodeClient
-from fedbench.client.workbench import Workbench
 from fedbench.errors import ConfigError, NodeUnavailable
 from fedbench.node.config import NodeHome
+
+if TYPE_CHECKING:
+    from fedbench.client.workbench import Workbench
 
 __all__ = ["connect"]
 
@@ -29,6 +31,9 @@ def connect(
     none yet. `token` acts as a user made by `fedbench users add`; without it, as the node's admin
     (<home>/api_token).
     """
+    from fedbench import sandbox
+    from fedbench.client.workbench import Workbench
+
     if home is None and os.environ.get("FEDBENCH_HOME"):
         home = os.environ["FEDBENCH_HOME"]
     root = Path(home).expanduser().resolve() if home is not None else sandbox.default_home()
@@ -54,6 +59,8 @@ def connect(
 
 def _stopped(root: Path, node_home: NodeHome, party: str) -> NodeUnavailable:
     """Our sandbox node is stopped: say so, why if we know, and the command that starts it."""
+    from fedbench import sandbox
+
     command = sandbox.start_command(node_home)
     why = ": the sandbox was stopped with `fedbench sandbox down`" if sandbox.stopped_on_purpose(root) else ""
     return NodeUnavailable(

@@ -10,9 +10,8 @@ from typing import Any, Literal
 import pandas as pd
 
 from fedbench.client.control import NodeClient
+from fedbench.dataset_info import DatasetInfo
 from fedbench.errors import DatasetError
-from fedbench.store.datasets import DatasetInfo, find_not_numbers, fix_not_numbers, missing_id_message
-from fedbench.store.tables import read_table_source, table_to_parquet_bytes
 
 __all__ = ["Dataset", "Datasets"]
 
@@ -78,6 +77,9 @@ class Datasets:
         Values that are not numbers in a numeric column (e.g. a stray "unknown") are refused by default, with
         their column, values and rows; `not_numbers="missing"` treats them as missing, `"drop"` drops their rows.
         """
+        from fedbench.store.datasets import find_not_numbers, fix_not_numbers, missing_id_message
+        from fedbench.store.tables import read_table_source, table_to_parquet_bytes
+
         table = read_table_source(source, id_column=id_column)
         if id_column is None:
             raise DatasetError(missing_id_message(table))

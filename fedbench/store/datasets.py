@@ -10,19 +10,17 @@ from __future__ import annotations
 import builtins
 import contextlib
 import hashlib
-import html
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
 
 import numpy as np
 import pandas as pd
 from pandas.api import types as ptypes
-from pydantic import BaseModel, ConfigDict
 from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlmodel import col, select
 
+from fedbench.dataset_info import DatasetInfo
 from fedbench.errors import DatasetError, NotFound, StoreError
 from fedbench.names import check_dataset_name
 from fedbench.store.artifacts import ArtifactFiles
@@ -33,54 +31,6 @@ from fedbench.store.tables import table_from_parquet_bytes, table_to_parquet_byt
 _FINGERPRINT_DOMAIN = b"fedbench-table-fingerprint-v1\x00"
 _CANONICAL_NAN = np.uint64(0x7FF8000000000000)
 _MAX_EXAMPLES = 5
-
-
-class DatasetInfo(BaseModel):
-    """What the registry knows about a dataset; `model_dump(mode="json")` is plain JSON."""
-
-    model_config = ConfigDict(frozen=True)
-
-    name: str
-    owner: str
-    shared_with: list[str] = []
-    id_column: str
-    label_column: str | None
-    features: list[str]
-    dtypes: dict[str, str]
-    n_rows: int
-    fingerprint: str
-    created_at: datetime
-
-    @classmethod
-    def from_row(cls, row: Dataset) -> DatasetInfo:
-        """Build the info of a `Dataset` database row."""
-        return cls(
-            name=row.name,
-            owner=row.owner,
-            shared_with=list(row.shared_with or []),
-            id_column=row.id_column,
-            label_column=row.label_column,
-            features=list(row.features),
-            dtypes=dict(row.dtypes),
-            n_rows=row.n_rows,
-            fingerprint=row.fingerprint,
-            created_at=row.created_at,
-        )
-
-    def _repr_html_(self) -> str:
-        esc = html.escape
-        shown = ", ".join(esc(f) for f in self.features[:8])
-        more = f", … (+{len(self.features) - 8})" if len(self.features) > 8 else ""
-        label = f"<code>{esc(self.label_column)}</code>" if self.label_column else "<i>none</i>"
-        return (
-            '<div class="fedbench-dataset" style="display:inline-block;border:1px solid #d0d7de;'
-            'border-radius:6px;padding:6px 10px;font-family:sans-serif;font-size:13px;line-height:1.5">'
-            f"<b>{esc(self.name)}</b> <span style='color:#57606a'>({esc(self.owner)})</span><br>"
-            f"{self.n_rows:,} rows &middot; id <code>{esc(self.id_column)}</code> &middot; label {label}<br>"
-            f"{len(self.features)} features: {shown}{more}<br>"
-            f"<span style='color:#57606a'>fingerprint <code>{esc(self.fingerprint[:12])}</code></span>"
-            "</div>"
-        )
 
 
 def _positions(mask: np.ndarray) -> str:

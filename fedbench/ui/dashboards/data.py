@@ -13,7 +13,7 @@ import math
 import re
 from html import escape
 from pathlib import PurePath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 import numpy as np
@@ -24,8 +24,6 @@ from fedbench.client.datasets import Dataset
 from fedbench.client.workbench import Workbench
 from fedbench.errors import FedbenchError
 from fedbench.names import check_dataset_name
-from fedbench.store.datasets import NotNumbers, find_not_numbers, id_candidates
-from fedbench.store.tables import read_table_source
 from fedbench.ui.dashboards.common import (
     DashboardApp,
     Notice,
@@ -37,6 +35,9 @@ from fedbench.ui.dashboards.common import (
 )
 from fedbench.ui.errors import FormError
 from fedbench.ui.style import row
+
+if TYPE_CHECKING:
+    from fedbench.store.datasets import NotNumbers
 
 __all__ = ["DataApp", "app", "human_number"]
 
@@ -283,6 +284,9 @@ class DataApp(DashboardApp):
             )
             self.message.problem(problem)
             raise FormError(problem, {"file": problem})
+        from fedbench.store.datasets import id_candidates
+        from fedbench.store.tables import read_table_source
+
         try:
             frame = read_table_source(bytes(content), fmt=fmt)
         except FedbenchError as exc:
@@ -403,6 +407,8 @@ class DataApp(DashboardApp):
         found = []
         id_column = str(self.id_column.value)
         if not id_column:
+            from fedbench.store.datasets import id_candidates
+
             candidates = id_candidates(frame)
             found.append(
                 "choose the ID column, the one that identifies each customer and is matched with partners"
@@ -444,6 +450,8 @@ class DataApp(DashboardApp):
         """The columns other than the ID that hold values that are not numbers."""
         if self.table is None:
             return []
+        from fedbench.store.datasets import find_not_numbers
+
         return find_not_numbers(self.table, exclude=(self.id_column.value or None,))
 
     def register(self) -> Dataset:
@@ -477,6 +485,8 @@ class DataApp(DashboardApp):
         fmt = _FORMATS[PurePath(self.file_name).suffix.lower()]
         id_column = str(self.id_column.value)
         label = self.label_column.value or None
+        from fedbench.store.tables import read_table_source
+
         try:
             frame = read_table_source(self._content, fmt=fmt, id_column=id_column)
             dataset = self.workbench.datasets.upload(

@@ -30,7 +30,6 @@ from fedbench.client.runs import Run
 from fedbench.client.workbench import Workbench
 from fedbench.errors import FedbenchError
 from fedbench.pipeline import Pipeline
-from fedbench.store.tables import table_to_csv_bytes
 from fedbench.ui.dashboards.common import (
     DashboardApp,
     Notice,
@@ -432,6 +431,8 @@ class PsiApp(DashboardApp):
 
     def prepare_download(self) -> bytes:
         """Make the download of our matched rows (a CSV file) and offer it as a link; returns the file."""
+        from fedbench.store.tables import table_to_csv_bytes
+
         try:
             frame = self.intersection()
             content = table_to_csv_bytes(frame)

@@ -32,7 +32,6 @@ from fedbench.client.runs import Run
 from fedbench.client.workbench import Workbench
 from fedbench.errors import FedbenchError
 from fedbench.pipeline import Pipeline
-from fedbench.store.tables import table_to_csv_bytes
 from fedbench.ui.dashboards.acting import RunsApp
 from fedbench.ui.dashboards.common import (
     card,
@@ -585,6 +584,8 @@ class ScoringApp(RunsApp):
             problem = "No scores to download here: show a succeeded scoring run (the scores are the guest's)."
             self.download.value = f'<div class="fb-message">{escape(problem)}</div>'
             raise FormError(problem, {"run": problem})
+        from fedbench.store.tables import table_to_csv_bytes
+
         csv = table_to_csv_bytes(self.scores)
         buffer = io.BytesIO()
         self.scores.to_parquet(buffer, index=False)
