@@ -366,6 +366,8 @@ def client_role(
             break
         if ctx.party not in plan["participants"]:
             continue
+        loss = trainer.loss(weights)
+        ctx.metrics.log("loss", loss, step=r)
         change = trainer.train(weights, rng) - weights
         chosen = len(plan["participants"])
         if params.dp_noise > 0:
@@ -373,7 +375,6 @@ def client_role(
             update = np.concatenate([private, [1.0, 0.0]])
             spent.append((params.dp_noise, chosen / len(client_numbers(ctx))))
         else:
-            loss = trainer.loss(weights)
             change = np.clip(change, -params.clip, params.clip)
             update = np.concatenate(
                 [change * (rows / ROW_SCALE), [rows / ROW_SCALE, rows / ROW_SCALE * min(loss, LOSS_CAP)]]

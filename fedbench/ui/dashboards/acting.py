@@ -82,18 +82,26 @@ class RunsApp(DashboardApp):
         return None
 
     def launch(
-        self, pipeline: Pipeline, button: widgets.Button, what: str, started: str, *, wait: bool = False
+        self,
+        pipeline: Pipeline,
+        button: widgets.Button,
+        what: str,
+        started: str,
+        *,
+        wait: bool = False,
+        roles: dict[str, list[str]] | None = None,
     ) -> Run:
         """Start `pipeline` in the chosen project with a run monitor below; when it ends, show its result.
 
         `button` stays disabled while the run lasts; `what` names the action in messages ("training"). The run
         is followed in the background (`wait=True`: here, returning once it ended). Problems are shown in the
-        page and raised (`FormError` for choices, the node's error when it refuses).
+        page and raised (`FormError` for choices, the node's error when it refuses). `roles` names who plays
+        what (default: the project's guest, host and arbiter).
         """
         project = self.workbench.projects.get(str(self.project.value))
         button.disabled = True
         try:
-            run = project.run_pipeline(pipeline)
+            run = project.run_pipeline(pipeline, roles=roles)
         except FedbenchError as exc:
             button.disabled = False
             self.message.problem(f"The {what} could not start: {exc}")

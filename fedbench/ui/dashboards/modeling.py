@@ -46,6 +46,7 @@ from fedbench.ui.dashboards.common import (
     unavailable_page,
 )
 from fedbench.ui.dashboards.figures import figure_html
+from fedbench.ui.dashboards.horizontal import HorizontalTraining, is_horizontal, train_component
 from fedbench.ui.dashboards.model_runs import Outputs, reuse_sentence, run_state_words, step_of
 from fedbench.ui.dashboards.modeling_result import (
     TREES,
@@ -306,6 +307,20 @@ class ModelingApp(RunsApp):
         )
         self.compare_box.add_class("fb-modeling-compare-box")
 
+        self.horizontal = HorizontalTraining(self)
+        steps_title = widgets.HTML('<div class="fb-subsection">Steps</div>')
+        train_row = row([self.train_button, self.permission])
+        self._vertical_parts = [
+            self.data_box,
+            self.kind_box,
+            steps_title,
+            self.template_box,
+            self.template_info,
+            self.steps_box,
+            self.settings_box,
+            train_row,
+        ]
+        """What the page shows only for a vertical project (a horizontal one shows `self.horizontal.box`)."""
         self.frame(
             workbench,
             "Train a model",
@@ -317,14 +332,8 @@ class ModelingApp(RunsApp):
                     "Train",
                     [
                         labelled("Project", self.project),
-                        self.data_box,
-                        self.kind_box,
-                        widgets.HTML('<div class="fb-subsection">Steps</div>'),
-                        self.template_box,
-                        self.template_info,
-                        self.steps_box,
-                        self.settings_box,
-                        row([self.train_button, self.permission]),
+                        *self._vertical_parts,
+                        self.horizontal.box,
                         self.message,
                         self.monitor_area,
                     ],
@@ -354,6 +363,8 @@ class ModelingApp(RunsApp):
             ],
             tools=[self.refresh_button],
         )
+        self._vertical_cards = tuple(self.children[-2:])
+        """The Result and the modeling runs cards (a horizontal run's result shows in the horizontal box)."""
         if offered:
             self.choose_kind(offered[0])
         self.refresh()
@@ -382,12 +393,22 @@ class ModelingApp(RunsApp):
         super().page_opened()
 
     def choose_project(self, name: str) -> None:
-        """Show one project: whether we train in it, each party's datasets of it, its modeling runs."""
+        """Show one project: whether we train in it, each party's datasets of it, its modeling runs.
+
+        A horizontal project (three or more members with data, one without) shows the horizontal training.
+        """
         info = self.workbench.projects.get(name).info
         self.project_info = info
         with self._quiet():
             if self.project.value != name:
                 self.project.value = name
+        horizontal = is_horizontal(info)
+        self.horizontal.box.layout.display = None if horizontal else "none"
+        for part in [*self._vertical_parts, *self._vertical_cards]:
+            part.layout.display = "none" if horizontal else None
+        if horizontal:
+            self.horizontal.show_project(info)
+            return
         self._fill_datasets()
         self._set_permission()
         runs = [r.record for r in self.workbench.runs(name) if train_step(r.record) is not None]
@@ -750,6 +771,10 @@ class ModelingApp(RunsApp):
         """
         try:
             info = self.workbench.run(job_id).record
+            if train_component(info) is not None:
+                self.horizontal.show_run(info)
+                self.shown = job_id
+                return info
             if job_id not in self._drawn or not info.finished:
                 drawn = self._draw(info)
                 if info.finished:
