@@ -128,14 +128,22 @@ class HorizontalTraining:
         )
         self.box.add_class("fb-horizontal")
         self.box.layout.display = "none"
-        self._show_settings()
 
     def _show_settings(self) -> None:
-        self.settings_box.children = self.parts[str(self.kind.value)]
+        if self.box.layout.display != "none":
+            self.settings_box.children = self.parts[str(self.kind.value)]
+
+    def hide(self) -> None:
+        """Take the horizontal training off the page (a vertical project is chosen): its settings too, so the
+        page holds one "More settings" at a time."""
+        self.box.layout.display = "none"
+        self.settings_box.children = ()
 
     def show_project(self, info: dict[str, Any]) -> None:
         """Offer a horizontal project's choices: our datasets of it, its data members and its aggregators."""
         self.info = info
+        self.box.layout.display = None
+        self._show_settings()
         datasets = info.get("datasets", {})
         party = self.app.workbench.party
         ours = [d["name"] for d in datasets.get(party, [])]

@@ -403,12 +403,12 @@ class ModelingApp(RunsApp):
             if self.project.value != name:
                 self.project.value = name
         horizontal = is_horizontal(info)
-        self.horizontal.box.layout.display = None if horizontal else "none"
         for part in [*self._vertical_parts, *self._vertical_cards]:
             part.layout.display = "none" if horizontal else None
         if horizontal:
             self.horizontal.show_project(info)
             return
+        self.horizontal.hide()
         self._fill_datasets()
         self._set_permission()
         runs = [r.record for r in self.workbench.runs(name) if train_step(r.record) is not None]
