@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field
 
+from fedbench.components.builtin.horizontal import label_text
 from fedbench.components.builtin.metrics import roc_auc
 from fedbench.components.spec import Component, Port, register
 from fedbench.federation import Context
@@ -114,8 +115,7 @@ def _typed(classes: list[str]) -> list[Any]:
 
 
 def _text(values: Any) -> np.ndarray:
-    """Labels or classes as text, a whole float read as an integer (1.0 and 1 are the same class)."""
-    return np.asarray([str(int(v)) if isinstance(v, float) and v.is_integer() else str(v) for v in values])
+    return np.asarray([label_text(v) for v in values])
 
 
 @homo_score.role("client")

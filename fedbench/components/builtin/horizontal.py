@@ -38,6 +38,7 @@ __all__ = [
     "Rows",
     "Trained",
     "finish",
+    "label_text",
     "client_role",
     "quality_of",
     "server_role",
@@ -212,7 +213,7 @@ class Rows:
             raise HorizontalError(f"{where}: the table has no rows")
         self.features = names
         self.classes = list(params.classes) if params.classes is not None else ["0", "1"]
-        as_text = table[label].map(_label_text)
+        as_text = table[label].map(label_text)
         codes = as_text.map({c: i for i, c in enumerate(self.classes)})
         unknown = sorted(set(as_text[codes.isna()]))
         if unknown:
@@ -228,7 +229,8 @@ class Rows:
         return (np.where(np.isnan(self.x), mean, self.x) - mean) / scale
 
 
-def _label_text(value: Any) -> str:
+def label_text(value: Any) -> str:
+    """A label value as the text of its class (a whole float reads as an integer: 1.0 and 1 are one class)."""
     if isinstance(value, float | np.floating) and float(value).is_integer():
         return str(int(value))
     return str(value)
