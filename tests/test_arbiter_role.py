@@ -220,3 +220,26 @@ def test_default_roles_of_a_project_row():
     row.datasets = {"a": pinned, "b": pinned}
     row.members = ["a", "b"]
     assert _default_roles(row) == {"guest": ["a"], "host": ["b"]}, "two-party roles are as before"
+
+
+def test_default_roles_of_a_horizontal_pipeline():
+    """A horizontal step's default roles: members with pinned data train (client), the data-less aggregate."""
+    from fedbench.node.jobs.plan import default_roles
+    from fedbench.pipeline import Pipeline, PipelineError
+    from fedbench.store import Project
+
+    pinned = [{"name": "t", "fingerprint": "f", "n_rows": 3}]
+    row = Project(
+        id="p" * 32,
+        name="branches",
+        initiator="b1",
+        members=["b1", "b2", "b3", "agg"],
+        datasets={"b1": pinned, "b2": pinned, "b3": pinned, "agg": []},
+        token_hash="x",
+    )
+    plan = Pipeline("h").add("train", "homo_lr", inputs={"train": "t"})
+    assert default_roles(row, plan) == {"client": ["b1", "b2", "b3"], "server": ["agg"]}
+    assert default_roles(row, Pipeline("v").add("n", "row_count", inputs={"data": "t"}))["guest"] == ["b1"]
+    row.datasets = {"b1": pinned, "b2": pinned, "b3": pinned, "agg": pinned}
+    with pytest.raises(PipelineError, match="no member without data to aggregate"):
+        default_roles(row, plan)

@@ -15,7 +15,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
 import fedbench
-from fedbench import sandbox
+from fedbench import sandbox, ui
 from fedbench.cli import main
 from fedbench.components.builtin.homo_score import HomoScoreParams, score_table
 from fedbench.datasets.credit import make_credit
@@ -101,6 +101,20 @@ def test_each_bank_scores_its_own_rows_with_the_global_model(fed):
         expected = score_table(global_model, rows, HomoScoreParams())
         np.testing.assert_allclose(scores["score"], expected["score"])
         assert view.output("metrics", "score").value()["auc"] > 0.6
+
+
+def test_a_form_trains_on_the_horizontal_project_without_naming_roles(fed):
+    """`ui.form` names no roles: the node gives a horizontal step its own defaults from the project's records
+    (the branches with data train, the data-less aggregator aggregates)."""
+    root, _, _ = fed
+    project = fedbench.connect(home=root / BANKS[1]).project(sandbox.HORIZONTAL_PROJECT)
+    form = ui.form(project, "homo_lr", show_monitor=False).set(train="credit", rounds=2, local_epochs=1)
+    run = form.run().wait(show_progress=False)
+    assert run.info["state"] == "succeeded", run.info
+    view = fedbench.connect(home=root / AGGREGATOR).project(sandbox.HORIZONTAL_PROJECT).run_by_id(run.job_id)
+    assert [s["role"] for s in view.info["steps"]] == ["server"]
+    rounds = view.output("metrics").value()["rounds"]
+    assert [r["clients"] for r in rounds] == [len(BANKS)] * 2, rounds
 
 
 def test_fewer_than_three_branches_or_a_vertical_home_are_refused_with_the_fix(tmp_path, capsys):

@@ -47,7 +47,7 @@ class Admission:
         row = projects.project_row(caller, project)
         projects.require_active(caller, row)
         plan = Pipeline.from_dict(pipeline)
-        roles = roles or default_roles(row)
+        roles = roles or default_roles(row, plan)
         ordered = plan.validate(roles)
         try:
             spec = job_spec(row, plan.name, ordered, roles, force)

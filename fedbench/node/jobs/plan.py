@@ -14,18 +14,30 @@ from typing import Any
 from sqlmodel import col, select
 
 from fedbench import components
-from fedbench.errors import Refused
+from fedbench.errors import NotFound, Refused
 from fedbench.node.jobs.context import JobContext
 from fedbench.node.jobs.spec import JobSpec, JobStep
 from fedbench.pipeline import InputRef, Pipeline, PipelineError, Step, step_keys
 from fedbench.store import Artifact, Project, Task
 
-__all__ = ["ARBITER", "Planner", "default_roles", "job_spec", "role_of", "step_inputs"]
+__all__ = [
+    "ARBITER",
+    "CLIENT",
+    "SERVER",
+    "Planner",
+    "default_roles",
+    "horizontal_roles",
+    "job_spec",
+    "role_of",
+    "step_inputs",
+]
 
 ARBITER = "arbiter"
-DATALESS_ROLES = frozenset({ARBITER, "server"})
-"""Roles whose party brings no data: the vertical models' arbiter and the horizontal models' aggregator."""
-"""The role of a party that brings no data and only coordinates: a dataset named once is not its input."""
+CLIENT, SERVER = "client", "server"
+"""The horizontal models' roles: the parties that train on their own rows, and the aggregator."""
+DATALESS_ROLES = frozenset({ARBITER, SERVER})
+"""Roles whose party brings no data (a dataset named once is not its input): the vertical models' arbiter and
+the horizontal models' aggregator."""
 
 Roles = Mapping[str, Sequence[str]]
 
@@ -117,12 +129,16 @@ def checked_roles(roles: Roles, project: Project) -> dict[str, list[str]]:
     return {r: list(ps) for r, ps in roles.items()}
 
 
-def default_roles(project: Project) -> dict[str, list[str]]:
+def default_roles(project: Project, plan: Pipeline | None = None) -> dict[str, list[str]]:
     """The initiator plays guest; a member that authorised datasets plays host, one that authorised none arbiter.
 
     `project.datasets` is keyed by party (each member's pinned datasets); an arbiter brings no data and only
     coordinates. The arbiter role is left out when no member is data-less, so two-party jobs look as before.
+    A `plan` with a horizontal step (roles client and server) gets the horizontal defaults instead
+    (`horizontal_roles`), so a form or `project.run` need not name them.
     """
+    if plan is not None and _is_horizontal(plan):
+        return horizontal_roles(project)
     others = [m for m in project.members if m != project.initiator]
     roles = {
         "guest": [project.initiator],
@@ -132,6 +148,30 @@ def default_roles(project: Project) -> dict[str, list[str]]:
     if arbiters:
         roles[ARBITER] = arbiters
     return roles
+
+
+def horizontal_roles(project: Project) -> dict[str, list[str]]:
+    """Every member that authorised data trains (`client`); the members that authorised none aggregate."""
+    with_data = [m for m in project.members if project.datasets.get(m)]
+    without = [m for m in project.members if m not in with_data]
+    if not without:
+        raise PipelineError(
+            f"project {project.name!r} has no member without data to aggregate a horizontal model: add one "
+            "to the project (the sandbox's `aggregator`), or name the roles, e.g. roles={'client': [...], "
+            "'server': [...]}"
+        )
+    return {CLIENT: with_data, SERVER: without}
+
+
+def _is_horizontal(plan: Pipeline) -> bool:
+    """Whether a step of `plan` is a horizontal model's (an unknown component is left for validation)."""
+    for step in plan.steps:
+        try:
+            if {CLIENT, SERVER} & set(components.get(step.component).roles):
+                return True
+        except NotFound:  # Pipeline.validate names the unknown component
+            continue
+    return False
 
 
 def role_of(roles: Roles, party: str, component: str) -> str | None:
