@@ -249,7 +249,7 @@ def main() -> None:
             "- Round time: every client's local training plus the (secure) aggregation, measured by each "
             "side in the same process (ours: serially in one process, function calls; Flower: its fit "
             "workflow, messages between its ServerApp and ClientApps in Ray actors of 1 CPU each). With "
-            "a 24-weight model both are mostly overhead: Flower's of its message transport, ours of the "
+            f"a {split.shape[0]}-weight model both are mostly overhead: Flower's of its message transport, ours of the "
             "protocol's key agreements and Shamir shares; 'secure / own plaintext' compares each with itself.",
         ]
     )
