@@ -1,12 +1,13 @@
-"""The parts of secure aggregation: the fixed-point encoding's stated error bound and headroom, and the
-neighbour graph every client recomputes."""
+"""The parts of secure aggregation: the fixed-point encoding's stated error bound and headroom, the
+neighbour graph every client recomputes, and the batched Shamir rebuild against PyCryptodome's own."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from Crypto.Protocol.SecretSharing import Shamir
 
-from fedbench.secagg import Quantizer, RoundConfig, SecAggError
+from fedbench.secagg import Quantizer, RoundConfig, SecAggError, shamir
 from fedbench.secagg.graph import default_degree, neighbours
 
 
@@ -59,3 +60,14 @@ def test_the_default_threshold_is_a_majority_of_the_neighbours() -> None:
     config = RoundConfig(tuple(range(1000)), 4)
     assert config.degree == 38
     assert config.threshold == 20
+
+
+def test_the_batched_shamir_rebuild_equals_pycryptodomes_combine_for_any_subset() -> None:
+    rng = np.random.default_rng(3)
+    secret = rng.bytes(32)
+    shares = list(shamir.split(secret, 5, list(range(20, 29))).values())
+    for _ in range(4):
+        chosen = [shares[i] for i in rng.choice(len(shares), 5, replace=False)]
+        low = Shamir.combine([(s.index, s.value[:16]) for s in chosen])
+        high = Shamir.combine([(s.index, s.value[16:]) for s in chosen])
+        assert shamir.combine(chosen, 5, owner=0, what="seed") == low + high == secret

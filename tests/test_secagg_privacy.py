@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from Crypto.Protocol.SecretSharing import Shamir
+from cryptography.hazmat.primitives.ciphers import CipherContext
 from scipy import stats
 
 from fedbench.secagg import MaskKeyError, RoundAborted, RoundConfig, shamir, simulate_round
@@ -26,13 +27,13 @@ def test_masked_vectors_are_uniform_bytes_even_for_an_all_zero_update() -> None:
 
 def test_every_mask_is_expanded_from_a_full_256_bit_key(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[bytes] = []
-    real = masks_module.expand
+    real = masks_module.keystream
 
-    def recording(key: bytes, length: int, bits: int) -> np.ndarray:
+    def recording(key: bytes) -> CipherContext:
         seen.append(key)
-        return real(key, length, bits)
+        return real(key)
 
-    monkeypatch.setattr(masks_module, "expand", recording)
+    monkeypatch.setattr(masks_module, "keystream", recording)
     config = RoundConfig(tuple(range(8)), 16, degree=4, threshold=3)
     simulate_round([np.zeros(16) for _ in range(8)], config=config, dropped_after_shares={6})
     # 7 clients mask (seed + 4 pairwise each); the server expands 7 seeds and client 6's 4 pairwise masks.

@@ -2,7 +2,7 @@
 
 Per round each client makes two X25519 key pairs and a self-mask seed, shares the seed and its mask private
 key with O(log N) neighbours by Shamir's scheme (encrypted with AES-GCM), and sends its clipped, quantized
-update plus ChaCha20 masks; the server rebuilds the masks of survivors' seeds and of dropped clients' keys
+update plus AES-256-CTR masks; the server rebuilds the masks of survivors' seeds and of dropped clients' keys
 from the surviving shares and keeps only the sum. See docs/protocols/secure_aggregation.md.
 """
 

@@ -112,15 +112,10 @@ class SecAggClient:
             encoded = self.config.quantizer.encode(values)
         except SecAggError as exc:
             return Withdrawal(self.client, str(exc))
-        length, bits = self.config.length, self.config.bits
-        encoded += masks.expand(self._seed, length, bits)
+        masks.apply(encoded, self._seed, 1)
         paired = frozenset(self._held) & self._sent_to
         for peer in sorted(paired):
-            mask = masks.expand(self._pairwise_key(peer), length, bits)
-            if self.client < peer:
-                encoded += mask
-            else:
-                encoded -= mask
+            masks.apply(encoded, self._pairwise_key(peer), 1 if self.client < peer else -1)
         return MaskedInput(self.client, encoded.tobytes(), paired)
 
     def unmask(self, request: UnmaskRequest) -> UnmaskResponse:

@@ -171,10 +171,9 @@ class SecAggServer:
             for owner, share in response.key_shares.items():
                 key_shares[owner].append(share)
         total = self._sum.copy()
-        length, bits = config.length, config.bits
         for owner in sorted(request.survivors):
             seed = shamir.combine(seed_shares[owner], config.threshold, owner=owner, what="self-mask seed")
-            total -= masks.expand(seed, length, bits)
+            masks.apply(total, seed, -1)
         for owner in sorted(request.dropped):
             raw = shamir.combine(key_shares[owner], config.threshold, owner=owner, what="mask private key")
             pair = keys.from_private_bytes(raw)
@@ -192,11 +191,7 @@ class SecAggServer:
                     a=owner,
                     b=peer,
                 )
-                mask = masks.expand(key, length, bits)
-                if peer < owner:
-                    total -= mask
-                else:
-                    total += mask
+                masks.apply(total, key, -1 if peer < owner else 1)
         return AggregateResult(
             fixed_sum=total,
             total=config.quantizer.decode(total),
