@@ -174,6 +174,7 @@ def test_a_proposal_shows_its_terms_and_the_host_accepts_it(server: str, fed: Pa
 def test_runs_show_their_steps_and_a_cancel_reaches_the_partner(server: str, fed: Path) -> None:
     project = fedbench.connect(home=fed / "guest").project("api-active")
     done = project.run("row_count", data="t").wait(show_progress=False)
+    quick = project.run("slow", data="t", seconds=0).wait(show_progress=False)
     slow = project.run("slow", data="t", seconds=600)
     give_up = time.monotonic() + 60
     while True:
@@ -184,16 +185,15 @@ def test_runs_show_their_steps_and_a_cancel_reaches_the_partner(server: str, fed
         assert time.monotonic() < give_up, runs
         time.sleep(0.5)
     finished = by_id[done.job_id]
-    assert (finished["state"], finished["outputs"], finished["initiator"]) == (
-        "succeeded",
-        ["metrics"],
-        "guest",
-    )
+    assert (finished["state"], finished["initiator"]) == ("succeeded", "guest")
+    assert finished["outputs"] == [], "row_count's metrics are the guest's: the host holds no output to offer"
+    assert by_id[quick.job_id]["outputs"] == [{"name": "metrics", "step": None}], "slow's host keeps its own"
     assert [(s["step"], s["state"], s["progress"]) for s in finished["steps"]] == [
         ("row_count", "succeeded", 1.0)
     ]
     assert finished["duration"].endswith(" s") and finished["reused"] == []
     assert by_id[slow.job_id]["outputs"] == [], "a run's outputs are offered once it succeeded"
+    assert by_id[slow.job_id]["steps"][0]["state"] == "running"
 
     cancelled = requests.post(f"{server}/fedbench/runs/{slow.job_id}/cancel", headers=_auth(), timeout=30)
     assert cancelled.status_code == 200, cancelled.text

@@ -65,14 +65,22 @@ def _project(project: Project, party: str, can_answer: bool) -> dict[str, Any]:
 
 
 def runs(workbench: Workbench, project: str) -> dict[str, Any]:
-    """The newest runs of `project` on our node: state, steps with progress, reused steps, duration, outputs."""
-    found = workbench.project(project).list_runs()[:RECENT_RUNS]
-    described = {c["name"]: c for c in workbench.project(project).components()} if found else {}
-    return {"project": project, "runs": [_run(r, described) for r in found]}
+    """The newest runs of `project` on our node: state, steps with progress, reused steps, duration, and the
+    outputs our node holds (only those: a partner's output is not ours to read)."""
+    handle = workbench.project(project)
+    found = handle.list_runs()[:RECENT_RUNS]
+    described = {c["name"]: c for c in handle.components()} if found else {}
+    succeeded = any(r.record.state == "succeeded" for r in found)
+    held = {str(a["id"]) for a in handle.artifact_records()} if succeeded else set()
+    return {"project": project, "runs": [_run(r, described, held) for r in found]}
 
 
-def _run(run: Run, described: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def _run(run: Run, described: dict[str, dict[str, Any]], held: set[str]) -> dict[str, Any]:
     record: RunInfo = run.record
+
+    def ports(component: str) -> list[str]:
+        return [str(p["name"]) for p in described.get(component, {}).get("outputs", [])]
+
     steps = [
         {
             "step": s.step,
@@ -81,11 +89,17 @@ def _run(run: Run, described: dict[str, dict[str, Any]]) -> dict[str, Any]:
             "progress": s.fraction,
             "message": s.message,
             "error": s.error,
-            "outputs": [p["name"] for p in described.get(s.component, {}).get("outputs", [])],
         }
         for s in record.steps
     ]
-    last = record.steps[-1] if record.steps else None
+    outputs = []
+    if record.state == "succeeded":
+        # `run.output(name)` reads the last step declaring `name`; any other step's output needs `step=`
+        last_with = {name: s.step for s in record.steps for name in ports(s.component)}
+        for s in record.steps:
+            for name in ports(s.component):
+                if f"{s.key}:{name}" in held:
+                    outputs.append({"name": name, "step": None if last_with[name] == s.step else s.step})
     return {
         "job_id": record.job_id,
         "name": record.name,
@@ -97,7 +111,7 @@ def _run(run: Run, described: dict[str, dict[str, Any]]) -> dict[str, Any]:
         "duration": _duration(record),
         "reused": [s.step for s in record.steps if s.state == "reused"],
         "steps": steps,
-        "outputs": steps[-1]["outputs"] if last is not None and record.state == "succeeded" else [],
+        "outputs": outputs,
         "warnings": list(record.warnings),
     }
 

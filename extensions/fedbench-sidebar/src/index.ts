@@ -148,8 +148,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
   ) => {
     const settings = app.serviceManager.serverSettings;
     const panel = new FederationPanel(new FedbenchApi(settings), {
-      insertOutput: async (project, jobId, output) => {
-        const code = outputSnippet(panel.state.status, project, jobId, output);
+      insertOutput: async (project, jobId, output, step) => {
+        const code = outputSnippet(panel.state.status, project, jobId, output, step);
         try {
           await insertCode(app, tracker, code);
         } catch (error) {
@@ -186,7 +186,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
           panel.state.status,
           String(args.project),
           String(args.job_id),
-          String(args.output)
+          String(args.output),
+          args.step ? String(args.step) : null
         );
         await insertCode(app, tracker, code);
       }

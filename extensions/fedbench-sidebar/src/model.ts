@@ -72,7 +72,12 @@ export interface IStep {
   progress: number;
   message: string;
   error: string | null;
-  outputs: string[];
+}
+
+/** An output of a run our node holds; `step` is named when `run.output(name)` alone would read another step's. */
+export interface IRunOutput {
+  name: string;
+  step: string | null;
 }
 
 /** One run of a project. */
@@ -87,7 +92,7 @@ export interface IRun {
   duration: string | null;
   reused: string[];
   steps: IStep[];
-  outputs: string[];
+  outputs: IRunOutput[];
   warnings: string[];
 }
 
@@ -284,13 +289,14 @@ function pyString(text: string): string {
 
 /**
  * The code that reads output `output` of run `jobId` of project `project` in a notebook, connected to the
- * same node as this server: `project.run_by_id("...").output("...")`.
+ * same node as this server: `project.run_by_id("...").output("...")` (with `step=` when one is needed).
  */
 export function outputSnippet(
   status: IStatus | null,
   project: string,
   jobId: string,
-  output: string
+  output: string,
+  step: string | null = null
 ): string {
   let connect = 'fedbench.connect()';
   if (status !== null && status.mode === 'sandbox' && status.party) {
@@ -302,6 +308,8 @@ export function outputSnippet(
     'import fedbench',
     '',
     `project = ${connect}.project(${pyString(project)})`,
-    `project.run_by_id(${pyString(jobId)}).output(${pyString(output)}).value()`
+    `project.run_by_id(${pyString(jobId)}).output(${pyString(output)}${
+      step === null ? '' : `, step=${pyString(step)}`
+    }).value()`
   ].join('\n');
 }

@@ -32,7 +32,7 @@ import {
 /** What the panel asks the plugin to do outside itself. */
 export interface IPanelActions {
   /** Put code reading `output` of run `jobId` into the active notebook. */
-  insertOutput(project: string, jobId: string, output: string): Promise<void>;
+  insertOutput(project: string, jobId: string, output: string, step: string | null): Promise<void>;
   /** Open a dashboard in a JupyterLab tab. */
   openDashboard(dashboard: IDashboard): void;
 }
@@ -360,7 +360,9 @@ export class FederationPanel extends Widget {
         const item = el(
           'li',
           `fb-step fb-state-${step.state}`,
-          `${step.step}: ${step.state} ${percent(step.progress)}%${step.message ? ` · ${step.message}` : ''}`
+          `${step.step}: ${step.state} ${percent(step.progress)}%${
+            step.state === 'running' && step.message ? ` · ${step.message}` : ''
+          }`
         );
         item.dataset.state = step.state;
         steps.appendChild(item);
@@ -375,10 +377,12 @@ export class FederationPanel extends Widget {
         buttons.appendChild(button('fb-cancel', 'Cancel', () => this.cancel(run)));
       }
       for (const output of run.outputs) {
-        const insert = button('fb-insert', `Insert code: ${output}`, () => {
-          void this.actions.insertOutput(project.name, run.job_id, output);
+        const label = output.step === null ? output.name : `${output.step}.${output.name}`;
+        const insert = button('fb-insert', `Insert code: ${label}`, () => {
+          void this.actions.insertOutput(project.name, run.job_id, output.name, output.step);
         });
-        insert.dataset.output = output;
+        insert.dataset.output = output.name;
+        insert.dataset.step = output.step || '';
         buttons.appendChild(insert);
       }
       card.appendChild(buttons);

@@ -172,4 +172,10 @@ describe('the output snippet', () => {
     expect(code).toContain('fedbench.connect(home="/data/home").project("say \\"hi\\"")');
     expect(outputSnippet(null, 'p', 'j', 'o')).toContain('fedbench.connect().project("p")');
   });
+
+  it('names the step when the output is not the last of its name', () => {
+    expect(outputSnippet(null, 'p', 'j', 'data', 'psi')).toContain(
+      'project.run_by_id("j").output("data", step="psi").value()'
+    );
+  });
 });
