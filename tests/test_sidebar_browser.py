@@ -143,8 +143,13 @@ def page(browser, lab: str):
 
 
 def test_sidebar_accepts_a_proposal_follows_a_run_and_inserts_its_output(page, fed: Path) -> None:
-    page.click('.jp-SideBar [data-id="fedbench-federation"]')
+    page.keyboard.press("Control+Shift+C")
+    page.keyboard.type("fedbench")
+    palette = page.locator(".lm-CommandPalette-item")
+    palette.filter(has_text="fedbench: Refresh the Federation sidebar").wait_for()
+    palette.filter(has_text="fedbench: Show the Federation sidebar").click()
     panel = page.locator("#fedbench-federation")
+    panel.wait_for()
     health = panel.locator('.fb-health[data-level="ok"]')
     health.wait_for()
     assert health.inner_text() == "host: node up, guest reachable"
@@ -152,6 +157,10 @@ def test_sidebar_accepts_a_proposal_follows_a_run_and_inserts_its_output(page, f
     status_bar = page.locator(".fb-statusbar")
     assert status_bar.inner_text() == "fedbench host ✓ · guest ✓"
     assert panel.locator('.fb-dashboard[data-name="data"]').count() == 1
+    page.keyboard.press("Control+Shift+C")
+    page.keyboard.type("fedbench open")
+    palette.filter(has_text="fedbench: Open the data dashboard").wait_for()
+    page.keyboard.press("Escape")
 
     proposal = panel.locator(f'.fb-project[data-name="{PROJECT}"][data-state="pending"]')
     proposal.wait_for()

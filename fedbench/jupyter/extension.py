@@ -23,9 +23,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from traitlets import Bool, Float, Unicode, default
 from traitlets.config import Configurable
@@ -39,6 +40,8 @@ from fedbench.jupyter.handlers import routes
 from fedbench.node.config import NodeHome
 
 __all__ = ["Fedbench", "NodeWatch", "load"]
+
+T = TypeVar("T")
 _TRUE = ("1", "true", "yes", "on")
 
 
@@ -158,21 +161,21 @@ class NodeWatch:
             f"the sandbox at {self.root} has parties {[n.party for n in nodes]}, not {chosen!r}"
         )
 
-    def workbench(self) -> Workbench:
-        """The server's connection to its node (made on first use, made again after the node was down)."""
+    def using(self, read: Callable[[Workbench], T]) -> T:
+        """`read(workbench)` on the server's one connection to its node (made on first use); a connection that
+        found the node down is dropped, so the next call connects again (the node may have moved or restarted)."""
         with self._workbench_lock:
             if self._workbench is None:
                 self._workbench = Workbench(NodeClient.for_home(self.node_home(), self._token))
             workbench = self._workbench
         try:
-            workbench.health()
+            return read(workbench)
         except NodeUnavailable:
             with self._workbench_lock:
                 if self._workbench is workbench:
                     self._workbench = None
             workbench.close()
             raise
-        return workbench
 
     def status(self) -> dict[str, Any]:
         """The node's state, identity and addresses, and each peer's reachability (blocking: run it off the loop)."""

@@ -145,7 +145,7 @@ class ProjectsHandler(_SidebarHandler):
     @web.authenticated
     async def get(self) -> None:
         """The projects, our datasets and the user's role."""
-        await self.answer("projects", lambda: panel.projects(self.watch.workbench()))
+        await self.answer("projects", lambda: self.watch.using(panel.projects))
 
 
 class AnswerHandler(_SidebarHandler):
@@ -165,10 +165,12 @@ class AnswerHandler(_SidebarHandler):
                 raise web.HTTPError(
                     400, f"name the datasets of ours to authorise for {name!r}: {{'datasets': [...]}}"
                 )
-            await self.act(lambda: panel.accept(self.watch.workbench(), name, datasets), "projects", "runs/")
+            await self.act(
+                lambda: self.watch.using(lambda wb: panel.accept(wb, name, datasets)), "projects", "runs/"
+            )
         else:
             reason = str(body.get("reason") or "")
-            await self.act(lambda: panel.reject(self.watch.workbench(), name, reason), "projects")
+            await self.act(lambda: self.watch.using(lambda wb: panel.reject(wb, name, reason)), "projects")
 
 
 class RunsHandler(_SidebarHandler):
@@ -177,7 +179,7 @@ class RunsHandler(_SidebarHandler):
     @web.authenticated
     async def get(self, name: str) -> None:
         """The runs of project `name`, newest first."""
-        await self.answer(f"runs/{name}", lambda: panel.runs(self.watch.workbench(), name))
+        await self.answer(f"runs/{name}", lambda: self.watch.using(lambda wb: panel.runs(wb, name)))
 
 
 class CancelHandler(_SidebarHandler):
@@ -186,7 +188,7 @@ class CancelHandler(_SidebarHandler):
     @web.authenticated
     async def post(self, job_id: str) -> None:
         """Cancel the run `job_id` as the server's node user."""
-        await self.act(lambda: panel.cancel(self.watch.workbench(), job_id), "runs/")
+        await self.act(lambda: self.watch.using(lambda wb: panel.cancel(wb, job_id)), "runs/")
 
 
 def routes(base_url: str) -> list[tuple[str, type[APIHandler]]]:
