@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Set up what the tests need on a fresh machine (Debian's chromium and docker-compose, the package with its
-# test extras), then run the whole suite: ruff, mypy, pytest, and the store and project tests again against a
-# real PostgreSQL (installed from Debian's packages and started on loopback for the run).
+# Set up what the tests need on a fresh machine (Debian's chromium and docker-compose, the JupyterLab sidebar's
+# build and jest tests, the package with its test extras), then run the whole suite: ruff, mypy, pytest, and the
+# store and project tests again against a real PostgreSQL (installed from Debian's packages and started on
+# loopback for the run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/ci/install-browser.sh
 bash scripts/ci/install-compose.sh
+# The JupyterLab sidebar: npm ci, build, jest; fails if the committed prebuilt copy (fedbench/labextension) is stale.
+bash scripts/ci/build-sidebar.sh
 python3 -m pip install --quiet --disable-pip-version-check -e '.[test,postgres,torch]'
 python3 -m ruff check fedbench tests benchmarks
 python3 -m mypy

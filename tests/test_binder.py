@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -43,6 +44,16 @@ notebook = nbformat.read(sys.argv[1], as_version=4)
 NotebookClient(notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": sys.argv[3]}}).execute()
 nbformat.write(notebook, sys.argv[2])
 """
+
+
+_LIST_LABEXTENSIONS = """
+import sys
+from jupyterlab.labextensions import LabExtensionApp
+
+sys.argv = ["jupyter-labextension", "list"]
+LabExtensionApp.launch_instance()
+"""
+"""`jupyter labextension list` run by the venv's own Python (the `jupyter` command would run the base one's)."""
 
 
 def _free_port() -> int:
@@ -98,6 +109,16 @@ def test_binder_sequence_serves_lab_with_the_sandbox_and_runs_the_notebook(tmp_p
     assert json.loads((enabled / "fedbench.jupyter.json").read_text())["ServerApp"][
         "jpserver_extensions"
     ] == {"fedbench.jupyter": True}
+    listed = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", _LIST_LABEXTENSIONS],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert re.search(r"fedbench-sidebar v\S+ \S*enabled\S* \S*OK", listed.stdout + listed.stderr), (
+        "pip installed the prebuilt sidebar, enabled: " + listed.stdout + listed.stderr
+    )
 
     port = _free_port()
     lab_command = [
@@ -115,6 +136,9 @@ def test_binder_sequence_serves_lab_with_the_sandbox_and_runs_the_notebook(tmp_p
         assert status["party"] == "guest" and [p["party"] for p in status["peers"]] == ["host"]
         code, page = _get(f"http://127.0.0.1:{port}/lab")
         assert code == 200 and b"JupyterLab" in page
+        assert b"fedbench-sidebar" in page, (
+            "JupyterLab loads the sidebar (its page lists the prebuilt extension)"
+        )
         assert (home / "up.log").exists(), "`start` ran `fedbench sandbox up` in the background"
         for dashboard in DASHBOARDS:
             code, page = _get(f"http://127.0.0.1:{port}/voila/render/notebooks/dashboards/{dashboard.name}")

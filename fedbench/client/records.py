@@ -90,6 +90,8 @@ class RunInfo:
     initiator: str = ""
     steps: tuple[StepInfo, ...] = ()
     created_at: datetime | None = None
+    finished_at: datetime | None = None
+    """When the run ended (None while it runs, or from a node of an earlier release)."""
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RunInfo:
@@ -104,6 +106,7 @@ class RunInfo:
             initiator=str(data.get("initiator") or ""),
             steps=tuple(StepInfo.from_dict(s) for s in data.get("steps") or ()),
             created_at=_when(data.get("created_at")),
+            finished_at=_when(data.get("finished_at")),
         )
 
     @property
@@ -127,6 +130,18 @@ class RunInfo:
     def warnings(self) -> tuple[str, ...]:
         """What our party's steps warned about their results, each once, in step order."""
         return tuple(dict.fromkeys(w for s in self.steps for w in s.warnings))
+
+    def duration(self, now: datetime | None = None) -> float | None:
+        """Seconds from the run's creation to its end (or to `now` while it runs); None if unknown."""
+        if self.created_at is None:
+            return None
+        if self.finished:
+            end = self.finished_at
+            if end is None:
+                return None
+        else:
+            end = now or datetime.now(UTC)
+        return max(0.0, (end - self.created_at).total_seconds())
 
     def step(self, name: str) -> StepInfo | None:
         """Our party's record of step `name`, or None if we play no part in it."""

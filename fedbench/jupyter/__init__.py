@@ -4,8 +4,11 @@ Installing the package enables it (`etc/jupyter/jupyter_server_config.d/fedbench
 shared data); `jupyter server extension enable --sys-prefix fedbench.jupyter` does the same by hand. On
 start it works out which node this server belongs to (traitlets `c.Fedbench.home`, or `$FEDBENCH_HOME`, or
 the sandbox federation when `$FEDBENCH_SANDBOX=1` or nothing is configured), brings it up in a background
-thread if it does not answer, and serves `GET /fedbench/status` (token-authenticated like every Jupyter API).
-The work is in `extension.py` (imported only by a server); `links.py` locates the dashboards for kernels too.
+thread if it does not answer, and serves the API of JupyterLab's "Federation" sidebar under `/fedbench/`
+(`status`, `projects`, runs; authenticated and XSRF-checked like every Jupyter API). The work is in
+`extension.py` and `handlers.py` (imported only by a server; what the sidebar shows is read in `panel.py`, kept
+for a second in `cache.py`); `links.py` locates the dashboards for kernels too. The sidebar itself is the
+prebuilt labextension in `fedbench/labextension` (sources: `extensions/fedbench-sidebar`).
 """
 
 from __future__ import annotations

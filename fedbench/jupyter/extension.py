@@ -1,4 +1,4 @@
-"""The server extension's work: pick this Jupyter server's node, bring it up, answer `GET /fedbench/status`.
+"""The server extension's work: pick this Jupyter server's node, bring it up, serve the sidebar's API.
 
 Which node: `c.Fedbench.home` (or `$FEDBENCH_HOME`) names a node home; `c.Fedbench.sandbox` (or
 `$FEDBENCH_SANDBOX=1`), or no home at all, means the local sandbox federation in `c.Fedbench.sandbox_home`
@@ -11,38 +11,37 @@ docker compose, where the node has its own container) the extension only looks f
 
 The status answer holds no secret: the party, the node's state and addresses, each peer's reachability
 (pinged live over the federation channel), and the Voila links of the dashboards under the server's root.
+The server acts on the node as the user of `c.Fedbench.token` (`$FEDBENCH_TOKEN`, made by `fedbench users
+add`), else as the node's admin; the sidebar's handlers (`handlers.py`) read and act through one `Workbench`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
 import logging
 import os
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from jupyter_server.base.handlers import APIHandler
-from jupyter_server.utils import url_path_join
-from tornado import web
 from traitlets import Bool, Float, Unicode, default
 from traitlets.config import Configurable
 
 from fedbench import sandbox
 from fedbench.client.control import NodeClient
 from fedbench.client.workbench import Workbench
-from fedbench.errors import ConfigError, FedbenchError, NodeError
-from fedbench.jupyter.links import find_dashboards, voila_url
+from fedbench.errors import ConfigError, FedbenchError, NodeError, NodeUnavailable
+from fedbench.jupyter.cache import Snapshots
+from fedbench.jupyter.handlers import routes
 from fedbench.node.config import NodeHome
 
-__all__ = ["STATUS_PATH", "Fedbench", "NodeWatch", "StatusHandler", "load"]
+__all__ = ["Fedbench", "NodeWatch", "load"]
 
-STATUS_PATH = "fedbench/status"
+T = TypeVar("T")
 _TRUE = ("1", "true", "yes", "on")
 
 
@@ -74,6 +73,12 @@ class Fedbench(Configurable):
         config=True,
         help="Start the node or sandbox when it does not answer ($FEDBENCH_START_NODE, default 1).",
     )
+    token = Unicode(
+        None,
+        allow_none=True,
+        config=True,
+        help="The node user's API token the server acts with ($FEDBENCH_TOKEN; default: the node's admin).",
+    )
     start_timeout = Float(120.0, config=True, help="Seconds to wait for a node started by the extension.")
 
     @default("home")
@@ -91,6 +96,10 @@ class Fedbench(Configurable):
     @default("party")
     def _default_party(self) -> str | None:
         return os.environ.get("FEDBENCH_PARTY") or None
+
+    @default("token")
+    def _default_token(self) -> str | None:
+        return os.environ.get("FEDBENCH_TOKEN") or None
 
     @default("start_node")
     def _default_start_node(self) -> bool:
@@ -114,8 +123,11 @@ class NodeWatch:
         self.timeout = float(settings.start_timeout)
         self.state = "starting"
         self.error: str | None = None
+        self._token: str | None = settings.token
         self._log = log
         self._thread: threading.Thread | None = None
+        self._workbench: Workbench | None = None
+        self._workbench_lock = threading.Lock()
 
     def describe(self) -> str:
         """One line for the server log."""
@@ -148,6 +160,22 @@ class NodeWatch:
         raise ConfigError(
             f"the sandbox at {self.root} has parties {[n.party for n in nodes]}, not {chosen!r}"
         )
+
+    def using(self, read: Callable[[Workbench], T]) -> T:
+        """`read(workbench)` on the server's one connection to its node (made on first use); a connection that
+        found the node down is dropped, so the next call connects again (the node may have moved or restarted)."""
+        with self._workbench_lock:
+            if self._workbench is None:
+                self._workbench = Workbench(NodeClient.for_home(self.node_home(), self._token))
+            workbench = self._workbench
+        try:
+            return read(workbench)
+        except NodeUnavailable:
+            with self._workbench_lock:
+                if self._workbench is workbench:
+                    self._workbench = None
+            workbench.close()
+            raise
 
     def status(self) -> dict[str, Any]:
         """The node's state, identity and addresses, and each peer's reachability (blocking: run it off the loop)."""
@@ -241,32 +269,16 @@ def _answers(home: NodeHome) -> bool:
         client.close()
 
 
-class StatusHandler(APIHandler):
-    """`GET /fedbench/status`: the node this server works with, its health, its peers, the dashboard links."""
-
-    @web.authenticated
-    async def get(self) -> None:
-        """Answer the status as JSON (the peer pings run in a worker thread, off the event loop)."""
-        watch: NodeWatch = self.settings["fedbench_watch"]
-        body = await asyncio.get_running_loop().run_in_executor(None, watch.status)
-        base_url = self.settings.get("base_url", "/")
-        body["dashboards"] = [
-            {"name": Path(path).stem, "path": path, "url": voila_url(base_url, path)}
-            for path in find_dashboards(self.settings["fedbench_root_dir"])
-        ]
-        self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps(body))
-
-
 def load(serverapp: Any) -> NodeWatch:
-    """Register `/fedbench/status` on the server and start bringing its node up."""
+    """Register the sidebar's API (`/fedbench/status`, projects, runs) and start bringing the node up."""
     settings = Fedbench(parent=serverapp)
     watch = NodeWatch(settings, serverapp.log)
     web_app = serverapp.web_app
     web_app.settings["fedbench_watch"] = watch
+    web_app.settings["fedbench_snapshots"] = Snapshots()
     web_app.settings["fedbench_root_dir"] = serverapp.root_dir
-    route = url_path_join(web_app.settings.get("base_url", "/"), STATUS_PATH)
-    web_app.add_handlers(".*$", [(route, StatusHandler)])
-    serverapp.log.info("fedbench: %s; status at %s", watch.describe(), route)
+    api = routes(web_app.settings.get("base_url", "/"))
+    web_app.add_handlers(".*$", api)
+    serverapp.log.info("fedbench: %s; status at %s", watch.describe(), api[0][0])
     watch.start()
     return watch

@@ -8,18 +8,21 @@ words beside the terms, which promises hold only while the partner runs fedbench
 
 from __future__ import annotations
 
-from collections.abc import Collection
-from typing import Literal
+from collections.abc import Collection, Mapping
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from fedbench.psi.release import LABELS as RELEASE_LABELS
 from fedbench.psi.release import Release
 
 Use = Literal["psi", "train", "score"]
 
-__all__ = ["USES", "ProjectTerms", "caveats"]
+__all__ = ["USES", "USE_LABELS", "ProjectTerms", "caveats", "terms_in_words"]
 
 USES = ("psi", "train", "score")
+USE_LABELS = {"psi": "Match IDs (PSI)", "train": "Train models", "score": "Score customers"}
+"""Each use in plain words, as a business user reads it."""
 
 
 class ProjectTerms(BaseModel):
@@ -116,5 +119,23 @@ def caveats(terms: ProjectTerms, *, arbiter: bool = False) -> list[str]:
         found.append(
             "Scoring: every exact score shown to the guest tells it the host's part of that score; a partner "
             "running modified code can return wrong scores."
+        )
+    return found
+
+
+def terms_in_words(terms: Mapping[str, Any]) -> list[str]:
+    """A project's terms as plain sentences (what the projects dashboard and the JupyterLab sidebar show)."""
+    uses = ", ".join(USE_LABELS.get(u, u) for u in terms.get("uses", []))
+    release = terms.get("release", "")
+    found = [
+        f"Allowed: {uses}",
+        f"Up to {int(terms.get('jobs_per_day', 0)):,} jobs a day, {int(terms.get('psi_runs', 0)):,} PSI runs in all",
+        f"A PSI result is released only if at least {int(terms.get('min_intersection', 0)):,} IDs match",
+        f"Matched IDs go to: {RELEASE_LABELS.get(release, str(release))}",
+    ]
+    rows = terms.get("max_psi_rows") or {}
+    if rows:
+        found.append(
+            "Largest ID sets in a PSI: " + ", ".join(f"{p} {int(n):,}" for p, n in sorted(rows.items()))
         )
     return found

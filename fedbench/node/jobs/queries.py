@@ -73,6 +73,7 @@ class JobQueries:
             "initiator": job.initiator,
             "steps": steps,
             "created_at": job.created_at.isoformat(),
+            "finished_at": job.finished_at.isoformat() if job.finished_at else None,
         }
 
     def list_for(self, caller: Caller, project: str) -> list[dict[str, Any]]:

@@ -20,7 +20,7 @@ import traitlets
 from fedbench.client.projects import Project
 from fedbench.client.workbench import Workbench
 from fedbench.errors import FedbenchError
-from fedbench.node.terms import ProjectTerms
+from fedbench.node.terms import USE_LABELS, ProjectTerms, terms_in_words
 from fedbench.node.terms import caveats as caveats_of
 from fedbench.psi import release as release_policy
 from fedbench.ui.dashboards.common import (
@@ -38,7 +38,6 @@ from fedbench.ui.style import row
 
 __all__ = ["ProjectsApp", "app", "describe_caveats", "describe_terms"]
 
-USE_LABELS = {"psi": "Match IDs (PSI)", "train": "Train models", "score": "Score customers"}
 RELEASE_LABELS = release_policy.LABELS
 _ACTIONS = {
     "project.propose": "proposed the project",
@@ -67,21 +66,9 @@ _ACTIONS = {
 
 
 def describe_terms(terms: dict[str, Any]) -> str:
-    """A project's terms as a short HTML list in plain words."""
-    uses = ", ".join(USE_LABELS.get(u, u) for u in terms.get("uses", []))
-    rows = terms.get("max_psi_rows") or {}
-    items = [
-        f"Allowed: {escape(uses)}",
-        f"Up to {int(terms.get('jobs_per_day', 0)):,} jobs a day, {int(terms.get('psi_runs', 0)):,} PSI runs in all",
-        f"A PSI result is released only if at least {int(terms.get('min_intersection', 0)):,} IDs match",
-        f"Matched IDs go to: {escape(RELEASE_LABELS.get(terms.get('release', ''), str(terms.get('release'))))}",
-    ]
-    if rows:
-        items.append(
-            "Largest ID sets in a PSI: "
-            + ", ".join(f"{escape(p)} {int(n):,}" for p, n in sorted(rows.items()))
-        )
-    return '<ul class="fb-terms">' + "".join(f"<li>{item}</li>" for item in items) + "</ul>"
+    """A project's terms as a short HTML list in plain words (`node.terms.terms_in_words`)."""
+    items = "".join(f"<li>{escape(item)}</li>" for item in terms_in_words(terms))
+    return f'<ul class="fb-terms">{items}</ul>'
 
 
 def describe_caveats(info: dict[str, Any]) -> str:
