@@ -48,6 +48,7 @@ SLOWEST_FIRST = (
     "test_modeling_dashboard.py",
     "test_hetero_lr_protocols.py",
     "test_jupyter_extension.py",
+    "test_sidebar_browser.py",
     "test_rogue_score.py",
     "test_rogue_dashboards.py",
     "test_ui_forms.py",
