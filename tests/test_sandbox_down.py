@@ -25,6 +25,16 @@ def _sigterm_pending(pid: int) -> bool:
     raise AssertionError(f"no ShdPnd line in /proc/{pid}/status")
 
 
+def _frozen(pid: int) -> bool:
+    """Whether every thread of process `pid` has stopped (Linux /proc: state T). A SIGSTOP takes effect only
+    once each thread runs again; a SIGTERM sent before that would be handled first on a loaded machine."""
+    states = [
+        (task / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        for task in Path(f"/proc/{pid}/task").iterdir()
+    ]
+    return all(state == "T" for state in states)
+
+
 def test_down_asks_every_node_to_stop_before_waiting_on_any(tmp_path: Path) -> None:
     root = tmp_path / "sb"
     sandbox.up(root, demo_data=False)
@@ -34,6 +44,10 @@ def test_down_asks_every_node_to_stop_before_waiting_on_any(tmp_path: Path) -> N
     stopped: list[str] = []
     for pid in pids.values():
         os.kill(pid, signal.SIGSTOP)
+    deadline = time.monotonic() + 60
+    while not all(_frozen(pid) for pid in pids.values()):
+        assert time.monotonic() < deadline, "SIGSTOP froze the nodes"
+        time.sleep(0.05)
     down = threading.Thread(target=lambda: stopped.extend(sandbox.down(root, timeout=120.0)))
     try:
         down.start()
