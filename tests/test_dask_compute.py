@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,8 +15,14 @@ from typing import Any
 import numpy as np
 import pytest
 
+from fedbench import compute
 from fedbench.compute import ComputeError, DaskBackend, LocalBackend, LocalCluster, start_cluster
+from fedbench.crypto.paillier import generate_keypair, parallel
 from fedbench.net.certs import init_ca, issue_party
+from fedbench.net.transport import InMemoryFederation
+from fedbench.psi import group, run_psi
+
+pytestmark = pytest.mark.filterwarnings("ignore::fedbench.crypto.paillier.WeakKeyWarning")
 
 TESTS = Path(__file__).resolve().parent
 """On the workers' path: they import this module's task functions by name, as they import fedbench's."""
@@ -74,6 +81,91 @@ def test_map_gives_the_same_results_in_order_on_both_backends_and_drops_the_stat
     )
     assert seen[-1] == (12, 12) and max(s - d for d, s in seen) <= 3
     assert all(held == [] for held in job.held_on_workers().values())
+
+
+def _psi_pair(guest: list[str], host: list[str], messages: list[str]) -> dict[str, Any]:
+    federation = InMemoryFederation(["guest", "host"])
+    out: dict[str, Any] = {}
+
+    def side(party: str, role: str, peer: str, ids: list[str]) -> None:
+        out[party] = run_psi(
+            federation.transport(party),
+            role=role,
+            peer=peer,
+            ids=ids,
+            domain_key=b"k",
+            key_prefix="job/psi",
+            release="initiator",
+            timeout=60,
+            progress=lambda _f, text: messages.append(text),
+        )
+
+    threads = [
+        threading.Thread(target=side, args=("guest", "initiator", "host", guest)),
+        threading.Thread(target=side, args=("host", "partner", "guest", host)),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    return out
+
+
+def test_psi_masks_bit_identically_and_finds_the_same_rows_on_the_local_pool_and_dask(dask: DaskBackend):
+    ids = [f"cust-{i}-é" for i in range(3000)]
+    secret = group.new_secret()
+    with group.MaskingPool(secret, b"k", 2) as local, group.MaskingPool(secret, b"k", backend=dask) as remote:
+        hashed = local.hash_mask(ids).result()
+        assert remote.hash_mask(ids).result() == hashed
+        assert remote.mask(hashed[: 32 * 500]).result() == local.mask(hashed[: 32 * 500]).result()
+    guest, host = ids[:2000], ids[1200:]
+    on_local = _psi_pair(guest, host, [])
+    messages: list[str] = []
+    previous = compute.use(dask)
+    try:
+        on_dask = _psi_pair(guest, host, messages)
+    finally:
+        compute.use(previous)
+    assert on_dask["guest"].indices.tolist() == on_local["guest"].indices.tolist() == list(range(1200, 2000))
+    assert any(f"on dask at {dask.scheduler}" in text for text in messages)
+
+
+def test_an_lr_epoch_on_paillier_gives_the_same_results_on_the_local_pool_and_dask(
+    dask: DaskBackend, monkeypatch: pytest.MonkeyPatch
+):
+    """Encrypt the residuals, X^T [[r]], decrypt the gradient: the same ciphertexts where the operation is
+    deterministic, the same plaintexts where it is randomised, and every operation ran on the cluster."""
+    monkeypatch.setattr(parallel, "MIN_PARALLEL_COST", 200)
+    ran: list[str] = []
+    real = parallel._on_cluster
+    monkeypatch.setattr(
+        parallel, "_on_cluster", lambda c, s, task, ch: ran.append(task.__name__) or real(c, s, task, ch)
+    )
+    public, private = generate_keypair(1024)
+    rng = np.random.default_rng(7)
+    residuals, features = rng.normal(size=48), rng.normal(size=(48, 3))
+    encrypted = public.encrypt(residuals, workers=2)
+    gradient = encrypted.dot(features, workers=2)
+    decrypted = private.decrypt(gradient, workers=2)
+    previous = compute.use(dask)
+    try:
+        assert [int(c) for c in encrypted.dot(features)._ct] == [int(c) for c in gradient._ct]
+        assert private.decrypt(gradient).tolist() == decrypted.tolist()
+        assert private.decrypt(public.encrypt(residuals)).tolist() == private.decrypt(encrypted).tolist()
+        assert private.decrypt(private.encrypt(residuals)).tolist() == private.decrypt(encrypted).tolist()
+        held = dask.client.run(_held_jobs)
+        assert all(len(jobs) >= 2 for jobs in held.values())
+    finally:
+        compute.use(previous)
+        dask.close()
+    assert {"_cluster_dot", "_cluster_decrypt", "_cluster_encrypt"} <= set(ran)
+    assert all(jobs == [] for jobs in dask.client.run(_held_jobs).values())
+
+
+def _held_jobs() -> list[str]:
+    from fedbench.compute import job_state
+
+    return job_state.held()
 
 
 def test_a_worker_killed_mid_job_is_replaced_and_the_job_succeeds(dask: DaskBackend):

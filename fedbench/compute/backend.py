@@ -11,6 +11,7 @@ node's configuration names a Dask scheduler, `use`).
 from __future__ import annotations
 
 import abc
+import hashlib
 import itertools
 import threading
 from collections import deque
@@ -145,8 +146,28 @@ class ComputeBackend(abc.ABC):
         with self.job() as job:
             yield from job.map(fn, chunks, inflight=inflight, progress=progress)
 
-    def close(self) -> None:  # noqa: B027 (a backend without connections has nothing to release)
-        """Release the backend's connections or processes."""
+    def cached_job(self, setup: Setup, state: Mapping[str, Any]) -> ComputeJob:
+        """The open job of this `setup` and `state`, opened on first use and kept until `close`: many short
+        operations of one key (a step's encryptions) share its state on the workers, built once."""
+        payload = self.encode_state(state)
+        key = hashlib.sha256(
+            f"{setup.__module__}.{setup.__qualname__}".encode() + b"\0" + payload
+        ).hexdigest()
+        with _lock:
+            jobs = self.__dict__.setdefault("_cached_jobs", {})
+            job = jobs.get(key)
+        if job is None or job.closed:
+            job = self.job(setup, state)
+            with _lock:
+                jobs[key] = job
+        return job
+
+    def close(self) -> None:
+        """Close the cached jobs (dropping their state on the workers) and release the backend's resources."""
+        with _lock:
+            jobs = list(self.__dict__.pop("_cached_jobs", {}).values())
+        for job in jobs:
+            job.close()
 
     @staticmethod
     def encode_state(state: Mapping[str, Any] | None) -> bytes:

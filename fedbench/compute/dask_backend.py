@@ -211,6 +211,7 @@ class DaskBackend(ComputeBackend):
         return DaskJob(self, setup, self.encode_state(state))
 
     def close(self) -> None:
+        super().close()
         with self._lock:
             client, self._client = self._client, None
         if client is not None:
