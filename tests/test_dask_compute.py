@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -14,12 +16,15 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import small_two_party_project
 
-from fedbench import compute
+import fedbench
+from fedbench import compute, sandbox, sandbox_dask
 from fedbench.compute import ComputeError, DaskBackend, LocalBackend, LocalCluster, start_cluster
 from fedbench.crypto.paillier import generate_keypair, parallel
 from fedbench.net.certs import init_ca, issue_party
 from fedbench.net.transport import InMemoryFederation
+from fedbench.node.config import NodeHome
 from fedbench.psi import group, run_psi
 
 pytestmark = pytest.mark.filterwarnings("ignore::fedbench.crypto.paillier.WeakKeyWarning")
@@ -215,3 +220,39 @@ def test_a_scheduler_that_dies_mid_job_is_a_clear_error(other_party: tuple[Path,
                         os.kill(running.pids[0], signal.SIGKILL)
     finally:
         backend.close()
+
+
+def test_sandbox_up_dask_runs_the_guests_psi_on_its_own_cluster_and_down_stops_it(tmp_path: Path):
+    root = tmp_path / "sb"
+    sandbox.up(root, demo_data=False, dask=True)
+    try:
+        nodes = {node.party: node for node in sandbox.status(root)}
+        guest = nodes["guest"]
+        assert guest.dask_scheduler and guest.dask_scheduler.startswith("tls://")
+        assert guest.dask_dashboard and guest.dask_dashboard.startswith("http://127.0.0.1:")
+        assert nodes["host"].dask_scheduler is None
+        shown = subprocess.run(
+            [sys.executable, "-m", "fedbench", "sandbox", "status", "--home", str(root)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        assert f"dashboard {guest.dask_dashboard}" in shown
+        small_two_party_project(root, "dask_psi")
+        run = fedbench.connect(home=root / "guest").project("dask_psi").run("psi", data="t")
+        run.wait(show_progress=False)
+        messages = [event.message or "" for event in run.events() if event.type == "progress"]
+        assert any(f"on dask at {guest.dask_scheduler}" in text for text in messages), messages
+        pids = sandbox_dask.info(root, "guest")["pids"]
+    finally:
+        sandbox.down(root)
+    assert NodeHome(root / "guest").load_config().compute is None
+    assert not [pid for pid in pids if _alive(pid)]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True

@@ -46,7 +46,7 @@ class LocalCluster:
                 _signal(pid, signal.SIGKILL)
                 _reap(pid)
 
-    def as_dict(self) -> dict[str, object]:
+    def as_dict(self) -> dict[str, Any]:
         return {"scheduler": self.scheduler, "dashboard": self.dashboard, "pids": self.pids}
 
 
