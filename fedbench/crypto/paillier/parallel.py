@@ -250,7 +250,7 @@ def _obfuscator_parts(spec: ObfuscatorSpec, count: int, workers: int | None) -> 
 def encrypt(spec: ObfuscatorSpec, residues: list[int], workers: int | None = None) -> list[mpz]:
     """Ciphertexts of plaintext residues, in-process or split over worker processes (or the party's cluster)."""
     cluster = _cluster()
-    parts = _obfuscator_parts(spec, len(residues), cluster.cores if cluster else workers)
+    parts = _obfuscator_parts(spec, len(residues), _cap(cluster, workers))
     if parts == 1:
         return encrypt_residues(spec, residues)
     n = mpz(spec.n)
@@ -265,7 +265,7 @@ def encrypt(spec: ObfuscatorSpec, residues: list[int], workers: int | None = Non
 def make_obfuscators(spec: ObfuscatorSpec, count: int, workers: int | None = None) -> list[mpz]:
     """`count` obfuscators, in-process or split over worker processes (or the party's cluster)."""
     cluster = _cluster()
-    parts = _obfuscator_parts(spec, count, cluster.cores if cluster else workers)
+    parts = _obfuscator_parts(spec, count, _cap(cluster, workers))
     if parts == 1:
         return obfuscators(spec, count)
     n = mpz(spec.n)
@@ -280,7 +280,7 @@ def decrypt(p: int, q: int, ciphertexts: Sequence[mpz], workers: int | None = No
     """Residues in [0, n) of the ciphertexts (CRT decryption), in-process or over worker processes."""
     params = crt_params(p, q)
     cluster = _cluster()
-    parts = plan(len(ciphertexts), 0.4 * int(params.n).bit_length(), cluster.cores if cluster else workers, 4)
+    parts = plan(len(ciphertexts), 0.4 * int(params.n).bit_length(), _cap(cluster, workers), 4)
     if parts == 1:
         return params.decrypt(ciphertexts)
     width = _width(params.nsq)
@@ -323,7 +323,7 @@ def dot(
     bits = max((abs(int(x)).bit_length() for x in (matrix.max(initial=0), matrix.min(initial=0))), default=0)
     unit = features * (1.2 * bits if naive else max(bits, 1) / 8 + 1)
     cluster = _cluster() if matrix.dtype == np.int64 else None
-    parts = plan(rows, unit, cluster.cores if cluster else workers)
+    parts = plan(rows, unit, _cap(cluster, workers))
     if parts == 1:
         return dot_parts(ciphertexts, matrix, nsq, naive)
     width = _width(nsq)
@@ -397,6 +397,12 @@ def _cluster() -> compute.ComputeBackend | None:
     """The party's cluster when the process's compute backend is one (else None: this machine's pool)."""
     backend = compute.current()
     return backend if backend.distributed else None
+
+
+def _cap(cluster: compute.ComputeBackend | None, workers: int | None) -> int | None:
+    """The cap on chunks: the cluster's cores, and at least two there (work worth shipping goes to the cluster
+    even when it has one worker: that worker is another machine's core), else the caller's `workers`."""
+    return max(2, cluster.cores) if cluster is not None else workers
 
 
 def _spec_state(spec: ObfuscatorSpec) -> dict[str, Any]:
