@@ -3,7 +3,8 @@
 ``"compute": {"scheduler": "tls://host:8786"}`` sends PSI masking and the Paillier engine's vector operations
 to the party's Dask cluster (TLS with the files of the node's `tls/`, or of `tls_dir`); without a scheduler
 they run on the machine's own process pool. `fedbench node start --dask-scheduler ADDR` sets the scheduler
-for one run of the node (`$FEDBENCH_DASK_SCHEDULER`, which its step workers inherit).
+for one run of the node (`$FEDBENCH_DASK_SCHEDULER`, which its step workers inherit; `$FEDBENCH_DASK_TLS_DIR`
+likewise names the TLS files, as the compose profile `dask` does).
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ from pydantic import BaseModel, Field, field_validator
 
 from fedbench.compute.backend import ComputeBackend
 
-__all__ = ["SCHEDULER_ENV", "ComputeConfig", "backend_for"]
+__all__ = ["SCHEDULER_ENV", "TLS_DIR_ENV", "ComputeConfig", "backend_for"]
 
 SCHEDULER_ENV = "FEDBENCH_DASK_SCHEDULER"
+TLS_DIR_ENV = "FEDBENCH_DASK_TLS_DIR"
+"""The party's TLS files for its cluster, when set (a container's mount of its compute CA's certificate)."""
 
 
 class ComputeConfig(BaseModel):
@@ -44,8 +47,8 @@ class ComputeConfig(BaseModel):
 
 
 def backend_for(config: ComputeConfig | None, tls_dir: str | Path) -> ComputeBackend | None:
-    """The Dask backend a node's step should use (None: the local pool), with `$FEDBENCH_DASK_SCHEDULER`
-    overriding the configured scheduler."""
+    """The Dask backend a node's step should use (None: the local pool), with `$FEDBENCH_DASK_SCHEDULER` and
+    `$FEDBENCH_DASK_TLS_DIR` overriding the configured scheduler and TLS directory."""
     settings = config or ComputeConfig()
     scheduler = os.environ.get(SCHEDULER_ENV) or settings.scheduler
     if not scheduler:
@@ -54,7 +57,7 @@ def backend_for(config: ComputeConfig | None, tls_dir: str | Path) -> ComputeBac
 
     return DaskBackend(
         scheduler,
-        tls_dir=settings.tls_dir or tls_dir,
+        tls_dir=os.environ.get(TLS_DIR_ENV) or settings.tls_dir or tls_dir,
         connect_timeout=settings.connect_timeout,
         dashboard_link=settings.dashboard,
     )
