@@ -21,6 +21,7 @@ from conftest import small_two_party_project
 import fedbench
 from fedbench import compute, sandbox, sandbox_dask
 from fedbench.compute import ComputeError, DaskBackend, LocalBackend, LocalCluster, start_cluster
+from fedbench.compute.config import SCHEDULER_ENV, ComputeConfig, backend_for
 from fedbench.crypto.paillier import generate_keypair, parallel
 from fedbench.net.certs import init_ca, issue_party
 from fedbench.net.transport import InMemoryFederation
@@ -256,3 +257,31 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def test_node_start_dask_scheduler_must_be_tls_and_reaches_the_steps_backend(
+    tls: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    refused = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fedbench",
+            "node",
+            "start",
+            "--home",
+            str(tmp_path),
+            "--dask-scheduler",
+            "tcp://h:1",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert refused.returncode == 2 and "--dask-scheduler must be tls://host:port" in refused.stderr
+    assert backend_for(ComputeConfig(), tls) is None, "no scheduler: the local pool"
+    monkeypatch.setenv(SCHEDULER_ENV, "tls://10.0.0.5:8786")
+    backend = backend_for(ComputeConfig(scheduler="tls://elsewhere:1"), tls)
+    assert isinstance(backend, DaskBackend) and backend.scheduler == "tls://10.0.0.5:8786"
+    assert not backend.connected, "a step connects only when it has work for the cluster"
+    with pytest.raises(ComputeError, match="no party.key in"):
+        backend_for(None, tmp_path / "no-tls")

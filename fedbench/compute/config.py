@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field, field_validator
 
-from fedbench.compute.backend import ComputeBackend
+if TYPE_CHECKING:
+    from fedbench.compute.backend import ComputeBackend
 
 __all__ = ["SCHEDULER_ENV", "TLS_DIR_ENV", "ComputeConfig", "backend_for"]
 
