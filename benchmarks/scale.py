@@ -233,6 +233,8 @@ def main() -> None:
         "also uses some CPU (packing IDs, unpacking results).",
     ]
     title = f"scale.py: local pool vs Dask (1 and 2 workers), PSI {args.psi_size:,} and Paillier"
+    if args.dask_only:
+        title = f"scale.py --dask-only: PSI {args.psi_size:,} through Dask (2 workers), memory per worker"
     if args.quick:
         print(markdown_table(headers, rows))
         print("\n".join(notes))

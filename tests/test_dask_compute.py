@@ -26,7 +26,7 @@ from fedbench.crypto.paillier import generate_keypair, parallel
 from fedbench.net.certs import init_ca, issue_party
 from fedbench.net.transport import InMemoryFederation
 from fedbench.node.config import NodeHome
-from fedbench.psi import group, run_psi
+from fedbench.psi import PsiRefused, group, run_psi
 
 pytestmark = pytest.mark.filterwarnings("ignore::fedbench.crypto.paillier.WeakKeyWarning")
 
@@ -124,6 +124,8 @@ def test_psi_masks_bit_identically_and_finds_the_same_rows_on_the_local_pool_and
         hashed = local.hash_mask(ids).result()
         assert remote.hash_mask(ids).result() == hashed
         assert remote.mask(hashed[: 32 * 500]).result() == local.mask(hashed[: 32 * 500]).result()
+        with pytest.raises(PsiRefused, match="invalid group element"):
+            remote.mask(bytes(32)).result()
     guest, host = ids[:2000], ids[1200:]
     on_local = _psi_pair(guest, host, [])
     messages: list[str] = []

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import abc
 import hashlib
-import itertools
 import threading
+import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
@@ -31,14 +31,10 @@ TaskFn = Callable[..., np.ndarray[Any, Any]]
 ProgressFn = Callable[[int, int], None]
 """``progress(done, submitted)`` in chunks, after each result is taken."""
 
-_ids = itertools.count(1)
-
 
 def new_job_id(kind: str) -> str:
-    """A job id unique on this machine and run (pid, counter): names the state on the workers."""
-    import os
-
-    return f"{kind}-{os.getpid()}-{next(_ids)}"
+    """A random job id: names the job's state on workers that several processes (and machines) may share."""
+    return f"{kind}-{uuid.uuid4().hex}"
 
 
 class ComputeJob(abc.ABC):

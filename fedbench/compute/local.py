@@ -24,6 +24,7 @@ from fedbench.compute import job_state
 from fedbench.compute.backend import Chunk, ComputeBackend, ComputeJob, TaskFn, new_job_id
 from fedbench.compute.errors import ComputeError
 from fedbench.compute.job_state import Setup
+from fedbench.net import codec
 
 __all__ = ["BROKEN_POOL", "LocalBackend", "LocalJob"]
 
@@ -75,7 +76,7 @@ class LocalJob(ComputeJob):
         self._inline: Any = None
         self._executor: ProcessPoolExecutor | None = None
         if workers == 1:
-            state = job_state.codec.decode(payload) if payload else {}
+            state = codec.decode(payload) if payload else {}
             self._inline = setup(state) if setup is not None else None
         else:
             self._executor = ProcessPoolExecutor(
@@ -139,6 +140,8 @@ class LocalBackend(ComputeBackend):
         *,
         workers: int | None = None,
     ) -> LocalJob:
-        count = max(1, min(workers or self.cores, self.cores) if self.workers else workers or self.cores)
+        count = workers or self.cores
+        if self.workers:
+            count = min(count, self.workers)
         preload = [setup.__module__] if setup is not None else []
         return LocalJob(self, setup, self.encode_state(state), count, preload)
