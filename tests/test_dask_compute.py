@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -241,6 +242,11 @@ def test_sandbox_up_dask_runs_the_guests_psi_on_its_own_cluster_and_down_stops_i
             check=True,
         ).stdout
         assert f"dashboard {guest.dask_dashboard}" in shown
+        with urllib.request.urlopen(guest.dask_dashboard, timeout=30) as page:
+            body = page.read()
+        assert b"Bokeh" in body and b"needs bokeh" not in body, (
+            "the dashboard itself, not a page asking for bokeh"
+        )
         small_two_party_project(root, "dask_psi")
         run = fedbench.connect(home=root / "guest").project("dask_psi").run("psi", data="t")
         run.wait(show_progress=False)
