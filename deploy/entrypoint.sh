@@ -15,6 +15,14 @@
 #        unused is freed), FEDBENCH_CULL_CLOSED (30: seconds after a page closed before its kernel is freed),
 #        FEDBENCH_TEMPLATES (/opt/fedbench/templates: where the `fedbench` Voila template and its landing page
 #        are; plain Voila pages when it is absent).
+# dask-scheduler / dask-worker: the party's Dask cluster (compose profile `dask`), TLS with the files in
+#        FEDBENCH_DASK_TLS_DIR (/data/compute-tls: party.key, party.pem, ca.pem of the party's own CA);
+#        the worker joins FEDBENCH_DASK_SCHEDULER with FEDBENCH_DASK_WORKER_PROCESSES single-threaded processes
+#        (2); the scheduler listens on FEDBENCH_DASK_HOST (0.0.0.0), FEDBENCH_DASK_PORT (8786) and serves its
+#        dashboard on FEDBENCH_DASK_DASHBOARD (8787). The node uses the cluster when FEDBENCH_DASK_SCHEDULER is
+#        set (tls://host:8786).
+# compute-certs: once, in the scheduler's container: a CA of the party's own in FEDBENCH_DASK_CA_DIR
+#        (/data/compute-ca) and a certificate from it for FEDBENCH_PARTY in FEDBENCH_DASK_TLS_DIR.
 set -euo pipefail
 
 home="${FEDBENCH_HOME:-/data/home}"
@@ -109,6 +117,36 @@ voila)
         --DashboardKernelManager.cull_idle_timeout="$idle" --DashboardKernelManager.cull_connected=True \
         --DashboardKernelManager.cull_interval="$interval" --DashboardKernelManager.closed_timeout="$closed" \
         "${template[@]}" "$dashboards"
+    ;;
+compute-certs)
+    : "${FEDBENCH_PARTY:?set FEDBENCH_PARTY: the party named in the certificate of its cluster}"
+    ca="${FEDBENCH_DASK_CA_DIR:-/data/compute-ca}"
+    tls="${FEDBENCH_DASK_TLS_DIR:-/data/compute-tls}"
+    if [ ! -f "$ca/ca.pem" ]; then
+        "$python" -m fedbench certs init-ca --ca "$ca" --name "$FEDBENCH_PARTY compute CA"
+    fi
+    if [ ! -f "$tls/party.pem" ]; then
+        "$python" -m fedbench certs issue --ca "$ca" --party "$FEDBENCH_PARTY" --dir "$tls" \
+            --host dask-scheduler --host localhost --host 127.0.0.1
+    fi
+    ;;
+dask-scheduler | dask-worker)
+    tls="${FEDBENCH_DASK_TLS_DIR:-/data/compute-tls}"
+    if [ ! -f "$tls/party.pem" ]; then
+        echo "entrypoint: no certificate in $tls; issue the cluster's with" \
+            "\`docker compose -f deploy/compose.yaml --profile dask run --rm dask-scheduler compute-certs\`" >&2
+        exit 2
+    fi
+    tls_args=(--tls-ca-file "$tls/ca.pem" --tls-cert "$tls/party.pem" --tls-key "$tls/party.key")
+    if [ "$command" = dask-scheduler ]; then
+        host="${FEDBENCH_DASK_HOST:-0.0.0.0}"
+        exec "$python" -m distributed.cli.dask_scheduler --protocol tls --host "$host" \
+            --port "${FEDBENCH_DASK_PORT:-8786}" --dashboard-address "$host:${FEDBENCH_DASK_DASHBOARD:-8787}" \
+            "${tls_args[@]}"
+    fi
+    : "${FEDBENCH_DASK_SCHEDULER:?set FEDBENCH_DASK_SCHEDULER: the tls:// address of the Dask scheduler of this party}"
+    exec "$python" -m distributed.cli.dask_worker "$FEDBENCH_DASK_SCHEDULER" \
+        --nworkers "${FEDBENCH_DASK_WORKER_PROCESSES:-2}" --nthreads 1 "${tls_args[@]}"
     ;;
 *)
     exec "$@"

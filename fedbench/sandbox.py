@@ -94,6 +94,9 @@ class NodeStatus:
     pid: int | None
     federation_address: str
     control_address: str
+    dask_scheduler: str | None = None
+    """The party's own Dask cluster (`up(dask=True)`), where its heavy work runs."""
+    dask_dashboard: str | None = None
 
 
 def default_home() -> Path:
@@ -113,6 +116,8 @@ def up(
     demo_rows: int | None = None,
     warm_workers: int | None = None,
     horizontal: int = 0,
+    dask: bool = False,
+    dask_workers: int = 1,
 ) -> list[NodeStatus]:
     """Create what is missing, start what is not running, register demo data; returns each node's status.
 
@@ -125,7 +130,8 @@ def up(
     30,000). `warm_workers` sets node.json's pool of warm workers of new nodes (default:
     `$FEDBENCH_SANDBOX_WARM_WORKERS`, else the node's default). `horizontal=N` (at least 3) makes a new sandbox
     horizontal: N branches with their own rows of the demo credit table and an aggregator, in project
-    `branches`.
+    `branches`. `dask` starts a local Dask cluster (scheduler and `dask_workers` worker processes, TLS with a CA
+    of the party's own) for the first party, whose steps then run their heavy work there (`sandbox_dask`).
     """
     rows = _demo_rows(demo_rows)
     pool = _warm_workers(warm_workers)
@@ -144,6 +150,10 @@ def up(
             pool,
             horizontal,
         )
+        if dask:
+            from fedbench import sandbox_dask
+
+            sandbox_dask.start(root, _parties(root)[0], workers=dask_workers)
     return status(root)
 
 
@@ -236,6 +246,7 @@ def status(home: str | os.PathLike[str] | None = None) -> list[NodeStatus]:
         node_home = NodeHome(root / party)
         config = node_home.load_config()
         pid = _running(node_home)
+        compute = config.compute
         result.append(
             NodeStatus(
                 party,
@@ -244,9 +255,15 @@ def status(home: str | os.PathLike[str] | None = None) -> list[NodeStatus]:
                 pid,
                 config.federation_address,
                 config.control_address,
+                compute.scheduler if compute else None,
+                compute.dashboard if compute else None,
             )
         )
     return result
+
+
+def _parties(root: Path) -> list[str]:
+    return list(json.loads((root / _MANIFEST).read_text())["parties"])
 
 
 def down(home: str | os.PathLike[str] | None = None, *, timeout: float = 15.0) -> list[str]:
@@ -260,6 +277,10 @@ def down(home: str | os.PathLike[str] | None = None, *, timeout: float = 15.0) -
         return []
     stopped = []
     with _locked(root):
+        from fedbench import sandbox_dask
+
+        for party in _parties(root):
+            sandbox_dask.stop(root, party)
         (root / _STOPPED).write_text(
             "stopped with `fedbench sandbox down`; `fedbench sandbox up` starts it\n"
         )

@@ -9,7 +9,7 @@ bash scripts/ci/install-browser.sh
 bash scripts/ci/install-compose.sh
 # The JupyterLab sidebar: npm ci, build, jest; fails if the committed prebuilt copy (fedbench/labextension) is stale.
 bash scripts/ci/build-sidebar.sh
-python3 -m pip install --quiet --disable-pip-version-check -e '.[test,postgres,torch]'
+python3 -m pip install --quiet --disable-pip-version-check -e '.[test,postgres,torch,dask]'
 python3 -m ruff check fedbench tests benchmarks
 python3 -m mypy
 # Two worker processes (pytest-xdist): most tests wait on nodes, Voila and the browser, so the second core works

@@ -124,7 +124,11 @@ def test_party_compose_file_validates_with_its_env_file() -> None:
         "/data/home": "home",
         "/data/home/artifacts": "artifacts",
         "/data/home/tls": "certs",
+        "/data/compute-tls": "compute-certs:ro",
     }
+    assert _env(node)["FEDBENCH_DASK_SCHEDULER"] == "", (
+        "without the dask profile, heavy work stays on the node"
+    )
     assert lab["network_mode"] == "service:node", "JupyterLab reaches the control API on the node's loopback"
     assert _mounts(lab)["/data/home"] == "home:ro" and "/data/home/tls" not in _mounts(lab)
     assert _env(lab)["FEDBENCH_START_NODE"] == "0" and _env(lab)["JUPYTER_TOKEN"]
@@ -137,13 +141,30 @@ def test_profiles_add_voila_and_postgresql() -> None:
         "-f", "compose.yaml", "--env-file", ".env.example", "--profile", "dashboards", "--profile", "postgres"
     )
     services = config["services"]
-    assert set(services) == {"node", "lab", "voila", "postgres"}
+    # some compose versions print every service whatever the profiles asked: the dask profile's are there too
+    assert set(services) - {"dask-scheduler", "dask-worker"} == {"node", "lab", "voila", "postgres"}
     assert services["voila"]["profiles"] == ["dashboards"] and services["postgres"]["profiles"] == [
         "postgres"
     ]
     assert services["voila"]["network_mode"] == "service:node" and services["voila"]["command"] == ["voila"]
     assert services["postgres"]["image"].startswith("postgres:")
     assert _mounts(services["postgres"])["/var/lib/postgresql/data"] == "pgdata"
+
+
+def test_profile_dask_adds_the_partys_scheduler_and_workers_on_its_own_ca() -> None:
+    config = _parsed("-f", "compose.yaml", "--env-file", ".env.example", "--profile", "dask")
+    services = config["services"]
+    scheduler, worker, node = services["dask-scheduler"], services["dask-worker"], services["node"]
+    assert scheduler["profiles"] == worker["profiles"] == ["dask"]
+    assert scheduler["command"] == ["dask-scheduler"] and worker["command"] == ["dask-worker"]
+    assert _env(worker)["FEDBENCH_DASK_SCHEDULER"] == "tls://dask-scheduler:8786"
+    assert _env(node)["FEDBENCH_DASK_TLS_DIR"] == "/data/compute-tls"
+    assert _mounts(worker) == {"/data/compute-tls": "compute-certs:ro"}
+    assert _mounts(scheduler) == {"/data/compute-tls": "compute-certs", "/data/compute-ca": "compute-ca"}
+    assert "/data/compute-ca" not in _mounts(node), "the compute CA's key stays with the scheduler"
+    (dashboard,) = scheduler["ports"]
+    published = dashboard if isinstance(dashboard, dict) else {"host_ip": str(dashboard).split(":")[0]}
+    assert published["host_ip"] == "127.0.0.1", "only the dashboard is published, on loopback"
 
 
 def test_missing_party_setting_is_refused_by_compose(tmp_path: Path) -> None:
@@ -323,6 +344,40 @@ def test_entrypoint_starts_two_parties_and_a_lab_like_the_containers(
         "an existing node.json is kept: the environment only seeds the first start"
     )
     assert started.stop(again) == 0 and started.stop(nodes["host"]) == 0
+
+
+def test_entrypoint_runs_the_partys_dask_cluster_on_its_own_ca(tmp_path: Path, started: Started) -> None:
+    from fedbench.compute import DaskBackend
+    from fedbench.psi import group
+
+    env = {
+        "FEDBENCH_PARTY": "bank-a",
+        "FEDBENCH_DASK_CA_DIR": str(tmp_path / "compute-ca"),
+        "FEDBENCH_DASK_TLS_DIR": str(tmp_path / "compute-tls"),
+    }
+    assert started.entrypoint("compute-certs", **env).wait(timeout=60) == 0
+    assert (tmp_path / "compute-tls" / "party.pem").exists()
+    port = _free_port()
+    address = f"tls://127.0.0.1:{port}"
+    scheduler = started.entrypoint(
+        "dask-scheduler",
+        **env,
+        FEDBENCH_DASK_HOST="127.0.0.1",
+        FEDBENCH_DASK_PORT=str(port),
+        FEDBENCH_DASK_DASHBOARD=str(_free_port()),
+    )
+    started.entrypoint(
+        "dask-worker", **env, FEDBENCH_DASK_SCHEDULER=address, FEDBENCH_DASK_WORKER_PROCESSES="1"
+    )
+    backend = DaskBackend(address, tls_dir=tmp_path / "compute-tls", connect_timeout=60)
+    try:
+        started.until(scheduler, lambda: backend.client.wait_for_workers(1, timeout=60) is None)
+        secret = group.new_secret()
+        with group.MaskingPool(secret, b"key", backend=backend) as pool:
+            remote = pool.hash_mask(["a", "b", "c"]).result()
+        assert remote == group.Masker(secret, b"key").hash_mask(["a", "b", "c"])
+    finally:
+        backend.close()
 
 
 def test_entrypoint_without_a_party_says_what_to_set(tmp_path: Path, started: Started) -> None:

@@ -71,3 +71,7 @@ def test_the_masking_processes_fork_server_imports_neither_pandas_nor_the_protoc
     code = "import sys, fedbench.psi.group; print(sorted({'pandas', 'fedbench.psi.protocol'} & set(sys.modules)))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_compute_sits_below_the_protocols_and_the_engine():
+    assert wrong_way(("compute",), ("psi", "ml", "crypto", "components", "node", "client", "ui")) == {}

@@ -30,6 +30,12 @@ def add_parser(sub: Any) -> None:
     start.add_argument(
         "--log-format", choices=("text", "json"), default="text", help="json: one JSON object per line"
     )
+    start.add_argument(
+        "--dask-scheduler",
+        default=None,
+        metavar="tls://HOST:PORT",
+        help="run heavy work (PSI masking, Paillier vector operations) on the party's Dask cluster",
+    )
     start.set_defaults(func=_start)
 
     init = actions.add_parser("init", help="write a node.json for a new party")
@@ -61,7 +67,17 @@ class JsonLinesFormatter(logging.Formatter):
 
 
 def _start(args: argparse.Namespace) -> int:
+    from fedbench.compute.config import SCHEDULER_ENV
+    from fedbench.errors import ConfigError
     from fedbench.node.server import PartyNode
+
+    if args.dask_scheduler:
+        if not args.dask_scheduler.startswith("tls://"):
+            raise ConfigError(
+                f"--dask-scheduler must be tls://host:port (the party's keys travel only over TLS with its CA), "
+                f"got {args.dask_scheduler!r}"
+            )
+        os.environ[SCHEDULER_ENV] = args.dask_scheduler
 
     handler = logging.StreamHandler(sys.stderr)
     if args.log_format == "json":

@@ -50,6 +50,15 @@ def add_parser(sub: Any) -> None:
         action="store_true",
         help="a new sandbox gets a third node, 'arbiter', that brings no data and joins the demo project",
     )
+    up.add_argument(
+        "--dask",
+        action="store_true",
+        help="start a local Dask cluster (scheduler and workers, TLS with its own CA) for the first party: its "
+        "PSI masking and Paillier operations run there",
+    )
+    up.add_argument(
+        "--dask-workers", type=int, default=1, help="worker processes of that cluster (default 1)"
+    )
     up.set_defaults(func=_up)
     down = actions.add_parser("down", help="stop the sandbox nodes")
     down.set_defaults(func=_down)
@@ -69,6 +78,8 @@ def _print(nodes: list[sandbox.NodeStatus], home: str | None) -> None:
             f"{n.party:<10} {state:<22} federation {n.federation_address:<21} control {n.control_address:<21} "
             f"home {n.home}"
         )
+        if n.dask_scheduler:
+            print(f"{'':<10} dask scheduler {n.dask_scheduler}  dashboard {n.dask_dashboard or '-'}")
     if any(not n.running for n in nodes):
         why = "stopped with `fedbench sandbox down`; " if sandbox.stopped_on_purpose(home) else ""
         print(f"{why}`{_up_command(home)}` starts what is stopped")
@@ -89,6 +100,8 @@ def _up(args: argparse.Namespace) -> int:
         demo_rows=args.demo_rows,
         warm_workers=args.warm_workers,
         horizontal=args.horizontal,
+        dask=args.dask,
+        dask_workers=args.dask_workers,
     )
     _print(nodes, args.home)
     return 0

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
+from fedbench.compute.config import ComputeConfig
 from fedbench.errors import ConfigError
 from fedbench.names import check_party_name
 
@@ -67,6 +68,10 @@ class NodeConfig(BaseModel):
         ge=0,
         le=32,
         description="worker processes kept started, imports done, for the next steps (0: start each cold)",
+    )
+    compute: ComputeConfig | None = Field(
+        default=None,
+        description='where heavy work runs: {"scheduler": "tls://host:8786"} for the party\'s Dask cluster',
     )
 
     @field_validator("party")

@@ -17,7 +17,8 @@ from typing import Any
 
 import pandas as pd
 
-from fedbench import components
+from fedbench import components, compute
+from fedbench.compute.config import backend_for
 from fedbench.crypto.paillier import parallel as paillier_workers
 from fedbench.errors import ConfigError, FedbenchError
 from fedbench.federation import Context, TaskIO
@@ -114,6 +115,9 @@ def _run(task: TaskSpec, events: Queue[dict[str, Any]], cancel: Event) -> None:
             }
         )
 
+    backend = backend_for(config.compute, home.tls_dir)
+    if backend is not None:
+        compute.use(backend)
     context = Context(
         party=config.party,
         role=task.role,
@@ -143,6 +147,9 @@ def _run(task: TaskSpec, events: Queue[dict[str, Any]], cancel: Event) -> None:
     try:
         component.functions[task.role](context, params)
     finally:
+        if backend is not None:
+            compute.use(None)
+            backend.close()
         control.close()
         for client in peers.values():
             client.close()

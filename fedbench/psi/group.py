@@ -5,27 +5,29 @@ binding measured on our machines (figures and reasons in docs/protocols/psi.md).
 ``SHA-512(tag || len(domain_key) || domain_key || len(id) || id)[:32]``; masking is ``X25519(k, u)``. X25519
 clamps every scalar to a multiple of the cofactor 8, so each result lies in the prime-order subgroup of the
 curve or of its twist (Curve25519 is twist-secure), and ``X25519(a, X25519(b, u)) == X25519(b, X25519(a, u))``.
-No curve arithmetic is written here. `MaskingPool` spreads chunks over worker processes: the library holds the
-GIL, so threads would not scale.
+No curve arithmetic is written here. `MaskingPool` spreads chunks over a compute backend's worker processes
+(`fedbench.compute`: the local pool or the party's Dask cluster): the library holds the GIL, so threads would
+not scale.
 """
 
 from __future__ import annotations
 
 import hashlib
-import multiprocessing
 import os
-import threading
-import time
 from collections.abc import Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
+import numpy as np
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
+from fedbench.compute.arrays import pack_texts, unpack_texts
+from fedbench.compute.backend import ComputeBackend, ComputeJob
+from fedbench.compute.errors import ComputeError
+from fedbench.compute.local import BROKEN_POOL as BROKEN_LOCAL_POOL
+from fedbench.compute.local import LocalBackend
 from fedbench.psi.errors import PsiError, PsiRefused
 
-__all__ = ["BROKEN_POOL", "ELEMENT_BYTES", "GROUP", "Masker", "MaskingPool", "new_secret"]
+__all__ = ["BROKEN_POOL", "ELEMENT_BYTES", "GROUP", "Masker", "MaskingPool", "Pending", "new_secret"]
 
 GROUP = "x25519"
 """The group's name, declared in the first message so that two versions that disagree refuse early."""
@@ -64,6 +66,18 @@ class Masker:
             raise PsiError(f"ID number {len(out)} of a chunk is not a str encodable as UTF-8") from None
         return b"".join(out)
 
+    def hash_mask_packed(self, texts: Sequence[bytes]) -> bytes:
+        """`hash_mask` of IDs already encoded as UTF-8 (what a worker gets from a packed chunk)."""
+        copy = self._prefix.copy
+        load = X25519PublicKey.from_public_bytes
+        exchange = self._exchange
+        out = []
+        for data in texts:
+            hasher = copy()
+            hasher.update(len(data).to_bytes(8, "little") + data)
+            out.append(exchange(load(hasher.digest()[:ELEMENT_BYTES])))
+        return b"".join(out)
+
     def mask(self, values: bytes) -> bytes:
         """``X25519(k, v)`` for each 32-byte element of `values`, concatenated."""
         if len(values) % ELEMENT_BYTES:
@@ -78,103 +92,80 @@ class Masker:
             raise PsiRefused("the peer sent an invalid group element (one of small order)") from None
 
 
-BROKEN_POOL = (
-    "a PSI worker process exited unexpectedly: out of memory, killed, or, when the caller is a script, a "
-    "missing `if __name__ == '__main__':` guard (worker processes import the main module, as in any "
-    "multiprocessing program)"
-)
-
-_WORKER: Masker | None = None
+BROKEN_POOL = BROKEN_LOCAL_POOL
+"""What a PSI says when a local masking process died (the local backend's message)."""
 
 
-def _init_worker(secret: bytes, domain_key: bytes, owner: int) -> None:
-    global _WORKER
-    _WORKER = Masker(secret, domain_key)
-    threading.Thread(target=_exit_with_owner, args=(owner,), name="owner-watch", daemon=True).start()
+def _masker(state: dict[str, Any]) -> Masker:
+    """A masking worker's job state: the PSI's secret and domain key, made into a `Masker` once per worker."""
+    return Masker(state["secret"], state["domain_key"])
 
 
-def _exit_with_owner(owner: int) -> None:
-    """A masking process whose PSI's process is gone (killed, e.g. when its step was cancelled) stops instead
-    of idling on: its parent is the fork server, which lives as long as any of its children do."""
-    while True:
-        try:
-            os.kill(owner, 0)
-        except ProcessLookupError:
-            os._exit(3)
-        time.sleep(0.5)
+def _hash_mask_task(masker: Masker, offsets: np.ndarray[Any, Any], data: np.ndarray[Any, Any]) -> Any:
+    return np.frombuffer(masker.hash_mask_packed(unpack_texts(offsets, data)), dtype=np.uint8)
 
 
-def _worker_hash_mask(ids: list[str]) -> bytes:
-    assert _WORKER is not None
-    return _WORKER.hash_mask(ids)
+def _mask_task(masker: Masker, values: np.ndarray[Any, Any]) -> Any:
+    return np.frombuffer(masker.mask(values.tobytes()), dtype=np.uint8)
 
 
-def _worker_mask(values: bytes) -> bytes:
-    assert _WORKER is not None
-    return _WORKER.mask(values)
+class Pending:
+    """A masking task's result as bytes, when taken (`result()`)."""
 
+    def __init__(self, job: ComputeJob, handle: Any) -> None:
+        self._job = job
+        self._handle = handle
 
-def _context() -> Any:
-    """Worker processes start from a fork server, never by forking a process that runs gRPC threads."""
-    if "forkserver" in multiprocessing.get_all_start_methods():
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload([__name__])
-        return context
-    return multiprocessing.get_context("spawn")
+    def result(self) -> bytes:
+        return self._job.result(self._handle).tobytes()
+
+    def cancel(self) -> None:
+        self._job.cancel([self._handle])
 
 
 class MaskingPool:
-    """`hash_mask` and `mask` as futures: on `workers` processes, or in this process when `workers` is 1."""
+    """`hash_mask` and `mask` as pending results, on a compute backend: the local pool's `workers` processes (this
+    process when `workers` is 1), or the party's Dask cluster. The secret reaches the workers as job state
+    (codec bytes) and is dropped when the pool closes; chunks travel as numpy arrays."""
 
-    def __init__(self, secret: bytes, domain_key: bytes, workers: int | None = None) -> None:
-        self.workers = max(1, workers or os.cpu_count() or 1)
-        self._inline = Masker(secret, domain_key) if self.workers == 1 else None
-        self._executor = (
-            None
-            if self._inline
-            else ProcessPoolExecutor(
-                self.workers,
-                mp_context=_context(),
-                initializer=_init_worker,
-                initargs=(secret, domain_key, os.getpid()),
-            )
-        )
+    def __init__(
+        self,
+        secret: bytes,
+        domain_key: bytes,
+        workers: int | None = None,
+        backend: ComputeBackend | None = None,
+    ) -> None:
+        backend = backend or LocalBackend()
+        self.backend = backend
+        self.workers = backend.cores if backend.distributed else max(1, workers or os.cpu_count() or 1)
+        self._job = backend.job(_masker, {"secret": secret, "domain_key": domain_key}, workers=self.workers)
 
-    def hash_mask(self, ids: list[str]) -> Future[bytes]:
+    def hash_mask(self, ids: list[str]) -> Pending:
         """Hash and mask a chunk of IDs."""
-        if self._inline:
-            return _done(self._inline.hash_mask, ids)
-        return self._submit(_worker_hash_mask, ids)
-
-    def mask(self, values: bytes) -> Future[bytes]:
-        """Mask a chunk of 32-byte elements."""
-        if self._inline:
-            return _done(self._inline.mask, values)
-        return self._submit(_worker_mask, values)
-
-    def _submit(self, fn: Any, arg: Any) -> Future[bytes]:
-        assert self._executor is not None
         try:
-            return self._executor.submit(fn, arg)
-        except BrokenProcessPool:
-            raise PsiError(BROKEN_POOL) from None
+            packed = pack_texts(ids)
+        except (AttributeError, UnicodeEncodeError):
+            raise PsiError("an ID of a chunk is not a str encodable as UTF-8") from None
+        return self._submit(_hash_mask_task, packed)
+
+    def mask(self, values: bytes) -> Pending:
+        """Mask a chunk of 32-byte elements."""
+        if len(values) % ELEMENT_BYTES:
+            raise PsiError(f"{len(values)} bytes are not a whole number of {ELEMENT_BYTES}-byte elements")
+        return self._submit(_mask_task, (np.frombuffer(values, dtype=np.uint8),))
+
+    def _submit(self, fn: Any, chunk: tuple[Any, ...]) -> Pending:
+        try:
+            return Pending(self._job, self._job.submit(fn, chunk))
+        except ComputeError as exc:
+            raise PsiError(str(exc)) from None
 
     def close(self) -> None:
-        """Stop the worker processes, dropping queued work."""
-        if self._executor is not None:
-            self._executor.shutdown(wait=True, cancel_futures=True)
+        """Stop the worker processes (or drop the job's state on the cluster), dropping queued work."""
+        self._job.close()
 
     def __enter__(self) -> MaskingPool:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _done(fn: Any, arg: Any) -> Future[bytes]:
-    future: Future[bytes] = Future()
-    try:
-        future.set_result(fn(arg))
-    except Exception as exc:
-        future.set_exception(exc)
-    return future

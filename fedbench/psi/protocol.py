@@ -20,13 +20,13 @@ import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn, TypeGuard, TypeVar
 
 import numpy as np
 
+from fedbench import compute
+from fedbench.compute import ComputeError
 from fedbench.federation import Channel
 from fedbench.net.transport import Transport
 from fedbench.psi import group
@@ -303,12 +303,19 @@ class _Session:
         self.n_peer = 0
         self.task = chunk_size
         self.done_units = 0
+        self.where = ""
+        """Where the masking runs, in progress messages, when it is the party's cluster."""
 
     def run(self) -> PsiResult:
         start = time.monotonic()
         self.report(0.0, "exchanging set sizes")
         self.handshake()
-        workers = 1 if self.n + self.n_peer < INLINE_BELOW else self.workers
+        backend = compute.current()
+        if backend.distributed:
+            workers = backend.cores
+            self.where = f" on {backend.describe()}"
+        else:
+            workers = 1 if self.n + self.n_peer < INLINE_BELOW else self.workers
         balanced = math.ceil((self.n + self.n_peer) / (8 * workers))
         self.task = max(_MIN_TASK, min(self.chunk, _MAX_TASK, balanced))
         inflight = 2 * workers + 1
@@ -317,7 +324,7 @@ class _Session:
             self.arbiter.hello(
                 release=self.release, min_intersection=self.declared_min, size=self.n, peer_size=self.n_peer
             )
-        with group.MaskingPool(group.new_secret(), self.domain_key, workers) as pool:
+        with group.MaskingPool(group.new_secret(), self.domain_key, workers, backend) as pool:
             self.send_own(pool, order, inflight)
             peer_doubled = self.mask_peer(pool, inflight)
         counted = None
@@ -467,7 +474,7 @@ class _Session:
                 data = np.frombuffer(b"".join(buffer), dtype=np.uint8).reshape(-1, group.ELEMENT_BYTES)
                 self.channel.send({"t": "x1", "data": data})
                 sent += buffered
-                self.advance(buffered, f"masked and sent {sent:,} of {self.n:,} own IDs")
+                self.advance(buffered, f"masked and sent {sent:,} of {self.n:,} own IDs{self.where}")
                 buffer, buffered = [], 0
 
     def mask_peer(self, pool: group.MaskingPool, inflight: int) -> np.ndarray[Any, np.dtype[np.uint8]]:
@@ -489,7 +496,7 @@ class _Session:
             count = len(result) // group.ELEMENT_BYTES
             out[position : position + count] = np.frombuffer(result, dtype=np.uint8).reshape(count, -1)
             position += count
-            self.advance(count, f"masked {position:,} of {self.n_peer:,} peer values")
+            self.advance(count, f"masked {position:,} of {self.n_peer:,} peer values{self.where}")
         return out
 
     def recv_chunk(self, kind: str, remaining: int) -> np.ndarray[Any, np.dtype[np.uint8]]:
@@ -610,9 +617,9 @@ def _permutation(n: int) -> np.ndarray[Any, Any]:
     return order.astype(np.uint32) if n < 2**32 else order
 
 
-def _ordered(submit: Callable[[T], Future[bytes]], jobs: Iterable[T], inflight: int) -> Iterator[bytes]:
+def _ordered(submit: Callable[[T], group.Pending], jobs: Iterable[T], inflight: int) -> Iterator[bytes]:
     """The results of `submit(job)` in job order, with at most `inflight` jobs submitted and not yet taken."""
-    pending: deque[Future[bytes]] = deque()
+    pending: deque[group.Pending] = deque()
     for job in jobs:
         pending.append(submit(job))
         if len(pending) >= inflight:
@@ -621,11 +628,11 @@ def _ordered(submit: Callable[[T], Future[bytes]], jobs: Iterable[T], inflight: 
         yield _result(pending.popleft())
 
 
-def _result(future: Future[bytes]) -> bytes:
+def _result(future: group.Pending) -> bytes:
     try:
         return future.result()
-    except BrokenProcessPool:
-        raise PsiError(group.BROKEN_POOL) from None
+    except ComputeError as exc:
+        raise PsiError(str(exc)) from None
 
 
 class _SortedValues:

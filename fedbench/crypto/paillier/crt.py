@@ -79,3 +79,8 @@ def crt_params(p: int, q: int) -> CrtParams:
             _CACHE.pop(next(iter(_CACHE)))
         params = _CACHE[key] = CrtParams(*key)
     return params
+
+
+def forget(p: int, q: int) -> None:
+    """Drop the cached constants of (p, q) from this process (a cluster worker's job ended)."""
+    _CACHE.pop((int(p), int(q)), None)

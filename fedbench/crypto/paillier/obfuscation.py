@@ -42,6 +42,7 @@ __all__ = [
     "ObfuscatorSpec",
     "encrypt_residues",
     "fixed_base_table",
+    "forget_tables",
     "obfuscators",
 ]
 
@@ -126,6 +127,13 @@ def fixed_base_table(base: int, modulus: int, exponent_bits: int, window: int = 
                 _TABLES.pop(next(iter(_TABLES)))
             table = _TABLES[key] = FixedBaseTable(*key)
     return table
+
+
+def forget_tables(moduli: set[int]) -> None:
+    """Drop this process's cached tables modulo any of `moduli` (a cluster worker's job ended)."""
+    with _TABLES_LOCK:
+        for key in [key for key in _TABLES if key[1] in moduli]:
+            del _TABLES[key]
 
 
 def obfuscators(spec: ObfuscatorSpec, count: int) -> list[mpz]:

@@ -10,6 +10,12 @@ at once, with the caller's `__main__` hidden for that moment, so a script withou
 belong to the same party as the caller: the key owner's own workers may receive its p and q, nobody
 else's process ever does.
 
+On a party's Dask cluster (`fedbench.compute.current()` is a `DaskBackend`), encrypt, obfuscators, decrypt and
+dot go to its workers instead, cut by the cluster's cores: the key's obfuscator spec (and p, q to decrypt) is
+the job's state, built once per worker (fixed-base tables, CRT constants) and dropped when the step ends;
+residues and ciphertexts travel as fixed-width rows of a uint8 array, the dot's matrix as int64 (a matrix of
+larger integers stays on this machine's pool).
+
 The engine picks: an operation whose estimated cost is below `MIN_PARALLEL_COST` modular multiplications
 (about 0.15 s at 2048 bits) stays in-process, as does everything when the cap is 1. The cap is the
 `workers=` argument of an operation, else the module setting (`set_workers`), else `os.cpu_count()`.
@@ -29,10 +35,15 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
+import gmpy2
 import numpy as np
 from gmpy2 import mpz
 
+from fedbench import compute
+from fedbench.compute.arrays import ints_from_rows, ints_to_rows
 from fedbench.crypto.paillier import buckets as bucket_ops
+from fedbench.crypto.paillier import crt
+from fedbench.crypto.paillier import obfuscation as obfuscation_tables
 from fedbench.crypto.paillier.crt import crt_params
 from fedbench.crypto.paillier.errors import PaillierError
 from fedbench.crypto.paillier.multiexp import dot_parts, powers
@@ -237,21 +248,30 @@ def _obfuscator_parts(spec: ObfuscatorSpec, count: int, workers: int | None) -> 
 
 
 def encrypt(spec: ObfuscatorSpec, residues: list[int], workers: int | None = None) -> list[mpz]:
-    """Ciphertexts of plaintext residues, in-process or split over worker processes."""
-    parts = _obfuscator_parts(spec, len(residues), workers)
+    """Ciphertexts of plaintext residues, in-process or split over worker processes (or the party's cluster)."""
+    cluster = _cluster()
+    parts = _obfuscator_parts(spec, len(residues), _cap(cluster, workers))
     if parts == 1:
         return encrypt_residues(spec, residues)
     n = mpz(spec.n)
+    if cluster is not None:
+        width = _width(n)
+        chunks = [(ints_to_rows(residues[a:b], width),) for a, b in _bounds(len(residues), parts)]
+        return _on_cluster(cluster, _spec_state(spec), _cluster_encrypt, chunks)
     blobs = _run(_encrypt_task, [(spec, residues[a:b]) for a, b in _bounds(len(residues), parts)], workers)
     return ciphertexts_from_bytes(b"".join(blobs), _width(n * n))
 
 
 def make_obfuscators(spec: ObfuscatorSpec, count: int, workers: int | None = None) -> list[mpz]:
-    """`count` obfuscators, in-process or split over worker processes."""
-    parts = _obfuscator_parts(spec, count, workers)
+    """`count` obfuscators, in-process or split over worker processes (or the party's cluster)."""
+    cluster = _cluster()
+    parts = _obfuscator_parts(spec, count, _cap(cluster, workers))
     if parts == 1:
         return obfuscators(spec, count)
     n = mpz(spec.n)
+    if cluster is not None:
+        chunks = [(np.array([b - a], dtype=np.int64),) for a, b in _bounds(count, parts)]
+        return _on_cluster(cluster, _spec_state(spec), _cluster_obfuscators, chunks)
     blobs = _run(_obfuscator_task, [(spec, b - a) for a, b in _bounds(count, parts)], workers)
     return ciphertexts_from_bytes(b"".join(blobs), _width(n * n))
 
@@ -259,10 +279,15 @@ def make_obfuscators(spec: ObfuscatorSpec, count: int, workers: int | None = Non
 def decrypt(p: int, q: int, ciphertexts: Sequence[mpz], workers: int | None = None) -> list[mpz]:
     """Residues in [0, n) of the ciphertexts (CRT decryption), in-process or over worker processes."""
     params = crt_params(p, q)
-    parts = plan(len(ciphertexts), 0.4 * int(params.n).bit_length(), workers, balance=4)
+    cluster = _cluster()
+    parts = plan(len(ciphertexts), 0.4 * int(params.n).bit_length(), _cap(cluster, workers), 4)
     if parts == 1:
         return params.decrypt(ciphertexts)
     width = _width(params.nsq)
+    if cluster is not None:
+        chunks = [(ints_to_rows(ciphertexts[a:b], width),) for a, b in _bounds(len(ciphertexts), parts)]
+        state = {"kind": "crt_textbook", "n": int(params.n), "p": int(params.p), "q": int(params.q)}
+        return _on_cluster(cluster, state, _cluster_decrypt, chunks)
     calls = [
         (int(params.p), int(params.q), ciphertexts_to_bytes(ciphertexts[a:b], width))
         for a, b in _bounds(len(ciphertexts), parts)
@@ -297,10 +322,25 @@ def dot(
     rows, features = matrix.shape
     bits = max((abs(int(x)).bit_length() for x in (matrix.max(initial=0), matrix.min(initial=0))), default=0)
     unit = features * (1.2 * bits if naive else max(bits, 1) / 8 + 1)
-    parts = plan(rows, unit, workers)
+    cluster = _cluster() if matrix.dtype == np.int64 else None
+    parts = plan(rows, unit, _cap(cluster, workers))
     if parts == 1:
         return dot_parts(ciphertexts, matrix, nsq, naive)
     width = _width(nsq)
+    if cluster is not None:
+        chunks = [
+            (ints_to_rows(ciphertexts[a:b], width), np.ascontiguousarray(matrix[a:b]), np.array([naive]))
+            for a, b in _bounds(rows, parts)
+        ]
+        state = {"kind": "textbook", "n": int(gmpy2.isqrt(nsq))}
+        flat = _on_cluster(cluster, state, _cluster_dot, chunks)
+        pos = [mpz(1)] * features
+        neg = [mpz(1)] * features
+        for start in range(0, len(flat), 2 * features):
+            for j in range(features):
+                pos[j] = pos[j] * flat[start + 2 * j] % nsq
+                neg[j] = neg[j] * flat[start + 2 * j + 1] % nsq
+        return list(zip(pos, neg, strict=True))
     calls = [
         (ciphertexts_to_bytes(ciphertexts[a:b], width), int(nsq), matrix[a:b], naive)
         for a, b in _bounds(rows, parts)
@@ -351,3 +391,79 @@ def pack_products(
         for a, b in _bounds(groups, parts)
     ]
     return ciphertexts_from_bytes(b"".join(_run(_pack_task, calls, workers)), size)
+
+
+def _cluster() -> compute.ComputeBackend | None:
+    """The party's cluster when the process's compute backend is one (else None: this machine's pool)."""
+    backend = compute.current()
+    return backend if backend.distributed else None
+
+
+def _cap(cluster: compute.ComputeBackend | None, workers: int | None) -> int | None:
+    """The cap on chunks: the cluster's cores, and at least two there (work worth shipping goes to the cluster
+    even when it has one worker: that worker is another machine's core), else the caller's `workers`."""
+    return max(2, cluster.cores) if cluster is not None else workers
+
+
+def _spec_state(spec: ObfuscatorSpec) -> dict[str, Any]:
+    return {
+        "kind": spec.kind,
+        "n": int(spec.n),
+        "hs": int(spec.hs),
+        "exponent_bits": int(spec.exponent_bits),
+        "p": int(spec.p),
+        "q": int(spec.q),
+        "window": int(spec.window),
+    }
+
+
+class KeyState:
+    """A Paillier job's state on a cluster worker: the key's obfuscator spec (p and q for the key's owner);
+    closing it drops the fixed-base tables and CRT constants built from it."""
+
+    def __init__(self, state: dict[str, Any]) -> None:
+        self.spec = ObfuscatorSpec(**state)
+        self.n = mpz(self.spec.n)
+        self.nsq = self.n * self.n
+
+    def close(self) -> None:
+        spec = self.spec
+        obfuscation_tables.forget_tables({int(self.nsq), spec.p * spec.p, spec.q * spec.q})
+        if spec.p and spec.q:
+            crt.forget(spec.p, spec.q)
+
+
+def _on_cluster(
+    cluster: compute.ComputeBackend,
+    state: dict[str, Any],
+    task: Callable[..., np.ndarray[Any, Any]],
+    chunks: Sequence[tuple[np.ndarray[Any, Any], ...]],
+) -> list[mpz]:
+    """Run `task` over `chunks` in the key's job on the cluster; the rows of all results as mpz, in order."""
+    job = cluster.cached_job(KeyState, state)
+    return [mpz(v) for rows in job.map(task, chunks, inflight=len(chunks)) for v in ints_from_rows(rows)]
+
+
+def _cluster_encrypt(key: KeyState, residues: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    return ints_to_rows(encrypt_residues(key.spec, ints_from_rows(residues)), _width(key.nsq))
+
+
+def _cluster_obfuscators(key: KeyState, count: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    return ints_to_rows(obfuscators(key.spec, int(count[0])), _width(key.nsq))
+
+
+def _cluster_decrypt(key: KeyState, ciphertexts: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    params = crt_params(key.spec.p, key.spec.q)
+    cts = [mpz(c) for c in ints_from_rows(ciphertexts)]
+    return ints_to_rows(params.decrypt(cts), _width(key.nsq))
+
+
+def _cluster_dot(
+    key: KeyState,
+    ciphertexts: np.ndarray[Any, Any],
+    matrix: np.ndarray[Any, Any],
+    naive: np.ndarray[Any, Any],
+) -> np.ndarray[Any, Any]:
+    bases = [mpz(c) for c in ints_from_rows(ciphertexts)]
+    parts = dot_parts(bases, matrix, key.nsq, bool(naive[0]))
+    return ints_to_rows([v for pair in parts for v in pair], _width(key.nsq))
