@@ -35,6 +35,7 @@ import fedbench  # noqa: E402
 from fedbench import sandbox  # noqa: E402
 from fedbench.client.projects import Project  # noqa: E402
 from fedbench.node.config import NodeHome  # noqa: E402
+from fedbench.node.fork_server import is_fork_server  # noqa: E402
 
 PARTIES = ("guest", "host")
 SIZES = {"ids10k": 10_000, "ids100k": 100_000}
@@ -57,11 +58,7 @@ def warm_workers(root: Path, party: str) -> int:
     pid = int(NodeHome(root / party).pid_file.read_text().strip())
     count = 0
     for server in children(pid):
-        try:
-            command = Path(f"/proc/{server}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if b"forkserver" in command:
+        if is_fork_server(server):
             count += sum(bool(children(worker)) for worker in children(server))
     return count
 

@@ -19,6 +19,7 @@ from fedbench import sandbox
 from fedbench.datasets import credit_vertical
 from fedbench.errors import FedbenchError
 from fedbench.ml.design import Design, sigmoid
+from fedbench.node.fork_server import is_fork_server
 from fedbench.pipeline import Pipeline
 
 TEMPLATES = Path(__file__).parent.parent / "templates" / "pipelines"
@@ -198,10 +199,7 @@ def _worker_trees(node_pid: int) -> dict[int, list[int]]:
     """Each worker of the node (a child of its fork server) with the processes below its own fork server."""
     trees = {}
     for server in _children(node_pid):
-        try:
-            if b"forkserver" not in Path(f"/proc/{server}/cmdline").read_bytes():
-                continue
-        except OSError:
+        if not is_fork_server(server):
             continue
         for worker in _children(server):
             trees[worker] = [p for own_server in _children(worker) for p in _children(own_server)]

@@ -19,6 +19,7 @@ from conftest import DATABASE_URL, Federation
 import fedbench
 from fedbench import sandbox
 from fedbench.errors import ConfigError
+from fedbench.node.fork_server import is_fork_server
 from fedbench.store import ArtifactFiles
 
 
@@ -96,21 +97,29 @@ def test_node_killed_and_restarted_keeps_datasets_and_artifacts(nodes):
     assert files.verify(stored)
 
 
+def _children(pid: int) -> list[int]:
+    return [
+        int(c)
+        for task in Path(f"/proc/{pid}/task").iterdir()
+        for c in (task / "children").read_text().split()
+    ]
+
+
 def test_the_suites_sandboxes_keep_no_warm_workers_and_the_pool_option_is_checked(
     nodes, tmp_path, monkeypatch
 ):
-    """tests/conftest.py sets $FEDBENCH_SANDBOX_WARM_WORKERS to 0: a test's node starts no idle worker (nor
-    the worker's fork server) until a step asks for one. A pool size that is not a whole number from 0 to 32
-    is refused before anything is made."""
+    """tests/conftest.py sets $FEDBENCH_SANDBOX_WARM_WORKERS to 0: a test's node starts no idle worker until a
+    step asks for one (its fork server, forked from the node at start-up, and multiprocessing's resource tracker
+    are its only children). A pool size that is not a whole number from 0 to 32 is refused before anything is
+    made."""
     for party in ("guest", "host"):
         assert nodes.home(party).load_config().warm_workers == 0, party
     node = next(n for n in sandbox.status(nodes.root) if n.party == "guest" and n.running)
-    children = [
-        c
-        for task in Path(f"/proc/{node.pid}/task").iterdir()
-        for c in (task / "children").read_text().split()
-    ]
-    assert not children, "a node with no warm workers starts no fork server and no worker before a step"
+    children = _children(node.pid)
+    servers = [c for c in children if is_fork_server(c)]
+    trackers = [c for c in children if b"resource_tracker" in Path(f"/proc/{c}/cmdline").read_bytes()]
+    assert len(servers) == 1 and sorted(servers + trackers) == sorted(children), children
+    assert not _children(servers[0]), "a node with no warm workers starts no worker before a step"
 
     with pytest.raises(ConfigError, match="from 0 to 32, got -1"):
         sandbox.up(tmp_path / "negative", demo_data=False, warm_workers=-1)

@@ -24,6 +24,7 @@ import fedbench
 from fedbench import sandbox
 from fedbench.client.control import NodeClient
 from fedbench.node.config import NodeHome
+from fedbench.node.fork_server import is_fork_server
 
 _names = itertools.count()
 
@@ -80,7 +81,7 @@ def _worker_trees(node_pid: int) -> list[set[int]]:
     Idle warm workers are among them (a worker and its fork server); the one running a PSI has more.
     """
     processes = _processes()
-    servers = {pid for pid, (parent, cmd) in processes.items() if parent == node_pid and b"forkserver" in cmd}
+    servers = {pid for pid, (parent, _) in processes.items() if parent == node_pid and is_fork_server(pid)}
     trees = []
     for worker, (parent, _) in processes.items():
         if parent not in servers:

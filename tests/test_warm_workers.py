@@ -19,6 +19,7 @@ from conftest import DATABASE_URL, PLUGINS
 import fedbench
 from fedbench import sandbox
 from fedbench.node.config import NodeConfig, NodeHome
+from fedbench.node.fork_server import is_fork_server
 
 PARTIES = ("guest", "host")
 DEFAULT_POOL = NodeConfig.model_fields["warm_workers"].default
@@ -74,11 +75,7 @@ def _workers(root: Path, party: str, *, warm: bool = False) -> set[int]:
     started, i.e. done warming up."""
     found = set()
     for server in _children(_node_pid(root, party)):
-        try:
-            command = Path(f"/proc/{server}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if b"forkserver" not in command:
+        if not is_fork_server(server):
             continue
         for pid in _children(server):
             if _alive(pid) and (not warm or _children(pid)):

@@ -69,7 +69,9 @@ class JsonLinesFormatter(logging.Formatter):
 def _start(args: argparse.Namespace) -> int:
     from fedbench.compute.config import SCHEDULER_ENV
     from fedbench.errors import ConfigError
+    from fedbench.node import fork_server
     from fedbench.node.server import PartyNode
+    from fedbench.node.worker_pool import WARM_MODULES
 
     if args.dask_scheduler:
         if not args.dask_scheduler.startswith("tls://"):
@@ -85,6 +87,7 @@ def _start(args: argparse.Namespace) -> int:
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
     logging.basicConfig(level=args.log_level, handlers=[handler])
+    fork_server.start_early(WARM_MODULES)
     PartyNode(args.home).serve_forever()
     _exit_now()
     return 0

@@ -2,10 +2,12 @@
 
 Every step runs in a process of its own and that process runs nothing else (one task per process: a step never
 sees another's memory, a crash or a cancel ends only its own process). Workers are forked from the node's fork
-server, a clean interpreter (started by exec, never forked from the node's gRPC threads) that imported the
-package, numpy, pandas, the Paillier engine and the PSI group once: a worker then costs a fork, not a second
-of imports, and shares those pages with its siblings. The pool keeps `size` idle workers that have also started
-the fork server their own PSI and Paillier process pools fork from. `take(task)` hands the task to the oldest
+server, which has imported the package, numpy, pandas, the Paillier engine and the PSI group once: a worker
+then costs a fork, not a second of imports, and shares those pages with its siblings. `fedbench node start`
+forks that server from the node before the node starts any thread (`fork_server.start_early`; never a fork
+of a process running gRPC threads); elsewhere multiprocessing starts it by exec on the first step. The pool
+keeps `size` idle workers that have also started the fork server their own PSI and Paillier process pools fork
+from. `take(task)` hands the task to the oldest
 idle worker (with none idle, to a worker forked there and then); the worker runs it and exits. The pool starts
 a replacement when a taken worker has exited, one at a time, so warming up never takes more than one core
 from the steps that run. An idle worker waits on a pipe from its node and exits when the node closes the pool,
@@ -32,6 +34,7 @@ from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Event
 from typing import Any
 
+from fedbench.node.fork_server import WORKER_NAME, name_this_process
 from fedbench.node.task_spec import TaskSpec
 
 __all__ = ["WARM_MODULES", "Worker", "WorkerPool"]
@@ -214,6 +217,7 @@ def _close(worker: Worker) -> None:
 
 def _serve(conn: Connection, events: Queue[dict[str, Any]], cancel: Event, preload: tuple[str, ...]) -> None:
     """A worker process: warm up, wait for one task, run it, exit."""
+    name_this_process(WORKER_NAME)
     if preload:
         _warm(preload)
         with contextlib.suppress(OSError):
