@@ -34,7 +34,7 @@ from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Event
 from typing import Any
 
-from fedbench.node.fork_server import WORKER_NAME, name_this_process
+from fedbench.node.fork_server import POOL_NAME, WORKER_NAME, name_this_process, start_early
 from fedbench.node.task_spec import TaskSpec
 
 __all__ = ["WARM_MODULES", "Worker", "WorkerPool"]
@@ -222,6 +222,8 @@ def _serve(conn: Connection, events: Queue[dict[str, Any]], cancel: Event, prelo
         _warm(preload)
         with contextlib.suppress(OSError):
             conn.send(_READY)
+    else:
+        start_early(_FORKSERVER_PRELOAD, POOL_NAME)
     try:
         task = conn.recv()
     except (EOFError, OSError):
@@ -251,7 +253,8 @@ def _warm(preload: Sequence[str]) -> None:
         from multiprocessing import forkserver
 
         with contextlib.suppress(Exception):
-            forkserver.set_forkserver_preload(_FORKSERVER_PRELOAD)
+            if not start_early(_FORKSERVER_PRELOAD, POOL_NAME):
+                forkserver.set_forkserver_preload(_FORKSERVER_PRELOAD)
             # one trivial child: it forks only once the fork server has imported its preload, so "ready" means ready
             probe = multiprocessing.get_context("forkserver").Process(target=int, name="fedbench-warmup")
             probe.start()
