@@ -12,8 +12,9 @@ bash scripts/ci/build-sidebar.sh
 python3 -m pip install --quiet --disable-pip-version-check -e '.[test,postgres,torch,dask]'
 python3 -m ruff check fedbench tests benchmarks
 python3 -m mypy
-# Two worker processes (pytest-xdist): most tests wait on nodes, Voila and the browser, so the second core works
-# while the first waits. Each module runs whole on one worker (tests/conftest.py makes it an xdist group, so its
-# module-scoped sandbox is started once), slowest first.
-python3 -m pytest -q --durations=25 -n 2 --dist loadgroup --no-loadscope-reorder "$@"
+# Three test processes (pytest-xdist) on the 2 cores: the suite's processes keep about two thirds of the cores busy
+# (measured: its tests wait on nodes, Voila, JupyterLab, the browser and pip), so a third fills the gaps. Each module
+# runs whole on one of them (tests/conftest.py makes it an xdist group, so its module-scoped sandbox is started
+# once), slowest first.
+python3 -m pytest -q --durations=25 -n 3 --dist loadgroup --no-loadscope-reorder "$@"
 bash scripts/ci/test-postgres.sh
