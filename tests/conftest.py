@@ -60,7 +60,7 @@ SLOWEST_FIRST = (
 """The slowest modules (wall seconds of the summary below on a loaded 2-core machine, and CPU seconds of
 benchmarks/suite_cpu.py), run first; the binder test, the longest single test, waits most of its time on pip,
 JupyterLab and its kernels, so it starts at once beside the busiest modules. With scripts/test.sh's
-`-n 2 --dist loadgroup --no-loadscope-reorder`, pytest-xdist hands out work in collection order, so the long
+`-n 3 --dist loadgroup --no-loadscope-reorder`, pytest-xdist hands out work in collection order, so the long
 modules start at once and the short ones fill in around them instead of one long module running alone last."""
 
 SPREAD = frozenset({"test_notebooks.py"})
