@@ -293,6 +293,23 @@ def channel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JobChannel]:
     sandbox.down(root)
 
 
+def loopback_context(browser, *, timeout_ms: int = 30_000, **options):
+    """A browser context (playwright's `new_context(**options)`) whose requests go to loopback only: the pages
+    ask CDNs for fonts, and nothing else is reachable from here."""
+    context = browser.new_context(**options)
+    context.set_default_timeout(timeout_ms)
+
+    def route(request_route) -> None:
+        host = request_route.request.url.split("/")[2].split(":")[0]
+        if host in ("127.0.0.1", "localhost"):
+            request_route.continue_()
+        else:
+            request_route.abort()
+
+    context.route("**/*", route)
+    return context
+
+
 @pytest.fixture(scope="module")
 def browser():
     """Debian's chromium through playwright (never `playwright install`), for the dashboards' browser tests."""

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import DATABASE_URL
+from conftest import DATABASE_URL, loopback_context
 from test_dashboards_browser import (
     _dashboards,
     _notice_after,
@@ -114,17 +114,7 @@ def host_url(fed: Path) -> Iterator[str]:
 @pytest.fixture
 def context(browser):
     """A browser context whose requests go to loopback only (the lab template asks a CDN for fonts)."""
-    ctx = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
-    ctx.set_default_timeout(30_000)
-
-    def route(request_route) -> None:
-        host = request_route.request.url.split("/")[2].split(":")[0]
-        if host in ("127.0.0.1", "localhost"):
-            request_route.continue_()
-        else:
-            request_route.abort()
-
-    ctx.route("**/*", route)
+    ctx = loopback_context(browser, viewport={"width": 1280, "height": 900}, accept_downloads=True)
     yield ctx
     ctx.close()
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from conftest import loopback_context
 
 from fedbench import sandbox
 from fedbench.cli import dashboards
@@ -176,17 +177,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
 @pytest.fixture
 def context(browser, served: Served):
     """A browser context logged in with the printed URL, whose requests go to loopback only."""
-    ctx = browser.new_context(viewport={"width": 1280, "height": 900})
-    ctx.set_default_timeout(60_000)
-
-    def route(request_route) -> None:
-        host = request_route.request.url.split("/")[2].split(":")[0]
-        if host in ("127.0.0.1", "localhost"):
-            request_route.continue_()
-        else:
-            request_route.abort()
-
-    ctx.route("**/*", route)
+    ctx = loopback_context(browser, timeout_ms=60_000, viewport={"width": 1280, "height": 900})
     login = ctx.new_page()
     login.goto(served.url)
     login.close()

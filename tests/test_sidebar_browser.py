@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import up_with_test_components
+from conftest import loopback_context, up_with_test_components
 
 import fedbench
 from fedbench import sandbox
@@ -120,17 +120,7 @@ def lab(fed: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture
 def page(browser, lab: str):
     """A JupyterLab page, its requests kept on loopback."""
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    context.set_default_timeout(60_000)
-
-    def route(request_route) -> None:
-        host = request_route.request.url.split("/")[2].split(":")[0]
-        if host in ("127.0.0.1", "localhost"):
-            request_route.continue_()
-        else:
-            request_route.abort()
-
-    context.route("**/*", route)
+    context = loopback_context(browser, timeout_ms=60_000, viewport={"width": 1400, "height": 1000})
     page = context.new_page()
     page.console = []  # type: ignore[attr-defined]
     page.on("console", lambda message: page.console.append(f"{message.type}: {message.text}"))
