@@ -126,6 +126,8 @@ class ObfuscatorPool:
             elif spec.kind == "peer_fixed_base" and size >= PEER_WIDE_POOL:
                 window = peer_window(self.public.n_bits, spec.exponent_bits)
         self._state = _State(dataclasses.replace(spec, window=window), size, batch, workers, total)
+        # A small shortfall is made in-process from the key's ordinary table, not a wide one built for it.
+        self._narrow = spec
         self._thread = threading.Thread(target=self._state.run, name="paillier-obfuscator-pool", daemon=True)
         self._thread.start()
 
@@ -156,7 +158,9 @@ class ObfuscatorPool:
             state.handed += count
             state.cond.notify_all()
         if ready < count:
-            out.extend(parallel.make_obfuscators(state.spec, count - ready, state.workers))
+            short = count - ready
+            spec = state.spec if short >= state.batch else self._narrow
+            out.extend(parallel.make_obfuscators(spec, short, state.workers))
         return out
 
     def fill(self, timeout: float | None = None) -> bool:
