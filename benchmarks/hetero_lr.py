@@ -859,6 +859,14 @@ def main() -> None:
         f"{r['load'][1]:.1f} after"
         for r in ours
     ]
+    phe_note = (
+        f"- phe baseline: phe {phe.__version__} with gmpy2, one element at a time, every party in this one "
+        f"process, for the first batch of the synthetic data's batches ({phe_rows:,} rows) at {phe_bits} bits, "
+        "with scikit-learn's weights: the coordinated protocol's Taylor batch (host encrypts u_h/4 per row and "
+        "sum(u_h^2)/8; the guest adds its part and rerandomizes; X^T [[d]] per feature; masks; the arbiter "
+        "decrypts), gradients and loss asserted equal to the plaintext ones; per epoch the row stages x rows "
+        "per batch, the batch stages x batches; critical path: one core per party."
+    )
     notes = figure + "\n".join(
         [
             f"- Command: `python benchmarks/hetero_lr.py{' ' + ' '.join(sys.argv[1:]) if sys.argv[1:] else ''}`; "
@@ -904,12 +912,7 @@ def main() -> None:
             f"- scikit-learn {__import__('sklearn').__version__}: `LogisticRegression(C=1/(alpha*rows), lbfgs)` on "
             "the joined training rows standardised like the parties do (training mean and std): the objective "
             "mean log-loss + alpha/2 |w|^2 (intercept free) that `fourier` approximates; fit time median of 3.",
-            f"- phe baseline: phe {phe.__version__} with gmpy2, one element at a time, every party in this one "
-            f"process, for the first batch of the synthetic data's batches ({phe_rows:,} rows) at {phe_bits} bits, "
-            "with scikit-learn's weights: the coordinated protocol's Taylor batch (host encrypts u_h/4 per row and "
-            "sum(u_h^2)/8; the guest adds its part and rerandomizes; X^T [[d]] per feature; masks; the arbiter "
-            "decrypts), gradients and loss asserted equal to the plaintext ones; per epoch the row stages x rows "
-            "per batch, the batch stages x batches; critical path: one core per party.",
+            *([phe_note] if phe_result is not None else []),
         ]
     )
     if args.quick:
