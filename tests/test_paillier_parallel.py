@@ -6,6 +6,7 @@ take the worker-process path, and every operation is compared with its serial ru
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import warnings
 from collections.abc import Iterator
@@ -27,9 +28,11 @@ from fedbench.crypto.paillier import (
     encrypt_packed,
     generate_keypair,
     get_workers,
+    obfuscation,
     parallel,
     set_workers,
 )
+from fedbench.crypto.paillier.pool import PEER_WIDE_POOL
 
 pytestmark = pytest.mark.filterwarnings("ignore::fedbench.crypto.paillier.WeakKeyWarning")
 
@@ -137,3 +140,17 @@ def test_pool_obfuscators_are_valid_nth_residues(keys: Any) -> None:
         for r in pool.take(4):
             assert 0 < r < public.nsq
             assert private.decrypt(EncryptedVector(public, [r], 0, 0)).tolist() == [0]
+
+
+def test_a_large_pool_for_a_peer_key_uses_a_wider_table_of_the_same_long_exponents(keys: Any) -> None:
+    """A batch-sized pool for a peer's key makes its obfuscators from a wider table; they stay valid."""
+    public, private = keys
+    peer = PublicKey.from_dict(public.to_dict())
+    assert [obfuscation.peer_window(bits, bits + 128) for bits in (1024, 2048, 3072)] == [11, 10, 8]
+    with ObfuscatorPool(peer, size=PEER_WIDE_POOL, total=0) as idle:
+        assert idle._state.spec.window == 11 and idle._state.spec.exponent_bits == 1024 + 128
+    with ObfuscatorPool(peer, size=PEER_WIDE_POOL - 1, total=0) as small:
+        assert small._state.spec.window == 8
+    spec = dataclasses.replace(peer.obfuscator_spec(), window=11)
+    for r in obfuscation.obfuscators(spec, 3):
+        assert private.decrypt(EncryptedVector(public, [r], 0, 0)).tolist() == [0]

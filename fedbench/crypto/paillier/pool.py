@@ -6,7 +6,8 @@ a default batch (1024) is worth worker processes, so the thread only waits while
 smaller batches stay in the thread, which holds the GIL a few microseconds per multiplication. `encrypt(...,
 pool=pool)` takes what it needs and makes any shortfall inline. Each obfuscator is handed out once and
 never kept after; it is as secret as the plaintext it hides. The pool of a private key makes them
-modulo p^2 and q^2, from wide tables when the pool is large (`WIDE_POOL`; `window=` chooses).
+modulo p^2 and q^2, from wide tables when the pool is large (`WIDE_POOL`; `window=` chooses); the pool of
+a peer's key from a wider table than 8 bits when it holds a batch of rows (`PEER_WIDE_POOL`).
 """
 
 from __future__ import annotations
@@ -20,18 +21,23 @@ from gmpy2 import mpz
 
 from fedbench.crypto.paillier import parallel
 from fedbench.crypto.paillier.errors import PaillierError
-from fedbench.crypto.paillier.obfuscation import WIDE_WINDOW
+from fedbench.crypto.paillier.obfuscation import WIDE_WINDOW, peer_window
 
 if TYPE_CHECKING:
     from fedbench.crypto.paillier.keys import Mode, PrivateKey, PublicKey
     from fedbench.crypto.paillier.obfuscation import ObfuscatorSpec
 
-__all__ = ["WIDE_POOL", "ObfuscatorPool"]
+__all__ = ["PEER_WIDE_POOL", "WIDE_POOL", "ObfuscatorPool"]
 
 WIDE_POOL = 16384
 """A key owner's pool of at least this size makes its fixed-base obfuscators from wide tables (`WIDE_WINDOW`
 bits per digit, in its worker processes): a third fewer multiplications each, for a table of about 200 MB
 and 1 s per worker process at 2048 bits, repaid after some ten thousand obfuscators."""
+
+PEER_WIDE_POOL = 2048
+"""A pool for a peer's key of at least this size makes its obfuscators from a wider table (`peer_window`, in
+its worker processes): their exponents are long (n_bits + 128 bits), so the table (0.4 s at 1024 bits, 1.1 s at
+2048 per worker) is repaid within a batch or two of a vertical protocol's rows."""
 
 
 class _State:
@@ -114,8 +120,14 @@ class ObfuscatorPool:
         self.mode = mode
         spec = key.obfuscator_spec(mode)
         if window is None:
-            window = WIDE_WINDOW if spec.kind == "crt_fixed_base" and size >= WIDE_POOL else spec.window
+            window = spec.window
+            if spec.kind == "crt_fixed_base" and size >= WIDE_POOL:
+                window = WIDE_WINDOW
+            elif spec.kind == "peer_fixed_base" and size >= PEER_WIDE_POOL:
+                window = peer_window(self.public.n_bits, spec.exponent_bits)
         self._state = _State(dataclasses.replace(spec, window=window), size, batch, workers, total)
+        # A small shortfall is made in-process from the key's ordinary table, not a wide one built for it.
+        self._narrow = spec
         self._thread = threading.Thread(target=self._state.run, name="paillier-obfuscator-pool", daemon=True)
         self._thread.start()
 
@@ -146,7 +158,9 @@ class ObfuscatorPool:
             state.handed += count
             state.cond.notify_all()
         if ready < count:
-            out.extend(parallel.make_obfuscators(state.spec, count - ready, state.workers))
+            short = count - ready
+            spec = state.spec if short >= state.batch else self._narrow
+            out.extend(parallel.make_obfuscators(spec, short, state.workers))
         return out
 
     def fill(self, timeout: float | None = None) -> bool:
