@@ -2,13 +2,15 @@
 prebuilt extension of this checkout (`fedbench/labextension`), driven by Debian's chromium through playwright.
 
 One JupyterLab for the module (its start is the expensive part). The test opens the sidebar and sees both
-parties healthy, reviews and accepts a pending proposal as the host (checked on the guest's node too), watches
-a run the guest starts reach "succeeded" in the panel, then inserts the output snippet into a notebook and runs
-it there. Every request to anything but loopback is aborted; the final page is saved under tests/artifacts/.
+parties healthy, reviews and accepts a pending proposal as the host (checked on the guest's node too), starts a
+run from the notebook the page opened with and watches it reach "succeeded" in the panel, then inserts the
+output snippet into that notebook and runs it there. Every request to anything but loopback is aborted; the
+final page is saved under tests/artifacts/.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -33,6 +35,8 @@ BUILT = ROOT / "fedbench" / "labextension"
 ARTIFACTS = Path(__file__).parent / "artifacts"
 TOKEN = "sidebar-browser-token"
 PROJECT = "sidebar-browser"
+STARTER = "start-a-run.ipynb"
+"""The notebook the page opens with: the analyst starts the project's run from it."""
 
 
 def _free_port() -> int:
@@ -60,6 +64,45 @@ def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     sandbox.down(root)
 
 
+def _starter_notebook(fed: Path) -> str:
+    """A notebook whose one cell starts a run of the project as the lab's party (the host) and prints its id."""
+    code = (
+        "import fedbench\n"
+        f'project = fedbench.connect(home="{fed / "host"}").project("{PROJECT}")\n'
+        'run = project.run("slow", data="t", seconds=1)\n'
+        'print("started", run.job_id)'
+    )
+    cell = {
+        "cell_type": "code",
+        "execution_count": None,
+        "id": "start",
+        "metadata": {},
+        "outputs": [],
+        "source": code,
+    }
+    kernel = {"display_name": "Python 3", "language": "python", "name": "python3"}
+    notebook = {"cells": [cell], "metadata": {"kernelspec": kernel}, "nbformat": 4, "nbformat_minor": 5}
+    return json.dumps(notebook)
+
+
+def _run_active_cell(page) -> str:
+    """Run the notebook's active cell once its kernel is connected; the text of that cell's first output."""
+    # a cell run before the notebook's kernel is connected is not run at all: wait for "Idle" in the status bar
+    page.wait_for_function(
+        "() => (document.querySelector('#jp-main-statusbar')?.textContent || '').includes('| Idle')",
+        timeout=120_000,
+    )
+    cell = page.locator(".jp-NotebookPanel:visible .jp-Cell.jp-mod-active")
+    cell.locator(".jp-InputArea").click()
+    page.keyboard.press("Control+Enter")
+    output = cell.locator(".jp-OutputArea-output").first
+    try:
+        output.wait_for(timeout=120_000)
+    except PlaywrightTimeout:
+        raise AssertionError("\n".join(page.console[-40:])) from None
+    return output.inner_text()
+
+
 @pytest.fixture(scope="module")
 def lab(fed: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """JupyterLab working with the host's node, loading this checkout's prebuilt sidebar; yields its URL."""
@@ -73,6 +116,7 @@ def lab(fed: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     (data / "fedbench-sidebar").symlink_to(BUILT)
     work = tmp / "work"
     (work / "notebooks" / "dashboards").mkdir(parents=True)
+    (work / STARTER).write_text(_starter_notebook(fed))
     (work / "notebooks" / "dashboards" / "data.ipynb").write_text("{}")
     port = _free_port()
     env = {
@@ -125,7 +169,7 @@ def page(browser, lab: str):
     page = context.new_page()
     page.console = []  # type: ignore[attr-defined]
     page.on("console", lambda message: page.console.append(f"{message.type}: {message.text}"))
-    page.goto(f"{lab}/lab?token={TOKEN}")
+    page.goto(f"{lab}/lab/tree/{STARTER}?token={TOKEN}")
     page.wait_for_selector("#jp-main-dock-panel", timeout=120_000)
     # the extension's status-bar item: the extension is active and its commands are registered (on a loaded
     # machine JupyterLab shows its dock well before it has activated every extension)
@@ -181,7 +225,9 @@ def test_sidebar_accepts_a_proposal_follows_a_run_and_inserts_its_output(page, f
     assert guest.project(PROJECT).state == "active", "the guest's node has the host's acceptance"
     assert fedbench.connect(home=fed / "host").project(PROJECT).info["datasets"]["host"][0]["name"] == "t"
 
-    run = guest.project(PROJECT).run("slow", data="t", seconds=1)
+    started = _run_active_cell(page).split()
+    assert started[0] == "started", started
+    run = guest.project(PROJECT).run_by_id(started[1])
     card = panel.locator(f'.fb-run[data-job="{run.job_id}"][data-state="succeeded"]')
     card.wait_for()
     assert run.wait(show_progress=False).record.state == "succeeded"
@@ -199,19 +245,7 @@ def test_sidebar_accepts_a_proposal_follows_a_run_and_inserts_its_output(page, f
     source = cell.locator(".jp-InputArea").inner_text()
     assert f'project.run_by_id("{run.job_id}").output("metrics").value()' in source
     assert f'fedbench.connect(home="{fed / "host"}")' in source
-    # a cell run before the notebook's kernel is connected is not run at all: wait for "Idle" in the status bar
-    page.wait_for_function(
-        "() => (document.querySelector('#jp-main-statusbar')?.textContent || '').includes('| Idle')",
-        timeout=120_000,
-    )
-    cell.click()
-    page.keyboard.press("Shift+Enter")
-    output = page.locator(".jp-NotebookPanel:visible .jp-OutputArea-output").first
-    try:
-        output.wait_for(timeout=120_000)
-    except Exception:
-        raise AssertionError("\n".join(page.console[-40:])) from None
-    text = output.inner_text()
+    text = _run_active_cell(page)
     assert text.strip() == "{'rows': 20}", text
 
     panel.locator('.fb-dashboard[data-name="data"]').click()
