@@ -3,15 +3,15 @@
 Step workers are forked from a fork server (`worker_pool`). Started the usual way, on the node's first step,
 that server is a fresh interpreter that imports numpy, pandas, gRPC, the components... again: about 1.3
 CPU-seconds per node, which the node has mostly paid already. `start_early()` forks the node into that server
-while the node is still one thread with no gRPC server, channel or database connection (a fork of a process
-running gRPC threads is unsafe): the server starts with the node's imports in place and imports only the rest
-of `WARM_MODULES`, beside the node's own start-up. It then serves exactly as one started by `multiprocessing`
+while the node still runs one Python thread and no gRPC server, channel or database connection (a fork of a
+process running gRPC threads is unsafe): the server starts with the node's imports in place and imports only
+the rest of `WARM_MODULES`, beside the node's own start-up. It then serves exactly as one started by `multiprocessing`
 (its own `forkserver.main`); the node's multiprocessing finds it running and never starts another. A step
 worker does the same for the fork server of its PSI and Paillier pools, before it takes its task (about 0.3
 CPU-seconds less per step that uses a pool).
 
 This leans on the internals of CPython's `multiprocessing.forkserver` (3.11 to 3.13): where they differ, or a
-thread already runs, `start_early()` does nothing and the server starts the usual way on the first step.
+Python thread already runs, `start_early()` does nothing and the server starts the usual way on the first step.
 """
 
 from __future__ import annotations
@@ -66,7 +66,8 @@ def start_early(preload: Sequence[str], name: str = SERVER_NAME) -> bool:
     server: Any = getattr(forkserver, "_forkserver")  # noqa: B009  (private: typeshed leaves it out)
     if server._forkserver_pid is not None:
         return False
-    # One thread, so no lock is needed; none is held across the fork either (the server and every worker forked
+    # One Python thread (the native helper threads of numpy's BLAS and pyarrow's allocator have fork handlers of
+    # their own), so no lock is needed; none is held across the fork either (the server and every worker forked
     # from it would inherit it held, and multiprocessing takes it when a worker starts a pool of its own).
     resource_tracker.ensure_running()
     address = connection.arbitrary_address("AF_UNIX")  # type: ignore[attr-defined]
