@@ -89,6 +89,10 @@ def start_early(preload: Sequence[str], name: str = SERVER_NAME) -> bool:
                 code = 0
             except SystemExit as exit_:
                 code = 0 if exit_.code in (None, 0) else 1
+            except BaseException:
+                log.exception(
+                    "the fork server forked from pid %d failed; steps start a new one", os.getppid()
+                )
             finally:
                 os._exit(code)
         os.close(alive_r)
