@@ -138,6 +138,9 @@ dask-scheduler | dask-worker)
         exit 2
     fi
     tls_args=(--tls-ca-file "$tls/ca.pem" --tls-cert "$tls/party.pem" --tls-key "$tls/party.key")
+    # Dask keeps each connection's last messages under 1 MB (1,000 by default): ours carry chunks of up to
+    # 512 KiB, so the default holds about half a gigabyte per connection (fedbench/compute/cluster.py).
+    export DASK_DISTRIBUTED__ADMIN__LOW_LEVEL_LOG_LENGTH="${DASK_DISTRIBUTED__ADMIN__LOW_LEVEL_LOG_LENGTH:-16}"
     if [ "$command" = dask-scheduler ]; then
         host="${FEDBENCH_DASK_HOST:-0.0.0.0}"
         exec "$python" -m distributed.cli.dask_scheduler --protocol tls --host "$host" \

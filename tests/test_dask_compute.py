@@ -21,9 +21,12 @@ from conftest import small_two_party_project
 
 import fedbench
 from fedbench import compute, sandbox, sandbox_dask
+from fedbench.components import simulate
 from fedbench.compute import ComputeError, DaskBackend, LocalBackend, LocalCluster, start_cluster
+from fedbench.compute.cluster import MESSAGE_LOG_LENGTH
 from fedbench.compute.config import SCHEDULER_ENV, ComputeConfig, backend_for
 from fedbench.crypto.paillier import generate_keypair, parallel
+from fedbench.datasets import make_credit, vertical_split
 from fedbench.net.certs import init_ca, issue_party
 from fedbench.net.transport import InMemoryFederation
 from fedbench.node.config import NodeHome
@@ -169,6 +172,69 @@ def test_an_lr_epoch_on_paillier_gives_the_same_results_on_the_local_pool_and_da
         dask.close()
     assert {"_cluster_dot", "_cluster_decrypt", "_cluster_encrypt"} <= set(ran)
     assert all(jobs == [] for jobs in dask.client.run(_held_jobs).values())
+
+
+def test_secureboost_histogram_work_runs_on_the_cluster_and_gives_the_local_pools_ciphertexts(
+    dask: DaskBackend, monkeypatch: pytest.MonkeyPatch
+):
+    """The host's histogram work (bucket products by rows, their Horner packing) and signed powers give the
+    very ciphertexts of this machine's pool on the cluster, and a simulated SecureBoost grows the same trees
+    with every party's Paillier work on the cluster."""
+    monkeypatch.setattr(parallel, "MIN_PARALLEL_COST", 200)
+    ran: list[str] = []
+    real = parallel._on_cluster
+    monkeypatch.setattr(
+        parallel, "_on_cluster", lambda c, s, task, ch: ran.append(task.__name__) or real(c, s, task, ch)
+    )
+    public, _ = generate_keypair(1024)
+    rng = np.random.default_rng(11)
+    cts = public.encrypt(rng.normal(size=90), workers=1)._ct
+    codes = rng.integers(0, 9, size=(90, 5)).astype(np.uint8)
+    exponents = [int(k) for k in rng.integers(-(1 << 40), 1 << 40, size=90)]
+
+    def work() -> tuple[list[list[int]], list[int], list[int]]:
+        products = parallel.bucket_products(cts, codes, 9, public.nsq, workers=2)
+        packed = parallel.pack_products(
+            [c for column in products for c in column], 48, 5, public.nsq, workers=2
+        )
+        powered = parallel.powers_of(cts, exponents, public.nsq, workers=2)
+        return (
+            [[int(c) for c in column] for column in products],
+            [int(c) for c in packed],
+            [int(c) for c in powered],
+        )
+
+    guest, host = vertical_split(make_credit(160, seed=3), overlap=1.0)
+    host = host.set_index("id").loc[guest["id"]].reset_index()
+    params = {"trees": 2, "max_depth": 2, "bins": 8, "key_bits": 1024}
+    local, local_model = work(), simulate("hetero_secureboost", {"guest": guest, "host": host}, **params)
+    assert ran == []
+    previous = compute.use(dask)
+    try:
+        assert work() == local
+        assert {"_cluster_buckets", "_cluster_pack", "_cluster_powers"} <= set(ran)
+        ran.clear()
+        model = simulate("hetero_secureboost", {"guest": guest, "host": host}, **params)
+    finally:
+        compute.use(previous)
+    assert {"_cluster_obfuscators", "_cluster_buckets", "_cluster_pack", "_cluster_decrypt"} <= set(ran)
+    assert model["guest"]["model"]["trees"] == local_model["guest"]["model"]["trees"]
+    assert model["host"]["model"]["splits"] == local_model["host"]["model"]["splits"]
+
+
+def _log_length(**_: Any) -> int:
+    import dask
+
+    return int(dask.config.get("distributed.admin.low-level-log-length"))
+
+
+def test_the_cluster_and_our_client_keep_a_short_message_log(dask: DaskBackend):
+    """Dask keeps each connection's recent messages under 1 MB (1,000 by default) and ours carry 512 KiB
+    chunks: the scheduler, every worker and our client keep 16, or each connection holds half a gigabyte."""
+    client = dask.client
+    assert client.run_on_scheduler(_log_length) == MESSAGE_LOG_LENGTH
+    assert set(client.run(_log_length).values()) == {MESSAGE_LOG_LENGTH}
+    assert client.scheduler_comm.recent_message_log.maxlen == MESSAGE_LOG_LENGTH
 
 
 def _held_jobs() -> list[str]:

@@ -347,7 +347,10 @@ def test_entrypoint_starts_two_parties_and_a_lab_like_the_containers(
 
 
 def test_entrypoint_runs_the_partys_dask_cluster_on_its_own_ca(tmp_path: Path, started: Started) -> None:
+    import dask
+
     from fedbench.compute import DaskBackend
+    from fedbench.compute.cluster import MESSAGE_LOG_LENGTH
     from fedbench.psi import group
 
     env = {
@@ -376,6 +379,10 @@ def test_entrypoint_runs_the_partys_dask_cluster_on_its_own_ca(tmp_path: Path, s
         with group.MaskingPool(secret, b"key", backend=backend) as pool:
             remote = pool.hash_mask(["a", "b", "c"]).result()
         assert remote == group.Masker(secret, b"key").hash_mask(["a", "b", "c"])
+        # the containers keep Dask's per-connection message log short, as the sandbox's cluster does
+        length = "distributed.admin.low-level-log-length"
+        assert backend.client.run_on_scheduler(dask.config.get, length) == MESSAGE_LOG_LENGTH
+        assert set(backend.client.run(dask.config.get, length).values()) == {MESSAGE_LOG_LENGTH}
     finally:
         backend.close()
 

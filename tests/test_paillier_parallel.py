@@ -7,6 +7,9 @@ take the worker-process path, and every operation is compared with its serial ru
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
+import sys
 import time
 import warnings
 from collections.abc import Iterator
@@ -18,6 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from fedbench.compute.owner_watch import owner_alive
 from fedbench.crypto.paillier import (
     EncryptedVector,
     ObfuscatorPool,
@@ -154,3 +158,32 @@ def test_a_large_pool_for_a_peer_key_uses_a_wider_table_of_the_same_long_exponen
     spec = dataclasses.replace(peer.obfuscator_spec(), window=11)
     for r in obfuscation.obfuscators(spec, 3):
         assert private.decrypt(EncryptedVector(public, [r], 0, 0)).tolist() == [0]
+
+
+_KILLED_OWNER = """
+import os, signal, sys
+from fedbench.crypto.paillier import parallel
+
+executor = parallel._get_executor(2)
+print(" ".join(str(pid) for pid in executor._processes), flush=True)
+os.kill(os.getpid(), getattr(signal, sys.argv[1]))
+"""
+
+
+@pytest.mark.parametrize("signal_name", ["SIGKILL", "SIGTERM"])
+def test_the_worker_processes_end_with_a_killed_owner(signal_name: str) -> None:
+    """A process killed while it holds the engine's workers (a step stopped mid-operation) takes them with it:
+    they would otherwise wait on their task queue forever, with their fork server."""
+    done = subprocess.run(
+        [sys.executable, "-c", _KILLED_OWNER, signal_name], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode < 0, done.stderr
+    workers = [int(pid) for pid in done.stdout.split()]
+    assert len(workers) == 2, done.stdout + done.stderr
+    give_up = time.monotonic() + 30
+    while any(owner_alive(pid) for pid in workers) and time.monotonic() < give_up:
+        time.sleep(0.1)
+    left = [pid for pid in workers if owner_alive(pid)]
+    for pid in left:
+        os.kill(pid, 9)
+    assert left == [], f"workers {left} outlived their owner"

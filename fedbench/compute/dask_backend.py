@@ -12,22 +12,29 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import math
 import threading
+import time
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import dask
 import numpy as np
 from distributed import Client, KilledWorker, WorkerPlugin
 from distributed.security import Security
 
 from fedbench.compute import job_state
 from fedbench.compute.backend import Chunk, ComputeBackend, ComputeJob, TaskFn, new_job_id
+from fedbench.compute.cluster import MESSAGE_LOG_LENGTH
 from fedbench.compute.errors import ComputeError
 from fedbench.compute.job_state import Setup
 
 __all__ = ["DaskBackend", "DaskJob", "JobStatePlugin", "party_security"]
+
+CORES_TTL = 1.0
+"""Seconds the cluster's core count is kept before the scheduler is asked again."""
 
 
 def party_security(tls_dir: str | Path) -> Security:
@@ -157,6 +164,7 @@ class DaskBackend(ComputeBackend):
         self.dashboard_link = dashboard_link
         self._client: Client | None = None
         self._lock = threading.Lock()
+        self._cores, self._cores_at = 1, -math.inf
 
     @property
     def connected(self) -> bool:
@@ -168,12 +176,14 @@ class DaskBackend(ComputeBackend):
         with self._lock:
             if self._client is None:
                 try:
-                    self._client = Client(
-                        self.scheduler,
-                        security=self.security,
-                        timeout=self.connect_timeout,
-                        set_as_default=False,
-                    )
+                    # our connection's message log kept short, as the clusters we start keep theirs
+                    with dask.config.set({"distributed.admin.low-level-log-length": MESSAGE_LOG_LENGTH}):
+                        self._client = Client(
+                            self.scheduler,
+                            security=self.security,
+                            timeout=self.connect_timeout,
+                            set_as_default=False,
+                        )
                 except (OSError, TimeoutError) as exc:
                     raise ComputeError(
                         f"could not connect to the Dask scheduler at {self.scheduler} within "
@@ -196,7 +206,13 @@ class DaskBackend(ComputeBackend):
 
     @property
     def cores(self) -> int:
-        return max(1, sum(self.guard(self.client.nthreads, "counting workers").values()))
+        """The cluster's task slots, asked of the scheduler at most once a second (every vector operation
+        reads it to cut its chunks; a worker that joins or leaves is seen within the second)."""
+        now = time.monotonic()
+        if now - self._cores_at > CORES_TTL:
+            self._cores = max(1, sum(self.guard(self.client.nthreads, "counting workers").values()))
+            self._cores_at = now
+        return self._cores
 
     def describe(self) -> str:
         return f"dask at {self.scheduler} ({self.cores} workers)"

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import threading
-import time
 from collections.abc import Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -24,6 +22,7 @@ from fedbench.compute import job_state
 from fedbench.compute.backend import Chunk, ComputeBackend, ComputeJob, TaskFn, new_job_id
 from fedbench.compute.errors import ComputeError
 from fedbench.compute.job_state import Setup
+from fedbench.compute.owner_watch import watch_owner
 from fedbench.net import codec
 
 __all__ = ["BROKEN_POOL", "LocalBackend", "LocalJob"]
@@ -47,18 +46,7 @@ def _context(preload: list[str]) -> Any:
 
 def _init_worker(job_id: str, setup: Setup | None, payload: bytes, owner: int) -> None:
     job_state.install(job_id, setup, payload)
-    threading.Thread(target=_exit_with_owner, args=(owner,), name="owner-watch", daemon=True).start()
-
-
-def _exit_with_owner(owner: int) -> None:
-    """A worker whose job's process is gone (killed, e.g. when its step was cancelled) stops instead of idling
-    on: its parent is the fork server, which lives as long as any of its children do."""
-    while True:
-        try:
-            os.kill(owner, 0)
-        except ProcessLookupError:
-            os._exit(3)
-        time.sleep(0.5)
+    watch_owner(owner)
 
 
 def _call(job_id: str, fn: TaskFn, chunk: Chunk) -> np.ndarray[Any, Any]:

@@ -10,11 +10,13 @@ at once, with the caller's `__main__` hidden for that moment, so a script withou
 belong to the same party as the caller: the key owner's own workers may receive its p and q, nobody
 else's process ever does.
 
-On a party's Dask cluster (`fedbench.compute.current()` is a `DaskBackend`), encrypt, obfuscators, decrypt and
-dot go to its workers instead, cut by the cluster's cores: the key's obfuscator spec (and p, q to decrypt) is
-the job's state, built once per worker (fixed-base tables, CRT constants) and dropped when the step ends;
-residues and ciphertexts travel as fixed-width rows of a uint8 array, the dot's matrix as int64 (a matrix of
-larger integers stays on this machine's pool).
+On a party's Dask cluster (`fedbench.compute.current()` is a `DaskBackend`), every operation here (encrypt,
+obfuscators, decrypt, dot, powers, SecureBoost's bucket products and their packing) goes to its workers
+instead, cut by the cluster's cores: the key's obfuscator spec (and p, q to decrypt) is the job's state, built
+once per worker (fixed-base tables, CRT constants) and dropped when the step ends; residues, ciphertexts and
+exponents travel as fixed-width rows of a uint8 array, the dot's matrix as int64 (a matrix of larger integers
+stays on this machine's pool). Bucket products are cut by rows there (each row's ciphertext crosses once; the
+chunks' products are multiplied here), by columns on this machine's pool (every process has every row).
 
 The engine picks: an operation whose estimated cost is below `MIN_PARALLEL_COST` modular multiplications
 (about 0.15 s at 2048 bits) stays in-process, as does everything when the cap is 1. The cap is the
@@ -41,6 +43,7 @@ from gmpy2 import mpz
 
 from fedbench import compute
 from fedbench.compute.arrays import ints_from_rows, ints_to_rows
+from fedbench.compute.owner_watch import watch_owner
 from fedbench.crypto.paillier import buckets as bucket_ops
 from fedbench.crypto.paillier import crt
 from fedbench.crypto.paillier import obfuscation as obfuscation_tables
@@ -155,7 +158,10 @@ def _get_executor(size: int) -> ProcessPoolExecutor:
             if _executor is not None:
                 _executor.shutdown(wait=False, cancel_futures=True)
             _executor_size = size
-            _executor = ProcessPoolExecutor(max_workers=size, mp_context=_context())
+            # a worker ends with this process, even when it is killed mid-operation
+            _executor = ProcessPoolExecutor(
+                max_workers=size, mp_context=_context(), initializer=watch_owner, initargs=(os.getpid(),)
+            )
             _start(_executor, size)
         return _executor
 
@@ -300,10 +306,22 @@ def powers_of(
 ) -> list[mpz]:
     """c_i^k_i mod n^2 for signed k_i (multiplication by plaintexts), in-process or over workers."""
     bits = max((abs(k).bit_length() for k in exponents), default=0)
-    parts = plan(len(ciphertexts), 1.2 * bits + 3, workers, balance=4)
+    cluster = _cluster()
+    parts = plan(len(ciphertexts), 1.2 * bits + 3, _cap(cluster, workers), balance=4)
     if parts == 1:
         return powers(ciphertexts, exponents, nsq)
     width = _width(nsq)
+    if cluster is not None:
+        size = max(1, -(-bits // 8))
+        chunks = [
+            (
+                ints_to_rows(ciphertexts[a:b], width),
+                ints_to_rows([abs(k) for k in exponents[a:b]], size),
+                np.array([k < 0 for k in exponents[a:b]], dtype=np.bool_),
+            )
+            for a, b in _bounds(len(ciphertexts), parts)
+        ]
+        return _on_cluster(cluster, _modulus_state(nsq), _cluster_powers, chunks)
     calls = [
         (ciphertexts_to_bytes(ciphertexts[a:b], width), int(nsq), exponents[a:b])
         for a, b in _bounds(len(ciphertexts), parts)
@@ -328,12 +346,13 @@ def dot(
         return dot_parts(ciphertexts, matrix, nsq, naive)
     width = _width(nsq)
     if cluster is not None:
+        # a multi-exponentiation costs less per row on more rows: no more chunks than the cluster has cores
+        parts = min(parts, cluster.cores)
         chunks = [
             (ints_to_rows(ciphertexts[a:b], width), np.ascontiguousarray(matrix[a:b]), np.array([naive]))
             for a, b in _bounds(rows, parts)
         ]
-        state = {"kind": "textbook", "n": int(gmpy2.isqrt(nsq))}
-        flat = _on_cluster(cluster, state, _cluster_dot, chunks)
+        flat = _on_cluster(cluster, _modulus_state(nsq), _cluster_dot, chunks)
         pos = [mpz(1)] * features
         neg = [mpz(1)] * features
         for start in range(0, len(flat), 2 * features):
@@ -364,6 +383,11 @@ def bucket_products(
     """Per column of `codes`, the products of the ciphertexts of each bucket (`buckets.bucket_products`),
     in-process or with the columns split over worker processes (each gets every row's ciphertext)."""
     rows, columns = codes.shape
+    cluster = _cluster()
+    if cluster is not None:
+        parts = plan(rows, float(columns), _cap(cluster, workers))
+        if parts > 1:
+            return _cluster_bucket_products(cluster, ciphertexts, codes, buckets, nsq, parts)
     parts = plan(columns, float(rows), workers, balance=2)
     if parts == 1:
         return bucket_ops.bucket_products(ciphertexts, codes, buckets, nsq)
@@ -382,10 +406,17 @@ def pack_products(
     """`buckets.pack_products` (Horner packing, `per` values to a ciphertext), in-process or with the packed
     ciphertexts split over worker processes."""
     groups = -(-len(values) // per) if per > 0 else 0
-    parts = plan(groups, 1.0 * (per - 1) * width + 1, workers, balance=4)
+    cluster = _cluster()
+    parts = plan(groups, 1.0 * (per - 1) * width + 1, _cap(cluster, workers), balance=4)
     if parts == 1:
         return bucket_ops.pack_products(values, width, per, nsq)
     size = _width(nsq)
+    if cluster is not None:
+        chunks = [
+            (ints_to_rows(values[a * per : b * per], size), np.array([width, per], dtype=np.int64))
+            for a, b in _bounds(groups, parts)
+        ]
+        return _on_cluster(cluster, _modulus_state(nsq), _cluster_pack, chunks)
     calls = [
         (ciphertexts_to_bytes(values[a * per : b * per], size), int(nsq), width, per)
         for a, b in _bounds(groups, parts)
@@ -403,6 +434,38 @@ def _cap(cluster: compute.ComputeBackend | None, workers: int | None) -> int | N
     """The cap on chunks: the cluster's cores, and at least two there (work worth shipping goes to the cluster
     even when it has one worker: that worker is another machine's core), else the caller's `workers`."""
     return max(2, cluster.cores) if cluster is not None else workers
+
+
+def _cluster_bucket_products(
+    cluster: compute.ComputeBackend,
+    ciphertexts: Sequence[mpz],
+    codes: np.ndarray[Any, Any],
+    buckets: int,
+    nsq: mpz,
+    parts: int,
+) -> list[list[mpz]]:
+    """`bucket_products` with the rows cut into `parts` on the cluster; each chunk's products of every column
+    and bucket are multiplied together here (a product over rows is the product of the chunks' products)."""
+    width, columns = _width(nsq), codes.shape[1]
+    chunks = [
+        (
+            ints_to_rows(ciphertexts[a:b], width),
+            np.ascontiguousarray(codes[a:b]),
+            np.array([buckets], dtype=np.int64),
+        )
+        for a, b in _bounds(len(ciphertexts), parts)
+    ]
+    flat = _on_cluster(cluster, _modulus_state(nsq), _cluster_buckets, chunks)
+    cells = columns * buckets
+    out = flat[:cells]
+    for start in range(cells, len(flat), cells):
+        out = [a * b % nsq for a, b in zip(out, flat[start : start + cells], strict=True)]
+    return [out[j * buckets : (j + 1) * buckets] for j in range(columns)]
+
+
+def _modulus_state(nsq: mpz) -> dict[str, Any]:
+    """The job state of operations that need only the public modulus (no tables, nothing secret)."""
+    return {"kind": "textbook", "n": int(gmpy2.isqrt(nsq))}
 
 
 def _spec_state(spec: ObfuscatorSpec) -> dict[str, Any]:
@@ -467,3 +530,35 @@ def _cluster_dot(
     bases = [mpz(c) for c in ints_from_rows(ciphertexts)]
     parts = dot_parts(bases, matrix, key.nsq, bool(naive[0]))
     return ints_to_rows([v for pair in parts for v in pair], _width(key.nsq))
+
+
+def _cluster_powers(
+    key: KeyState,
+    ciphertexts: np.ndarray[Any, Any],
+    magnitudes: np.ndarray[Any, Any],
+    negative: np.ndarray[Any, Any],
+) -> np.ndarray[Any, Any]:
+    bases = [mpz(c) for c in ints_from_rows(ciphertexts)]
+    exponents = [
+        -k if neg else k for k, neg in zip(ints_from_rows(magnitudes), negative.tolist(), strict=True)
+    ]
+    return ints_to_rows(powers(bases, exponents, key.nsq), _width(key.nsq))
+
+
+def _cluster_buckets(
+    key: KeyState,
+    ciphertexts: np.ndarray[Any, Any],
+    codes: np.ndarray[Any, Any],
+    buckets: np.ndarray[Any, Any],
+) -> np.ndarray[Any, Any]:
+    bases = [mpz(c) for c in ints_from_rows(ciphertexts)]
+    products = bucket_ops.bucket_products(bases, codes, int(buckets[0]), key.nsq)
+    return ints_to_rows([c for column in products for c in column], _width(key.nsq))
+
+
+def _cluster_pack(
+    key: KeyState, values: np.ndarray[Any, Any], shape: np.ndarray[Any, Any]
+) -> np.ndarray[Any, Any]:
+    width, per = (int(v) for v in shape)
+    packed = bucket_ops.pack_products([mpz(v) for v in ints_from_rows(values)], width, per, key.nsq)
+    return ints_to_rows(packed, _width(key.nsq))
