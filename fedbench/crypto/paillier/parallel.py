@@ -244,10 +244,10 @@ def obfuscator_cost(spec: ObfuscatorSpec) -> float:
     return costs[spec.kind] + 1
 
 
-def _obfuscator_parts(spec: ObfuscatorSpec, count: int, workers: int | None) -> int:
+def _obfuscator_parts(spec: ObfuscatorSpec, count: int, workers: int | None, balance: int = 4) -> int:
     """Chunks for `count` obfuscators: by cost, except that a wide table is only ever built in the worker
     processes (it is large and slow to build: worth it where it is used for many obfuscators)."""
-    parts = plan(count, obfuscator_cost(spec), workers, balance=4)
+    parts = plan(count, obfuscator_cost(spec), workers, balance)
     if parts == 1 and spec.window > 8 and count > 0:
         return min(count, get_workers(workers))
     return parts
@@ -256,7 +256,7 @@ def _obfuscator_parts(spec: ObfuscatorSpec, count: int, workers: int | None) -> 
 def encrypt(spec: ObfuscatorSpec, residues: list[int], workers: int | None = None) -> list[mpz]:
     """Ciphertexts of plaintext residues, in-process or split over worker processes (or the party's cluster)."""
     cluster = _cluster()
-    parts = _obfuscator_parts(spec, len(residues), _cap(cluster, workers))
+    parts = _obfuscator_parts(spec, len(residues), _cap(cluster, workers), _balance(cluster, 4))
     if parts == 1:
         return encrypt_residues(spec, residues)
     n = mpz(spec.n)
@@ -271,7 +271,7 @@ def encrypt(spec: ObfuscatorSpec, residues: list[int], workers: int | None = Non
 def make_obfuscators(spec: ObfuscatorSpec, count: int, workers: int | None = None) -> list[mpz]:
     """`count` obfuscators, in-process or split over worker processes (or the party's cluster)."""
     cluster = _cluster()
-    parts = _obfuscator_parts(spec, count, _cap(cluster, workers))
+    parts = _obfuscator_parts(spec, count, _cap(cluster, workers), _balance(cluster, 4))
     if parts == 1:
         return obfuscators(spec, count)
     n = mpz(spec.n)
@@ -286,7 +286,9 @@ def decrypt(p: int, q: int, ciphertexts: Sequence[mpz], workers: int | None = No
     """Residues in [0, n) of the ciphertexts (CRT decryption), in-process or over worker processes."""
     params = crt_params(p, q)
     cluster = _cluster()
-    parts = plan(len(ciphertexts), 0.4 * int(params.n).bit_length(), _cap(cluster, workers), 4)
+    parts = plan(
+        len(ciphertexts), 0.4 * int(params.n).bit_length(), _cap(cluster, workers), _balance(cluster, 4)
+    )
     if parts == 1:
         return params.decrypt(ciphertexts)
     width = _width(params.nsq)
@@ -307,7 +309,7 @@ def powers_of(
     """c_i^k_i mod n^2 for signed k_i (multiplication by plaintexts), in-process or over workers."""
     bits = max((abs(k).bit_length() for k in exponents), default=0)
     cluster = _cluster()
-    parts = plan(len(ciphertexts), 1.2 * bits + 3, _cap(cluster, workers), balance=4)
+    parts = plan(len(ciphertexts), 1.2 * bits + 3, _cap(cluster, workers), _balance(cluster, 4))
     if parts == 1:
         return powers(ciphertexts, exponents, nsq)
     width = _width(nsq)
@@ -407,7 +409,7 @@ def pack_products(
     ciphertexts split over worker processes."""
     groups = -(-len(values) // per) if per > 0 else 0
     cluster = _cluster()
-    parts = plan(groups, 1.0 * (per - 1) * width + 1, _cap(cluster, workers), balance=4)
+    parts = plan(groups, 1.0 * (per - 1) * width + 1, _cap(cluster, workers), _balance(cluster, 4))
     if parts == 1:
         return bucket_ops.pack_products(values, width, per, nsq)
     size = _width(nsq)
@@ -434,6 +436,13 @@ def _cap(cluster: compute.ComputeBackend | None, workers: int | None) -> int | N
     """The cap on chunks: the cluster's cores, and at least two there (work worth shipping goes to the cluster
     even when it has one worker: that worker is another machine's core), else the caller's `workers`."""
     return max(2, cluster.cores) if cluster is not None else workers
+
+
+def _balance(cluster: compute.ComputeBackend | None, balance: int) -> int:
+    """Chunks per worker: `balance` on this machine's pool, one on a cluster, where every chunk's task and
+    result cross the scheduler (measured with 2 workers: an encrypt of 5,000 values in 8 chunks took 1.09x the
+    local pool's time, in 2 chunks 1.03x)."""
+    return 1 if cluster is not None else balance
 
 
 def _cluster_bucket_products(
