@@ -116,11 +116,15 @@ def test_failure_on_host_fails_the_guest_promptly_and_resume_runs_only_the_rest(
     run = project.run_pipeline(pipeline)
     with pytest.raises(RunFailed, match="host failed .* fewer than min_rows=150"):
         run.wait(timeout=PROMPT, show_progress=False)
-    assert "fewer than min_rows=150" in _task_errors(fed, "guest", run.job_id)["check"], (
-        "the guest's task ends on the host's reason, not on a wait of its own"
-    )
-    assert _executions(fed, "guest", run.job_id)["check"] == "failed"
     assert _executions(fed, "host", run.job_id)["check"] == "failed"
+    guest_check = _executions(fed, "guest", run.job_id)["check"]
+    # The host fails `check` at once; the guest may get the news before it starts the step (it never runs
+    # then). Once started, its task waits on the host and must end on the host's reason.
+    assert guest_check in ("failed", "queued"), guest_check
+    if guest_check == "failed":
+        assert "fewer than min_rows=150" in _task_errors(fed, "guest", run.job_id)["check"], (
+            "the guest's task ends on the host's reason, not on a wait of its own"
+        )
     pipeline.steps[1].params["min_rows"] = 100
     resumed = project.run_pipeline(pipeline).wait(show_progress=False)
     for party in ("guest", "host"):
