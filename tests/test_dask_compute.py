@@ -142,17 +142,23 @@ def test_psi_masks_bit_identically_and_finds_the_same_rows_on_the_local_pool_and
     assert any(f"on dask at {dask.scheduler}" in text for text in messages)
 
 
+@pytest.fixture
+def ran(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the Paillier engine's tasks sent to a cluster, in order; small vectors go too."""
+    monkeypatch.setattr(parallel, "MIN_PARALLEL_COST", 200)
+    names: list[str] = []
+    real = parallel._on_cluster
+    monkeypatch.setattr(
+        parallel, "_on_cluster", lambda c, s, task, ch: names.append(task.__name__) or real(c, s, task, ch)
+    )
+    return names
+
+
 def test_an_lr_epoch_on_paillier_gives_the_same_results_on_the_local_pool_and_dask(
-    dask: DaskBackend, monkeypatch: pytest.MonkeyPatch
+    dask: DaskBackend, ran: list[str]
 ):
     """Encrypt the residuals, X^T [[r]], decrypt the gradient: the same ciphertexts where the operation is
     deterministic, the same plaintexts where it is randomised, and every operation ran on the cluster."""
-    monkeypatch.setattr(parallel, "MIN_PARALLEL_COST", 200)
-    ran: list[str] = []
-    real = parallel._on_cluster
-    monkeypatch.setattr(
-        parallel, "_on_cluster", lambda c, s, task, ch: ran.append(task.__name__) or real(c, s, task, ch)
-    )
     public, private = generate_keypair(1024)
     rng = np.random.default_rng(7)
     residuals, features = rng.normal(size=48), rng.normal(size=(48, 3))
@@ -175,17 +181,11 @@ def test_an_lr_epoch_on_paillier_gives_the_same_results_on_the_local_pool_and_da
 
 
 def test_secureboost_histogram_work_runs_on_the_cluster_and_gives_the_local_pools_ciphertexts(
-    dask: DaskBackend, monkeypatch: pytest.MonkeyPatch
+    dask: DaskBackend, ran: list[str]
 ):
     """The host's histogram work (bucket products by rows, their Horner packing) and signed powers give the
     very ciphertexts of this machine's pool on the cluster, and a simulated SecureBoost grows the same trees
     with every party's Paillier work on the cluster."""
-    monkeypatch.setattr(parallel, "MIN_PARALLEL_COST", 200)
-    ran: list[str] = []
-    real = parallel._on_cluster
-    monkeypatch.setattr(
-        parallel, "_on_cluster", lambda c, s, task, ch: ran.append(task.__name__) or real(c, s, task, ch)
-    )
     public, _ = generate_keypair(1024)
     rng = np.random.default_rng(11)
     cts = public.encrypt(rng.normal(size=90), workers=1)._ct

@@ -513,7 +513,12 @@ def _on_cluster(
 ) -> list[mpz]:
     """Run `task` over `chunks` in the key's job on the cluster; the rows of all results as mpz, in order."""
     job = cluster.cached_job(KeyState, state)
-    return [mpz(v) for rows in job.map(task, chunks, inflight=len(chunks)) for v in ints_from_rows(rows)]
+    return [v for rows in job.map(task, chunks, inflight=len(chunks)) for v in _mpz_rows(rows)]
+
+
+def _mpz_rows(rows: np.ndarray[Any, Any]) -> list[mpz]:
+    """The values of fixed-width rows (`ints_to_rows`) as mpz, ready for gmpy2's arithmetic."""
+    return [mpz(v) for v in ints_from_rows(rows)]
 
 
 def _cluster_encrypt(key: KeyState, residues: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
@@ -526,7 +531,7 @@ def _cluster_obfuscators(key: KeyState, count: np.ndarray[Any, Any]) -> np.ndarr
 
 def _cluster_decrypt(key: KeyState, ciphertexts: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
     params = crt_params(key.spec.p, key.spec.q)
-    cts = [mpz(c) for c in ints_from_rows(ciphertexts)]
+    cts = _mpz_rows(ciphertexts)
     return ints_to_rows(params.decrypt(cts), _width(key.nsq))
 
 
@@ -536,7 +541,7 @@ def _cluster_dot(
     matrix: np.ndarray[Any, Any],
     naive: np.ndarray[Any, Any],
 ) -> np.ndarray[Any, Any]:
-    bases = [mpz(c) for c in ints_from_rows(ciphertexts)]
+    bases = _mpz_rows(ciphertexts)
     parts = dot_parts(bases, matrix, key.nsq, bool(naive[0]))
     return ints_to_rows([v for pair in parts for v in pair], _width(key.nsq))
 
@@ -547,7 +552,7 @@ def _cluster_powers(
     magnitudes: np.ndarray[Any, Any],
     negative: np.ndarray[Any, Any],
 ) -> np.ndarray[Any, Any]:
-    bases = [mpz(c) for c in ints_from_rows(ciphertexts)]
+    bases = _mpz_rows(ciphertexts)
     exponents = [
         -k if neg else k for k, neg in zip(ints_from_rows(magnitudes), negative.tolist(), strict=True)
     ]
@@ -560,7 +565,7 @@ def _cluster_buckets(
     codes: np.ndarray[Any, Any],
     buckets: np.ndarray[Any, Any],
 ) -> np.ndarray[Any, Any]:
-    bases = [mpz(c) for c in ints_from_rows(ciphertexts)]
+    bases = _mpz_rows(ciphertexts)
     products = bucket_ops.bucket_products(bases, codes, int(buckets[0]), key.nsq)
     return ints_to_rows([c for column in products for c in column], _width(key.nsq))
 
@@ -569,5 +574,5 @@ def _cluster_pack(
     key: KeyState, values: np.ndarray[Any, Any], shape: np.ndarray[Any, Any]
 ) -> np.ndarray[Any, Any]:
     width, per = (int(v) for v in shape)
-    packed = bucket_ops.pack_products([mpz(v) for v in ints_from_rows(values)], width, per, key.nsq)
+    packed = bucket_ops.pack_products(_mpz_rows(values), width, per, key.nsq)
     return ints_to_rows(packed, _width(key.nsq))
