@@ -18,12 +18,13 @@ from typing import Any
 import numpy as np
 import pytest
 from conftest import small_two_party_project
+from dask.utils import parse_timedelta
 
 import fedbench
 from fedbench import compute, sandbox, sandbox_dask
 from fedbench.components import simulate
 from fedbench.compute import ComputeError, DaskBackend, LocalBackend, LocalCluster, start_cluster
-from fedbench.compute.cluster import MESSAGE_LOG_LENGTH
+from fedbench.compute.cluster import MESSAGE_LOG_LENGTH, PROFILE_INTERVAL, TICK_INTERVAL
 from fedbench.compute.config import SCHEDULER_ENV, ComputeConfig, backend_for
 from fedbench.crypto.paillier import generate_keypair, parallel
 from fedbench.datasets import make_credit, vertical_split
@@ -222,18 +223,28 @@ def test_secureboost_histogram_work_runs_on_the_cluster_and_gives_the_local_pool
     assert model["host"]["model"]["splits"] == local_model["host"]["model"]["splits"]
 
 
-def _log_length(**_: Any) -> int:
+def _settings(dask_worker: Any = None, dask_scheduler: Any = None) -> tuple[int, float, float]:
+    """A Dask process's message-log length, its profiler's interval and its running event-loop check's (s)."""
     import dask
 
-    return int(dask.config.get("distributed.admin.low-level-log-length"))
+    server = dask_worker or dask_scheduler
+    return (
+        int(dask.config.get("distributed.admin.low-level-log-length")),
+        parse_timedelta(dask.config.get("distributed.worker.profile.interval")),
+        server.periodic_callbacks["tick"].callback_time / 1000,
+    )
 
 
-def test_the_cluster_and_our_client_keep_a_short_message_log(dask: DaskBackend):
+def test_the_cluster_and_our_client_keep_a_short_message_log_and_quiet_monitors(dask: DaskBackend):
     """Dask keeps each connection's recent messages under 1 MB (1,000 by default) and ours carry 512 KiB
-    chunks: the scheduler, every worker and our client keep 16, or each connection holds half a gigabyte."""
+    chunks: the scheduler, every worker and our client keep 16, or each connection holds half a gigabyte.
+    The profiler and the event-loop check wake 10 and 20 times less often than by default (they take the
+    GIL and the cores from our tasks)."""
     client = dask.client
-    assert client.run_on_scheduler(_log_length) == MESSAGE_LOG_LENGTH
-    assert set(client.run(_log_length).values()) == {MESSAGE_LOG_LENGTH}
+    expected = (MESSAGE_LOG_LENGTH, parse_timedelta(PROFILE_INTERVAL), parse_timedelta(TICK_INTERVAL))
+    assert expected == (16, 0.1, 0.5)
+    assert client.run_on_scheduler(_settings) == expected
+    assert set(client.run(_settings).values()) == {expected}
     assert client.scheduler_comm.recent_message_log.maxlen == MESSAGE_LOG_LENGTH
 
 

@@ -350,7 +350,7 @@ def test_entrypoint_runs_the_partys_dask_cluster_on_its_own_ca(tmp_path: Path, s
     import dask
 
     from fedbench.compute import DaskBackend
-    from fedbench.compute.cluster import MESSAGE_LOG_LENGTH
+    from fedbench.compute.cluster import MESSAGE_LOG_LENGTH, PROFILE_INTERVAL, TICK_INTERVAL
     from fedbench.psi import group
 
     env = {
@@ -379,10 +379,15 @@ def test_entrypoint_runs_the_partys_dask_cluster_on_its_own_ca(tmp_path: Path, s
         with group.MaskingPool(secret, b"key", backend=backend) as pool:
             remote = pool.hash_mask(["a", "b", "c"]).result()
         assert remote == group.Masker(secret, b"key").hash_mask(["a", "b", "c"])
-        # the containers keep Dask's per-connection message log short, as the sandbox's cluster does
-        length = "distributed.admin.low-level-log-length"
-        assert backend.client.run_on_scheduler(dask.config.get, length) == MESSAGE_LOG_LENGTH
-        assert set(backend.client.run(dask.config.get, length).values()) == {MESSAGE_LOG_LENGTH}
+        # the containers keep Dask's per-connection message log short and its monitors quiet, as the
+        # sandbox's cluster does
+        for setting, value in (
+            ("distributed.admin.low-level-log-length", MESSAGE_LOG_LENGTH),
+            ("distributed.worker.profile.interval", PROFILE_INTERVAL),
+            ("distributed.admin.tick.interval", TICK_INTERVAL),
+        ):
+            assert backend.client.run_on_scheduler(dask.config.get, setting) == value
+            assert set(backend.client.run(dask.config.get, setting).values()) == {value}
     finally:
         backend.close()
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from fedbench.compute.errors import ComputeError
 
-__all__ = ["DASK_ENV", "MESSAGE_LOG_LENGTH", "LocalCluster", "start_cluster"]
+__all__ = ["DASK_ENV", "MESSAGE_LOG_LENGTH", "PROFILE_INTERVAL", "TICK_INTERVAL", "LocalCluster", "start_cluster"]
 
 MESSAGE_LOG_LENGTH = 16
 """Recent messages Dask keeps per connection, for debugging (its `distributed.admin.low-level-log-length`,
@@ -30,7 +30,21 @@ MESSAGE_LOG_LENGTH = 16
 default, the scheduler held up to half a gigabyte per worker connection and the client as much (measured: a
 10M x 10M PSI's scheduler grew to 655 MB, 1,500 tasks took it from 63 to 803 MB). With 16 it stays flat."""
 
-DASK_ENV = {"DASK_DISTRIBUTED__ADMIN__LOW_LEVEL_LOG_LENGTH": str(MESSAGE_LOG_LENGTH)}
+PROFILE_INTERVAL = "100ms"
+"""How often a worker's statistical profiler samples its threads (Dask's `distributed.worker.profile.interval`,
+10 ms by default). Each sample takes the GIL from the task computing, and our tasks are a core's worth of
+gmpy2 work: with 2 workers on 2 cores, a dot of 5,000 x 13 at 2048 bits took 1.10x the local pool's time by
+default and 1.05x with 100 ms and the tick below (4 interleaved runs). The dashboard's profile still fills."""
+
+TICK_INTERVAL = "500ms"
+"""How often each Dask process checks that its event loop is not blocked (`distributed.admin.tick.interval`,
+20 ms by default): 50 wake-ups a second per process on cores the workers' tasks need."""
+
+DASK_ENV = {
+    "DASK_DISTRIBUTED__ADMIN__LOW_LEVEL_LOG_LENGTH": str(MESSAGE_LOG_LENGTH),
+    "DASK_DISTRIBUTED__WORKER__PROFILE__INTERVAL": PROFILE_INTERVAL,
+    "DASK_DISTRIBUTED__ADMIN__TICK__INTERVAL": TICK_INTERVAL,
+}
 """The environment of the scheduler and worker processes we start (the compose profile sets the same)."""
 
 
