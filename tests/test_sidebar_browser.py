@@ -193,11 +193,27 @@ def _search_palette(page, text: str) -> None:
     search.fill(text)
 
 
+def _run_from_palette(page, text: str, label: str) -> None:
+    """Search the palette for `text` and run the command `label`; again from the search if the palette closed
+    before the click landed (a busy page can move the focus away, which closes it and detaches its items)."""
+    item = page.locator(".lm-CommandPalette-item").filter(has_text=label)
+    for attempt in range(3):
+        _search_palette(page, text)
+        try:
+            item.click(timeout=15_000)
+            return
+        except PlaywrightTimeout:
+            if attempt == 2:
+                raise
+            page.keyboard.press("Escape")
+
+
 def test_sidebar_accepts_a_proposal_follows_a_run_and_inserts_its_output(page, fed: Path) -> None:
     _search_palette(page, "fedbench")
     palette = page.locator(".lm-CommandPalette-item")
     palette.filter(has_text="fedbench: Refresh the Federation sidebar").wait_for()
-    palette.filter(has_text="fedbench: Show the Federation sidebar").click()
+    page.keyboard.press("Escape")
+    _run_from_palette(page, "fedbench", "fedbench: Show the Federation sidebar")
     panel = page.locator("#fedbench-federation")
     panel.wait_for()
     health = panel.locator('.fb-health[data-level="ok"]')
