@@ -18,6 +18,7 @@ from fedbench import sandbox
 from fedbench.client.runs import RunFailed
 from fedbench.errors import FedbenchError
 from fedbench.pipeline import Pipeline
+from fedbench.ui.monitor import RunMonitor
 
 PROMPT = 120.0
 """How long a test waits for a failure or cancel that a partner tells us of within seconds: a node that is not
@@ -125,6 +126,10 @@ def test_failure_on_host_fails_the_guest_promptly_and_resume_runs_only_the_rest(
         assert "fewer than min_rows=150" in _task_errors(fed, "guest", run.job_id)["check"], (
             "the guest's task ends on the host's reason, not on a wait of its own"
         )
+    view = RunMonitor(run)
+    assert view.state == "failed"
+    after = view.rows["after"].state.value
+    assert "not run" in after and "waiting" not in after, "a step the failure left unstarted will never run"
     pipeline.steps[1].params["min_rows"] = 100
     resumed = project.run_pipeline(pipeline).wait(show_progress=False)
     for party in ("guest", "host"):

@@ -40,7 +40,10 @@ _STATE_WORDS = {
     "reused": "done (reused an earlier result)",
     "failed": "failed",
     "cancelled": "cancelled",
+    "not_run": "not run (the run stopped first)",
 }
+_UNSTARTED = frozenset({"pending", "queued"})
+_STOPPED = frozenset({"failed", "cancelled"})
 _BAR_STYLES = {"succeeded": "success", "reused": "success", "failed": "danger", "cancelled": "warning"}
 _REDRAW_SECONDS = 0.5
 _MAX_LOG_LINES = 400
@@ -233,10 +236,13 @@ class RunMonitor(widgets.VBox):
         return self.rows[step]
 
     def _show_info(self, info: RunInfo) -> None:
+        # a step still waiting when its run failed or was cancelled will never run: not "waiting"
+        stopped = info.state in _STOPPED
         for s in info.steps:
             step_row = self._row(s.step, s.component)
             step_row.started = s.started_at.timestamp() if s.started_at else step_row.started
-            step_row.update(state=s.state, fraction=s.progress, message=s.message)
+            state = "not_run" if stopped and s.state in _UNSTARTED else s.state
+            step_row.update(state=state, fraction=s.progress, message=s.message)
         self._set_state(info.state, info.error)
 
     def _set_state(self, state: str, error: str | None = None) -> None:
