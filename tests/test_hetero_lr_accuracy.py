@@ -139,6 +139,10 @@ def test_an_early_stopped_warm_up_goes_on_to_the_refine_epochs(protocol: str) ->
     metrics = outputs["guest"]["metrics"]
     assert metrics["epochs"] == len(replica.losses) and metrics["refine_from"] == len(replica.losses) - 1
     np.testing.assert_allclose(_losses(events), replica.losses, atol=1e-4)
+    marks = [e for p, e in events if p == "guest" and e["type"] == "metric" and e["name"] == "refine_from"]
+    assert [(m["value"], m["step"]) for m in marks] == [(metrics["refine_from"], metrics["refine_from"])], (
+        "the live chart is told once where the refine epochs begin"
+    )
     np.testing.assert_allclose(outputs["host"]["model"]["coef"][0], replica.host, atol=1e-4)
     assert outputs["host"]["metrics"]["epochs"] == len(replica.losses)
 

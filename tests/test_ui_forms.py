@@ -25,6 +25,7 @@ import fedbench.ui as ui
 from fedbench import components, sandbox
 from fedbench.client.runs import Run
 from fedbench.components import spec
+from fedbench.ui.dashboards.modeling_result import refine_from_of
 from fedbench.ui.errors import FormError, PlotError
 from fedbench.ui.fields import field_schema
 
@@ -361,6 +362,26 @@ def test_loss_curve_one_line_per_metric_and_party() -> None:
     assert [len(ax.lines) for ax in fig.axes] == [2, 2]
     with pytest.raises(PlotError):
         ui.loss_curve(pd.DataFrame())
+
+
+def test_loss_curve_marks_where_the_refine_epochs_begin() -> None:
+    """hetero_lr's refine epochs report the logistic loss, its warm-up the quadratic one: the step up between
+    them is marked on the loss panel, from the streamed `refine_from` metric or from the model's value."""
+    losses = [0.52, 0.45, 0.41, 0.47, 0.46]
+    rows = [{"name": "loss", "iteration": i, "value": v} for i, v in enumerate(losses)]
+    rows += [{"name": "epoch_seconds", "iteration": i, "value": 1.0} for i in range(5)]
+    streamed = pd.DataFrame([*rows, {"name": "refine_from", "iteration": 3, "value": 3}])
+    for fig in (ui.loss_curve(streamed), ui.loss_curve(pd.DataFrame(rows), refine_from=3)):
+        assert [ax.get_title() for ax in fig.axes] == ["loss", "epoch_seconds"], "the mark is no panel"
+        loss, seconds = fig.axes
+        marks = [line for line in loss.lines if line.get_linestyle() == "--"]
+        assert len(marks) == 1 and list(marks[0].get_xdata()) == [2.5, 2.5]
+        assert [t.get_text() for t in loss.texts] == [" refine: logistic loss"]
+        assert not seconds.texts and all(line.get_linestyle() != "--" for line in seconds.lines)
+    plain = ui.loss_curve(pd.DataFrame(rows)).axes[0]
+    assert not plain.texts and all(line.get_linestyle() != "--" for line in plain.lines)
+    assert refine_from_of({"refine_from": 3}) == 3 and refine_from_of({"refine_from": {"0": 4, "1": 4}}) == 4
+    assert refine_from_of({"refine_from": None}) is None and refine_from_of(None) is None
 
 
 def test_iv_chart_sorts_features_and_keeps_the_top() -> None:

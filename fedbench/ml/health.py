@@ -26,12 +26,18 @@ __all__ = [
     "LEARNED_NOTHING",
     "MIN_EPOCHS_JUDGED",
     "ModelHealthError",
+    "REFINE_METRIC",
     "STILL_FALLING",
     "WEAK_AUC",
     "check_training",
     "check_trees",
     "safer_learning_rate",
 ]
+
+REFINE_METRIC = "refine_from"
+"""The metric `hetero_lr` logs at its first refine epoch (its value: that epoch). From there on its loss is the
+logistic loss, where the warm-up's was the quadratic one it trains on, so the curve may step up there: charts
+mark the change (`ui.plots.loss_curve`), and the checks below judge each phase on its own."""
 
 GROWTH_FACTOR = 10.0
 """A last-epoch loss this many times the first epoch's means the training diverged."""

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from fedbench.ml.health import REFINE_METRIC
 from fedbench.ui.errors import PlotError
 
 __all__ = [
@@ -217,12 +218,24 @@ def _series(metrics: pd.DataFrame) -> dict[str, pd.DataFrame]:
     return series
 
 
-def loss_curve(metrics: pd.DataFrame, *, title: str = "Metrics by iteration") -> Figure:
-    """One line per metric (and party, if several) over iterations: a run's `metrics` table as is."""
-    series = _series(metrics)
+def loss_curve(
+    metrics: pd.DataFrame, *, title: str = "Metrics by iteration", refine_from: int | None = None
+) -> Figure:
+    """One line per metric (and party, if several) over iterations: a run's `metrics` table as is.
+
+    The loss panels mark where refine epochs began (`refine_from`, or a `REFINE_METRIC` row of the table), so a
+    step up there reads as the change of loss it is, not as a divergence.
+    """
+    frame = pd.DataFrame(metrics)
+    if "name" in frame.columns:
+        marks = frame[frame["name"].astype(str) == REFINE_METRIC]
+        if refine_from is None and len(marks):
+            refine_from = int(pd.to_numeric(marks["value"]).min())
+        frame = frame[frame["name"].astype(str) != REFINE_METRIC]
+    series = _series(frame)
     if not series:
         raise PlotError("no metric values to plot yet")
-    names = list(dict.fromkeys(str(n) for n in pd.DataFrame(metrics)["name"]))
+    names = list(dict.fromkeys(str(n) for n in frame["name"]))
     ncols = min(len(names), 3)
     fig, axes = _figure(4.2 * ncols, 3.2, ncols=ncols)
     for i, name in enumerate(names[:ncols]):
@@ -241,6 +254,17 @@ def loss_curve(metrics: pd.DataFrame, *, title: str = "Metrics by iteration") ->
         ax.set_title(name)
         if len(ax.lines) > 1:
             ax.legend(frameon=False)
+        if refine_from is not None and name.startswith("loss"):
+            ax.axvline(refine_from - 0.5, color=_GREY, ls="--", lw=1)
+            ax.text(
+                refine_from - 0.5,
+                0.98,
+                " refine: logistic loss",
+                transform=ax.get_xaxis_transform(),
+                color=_GREY,
+                fontsize=8,
+                va="top",
+            )
         ax.grid(alpha=0.3)
     fig.suptitle(title)
     return fig

@@ -39,7 +39,7 @@ from fedbench.ml import coordinated
 from fedbench.ml.approximation import HARMONICS, OMEGAS, newton_inverse, uses_newton, warmup_curvature
 from fedbench.ml.design import Design, batches
 from fedbench.ml.fourier_exchange import FourierExchange
-from fedbench.ml.health import check_training
+from fedbench.ml.health import REFINE_METRIC, check_training
 from fedbench.ml.lr_model import (
     align_rows,
     check_model,
@@ -372,7 +372,8 @@ def _epoch_end(
         run.seconds.append(seconds)
         return ectx.peer("guest").recv("lr.continue", bool)
     assert loss is not None
-    if refining and run.refine_from[k] is None:
+    first_refine = refining and run.refine_from[k] is None
+    if first_refine:
         run.refine_from[k] = len(run.losses[k])
     run.losses[k].append(loss)
     run.seconds.append(seconds)
@@ -380,6 +381,9 @@ def _epoch_end(
     ctx = ectx
     ctx.metrics.log(name, loss, step=epoch)
     ctx.metrics.log("epoch_seconds", seconds, step=epoch)
+    if first_refine and k == 0:
+        # the live chart marks where the loss changes from the quadratic warm-up's to the logistic one
+        ctx.metrics.log(REFINE_METRIC, epoch, step=epoch)
     check_training(
         losses=run.losses[k], learning_rate=run.params.learning_rate, epochs=run.params.epochs
     ).raise_if_broken()

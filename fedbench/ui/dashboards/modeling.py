@@ -59,6 +59,7 @@ from fedbench.ui.dashboards.modeling_result import (
     metrics_table,
     model_part_html,
     partner_figures,
+    refine_from_of,
     settings_differences,
     settings_text,
     train_step,
@@ -840,7 +841,9 @@ class ModelingApp(RunsApp):
             body += '<div class="fb-help">This pipeline has no evaluate step: no metrics were computed.</div>'
         scores, which = self._scores(info, kind)
         per = "tree" if kind == TREES else "epoch"
-        charts = guest_charts(scores, losses_of(train_metrics), which=which, per=per)
+        charts = guest_charts(
+            scores, losses_of(train_metrics), which=which, per=per, refine_from=refine_from_of(train_metrics)
+        )
         trees = tree_charts(model)
         if trees:
             charts += (

@@ -33,6 +33,7 @@ __all__ = [
     "model_part_html",
     "model_part_table",
     "partner_figures",
+    "refine_from_of",
     "settings_differences",
     "settings_text",
     "train_step",
@@ -131,10 +132,17 @@ def metrics_table(evaluation: dict[str, Any]) -> str:
     return table_html(pd.DataFrame(rows), "No metrics were computed.")
 
 
-def guest_charts(scores: pd.DataFrame | None, losses: list[float], *, which: str, per: str = "epoch") -> str:
+def guest_charts(
+    scores: pd.DataFrame | None,
+    losses: list[float],
+    *,
+    which: str,
+    per: str = "epoch",
+    refine_from: int | None = None,
+) -> str:
     """ROC, KS, lift and gain, confusion matrix, score distribution (of `scores`: id, y, score, pred) and the
-    loss per epoch (`per`: "tree" for boosted trees); `which` says whose rows the scores are ("validation
-    rows")."""
+    loss per epoch (`per`: "tree" for boosted trees; a regression's refine epochs marked from `refine_from`);
+    `which` says whose rows the scores are ("validation rows")."""
     from fedbench.ui import plots
 
     charts = []
@@ -157,7 +165,11 @@ def guest_charts(scores: pd.DataFrame | None, losses: list[float], *, which: str
     if losses:
         frame = pd.DataFrame({"name": "loss", "iteration": range(len(losses)), "value": losses})
         title = f"Loss per {per}"
-        charts.append(chart(lambda: plots.loss_curve(frame, title=title), title, "fb-chart-loss"))
+        charts.append(
+            chart(
+                lambda: plots.loss_curve(frame, title=title, refine_from=refine_from), title, "fb-chart-loss"
+            )
+        )
     return chart_grid(charts) if charts else ""
 
 
@@ -188,6 +200,14 @@ def tree_charts(model: Any, *, top: int = 20) -> str:
             )
         )
     return chart_grid(charts)
+
+
+def refine_from_of(train_metrics: dict[str, Any] | None) -> int | None:
+    """The epoch a regression's refine epochs began at (its first class's, for more classes), else None."""
+    start = (train_metrics or {}).get("refine_from")
+    if isinstance(start, dict):
+        start = next(iter(start.values()), None)
+    return start if isinstance(start, int) and not isinstance(start, bool) else None
 
 
 def losses_of(train_metrics: dict[str, Any] | None) -> list[float]:
