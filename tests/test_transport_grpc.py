@@ -7,6 +7,7 @@ The mailbox's own bounds (arriving bytes, ended jobs) are checked directly at th
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -72,6 +73,25 @@ def test_peer_that_is_down_raises_peer_unavailable_after_deadline(channel):
     client = PeerClient("guest", "host", "127.0.0.1:1", channel.federation.tls("guest"))
     with pytest.raises(PeerUnavailable, match="did not answer within 1 s"):
         client.push(channel.key("down"), b"x", deadline=1.0, project=channel.project)
+
+
+def test_a_channel_closed_right_after_its_requests_raises_nothing_in_the_background(channel):
+    """Each request first waits for the channel to be ready, which starts gRPC's connectivity-polling thread;
+    closing the channel while that thread still polls made it raise "Channel closed!" (grpc/grpc#18995)."""
+    errors: list[BaseException | None] = []
+    previous = threading.excepthook
+    threading.excepthook = lambda args: errors.append(args.exc_value)
+    try:
+        for _ in range(4):
+            client = channel.federation.peer_client("guest", "host")
+            for _ in range(4):
+                with pytest.raises(Refused):
+                    client.request("no.such.action", {})
+            client.close()
+        time.sleep(2.0)  # the deferred closes, and the polls they would have raced
+    finally:
+        threading.excepthook = previous
+    assert errors == []
 
 
 def test_node_transport_sends_from_inside_the_node_api(channel):

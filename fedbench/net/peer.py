@@ -7,9 +7,9 @@ the same message (the receiver drops duplicates) with exponential backoff until 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import random
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -30,6 +30,10 @@ _RECONNECT_OPTIONS: list[tuple[str, object]] = [("grpc.max_reconnect_backoff_ms"
 """A peer that was down is dialled again at least every second (gRPC's default backoff grows to 120 s)."""
 _RECONNECT_WAIT = 1.5
 """Seconds a request waits for a failing channel to reconnect before it fails: a peer back up is reached."""
+_CLOSE_GRACE = 1.0
+"""Seconds a channel stays open after its last readiness wait: gRPC's connectivity-polling thread outlives the
+wait by up to two of its 0.2 s polls, and a channel closed under it makes it raise "Channel closed!" in the
+background (grpc/grpc#18995)."""
 _log = logging.getLogger(__name__)
 
 
@@ -59,10 +63,18 @@ class PeerClient:
         self._push = self._channel.stream_unary(f"/{FEDERATION_SERVICE}/Push")
         self._deliver = self._channel.unary_unary(f"/{FEDERATION_SERVICE}/Deliver")
         self._request = self._channel.unary_unary(f"/{FEDERATION_SERVICE}/Request")
+        self._awaited_at = -float("inf")
 
     def close(self) -> None:
-        """Close the channel."""
-        self._channel.close()
+        """Close the channel: at once, or from a background timer when a readiness wait ended less than
+        `_CLOSE_GRACE` seconds ago (its polling thread is still running; the caller does not wait for it)."""
+        left = self._awaited_at + _CLOSE_GRACE - time.monotonic()
+        if left <= 0:
+            self._channel.close()
+            return
+        timer = threading.Timer(left, self._channel.close)
+        timer.daemon = True
+        timer.start()
 
     def ping(self, timeout: float = 5.0) -> dict[str, Any]:
         """One round trip through the real channel: the peer's party name and version."""
@@ -167,8 +179,13 @@ class PeerClient:
         run again right after its partner restarted would be refused with "not reachable" for no reason.
         Waiting here, before anything is sent, never sends a request twice.
         """
-        with contextlib.suppress(grpc.FutureTimeoutError):
-            grpc.channel_ready_future(self._channel).result(timeout=wait)
+        ready = grpc.channel_ready_future(self._channel)
+        try:
+            ready.result(timeout=wait)
+        except grpc.FutureTimeoutError:
+            ready.cancel()  # else it stays subscribed, and the polling thread with it, until the channel closes
+        finally:
+            self._awaited_at = time.monotonic()
 
     def _describe(self) -> str:
         return f"party {self.peer!r} at {self.address}"
