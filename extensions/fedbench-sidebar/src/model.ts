@@ -265,6 +265,12 @@ export function pollDelay(state: ISidebarState): number {
   return state.runs.some(isLive) ? FAST_POLL : SLOW_POLL;
 }
 
+/** A step's state as shown: a step still waiting when its run failed or was cancelled will never run. */
+export function shownStepState(run: IRun, step: IStep): string {
+  const stopped = run.state === 'failed' || run.state === 'cancelled';
+  return stopped && (step.state === 'queued' || step.state === 'pending') ? 'not run' : step.state;
+}
+
 /** A run in one line: its short id, name, state and duration, and which steps were reused. */
 export function runLine(run: IRun): string {
   const parts = [run.job_id.slice(0, 8), run.name, run.state];

@@ -23,6 +23,7 @@ import {
   runLine,
   select,
   selectedProject,
+  shownStepState,
   withError,
   withProjects,
   withRuns,
@@ -357,14 +358,15 @@ export class FederationPanel extends Widget {
       card.appendChild(bar);
       const steps = el('ul', 'fb-steps');
       for (const step of run.steps) {
+        const shown = shownStepState(run, step);
         const item = el(
           'li',
-          `fb-step fb-state-${step.state}`,
-          `${step.step}: ${step.state} ${percent(step.progress)}%${
+          `fb-step fb-state-${shown.replace(' ', '_')}`,
+          `${step.step}: ${shown} ${percent(step.progress)}%${
             step.state === 'running' && step.message ? ` · ${step.message}` : ''
           }`
         );
-        item.dataset.state = step.state;
+        item.dataset.state = shown.replace(' ', '_');
         steps.appendChild(item);
       }
       card.appendChild(steps);

@@ -13,6 +13,7 @@ import {
   runLine,
   select,
   selectedProject,
+  shownStepState,
   statusBarText,
   withProjects,
   withRuns,
@@ -155,6 +156,21 @@ describe('runs', () => {
       '01234567 · row_count · succeeded · 3 s · reused psi'
     );
     expect(runLine(run('queued', { duration: null }))).toBe('01234567 · row_count · queued');
+  });
+
+  it('says a step a failed or cancelled run left waiting will not run', () => {
+    const step = (state: string) => ({
+      step: 'after',
+      component: 'row_count',
+      state,
+      progress: 0,
+      message: '',
+      error: null
+    });
+    expect(shownStepState(run('failed'), step('queued'))).toBe('not run');
+    expect(shownStepState(run('cancelled'), step('pending'))).toBe('not run');
+    expect(shownStepState(run('failed'), step('failed'))).toBe('failed');
+    expect(shownStepState(run('running'), step('queued'))).toBe('queued');
   });
 });
 
