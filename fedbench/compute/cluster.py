@@ -22,7 +22,14 @@ from typing import Any
 
 from fedbench.compute.errors import ComputeError
 
-__all__ = ["DASK_ENV", "MESSAGE_LOG_LENGTH", "PROFILE_INTERVAL", "TICK_INTERVAL", "LocalCluster", "start_cluster"]
+__all__ = [
+    "DASK_ENV",
+    "MESSAGE_LOG_LENGTH",
+    "PROFILE_INTERVAL",
+    "TICK_INTERVAL",
+    "LocalCluster",
+    "start_cluster",
+]
 
 MESSAGE_LOG_LENGTH = 16
 """Recent messages Dask keeps per connection, for debugging (its `distributed.admin.low-level-log-length`,
