@@ -12,8 +12,9 @@ import pytest
 
 from fedbench.components import RecordedMessage, RoleFailed, simulate, simulated_private_rng
 from fedbench.components.builtin.hetero_secureboost import ROW_DRAWS
+from fedbench.components.builtin.split import SplitParams, assign_by_id
 from fedbench.crypto.paillier import EncryptedVector, PublicKey
-from fedbench.datasets import breast_cancer_vertical, make_credit, vertical_split
+from fedbench.datasets import breast_cancer_vertical, credit_vertical, make_credit, vertical_split
 from fedbench.datasets.credit import HOST_FEATURES
 from fedbench.ml.health import check_trees
 from fedbench.ml.secureboost import SecureBoostError
@@ -126,6 +127,21 @@ def test_same_trees_on_credit_with_missing_values_and_sampling():
     np.testing.assert_allclose(outputs["guest"]["scores"]["score"], booster.predict(x), atol=1e-6)
     splits = outputs["host"]["model"]["splits"]
     assert any(s["default_left"] for s in splits) or any(np.isnan(host[s["feature"]]).any() for s in splits)
+
+
+@pytest.mark.parametrize("draw", [11, 28])
+def test_same_trees_when_two_features_cut_a_node_alike(draw):
+    """The training rows of the sandbox's demo credit table under two of the split's draws: in each, a host
+    feature cuts some node's rows exactly as a lower feature does. The host's fixed-point sums put its gain
+    about 1e-11 away from the other's; the tie must still go to the lower feature, as in the plaintext booster."""
+    guest, host = _aligned(*credit_vertical(1500))
+    params = SplitParams(validation=0.2, test=0.2, stratify=True, label="default")
+    train = assign_by_id(guest, params, guest["default"], np.random.default_rng(draw)) == 0
+    guest, host = guest[train].reset_index(drop=True), host[train].reset_index(drop=True)
+    trees = {"trees": 3, "max_depth": 3, "bins": 16, "learning_rate": 0.3}
+    _assert_same_trees(
+        _run(guest, host, "default", trees)["guest"]["model"], _plain(guest, host, "default", trees)
+    )
 
 
 def _arrays(payload: Any) -> list[np.ndarray]:

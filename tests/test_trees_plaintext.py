@@ -29,8 +29,9 @@ from fedbench.ml.trees import (
     TreeParamsError,
     tree_params,
 )
-from fedbench.ml.trees.histogram import build_histograms
+from fedbench.ml.trees.histogram import Histogram, build_histograms
 from fedbench.ml.trees.sampling import goss_sample
+from fedbench.ml.trees.split import best_split
 
 COMMON = {
     "max_depth": 3,
@@ -231,6 +232,30 @@ def test_tiny_table_split_refused_by_gamma_min_rows_and_min_child_weight():
         tree = Booster({**TINY, **refusal}).fit(TINY_X, TINY_Y).trees[0][0]
         assert tree.feature.tolist() == [-1], refusal
         assert tree.value[0] == pytest.approx(0.0, abs=1e-12)
+
+
+def _two_features_cutting_alike(nudge: float) -> Histogram:
+    """A node's histogram where feature 0 after bin 0 and feature 1 after bin 2 send the same rows left; feature
+    1's left gradient is `nudge` larger (what the host's fixed-point sums do to a gain)."""
+    grad = np.array([[-3.0, 1.0, 2.0, 0.5, 0.0], [-1.0, -1.0, -1.0 + nudge, 1.5, 0.0]])
+    hess = np.array([[2.0, 1.0, 1.0, 1.0, 0.0], [1.0, 0.5, 0.5, 3.0, 0.0]])
+    count = np.array([[4, 2, 2, 2, 0], [2, 1, 1, 6, 0]])
+    return Histogram(grad, hess, count)
+
+
+def test_a_gain_within_rounding_of_the_best_ties_and_the_lower_feature_wins():
+    """Two cuts of the same rows have the same gain; raising feature 1's by about 1e-12 of it (rounding) must
+    not pick feature 1, raising it by about 1e-6 must."""
+    params = TreeParams.model_validate({"min_child_weight": 0.0})
+    for nudge, feature, bin in ((0.0, 0, 0), (-1e-12, 0, 0), (-1e-6, 1, 2)):
+        hist = _two_features_cutting_alike(nudge)
+        totals = (float(hist.grad[0].sum()), float(hist.hess[0].sum()), int(hist.count[0].sum()))
+        split = best_split(hist, totals, np.array([4, 4]), np.array([True, True]), params)
+        assert split is not None and (split.feature, split.bin, split.default_left) == (
+            feature,
+            bin,
+            False,
+        ), nudge
 
 
 def test_binning_keeps_missing_apart_and_at_most_bins():

@@ -5,7 +5,10 @@ slot when missing values go left; the right child's are the node's totals minus 
 tried and, as in XGBoost, missing values go right unless left is strictly better. The gain is XGBoost's:
 G_L^2/(H_L+lambda) + G_R^2/(H_R+lambda) - G^2/(H+lambda) (no factor 1/2), and a split is made only if it
 exceeds 1e-6 and is at least `gamma`, and both children have hessian sums of at least `min_child_weight`
-and at least `min_rows_per_leaf` rows. Ties go to the lower feature, then missing right, then the lower bin.
+and at least `min_rows_per_leaf` rows. Ties go to the lower feature, then missing right, then the lower bin,
+and gains within `TIE_RTOL` of the best count as ties: two features that cut a node's rows the same way have
+the same gain, and rounding (the host's fixed-point sums in SecureBoost, the order of float sums) must not pick
+between them, or the federated trees would part from the plaintext booster's on rows the split does not see.
 """
 
 from __future__ import annotations
@@ -17,10 +20,14 @@ import numpy as np
 from fedbench.ml.trees.histogram import Histogram
 from fedbench.ml.trees.params import TreeParams
 
-__all__ = ["MIN_GAIN", "Split", "best_split", "goes_left", "leaf_value", "score"]
+__all__ = ["MIN_GAIN", "TIE_RTOL", "Split", "best_split", "goes_left", "leaf_value", "score"]
 
 MIN_GAIN = 1e-6
 """A split must gain more than this (XGBoost's kRtEps), so that rounding never makes a split."""
+
+TIE_RTOL = 1e-8
+"""Gains this close to the best (relative to it) tie with it. The host's 40-bit fixed-point sums move a gain by
+about 1e-11 of itself; a real difference this small changes nothing a model does."""
 
 
 @dataclass(frozen=True)
@@ -74,11 +81,12 @@ def best_split(
         & (right_n >= params.min_rows_per_leaf)
     )
     gain = np.where(valid, gain, -np.inf)
-    best = int(np.argmax(gain))
+    top = float(gain.max())
+    if not top > MIN_GAIN or top < params.gamma:
+        return None
+    best = int(np.argmax(gain >= top - TIE_RTOL * top))
     feature, direction, bin = np.unravel_index(best, gain.shape)
     value = float(gain.flat[best])
-    if not value > MIN_GAIN or value < params.gamma:
-        return None
     return Split(int(feature), int(bin), bool(direction == 1), value)
 
 
