@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import functools
 import os
+import signal
 import time
 import uuid
 from collections.abc import Iterator
@@ -20,6 +22,7 @@ from fedbench.net.peer import PeerClient
 from fedbench.net.tls import TlsMaterial
 from fedbench.net.transport import GrpcTransport
 from fedbench.node.config import NodeHome
+from fedbench.node.fork_server import is_fork_server
 
 os.environ.setdefault(sandbox.WARM_WORKERS_ENV, "0")
 """The suite's sandboxes keep no idle warm workers: most tests run a few steps or none, and each idle worker
@@ -180,6 +183,44 @@ def job_states(root: Path, party: str, job_id: str, *, settle: bool = True) -> t
         if not settle or state in ("succeeded", "failed", "cancelled") or time.monotonic() > deadline:
             return state, steps
         time.sleep(0.1)
+
+
+def node_fork_servers(root: Path, party: str) -> list[int]:
+    """The fork servers of `party`'s sandbox node (its step workers are forked from them). Linux /proc."""
+    (node,) = [n for n in sandbox.status(root) if n.party == party and n.pid is not None]
+    children = [
+        int(p)
+        for task in Path(f"/proc/{node.pid}/task").iterdir()
+        for p in (task / "children").read_text().split()
+    ]
+    return [pid for pid in children if is_fork_server(pid)]
+
+
+@contextlib.contextmanager
+def steps_held(root: Path, party: str, timeout: float = 30.0) -> Iterator[None]:
+    """No step of `party` can start meanwhile: its node's fork servers are frozen (SIGSTOP) until the block ends.
+
+    The node itself keeps answering, so its records and pages can be read, and its partners' steps wait for its
+    side: a run started in the block is still in progress at its end, however slow the machine.
+    """
+    servers = node_fork_servers(root, party)
+    assert servers, f"the {party} node's fork server is found"
+    try:
+        for pid in servers:
+            os.kill(pid, signal.SIGSTOP)
+        give_up = time.monotonic() + timeout
+        while not all(_stopped(pid) for pid in servers):
+            assert time.monotonic() < give_up, f"the {party} node's fork servers did not stop"
+            time.sleep(0.02)
+        yield
+    finally:
+        for pid in servers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+
+
+def _stopped(pid: int) -> bool:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "T"
 
 
 class Federation:

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import DATABASE_URL
+from conftest import DATABASE_URL, steps_held
 
 import fedbench
 from fedbench import sandbox
@@ -165,17 +165,18 @@ def test_modeling_app_says_in_words_why_a_training_failed(fed: Path) -> None:
 def test_a_page_opened_during_a_training_follows_it_with_its_settings(fed: Path) -> None:
     started = modeling.app(fedbench.connect(home=fed / "guest"))
     started.settings.set(learning_rate=0.07, **QUICK)
-    run = started.train()
-    reloaded = modeling.app(fedbench.connect(home=fed / "guest"))
-    reloaded.page_opened()
-    assert reloaded.monitor is not None and reloaded.monitor.run.job_id == run.job_id, (
-        "the reloaded page shows the run in progress"
-    )
-    assert reloaded.train_button.disabled and run.job_id[:8] in reloaded.message.text
-    fields = reloaded.settings.fields
-    assert (fields["learning_rate"].input.value, fields["key_bits"].input.value) == (0.07, 1024)
-    partner = modeling.app(fedbench.connect(home=fed / "host"))
-    assert partner.monitor is not None and partner.monitor.run.job_id == run.job_id
+    with steps_held(fed, "host"):  # the training cannot end before the pages opened during it are read
+        run = started.train()
+        reloaded = modeling.app(fedbench.connect(home=fed / "guest"))
+        reloaded.page_opened()
+        assert reloaded.monitor is not None and reloaded.monitor.run.job_id == run.job_id, (
+            "the reloaded page shows the run in progress"
+        )
+        assert reloaded.train_button.disabled and run.job_id[:8] in reloaded.message.text
+        fields = reloaded.settings.fields
+        assert (fields["learning_rate"].input.value, fields["key_bits"].input.value) == (0.07, 1024)
+        partner = modeling.app(fedbench.connect(home=fed / "host"))
+        assert partner.monitor is not None and partner.monitor.run.job_id == run.job_id
     _until(lambda: "AUC" in reloaded.result.value, "the reloaded page shows the result when the run ends")
     assert reloaded.monitor.state == "succeeded" and reloaded.shown == run.job_id
     assert not reloaded.train_button.disabled

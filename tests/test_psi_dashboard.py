@@ -6,21 +6,17 @@ called as its buttons call them, and what it shows is compared with what the cli
 
 from __future__ import annotations
 
-import contextlib
 import io
-import os
-import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import DATABASE_URL
+from conftest import DATABASE_URL, steps_held
 
 import fedbench
 from fedbench import sandbox
-from fedbench.node.fork_server import is_fork_server
 from fedbench.ui.dashboards import psi
 from fedbench.ui.errors import FormError
 
@@ -106,47 +102,13 @@ def test_psi_app_shows_the_newest_psi_that_ran_and_leaves_out_runs_that_reused_o
     assert host.shown == ran.job_id, "a run the user picked stays shown on refresh"
 
 
-def _fork_servers(fed: Path, party: str) -> list[int]:
-    """The fork servers of `party`'s node (its step workers are forked from them)."""
-    (node,) = [n for n in sandbox.status(fed) if n.party == party and n.pid is not None]
-    children = [
-        int(p)
-        for task in Path(f"/proc/{node.pid}/task").iterdir()
-        for p in (task / "children").read_text().split()
-    ]
-    return [pid for pid in children if is_fork_server(pid)]
-
-
-@contextlib.contextmanager
-def _steps_held(fed: Path, party: str) -> Iterator[None]:
-    """No step of `party` can start meanwhile: its node's fork servers are frozen (SIGSTOP) until the block ends.
-
-    The node itself keeps answering, so its pages can be read, and the partner's side of a run waits for it.
-    """
-    servers = _fork_servers(fed, party)
-    assert servers, f"the {party} node's fork server is found"
-    try:
-        for pid in servers:
-            os.kill(pid, signal.SIGSTOP)
-        _until(lambda: all(_frozen(pid) for pid in servers), f"the {party} node's fork servers stopped")
-        yield
-    finally:
-        for pid in servers:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGCONT)
-
-
-def _frozen(pid: int) -> bool:
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "T"
-
-
 def test_a_psi_page_opened_while_a_psi_runs_follows_it(fed: Path) -> None:
     """Pages opened while the PSI runs. The host's step is held back meanwhile, so the PSI (short on these
     rows) cannot end before both pages are read, however slow the machine."""
     guest = psi.app(fedbench.connect(home=fed / "guest"))
     guest.choose_dataset("credit")
     guest.settings.set(strip=False, lower=True, duplicates="first")
-    with _steps_held(fed, "host"):
+    with steps_held(fed, "host"):
         run = guest.run()
         reloaded = psi.app(fedbench.connect(home=fed / "guest"))
         partner = psi.app(fedbench.connect(home=fed / "host"))
