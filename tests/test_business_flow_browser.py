@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import DATABASE_URL, loopback_context
+from conftest import DATABASE_URL, loopback_context, steps_held
 from test_dashboards_browser import (
     _dashboards,
     _notice_after,
@@ -42,8 +42,8 @@ OURS, THEIRS = "branch_customers", "accounts"
 KEY_BITS = "1024 bits (a quick try only)"
 TAYLOR = "Taylor, as FATE does (cheaper epochs, less accurate)"
 """The key size a user picks in the modeling form for a quick try (the templates keep 2048-bit keys)."""
-RELOAD_EPOCHS = 10
-"""Epochs of the training the reload test interrupts: long enough that the page is back before it ends."""
+RELOAD_EPOCHS = 3
+"""Epochs of the training the reload test interrupts (the host's steps are held until the page is back)."""
 TRAINING_TIMEOUT = 300.0
 """How long a page may take to show a training's result (s): generous, the machine is shared."""
 
@@ -330,22 +330,23 @@ def test_a_page_reloaded_during_a_training_follows_it_to_its_result(
     _choose_training(page, "credit_scoring_full", epochs=RELOAD_EPOCHS, learning_rate="0.2")
     page.locator(".fb-modeling-include-selection input[type=checkbox]").uncheck()
     before = page.inner_text(".fb-modeling-train-card .fb-notice")
-    page.click(".fb-modeling-train")
-    short = _started(page, ".fb-modeling-train-card", before)
-    page.wait_for_selector(".fb-modeling-monitor .fb-step-bar")
+    with steps_held(fed, "host"):  # the training cannot end before the reloaded page is back
+        page.click(".fb-modeling-train")
+        short = _started(page, ".fb-modeling-train-card", before)
+        page.wait_for_selector(".fb-modeling-monitor .fb-step-bar")
 
-    page.reload()
-    # a fresh kernel for the reloaded page, while the training and the other xdist worker share the cores
-    page.wait_for_selector(".fb-app-modeling.fb-opened", state="visible", timeout=180_000)
-    assert page.input_value(".fb-modeling-project select") == PROJECT
-    # the page shows itself opened, then asks its node what runs: the notice follows a moment later
-    page.wait_for_selector(f".fb-modeling-train-card .fb-notice >> text=Run {short} is in progress")
-    page.wait_for_selector(".fb-modeling-monitor .fb-step-bar")
-    assert page.locator(".fb-modeling-train").is_disabled(), "no second training while this one runs"
-    assert page.input_value(".fb-modeling-template select") == "credit_scoring_full"
-    assert page.input_value(".fb-modeling-param-learning_rate input") == "0.2", "the run's own settings"
-    assert page.input_value(".fb-modeling-param-epochs input") == str(RELOAD_EPOCHS)
-    _screenshot(page, "business-flow-reloaded-running.png")
+        page.reload()
+        # a fresh kernel for the reloaded page, while the other xdist workers share the cores
+        page.wait_for_selector(".fb-app-modeling.fb-opened", state="visible", timeout=180_000)
+        assert page.input_value(".fb-modeling-project select") == PROJECT
+        # the page shows itself opened, then asks its node what runs: the notice follows a moment later
+        page.wait_for_selector(f".fb-modeling-train-card .fb-notice >> text=Run {short} is in progress")
+        page.wait_for_selector(".fb-modeling-monitor .fb-step-bar")
+        assert page.locator(".fb-modeling-train").is_disabled(), "no second training while this one runs"
+        assert page.input_value(".fb-modeling-template select") == "credit_scoring_full"
+        assert page.input_value(".fb-modeling-param-learning_rate input") == "0.2", "the run's own settings"
+        assert page.input_value(".fb-modeling-param-epochs input") == str(RELOAD_EPOCHS)
+        _screenshot(page, "business-flow-reloaded-running.png")
 
     _training_result(page, short)
     run = fedbench.connect(home=fed / "guest").project(PROJECT).run_by_id(short)
