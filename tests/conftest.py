@@ -185,15 +185,21 @@ def job_states(root: Path, party: str, job_id: str, *, settle: bool = True) -> t
         time.sleep(0.1)
 
 
+def child_pids(pid: int) -> list[int]:
+    """The processes whose parent is `pid`, as each of its threads lists them (Linux /proc; none once it ended)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found += [int(p) for p in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return found
+
+
 def node_fork_servers(root: Path, party: str) -> list[int]:
     """The fork servers of `party`'s sandbox node (its step workers are forked from them). Linux /proc."""
     (node,) = [n for n in sandbox.status(root) if n.party == party and n.pid is not None]
-    children = [
-        int(p)
-        for task in Path(f"/proc/{node.pid}/task").iterdir()
-        for p in (task / "children").read_text().split()
-    ]
-    return [pid for pid in children if is_fork_server(pid)]
+    return [pid for pid in child_pids(node.pid) if is_fork_server(pid)]
 
 
 @contextlib.contextmanager

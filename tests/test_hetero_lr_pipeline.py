@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import child_pids
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
@@ -185,24 +186,14 @@ def test_scoring_needs_the_score_use_and_a_model_of_the_same_project(fed, traine
         demo.run("score", model=model.as_ref(), data="breast_cancer")
 
 
-def _children(pid: int) -> list[int]:
-    found: list[int] = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            found += [int(p) for p in (task / "children").read_text().split()]
-        except OSError:
-            continue
-    return found
-
-
 def _worker_trees(node_pid: int) -> dict[int, list[int]]:
     """Each worker of the node (a child of its fork server) with the processes below its own fork server."""
     trees = {}
-    for server in _children(node_pid):
+    for server in child_pids(node_pid):
         if not is_fork_server(server):
             continue
-        for worker in _children(server):
-            trees[worker] = [p for own_server in _children(worker) for p in _children(own_server)]
+        for worker in child_pids(server):
+            trees[worker] = [p for own_server in child_pids(worker) for p in child_pids(own_server)]
     return trees
 
 

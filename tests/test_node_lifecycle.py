@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import DATABASE_URL, Federation
+from conftest import DATABASE_URL, Federation, child_pids
 
 import fedbench
 from fedbench import sandbox
@@ -97,14 +97,6 @@ def test_node_killed_and_restarted_keeps_datasets_and_artifacts(nodes):
     assert files.verify(stored)
 
 
-def _children(pid: int) -> list[int]:
-    return [
-        int(c)
-        for task in Path(f"/proc/{pid}/task").iterdir()
-        for c in (task / "children").read_text().split()
-    ]
-
-
 def test_the_suites_sandboxes_keep_no_warm_workers_and_the_pool_option_is_checked(
     nodes, tmp_path, monkeypatch
 ):
@@ -115,11 +107,11 @@ def test_the_suites_sandboxes_keep_no_warm_workers_and_the_pool_option_is_checke
     for party in ("guest", "host"):
         assert nodes.home(party).load_config().warm_workers == 0, party
     node = next(n for n in sandbox.status(nodes.root) if n.party == "guest" and n.running)
-    children = _children(node.pid)
+    children = child_pids(node.pid)
     servers = [c for c in children if is_fork_server(c)]
     trackers = [c for c in children if b"resource_tracker" in Path(f"/proc/{c}/cmdline").read_bytes()]
     assert len(servers) == 1 and sorted(servers + trackers) == sorted(children), children
-    assert not _children(servers[0]), "a node with no warm workers starts no worker before a step"
+    assert not child_pids(servers[0]), "a node with no warm workers starts no worker before a step"
 
     with pytest.raises(ConfigError, match="from 0 to 32, got -1"):
         sandbox.up(tmp_path / "negative", demo_data=False, warm_workers=-1)

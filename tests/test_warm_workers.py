@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import DATABASE_URL, PLUGINS
+from conftest import DATABASE_URL, PLUGINS, child_pids
 
 import fedbench
 from fedbench import sandbox
@@ -46,16 +46,6 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
             os.environ["PYTHONPATH"] = old
 
 
-def _children(pid: int) -> list[int]:
-    found: list[int] = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            found += [int(p) for p in (task / "children").read_text().split()]
-        except OSError:
-            continue
-    return found
-
-
 def _alive(pid: int) -> bool:
     """Whether `pid` runs (a zombie, exited but not yet reaped, does not)."""
     try:
@@ -74,11 +64,11 @@ def _workers(root: Path, party: str, *, warm: bool = False) -> set[int]:
     node whose command line runs `multiprocessing.forkserver`); `warm`: those with a fork server of their own
     started, i.e. done warming up."""
     found = set()
-    for server in _children(_node_pid(root, party)):
+    for server in child_pids(_node_pid(root, party)):
         if not is_fork_server(server):
             continue
-        for pid in _children(server):
-            if _alive(pid) and (not warm or _children(pid)):
+        for pid in child_pids(server):
+            if _alive(pid) and (not warm or child_pids(pid)):
                 found.add(pid)
     return found
 
@@ -86,7 +76,7 @@ def _workers(root: Path, party: str, *, warm: bool = False) -> set[int]:
 def _descendants(pid: int) -> set[int]:
     found, todo = set(), [pid]
     while todo:
-        for child in _children(todo.pop()):
+        for child in child_pids(todo.pop()):
             found.add(child)
             todo.append(child)
     return found
