@@ -22,6 +22,7 @@ import pandas as pd
 import pytest
 from conftest import DATABASE_URL, loopback_context, steps_held
 from test_dashboards_browser import (
+    TAYLOR,
     _dashboards,
     _notice_after,
     _open,
@@ -40,7 +41,6 @@ pytestmark = pytest.mark.filterwarnings("ignore::fedbench.crypto.paillier.WeakKe
 PROJECT = "churn-pilot"
 OURS, THEIRS = "branch_customers", "accounts"
 KEY_BITS = "1024 bits (a quick try only)"
-TAYLOR = "Taylor, as FATE does (cheaper epochs, less accurate)"
 """The key size a user picks in the modeling form for a quick try (the templates keep 2048-bit keys)."""
 RELOAD_EPOCHS = 3
 """Epochs of the training the reload test interrupts (the host's steps are held until the page is back)."""

@@ -24,8 +24,9 @@ from fedbench.ui.errors import FormError
 
 pytestmark = pytest.mark.filterwarnings("ignore::fedbench.crypto.paillier.WeakKeyWarning")
 
-QUICK = {"key_bits": 1024, "epochs": 2}
-"""Test-sized keys and few epochs (the template itself keeps 2048-bit keys)."""
+QUICK = {"key_bits": 1024, "epochs": 2, "approximation": "taylor"}
+"""Test-sized keys and two Taylor epochs (the template itself keeps 2048-bit keys; the default approximation's
+refine epochs cost three times as much, and no test here reads the accuracy)."""
 
 
 DEMO_ROWS = 2_000

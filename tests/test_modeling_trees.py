@@ -143,7 +143,7 @@ def test_modeling_app_trains_boosted_trees_shows_their_result_and_compares_them_
 
     guest.kind.value = "hetero_lr"
     assert guest.template.value == "credit_scoring" and guest.settings.fields["epochs"] is lr_field
-    guest.settings.set(key_bits=1024, epochs=2)
+    guest.settings.set(key_bits=1024, epochs=2, approximation="taylor")
     regression = guest.train(wait=True)
     assert regression.status == "succeeded"
     offered = [v for _, v in guest.compare_a.options]

@@ -106,7 +106,7 @@ def test_a_project_on_uploaded_data_trains_from_the_modeling_dashboard(
     assert "not one of your datasets in this project" in guest.message.text
 
     guest.include["selection"].value = False
-    guest.settings.set(key_bits=1024, epochs=2, learning_rate=0.1)
+    guest.settings.set(key_bits=1024, epochs=2, learning_rate=0.1, approximation="taylor")
     pipeline = guest.pipeline()
     assert [s.name for s in pipeline.steps] == [
         "psi",
