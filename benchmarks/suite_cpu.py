@@ -9,7 +9,10 @@ reaped here, so its user and system seconds (and those of the children it reaped
 seconds do.
 
 Run: `nice -n 10 python benchmarks/suite_cpu.py [tests/test_x.py ...] [--json out.json] [--record]`
-(no module given: every tests/test_*.py).
+(no module given: every tests/test_*.py). `--baseline REF` (a git commit) also runs each module as it is at REF,
+right before this tree's run of it, from a copy of REF's files (`git archive`) that its pytest and every process
+it starts import the package from (PYTHONPATH): the table then gives this tree's CPU as a ratio to REF's, both
+measured under the same load.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import os
 import re
 import resource
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -98,10 +102,20 @@ def _reap(block: bool) -> list[tuple[int, int]]:
         block = False
 
 
-def run_module(module: str, extra: list[str], grace: float) -> ModuleCpu:
-    """Run one module's tests in a pytest of their own and count every process's CPU seconds."""
+def baseline_tree(ref: str, into: Path) -> Path:
+    """The files of commit `ref` of this repository, written under `into` (nothing of this tree's)."""
+    tree = into / f"baseline-{ref}"
+    tree.mkdir(parents=True)
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref], capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    return tree
+
+
+def run_module(module: str, extra: list[str], grace: float, root: Path = ROOT) -> ModuleCpu:
+    """Run one module's tests (as they are under `root`, with the package of `root`) in a pytest of their own
+    and count every process's CPU seconds."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    log = LOGS / (Path(module).stem + ".log")
+    log = LOGS / (("" if root == ROOT else "baseline-") + Path(module).stem + ".log")
     log.parent.mkdir(exist_ok=True)
     start = time.monotonic()
     argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:xdist", "-p", "no:cacheprovider", module, *extra]
@@ -110,7 +124,8 @@ def run_module(module: str, extra: list[str], grace: float) -> ModuleCpu:
         if pid == 0:
             os.dup2(out.fileno(), 1)
             os.dup2(out.fileno(), 2)
-            os.chdir(ROOT)
+            os.chdir(root)
+            os.environ["PYTHONPATH"] = str(root)
             os.execv(sys.executable, argv)
     exit_code = -1
     while exit_code < 0:
@@ -160,18 +175,30 @@ def main() -> None:
         "--grace", type=float, default=20.0, help="seconds left to processes outliving pytest"
     )
     parser.add_argument("--pytest-args", default="", help="more pytest arguments, space-separated")
+    parser.add_argument("--baseline", metavar="REF", help="also run each module as it is at this git commit")
     args = parser.parse_args()
     become_subreaper()
     modules = args.modules or sorted(str(p.relative_to(ROOT)) for p in (ROOT / "tests").glob("test_*.py"))
     results = []
+    baselines: dict[str, ModuleCpu] = {}
     load_before = os.getloadavg()[0]
-    for module in modules:
-        result = run_module(module, args.pytest_args.split(), args.grace)
-        results.append(result)
-        print(json.dumps(asdict(result)), flush=True)
-        if args.json:
-            with args.json.open("a") as handle:
-                handle.write(json.dumps(asdict(result)) + "\n")
+    with tempfile.TemporaryDirectory(prefix="suite-cpu-") as scratch:
+        old = baseline_tree(args.baseline, Path(scratch)) if args.baseline else None
+        for module in modules:
+            runs = [("baseline", old), ("this tree", ROOT)] if old else [("this tree", ROOT)]
+            for which, root in runs:
+                result = run_module(module, args.pytest_args.split(), args.grace, root)
+                print(json.dumps({"tree": which, **asdict(result)}), flush=True)
+                if args.json:
+                    with args.json.open("a") as handle:
+                        handle.write(json.dumps({"tree": which, **asdict(result)}) + "\n")
+                if root == ROOT:
+                    results.append(result)
+                else:
+                    baselines[result.module] = result
+    if args.baseline:
+        record_comparison(args, results, baselines, load_before)
+        return
     results.sort(key=lambda r: r.cpu_s, reverse=True)
     table = markdown_table(
         [
@@ -191,6 +218,45 @@ def main() -> None:
     )
     if args.record:
         record("Test suite: CPU seconds per module", table, notes)
+    else:
+        print(table + "\n\n" + notes)
+
+
+def record_comparison(
+    args: argparse.Namespace, results: list[ModuleCpu], baselines: dict[str, ModuleCpu], load_before: float
+) -> None:
+    """The table of each module's CPU seconds here against the baseline commit's, printed or recorded."""
+    results.sort(key=lambda r: baselines[r.module].cpu_s - r.cpu_s, reverse=True)
+    table = markdown_table(
+        [
+            "module",
+            f"CPU s at {args.baseline}",
+            "CPU s here",
+            "ratio",
+            "wall s (baseline, here)",
+            "outcome here",
+        ],
+        [
+            [
+                r.module,
+                baselines[r.module].cpu_s,
+                r.cpu_s,
+                f"{r.cpu_s / baselines[r.module].cpu_s:.2f}" if baselines[r.module].cpu_s else "-",
+                f"{baselines[r.module].wall_s}, {r.wall_s}",
+                r.summary,
+            ]
+            for r in results
+        ],
+    )
+    old, new = sum(b.cpu_s for b in baselines.values()), sum(r.cpu_s for r in results)
+    notes = (
+        f"{len(results)} modules: {old:.0f} CPU s at {args.baseline}, {new:.0f} here ({new / old:.2f}x); each "
+        f"module run at the baseline commit, then here, each in a pytest of its own (`-p no:xdist`) with its "
+        f"orphans adopted by a child subreaper; load average (1 min) {load_before:.1f} before, "
+        f"{os.getloadavg()[0]:.1f} after."
+    )
+    if args.record:
+        record("Test suite: CPU seconds per module, against a baseline commit", table, notes)
     else:
         print(table + "\n\n" + notes)
 
