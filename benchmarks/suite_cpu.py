@@ -216,8 +216,13 @@ def main() -> None:
         f"its orphans adopted by a child subreaper; load average (1 min) {load_before:.1f} before, "
         f"{os.getloadavg()[0]:.1f} after."
     )
-    if args.record:
-        record("Test suite: CPU seconds per module", table, notes)
+    _publish(args.record, "Test suite: CPU seconds per module", table, notes)
+
+
+def _publish(to_results: bool, title: str, table: str, notes: str) -> None:
+    """Append the table to RESULTS.md (`--record`), or only print it."""
+    if to_results:
+        record(title, table, notes)
     else:
         print(table + "\n\n" + notes)
 
@@ -255,10 +260,7 @@ def record_comparison(
         f"orphans adopted by a child subreaper; load average (1 min) {load_before:.1f} before, "
         f"{os.getloadavg()[0]:.1f} after."
     )
-    if args.record:
-        record("Test suite: CPU seconds per module, against a baseline commit", table, notes)
-    else:
-        print(table + "\n\n" + notes)
+    _publish(args.record, "Test suite: CPU seconds per module, against a baseline commit", table, notes)
 
 
 if __name__ == "__main__":
