@@ -178,7 +178,7 @@ def test_a_page_opened_during_a_training_follows_it_with_its_settings(fed: Path)
         assert (fields["learning_rate"].input.value, fields["key_bits"].input.value) == (0.07, 1024)
         partner = modeling.app(fedbench.connect(home=fed / "host"))
         assert partner.monitor is not None and partner.monitor.run.job_id == run.job_id
-    # the result card and the monitor each see the run end on their own next look (a poll apart under load)
+    # under load the card once showed an AUC while the monitor still said running: wait for both, this run's
     _until(
         lambda: "AUC" in reloaded.result.value and reloaded.monitor.state == "succeeded",
         "the reloaded page shows the result, and its monitor the end, when the run ends",

@@ -192,7 +192,7 @@ def test_a_page_opened_during_a_tree_training_follows_it_with_its_settings(fed: 
     assert (fields["learning_rate"].input.value, fields["trees"].input.value) == (0.07, 5)
     assert fields["key_bits"].input.value == 1024
     give_up = time.monotonic() + 300
-    # the result card and the monitor each see the run end on their own next look (a poll apart under load)
+    # under load the card once showed an AUC while the monitor still said running: wait for both, this run's
     while not (
         "AUC" in reloaded.result.value
         and reloaded.monitor.state == "succeeded"
