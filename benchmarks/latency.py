@@ -35,21 +35,10 @@ import fedbench  # noqa: E402
 from fedbench import sandbox  # noqa: E402
 from fedbench.client.projects import Project  # noqa: E402
 from fedbench.node.config import NodeHome  # noqa: E402
-from fedbench.node.fork_server import is_fork_server  # noqa: E402
+from fedbench.node.fork_server import child_pids, is_fork_server  # noqa: E402
 
 PARTIES = ("guest", "host")
 SIZES = {"ids10k": 10_000, "ids100k": 100_000}
-
-
-def children(pid: int) -> list[int]:
-    """The child processes of `pid` (Linux /proc)."""
-    found: list[int] = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            found += [int(p) for p in (task / "children").read_text().split()]
-        except OSError:
-            continue
-    return found
 
 
 def warm_workers(root: Path, party: str) -> int:
@@ -57,9 +46,9 @@ def warm_workers(root: Path, party: str) -> int:
     node running `multiprocessing.forkserver`) whose own fork server, started last, runs."""
     pid = int(NodeHome(root / party).pid_file.read_text().strip())
     count = 0
-    for server in children(pid):
+    for server in child_pids(pid):
         if is_fork_server(server):
-            count += sum(bool(children(worker)) for worker in children(server))
+            count += sum(bool(child_pids(worker)) for worker in child_pids(server))
     return count
 
 
@@ -74,7 +63,7 @@ def tree_cpu(root: Path) -> float:
         except OSError:
             continue
         ticks += int(fields[11]) + int(fields[12])
-        todo += children(pid)
+        todo += child_pids(pid)
     return ticks / os.sysconf("SC_CLK_TCK")
 
 

@@ -22,7 +22,7 @@ from fedbench.net.peer import PeerClient
 from fedbench.net.tls import TlsMaterial
 from fedbench.net.transport import GrpcTransport
 from fedbench.node.config import NodeHome
-from fedbench.node.fork_server import is_fork_server
+from fedbench.node.fork_server import child_pids, is_fork_server
 
 os.environ.setdefault(sandbox.WARM_WORKERS_ENV, "0")
 """The suite's sandboxes keep no idle warm workers: most tests run a few steps or none, and each idle worker
@@ -183,17 +183,6 @@ def job_states(root: Path, party: str, job_id: str, *, settle: bool = True) -> t
         if not settle or state in ("succeeded", "failed", "cancelled") or time.monotonic() > deadline:
             return state, steps
         time.sleep(0.1)
-
-
-def child_pids(pid: int) -> list[int]:
-    """The processes whose parent is `pid`, as each of its threads lists them (Linux /proc; none once it ended)."""
-    found: list[int] = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            found += [int(p) for p in (task / "children").read_text().split()]
-        except OSError:
-            continue
-    return found
 
 
 def node_fork_servers(root: Path, party: str) -> list[int]:

@@ -27,7 +27,15 @@ from multiprocessing import connection, forkserver, resource_tracker, util
 from pathlib import Path
 from typing import Any
 
-__all__ = ["POOL_NAME", "SERVER_NAME", "WORKER_NAME", "is_fork_server", "name_this_process", "start_early"]
+__all__ = [
+    "POOL_NAME",
+    "SERVER_NAME",
+    "WORKER_NAME",
+    "child_pids",
+    "is_fork_server",
+    "name_this_process",
+    "start_early",
+]
 
 log = logging.getLogger("fedbench.workers")
 
@@ -108,6 +116,18 @@ def name_this_process(name: str) -> None:
     """Set this process's name as `ps` and `top` show it (Linux; elsewhere nothing happens)."""
     with contextlib.suppress(OSError):
         Path("/proc/self/comm").write_text(name[:15])
+
+
+def child_pids(pid: int) -> list[int]:
+    """The processes whose parent is `pid`, as each of its threads lists them (Linux /proc; none once it ended):
+    with `is_fork_server`, how tests and benchmarks find a node's fork servers and their workers."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found += [int(p) for p in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return found
 
 
 def is_fork_server(pid: int) -> bool:
