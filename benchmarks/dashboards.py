@@ -15,7 +15,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,7 @@ from _common import markdown_table, median, record  # noqa: E402
 
 from fedbench import sandbox  # noqa: E402
 from fedbench.cli.dashboards import DASHBOARDS  # noqa: E402
+from fedbench.net.ports import free_port
 
 CHROMIUM = "/usr/bin/chromium"
 BASELINE_NOTEBOOK = {
@@ -45,13 +45,6 @@ BASELINE_NOTEBOOK = {
     "nbformat": 4,
     "nbformat_minor": 5,
 }
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _start(command: list[str], log: Path, ready: Callable[[str], str | None], cwd: Path | None = None):
@@ -98,7 +91,7 @@ def main() -> None:
         sandbox.up(root / "fed", demo_data=True)
         (root / "plain").mkdir()
         (root / "plain" / "baseline.ipynb").write_text(json.dumps(BASELINE_NOTEBOOK))
-        port, base_port = _free_port(), _free_port()
+        port, base_port = free_port(), free_port()
         dashboards, printed = _start(
             [
                 sys.executable,

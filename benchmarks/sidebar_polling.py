@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,16 +29,11 @@ from _common import markdown_table, record  # noqa: E402
 
 import fedbench  # noqa: E402
 from fedbench import sandbox  # noqa: E402
+from fedbench.net.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "sidebar-bench"
 PROJECT = "bench-sidebar"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _cpu_seconds(pids: list[int]) -> float:
@@ -109,7 +103,7 @@ def main() -> None:
             for _ in range(5):
                 guest.project(PROJECT).run("row_count", data="t").wait(show_progress=False)
 
-            port = _free_port()
+            port = free_port()
             config = Path(tmp) / "config" / "jupyter_server_config.d"
             config.mkdir(parents=True)
             shipped = ROOT / "extensions" / "jupyter-config" / "jupyter_server_config.d" / "fedbench.json"

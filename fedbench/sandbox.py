@@ -28,7 +28,6 @@ import json
 import os
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -41,6 +40,7 @@ import pandas as pd
 from fedbench.client.control import NodeClient
 from fedbench.errors import ConfigError, FedbenchError, NodeError
 from fedbench.net.certs import init_ca, issue_party
+from fedbench.net.ports import free_ports
 from fedbench.node.config import NodeConfig, NodeHome
 
 __all__ = [
@@ -222,11 +222,11 @@ def _start(
         parties = _branches(root, horizontal, parties, arbiter)
     members, arbiter_party = _members(root, parties, arbiter=arbiter)
     _ensure_federation(root, members, component_modules or [], database_url, warm_workers)
+    spawned = {
+        party: _spawn(NodeHome(root / party)) for party in members if not _answering(NodeHome(root / party))
+    }
     for party in members:
-        if not _answering(NodeHome(root / party)):
-            _spawn(NodeHome(root / party))
-    for party in members:
-        _wait_healthy(NodeHome(root / party), timeout)
+        _wait_healthy(NodeHome(root / party), timeout, spawned.get(party))
     if demo_data and _is_horizontal(root):
         _register_branch_data(root, members[:-1], demo_rows)
         _create_branches_project(root, members)
@@ -383,7 +383,8 @@ def _ensure_federation(
     if not (ca_dir / "ca.pem").exists():
         init_ca(ca_dir, name="fedbench sandbox CA")
     new = [p for p in members if not NodeHome(root / p).config_file.exists()]
-    ports = {party: (_free_port(), _free_port()) for party in new}
+    picked = iter(free_ports(2 * len(new)))
+    ports = {party: (next(picked), next(picked)) for party in new}
     for party in members:
         node_home = NodeHome(root / party)
         if not (node_home.tls_dir / "party.pem").exists():
@@ -416,13 +417,6 @@ def _database_url(template: str | None, root: Path, party: str) -> str | None:
         return None
     sandbox_id = hashlib.sha256(str(root).encode()).hexdigest()[:10]
     return template.replace("{party}", party.replace("-", "_")).replace("{sandbox}", sandbox_id)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _running(node_home: NodeHome) -> int | None:
@@ -481,7 +475,7 @@ def _forget_pid(node_home: NodeHome, pid: int) -> None:
             node_home.pid_file.unlink()
 
 
-def _spawn(node_home: NodeHome) -> None:
+def _spawn(node_home: NodeHome) -> subprocess.Popen[bytes]:
     node_home.pid_file.unlink(missing_ok=True)
     with open(node_home.log_file, "ab") as log:
         child = subprocess.Popen(
@@ -493,9 +487,11 @@ def _spawn(node_home: NodeHome) -> None:
             cwd=node_home.root,
         )
     _CHILDREN[child.pid] = child
+    return child
 
 
-def _wait_healthy(node_home: NodeHome, timeout: float) -> None:
+def _wait_healthy(node_home: NodeHome, timeout: float, child: subprocess.Popen[bytes] | None = None) -> None:
+    """Wait until the node answers; a node we just started that exits meanwhile fails at once, not at timeout."""
     client = NodeClient.for_home(node_home)
     give_up = time.monotonic() + timeout
     try:
@@ -506,18 +502,23 @@ def _wait_healthy(node_home: NodeHome, timeout: float) -> None:
                     return
             except FedbenchError:
                 pass
-            if time.monotonic() > give_up:
-                tail = (
-                    node_home.log_file.read_text(errors="replace")[-2000:]
-                    if node_home.log_file.exists()
-                    else ""
-                )
+            if child is not None and child.poll() is not None:
                 raise NodeError(
-                    f"node {node_home.root.name} did not start within {timeout:g} s; log:\n{tail}"
+                    f"node {node_home.root.name} stopped as it started (exit code {child.returncode}); "
+                    f"log:\n{_log_tail(node_home)}"
+                )
+            if time.monotonic() > give_up:
+                raise NodeError(
+                    f"node {node_home.root.name} did not start within {timeout:g} s; log:\n{_log_tail(node_home)}"
                 )
             time.sleep(0.2)
     finally:
         client.close()
+
+
+def _log_tail(node_home: NodeHome) -> str:
+    """The end of the node's log, where a failed start says why."""
+    return node_home.log_file.read_text(errors="replace")[-2000:] if node_home.log_file.exists() else ""
 
 
 def _terminate(pid: int, timeout: float) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -19,6 +18,7 @@ import fedbench
 from fedbench import sandbox
 from fedbench.client.control import NodeClient
 from fedbench.errors import FedbenchError
+from fedbench.net.ports import free_ports
 from fedbench.node.backup import BackupError, restore
 from fedbench.node.config import NodeHome
 from fedbench.store import table_fingerprint
@@ -28,12 +28,6 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "fedbench", *args], capture_output=True, text=True, timeout=120, check=False
     )
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -78,8 +72,9 @@ def test_backup_restore_into_a_fresh_home_finds_everything(demo: Path, tmp_path:
     assert stat.S_IMODE(home.audit_key_file.stat().st_mode) == 0o600
     assert home.audit_key_file.read_bytes() == NodeHome(demo / "guest").audit_key_file.read_bytes()
     config = home.load_config()
+    federation_port, control_port = free_ports(2)
     home.save_config(
-        config.model_copy(update={"federation_port": _free_port(), "control_port": _free_port()})
+        config.model_copy(update={"federation_port": federation_port, "control_port": control_port})
     )
 
     node = subprocess.Popen(

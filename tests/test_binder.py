@@ -15,7 +15,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,6 +28,7 @@ from notebook_checks import CHECKS, with_test_parameters
 
 import fedbench
 from fedbench import sandbox
+from fedbench.net.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "binder-test-token"
@@ -54,12 +54,6 @@ sys.argv = ["jupyter-labextension", "list"]
 LabExtensionApp.launch_instance()
 """
 """`jupyter labextension list` run by the venv's own Python (the `jupyter` command would run the base one's)."""
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _get(url: str, token: str | None = TOKEN) -> tuple[int, bytes]:
@@ -120,7 +114,7 @@ def test_binder_sequence_serves_lab_with_the_sandbox_and_runs_the_notebook(tmp_p
         "pip installed the prebuilt sidebar, enabled: " + listed.stdout + listed.stderr
     )
 
-    port = _free_port()
+    port = free_port()
     lab_command = [
         str(venv / "bin" / "python"), "-m", "jupyterlab", "--no-browser", "--allow-root", f"--port={port}",
         "--ServerApp.port_retries=0", f"--ServerApp.token={TOKEN}", f"--ServerApp.root_dir={ROOT}",

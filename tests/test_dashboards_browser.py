@@ -13,7 +13,6 @@ import html
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,17 +27,11 @@ from conftest import loopback_context
 import fedbench
 from fedbench import sandbox
 from fedbench.cli.dashboards import DASHBOARDS
+from fedbench.net.ports import free_port
 from fedbench.pipeline import Pipeline
 from fedbench.ui.dashboards.modeling_uplift import UPLIFT_NAME
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _kernels_cpu(root: int) -> dict[int, int]:
@@ -86,7 +79,7 @@ def _wait_preheated(server: int, dashboards: int, timeout: float = 90.0) -> None
 def _dashboards(home: Path, party: str, log: Path, preheat: tuple[str, ...] = DASHBOARDS) -> Iterator[str]:
     """`fedbench dashboards` for `party` on a free loopback port, pre-heating the kernels of the dashboards in
     `preheat` (those the tests open); yields the URL it printed (with its token)."""
-    port = _free_port()
+    port = free_port()
     with open(log, "wb") as out:
         server = subprocess.Popen(
             [

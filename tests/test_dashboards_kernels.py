@@ -15,7 +15,6 @@ import http.client
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -31,6 +30,7 @@ from fedbench import sandbox
 from fedbench.cli import dashboards
 from fedbench.cli.dashboards import DASHBOARDS
 from fedbench.errors import ConfigError
+from fedbench.net.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 CLOSED_S = 3
@@ -38,12 +38,6 @@ CLOSED_S = 3
 IDLE_S = 40
 """`--cull-idle` of the served dashboards: longer than any page of the test takes to load and be used."""
 VISITS = 10
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _tree() -> dict[int, tuple[int, str]]:
@@ -147,7 +141,7 @@ def _cpu(pid: int) -> int:
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     root = tmp_path_factory.mktemp("dashboards-kernels")
     sandbox.up(root, demo_data=False)
-    port = _free_port()
+    port = free_port()
     log = root / "voila.log"
     command = [sys.executable, "-m", "fedbench", "dashboards", "--port", str(port), "--home", str(root)]
     command += ["--party", "guest", "--cull-closed", str(CLOSED_S), "--cull-idle", str(IDLE_S)]
@@ -308,7 +302,7 @@ def test_voila_is_told_to_free_kernels_with_sane_defaults(tmp_path: Path) -> Non
 
 def test_the_container_dashboards_free_kernels_and_show_the_landing_page(tmp_path: Path) -> None:
     """`deploy/entrypoint.sh voila` (the compose service) uses the same kernel manager and landing page."""
-    port, token, log = _free_port(), "a-token-for-this-test-only-0123456789", tmp_path / "voila.log"
+    port, token, log = free_port(), "a-token-for-this-test-only-0123456789", tmp_path / "voila.log"
     base = {k: v for k, v in os.environ.items() if not k.startswith("FEDBENCH_")}
     env = {
         **base,

@@ -12,7 +12,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -30,6 +29,7 @@ from packaging.requirements import Requirement
 from fedbench.client.control import NodeClient
 from fedbench.client.workbench import Workbench
 from fedbench.net import certs
+from fedbench.net.ports import free_port, free_ports
 from fedbench.node.config import NodeHome
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -202,12 +202,6 @@ def test_dockerfile_copies_only_what_the_repository_has() -> None:
 # --- the containers' start-up commands, outside containers -------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _get(url: str, token: str | None = None) -> tuple[int, dict]:
     request = urllib.request.Request(url)
     if token:
@@ -287,7 +281,8 @@ def test_entrypoint_starts_two_parties_and_a_lab_like_the_containers(
     certs.init_ca(ca)  # what `fedbench certs init-ca` and `issue` do (their CLI: test_certs.py), in process
     for party in ("guest", "host"):
         certs.issue_party(ca, tmp_path / party / "tls", party)
-    ports = {p: {k: _free_port() for k in ("federation", "control", "health")} for p in ("guest", "host")}
+    picked = iter(free_ports(6))
+    ports = {p: {k: next(picked) for k in ("federation", "control", "health")} for p in ("guest", "host")}
     nodes = {
         party: started.entrypoint("node", **_node_env(tmp_path, party, ports, other))
         for party, other in (("guest", "host"), ("host", "guest"))
@@ -304,7 +299,7 @@ def test_entrypoint_starts_two_parties_and_a_lab_like_the_containers(
     assert [(p.party, p.reachable) for p in guest.peers()] == [("host", True)]
     guest.close()
 
-    lab_port = _free_port()
+    lab_port = free_port()
     config_dir = tmp_path / "jupyter-config" / "jupyter_server_config.d"
     config_dir.mkdir(parents=True)
     shutil.copy(SHIPPED_CONFIG, config_dir)
@@ -360,14 +355,14 @@ def test_entrypoint_runs_the_partys_dask_cluster_on_its_own_ca(tmp_path: Path, s
     }
     assert started.entrypoint("compute-certs", **env).wait(timeout=60) == 0
     assert (tmp_path / "compute-tls" / "party.pem").exists()
-    port = _free_port()
+    port = free_port()
     address = f"tls://127.0.0.1:{port}"
     scheduler = started.entrypoint(
         "dask-scheduler",
         **env,
         FEDBENCH_DASK_HOST="127.0.0.1",
         FEDBENCH_DASK_PORT=str(port),
-        FEDBENCH_DASK_DASHBOARD=str(_free_port()),
+        FEDBENCH_DASK_DASHBOARD=str(free_port()),
     )
     started.entrypoint(
         "dask-worker", **env, FEDBENCH_DASK_SCHEDULER=address, FEDBENCH_DASK_WORKER_PROCESSES="1"
@@ -401,7 +396,7 @@ def test_entrypoint_without_a_party_says_what_to_set(tmp_path: Path, started: St
 def test_entrypoint_serves_voila_only_with_the_token_kept_off_the_command_line(
     tmp_path: Path, started: Started
 ) -> None:
-    port = _free_port()
+    port = free_port()
     voila = started.entrypoint(
         "voila",
         JUPYTER_TOKEN=TOKEN,

@@ -13,13 +13,8 @@ import urllib.request
 from pathlib import Path
 
 from fedbench.net.certs import init_ca, issue_party
+from fedbench.net.ports import free_port, free_ports
 from fedbench.node.config import NodeConfig, NodeHome
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _node_home(tmp_path: Path, health_port: int) -> Path:
@@ -27,11 +22,12 @@ def _node_home(tmp_path: Path, health_port: int) -> Path:
     home = NodeHome(tmp_path / "home")
     init_ca(tmp_path / "ca")
     issue_party(tmp_path / "ca", home.tls_dir, "bank-a")
+    federation_port, control_port = [port for port in free_ports(3) if port != health_port][:2]
     home.save_config(
         NodeConfig(
             party="bank-a",
-            federation_port=_free_port(),
-            control_port=_free_port(),
+            federation_port=federation_port,
+            control_port=control_port,
             health_port=health_port,
             peers={"bank-b": "127.0.0.1:1"},
         )
@@ -62,7 +58,7 @@ def _wait_healthy(url: str, node: subprocess.Popen[str], timeout: float = 60.0) 
 
 
 def test_healthz_answers_json_and_logs_are_json_lines(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     home = _node_home(tmp_path, port)
     node = subprocess.Popen(
         [sys.executable, "-m", "fedbench", "node", "start", "--home", str(home), "--log-format", "json"],
@@ -110,7 +106,7 @@ def test_taken_health_port_is_a_config_error(tmp_path: Path) -> None:
 
 
 def test_text_logs_stay_the_default(tmp_path: Path) -> None:
-    home = _node_home(tmp_path, _free_port())
+    home = _node_home(tmp_path, free_port())
     node = subprocess.Popen(
         [sys.executable, "-m", "fedbench", "node", "start", "--home", str(home)],
         stdout=subprocess.PIPE,
@@ -147,7 +143,7 @@ def test_sigterm_taken_by_any_thread_of_the_node_stops_it(tmp_path: Path) -> Non
     import ctypes
     import os
 
-    port = _free_port()
+    port = free_port()
     home = _node_home(tmp_path, port)
     node = subprocess.Popen(
         [sys.executable, "-m", "fedbench", "node", "start", "--home", str(home)],

@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,16 +18,11 @@ from pathlib import Path
 import pytest
 
 from fedbench import sandbox
+from fedbench.net.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_CONFIG = ROOT / "extensions" / "jupyter-config" / "jupyter_server_config.d" / "fedbench.json"
 TOKEN = "fedbench-test-token"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Server:
@@ -40,7 +34,7 @@ class Server:
         shutil.copy(SHIPPED_CONFIG, config_dir / "jupyter_server_config.d" / "fedbench.json")
         (tmp / "notebooks" / "dashboards").mkdir(parents=True)
         (tmp / "notebooks" / "dashboards" / "data.ipynb").write_text("{}")
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = tmp / "server.log"
         full_env = {

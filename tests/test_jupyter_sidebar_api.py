@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,16 +21,11 @@ import fedbench
 from fedbench import sandbox
 from fedbench.errors import Refused
 from fedbench.jupyter import panel
+from fedbench.net.ports import free_port
 
 TOKEN = "sidebar-api-token"
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_CONFIG = ROOT / "extensions" / "jupyter-config" / "jupyter_server_config.d" / "fedbench.json"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +48,7 @@ def server(fed: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
     config = tmp / "config" / "jupyter_server_config.d"
     config.mkdir(parents=True)
     (config / "fedbench.json").write_text(SHIPPED_CONFIG.read_text())
-    port = _free_port()
+    port = free_port()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("FEDBENCH_SANDBOX")},
         "FEDBENCH_HOME": str(fed / "host"),

@@ -16,7 +16,6 @@ import http.client
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -30,15 +29,10 @@ from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import websocket_connect
 
 from fedbench import sandbox
+from fedbench.net.ports import free_port
 
 EVIL = "http://evil.example"
 KERNEL_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -90,7 +84,7 @@ def _settle(served: Served, before: int, seconds: float = 4.0) -> int:
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     root = tmp_path_factory.mktemp("dashboards-rogue")
     sandbox.up(root, demo_data=False)
-    port = _free_port()
+    port = free_port()
     log = root / "voila.log"
     with open(log, "wb") as out:
         server = subprocess.Popen(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,7 @@ import fedbench
 from fedbench import errors, sandbox
 from fedbench.cli import main as cli
 from fedbench.client.workbench import Workbench
+from fedbench.node.config import NodeHome
 from fedbench.ui.dashboards import psi
 
 GRPC_WORDS = ("ipv4", "UNKNOWN", "failed to connect to all addresses", "StatusCode", "RpcError")
@@ -154,3 +156,21 @@ def test_a_demo_of_fewer_than_1000_rows_is_refused_before_anything_is_created(tm
     ):
         sandbox.up(tmp_path / "small", demo_rows=999)
     assert not (tmp_path / "small").exists()
+
+
+def test_a_node_that_cannot_listen_fails_the_up_at_once_with_the_reason(first) -> None:
+    """A node that exits as it starts (here: another program listens on its federation port) fails `up` with
+    the node's own words, instead of a wait for the whole timeout and "did not start"."""
+    root, _ = first
+    sandbox.down(root)
+    host = NodeHome(root / "host")
+    with socket.socket() as other_program:
+        other_program.bind(("127.0.0.1", 0))
+        other_program.listen()
+        taken = other_program.getsockname()[1]
+        host.save_config(host.load_config().model_copy(update={"federation_port": taken}))
+
+        with pytest.raises(errors.NodeError) as failed:
+            sandbox.up(root, demo_data=False, timeout=600)
+    assert "node host stopped as it started" in str(failed.value)
+    assert f"cannot listen on 127.0.0.1:{taken}" in str(failed.value)

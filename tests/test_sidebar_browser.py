@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 import fedbench
 from fedbench import sandbox
+from fedbench.net.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_CONFIG = ROOT / "extensions" / "jupyter-config" / "jupyter_server_config.d" / "fedbench.json"
@@ -37,12 +37,6 @@ TOKEN = "sidebar-browser-token"
 PROJECT = "sidebar-browser"
 STARTER = "start-a-run.ipynb"
 """The notebook the page opens with: the analyst starts the project's run from it."""
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +112,7 @@ def lab(fed: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     (work / "notebooks" / "dashboards").mkdir(parents=True)
     (work / STARTER).write_text(_starter_notebook(fed))
     (work / "notebooks" / "dashboards" / "data.ipynb").write_text("{}")
-    port = _free_port()
+    port = free_port()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("FEDBENCH_SANDBOX", "JUPYTER"))},
         "FEDBENCH_HOME": str(fed / "host"),

@@ -31,7 +31,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -44,6 +43,7 @@ from typing import Any
 
 import fedbench
 from fedbench.errors import ConfigError
+from fedbench.net.ports import free_port
 
 __all__ = [
     "CLOSED_TIMEOUT_S",
@@ -317,13 +317,6 @@ def _on_sigterm(_signum: int, _frame: Any) -> None:
     raise _Stop()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def _wait_ready(url: str, child: subprocess.Popen[bytes], timeout: float = 90.0) -> None:
     give_up = time.monotonic() + timeout
     while time.monotonic() < give_up:
@@ -363,7 +356,7 @@ def _serve(args: argparse.Namespace) -> int:
     workbench = fedbench.connect(args.party, args.home)
     party = workbench.party
     workbench.close()
-    port = args.port or _free_port()
+    port = args.port or free_port()
     folder = dashboards_dir()
     host = "127.0.0.1" if args.ip in ("127.0.0.1", "0.0.0.0", "::", "") else args.ip
     host = f"[{host}]" if ":" in host else host
