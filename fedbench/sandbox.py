@@ -25,6 +25,7 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import shlex
 import signal
@@ -40,7 +41,7 @@ import pandas as pd
 from fedbench.client.control import NodeClient
 from fedbench.errors import ConfigError, FedbenchError, NodeError
 from fedbench.net.certs import init_ca, issue_party
-from fedbench.net.ports import free_ports
+from fedbench.net.ports import can_listen, free_ports
 from fedbench.node.config import NodeConfig, NodeHome
 
 __all__ = [
@@ -66,11 +67,11 @@ DEMO_CREDIT_ROWS = 30_000
 
 DEFAULT_PARTIES = ("guest", "host")
 ARBITER_PARTY = "arbiter"
+"""The party `up(arbiter=True)` adds: a member of the demo project that brings no data."""
 AGGREGATOR_PARTY = "aggregator"
 """The party a horizontal sandbox (`up(horizontal=N)`) adds to coordinate: it brings no data."""
 HORIZONTAL_PROJECT = "branches"
 """The accepted project of a horizontal sandbox: every branch and the aggregator."""
-"""The party `up(arbiter=True)` adds: a member of the demo project that brings no data."""
 DEMO_ROWS_ENV = "FEDBENCH_SANDBOX_DEMO_ROWS"
 """When set (a whole number of at least 1,000), the rows of the demo credit table a new sandbox registers,
 unless `up` is given its own number. The test suite sets a fifth of the demo's (its flows do not need more)."""
@@ -78,6 +79,7 @@ WARM_WORKERS_ENV = "FEDBENCH_SANDBOX_WARM_WORKERS"
 """When set (a whole number), a new sandbox's nodes keep that many warm workers (node.json `warm_workers`)
 unless `up` is given its own number. The test suite sets 0: its nodes then start no idle workers (and their
 fork servers) that most tests never use."""
+log = logging.getLogger("fedbench.sandbox")
 _MANIFEST = "sandbox.json"
 _STOPPED = "stopped"
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
@@ -189,10 +191,15 @@ def start_command(node_home: NodeHome) -> str:
     """
     root = sandbox_of(node_home)
     if root is not None:
-        standard = Path("~/.fedbench/sandbox").expanduser().resolve()
-        where = "" if root == standard else f" --home {shlex.quote(str(root))}"
-        return f"fedbench sandbox up{where}"
+        return _command(root, "up")
     return f"fedbench node start --home {shlex.quote(str(node_home.root))}"
+
+
+def _command(root: Path, verb: str) -> str:
+    """`fedbench sandbox <verb>` for the sandbox at `root` (`--home` named unless it is the standard place)."""
+    standard = Path("~/.fedbench/sandbox").expanduser().resolve()
+    where = "" if root == standard else f" --home {shlex.quote(str(root))}"
+    return f"fedbench sandbox {verb}{where}"
 
 
 def sandbox_of(node_home: NodeHome) -> Path | None:
@@ -379,17 +386,36 @@ def _ensure_federation(
     database_url: str | None,
     warm_workers: int | None = None,
 ) -> None:
+    """Make what is missing (the CA, certificates, node homes on free ports), give new ports to a stopped node
+    another program took a port of, and make every node's peers name the others' current addresses."""
     ca_dir = root / "ca"
     if not (ca_dir / "ca.pem").exists():
         init_ca(ca_dir, name="fedbench sandbox CA")
     new = [p for p in members if not NodeHome(root / p).config_file.exists()]
-    picked = iter(free_ports(2 * len(new)))
-    ports = {party: (next(picked), next(picked)) for party in new}
+    taken = _ports_taken(root, [p for p in members if p not in new])
+    picked = iter(free_ports(2 * (len(new) + len(taken))))
+    ports = {party: (next(picked), next(picked)) for party in [*new, *taken]}
+    for party in taken:
+        node_home = NodeHome(root / party)
+        fed_port, control_port = ports[party]
+        config = node_home.load_config()
+        log.warning(
+            "sandbox: another program listens on a port of %s's node (federation %s, control %s); "
+            "it now listens on federation %s, control %s",
+            party,
+            config.federation_port,
+            config.control_port,
+            fed_port,
+            control_port,
+        )
+        node_home.save_config(
+            config.model_copy(update={"federation_port": fed_port, "control_port": control_port})
+        )
     for party in members:
         node_home = NodeHome(root / party)
         if not (node_home.tls_dir / "party.pem").exists():
             issue_party(ca_dir, node_home.tls_dir, party)
-        if party in ports:
+        if party in new:
             fed_port, control_port = ports[party]
             config = NodeConfig(
                 party=party,
@@ -410,6 +436,43 @@ def _ensure_federation(
         peers = {p: a for p, a in addresses.items() if p != party}
         if config.peers != peers:
             node_home.save_config(config.model_copy(update={"peers": peers}))
+
+
+def _ports_taken(root: Path, parties: list[str]) -> list[str]:
+    """Of these parties, the stopped ones another program has taken a port of (since the sandbox was made).
+
+    They get new ports, and their peers' node.json follows; only while no node of the sandbox runs, since a
+    running node keeps its peers' addresses in memory: else a ConfigError says to restart the sandbox.
+    """
+    taken = []
+    for party in parties:
+        node_home = NodeHome(root / party)
+        config = node_home.load_config()
+        listening = [
+            (config.federation_host, config.federation_port),
+            (config.control_host, config.control_port),
+        ]
+        if _running(node_home) is None and _held(listening):
+            taken.append(party)
+    running = [party for party in parties if _running(NodeHome(root / party)) is not None]
+    if taken and running:
+        raise ConfigError(
+            f"another program listens on a port of {', '.join(taken)}'s node, while {', '.join(running)} "
+            f"runs: stop the sandbox (`{_command(root, 'down')}`), then start it again (`{_command(root, 'up')}`): "
+            "the stopped nodes then get new ports"
+        )
+    return taken
+
+
+def _held(addresses: list[tuple[str, int]], grace: float = 2.0) -> bool:
+    """Whether a server listens on one of these addresses, and still does after `grace` seconds: a node that
+    was just killed keeps its sockets for some milliseconds after it is reported stopped."""
+    give_up = time.monotonic() + grace
+    while not all(can_listen(host, port) for host, port in addresses):
+        if time.monotonic() > give_up:
+            return True
+        time.sleep(0.1)
+    return False
 
 
 def _database_url(template: str | None, root: Path, party: str) -> str | None:

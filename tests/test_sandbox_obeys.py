@@ -7,6 +7,7 @@ nodes by hand or with `fedbench sandbox down`, in file order.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -158,19 +159,55 @@ def test_a_demo_of_fewer_than_1000_rows_is_refused_before_anything_is_created(tm
     assert not (tmp_path / "small").exists()
 
 
-def test_a_node_that_cannot_listen_fails_the_up_at_once_with_the_reason(first) -> None:
-    """A node that exits as it starts (here: another program listens on its federation port) fails `up` with
-    the node's own words, instead of a wait for the whole timeout and "did not start"."""
+def test_a_port_taken_while_a_partner_runs_is_refused_with_what_to_do(first) -> None:
+    root, _ = first
+    _stop_by_hand(root, "host")
+    host = NodeHome(root / "host")
+    with _listening(host.load_config().control_port) as taken, pytest.raises(errors.ConfigError) as refused:
+        sandbox.up(root, demo_data=False)
+    assert "another program listens on a port of host's node, while guest runs" in str(refused.value)
+    assert f"`fedbench sandbox down --home {root}`" in str(refused.value)
+    assert host.load_config().control_port == taken, "nothing is changed while a node runs"
+
+
+def test_a_stopped_sandbox_whose_port_another_program_took_comes_up_on_new_ports(first, caplog) -> None:
     root, _ = first
     sandbox.down(root)
-    host = NodeHome(root / "host")
-    with socket.socket() as other_program:
-        other_program.bind(("127.0.0.1", 0))
-        other_program.listen()
-        taken = other_program.getsockname()[1]
-        host.save_config(host.load_config().model_copy(update={"federation_port": taken}))
+    guest, host = NodeHome(root / "guest"), NodeHome(root / "host")
+    with _listening(host.load_config().federation_port) as taken:
+        sandbox.up(root, demo_data=False)
+    moved = host.load_config()
+    assert moved.federation_port != taken
+    assert guest.load_config().peers == {"host": moved.federation_address}
+    assert f"another program listens on a port of host's node (federation {taken}" in caplog.text
+    workbench = fedbench.connect(home=guest.root)
+    assert [(p.party, p.reachable) for p in workbench.peers()] == [("host", True)]
+    workbench.close()
 
+
+def test_a_node_that_stops_as_it_starts_fails_the_up_at_once_with_its_reason(first) -> None:
+    """A node that exits as it starts (here: it was given its partner's certificate) fails `up` with the node's
+    own words, instead of a wait for the whole timeout and "did not start"."""
+    root, _ = first
+    sandbox.down(root)
+    host_tls = NodeHome(root / "host").tls_dir
+    own = {name: (host_tls / name).read_bytes() for name in ("party.pem", "party.key")}
+    for name in own:
+        (host_tls / name).write_bytes((NodeHome(root / "guest").tls_dir / name).read_bytes())
+    try:
         with pytest.raises(errors.NodeError) as failed:
             sandbox.up(root, demo_data=False, timeout=600)
+    finally:
+        for name, content in own.items():
+            (host_tls / name).write_bytes(content)
     assert "node host stopped as it started" in str(failed.value)
-    assert f"cannot listen on 127.0.0.1:{taken}" in str(failed.value)
+    assert "is for 'guest', but this node is 'host'" in str(failed.value)
+
+
+@contextlib.contextmanager
+def _listening(port: int) -> Iterator[int]:
+    """Another program listening on `port` for the length of the block."""
+    with socket.socket() as other_program:
+        other_program.bind(("127.0.0.1", port))
+        other_program.listen()
+        yield port

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import socket
 
-__all__ = ["free_port", "free_ports"]
+__all__ = ["can_listen", "free_port", "free_ports"]
 
 
 def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
@@ -26,3 +26,16 @@ def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
 def free_port(host: str = "127.0.0.1") -> int:
     """One port free on `host` now."""
     return free_ports(1, host)[0]
+
+
+def can_listen(host: str, port: int) -> bool:
+    """Whether a server could listen on `host:port` now (no other socket listens there)."""
+    with socket.socket() as sock:
+        sock.setsockopt(
+            socket.SOL_SOCKET, socket.SO_REUSEADDR, 1
+        )  # as gRPC binds: a closing socket is no obstacle
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
