@@ -228,18 +228,48 @@ def _start(
     if horizontal:
         parties = _branches(root, horizontal, parties, arbiter)
     members, arbiter_party = _members(root, parties, arbiter=arbiter)
-    _ensure_federation(root, members, component_modules or [], database_url, warm_workers)
-    spawned = {
-        party: _spawn(NodeHome(root / party)) for party in members if not _answering(NodeHome(root / party))
-    }
-    for party in members:
-        _wait_healthy(NodeHome(root / party), timeout, spawned.get(party))
+    for attempt in (1, 2):
+        _ensure_federation(root, members, component_modules or [], database_url, warm_workers)
+        if _start_nodes(root, members, timeout, last_try=attempt == 2):
+            break
     if demo_data and _is_horizontal(root):
         _register_branch_data(root, members[:-1], demo_rows)
         _create_branches_project(root, members)
     elif demo_data:
         _register_demo_data(root, members, demo_rows)
         _create_demo_project(root, members, arbiter_party)
+
+
+def _start_nodes(root: Path, members: list[str], timeout: float, last_try: bool) -> bool:
+    """Start the members that do not answer and wait until each does; whether they all came up.
+
+    Ports are picked when a node is made and held by nobody until it listens: another program may take one
+    meanwhile. A node that stopped as it started because another program listens on its port returns False
+    (unless `last_try`), once the nodes started here are stopped again: the next try gives it new ports.
+    """
+    spawned = {
+        party: _spawn(NodeHome(root / party)) for party in members if not _answering(NodeHome(root / party))
+    }
+    try:
+        for party in members:
+            _wait_healthy(NodeHome(root / party), timeout, spawned.get(party))
+        return True
+    except NodeError:
+        lost = [
+            party
+            for party, child in spawned.items()
+            if child.poll() is not None and _held(_listening(NodeHome(root / party).load_config()), grace=0.0)
+        ]
+        if last_try or not lost:
+            raise
+        log.warning(
+            "sandbox: another program took a port of %s's node as it started; trying new ports",
+            ", ".join(lost),
+        )
+        _terminate_all([child.pid for child in spawned.values() if child.poll() is None], timeout=15.0)
+        for party, child in spawned.items():
+            _forget_pid(NodeHome(root / party), child.pid)
+        return False
 
 
 def status(home: str | os.PathLike[str] | None = None) -> list[NodeStatus]:
@@ -447,12 +477,7 @@ def _ports_taken(root: Path, parties: list[str]) -> list[str]:
     taken = []
     for party in parties:
         node_home = NodeHome(root / party)
-        config = node_home.load_config()
-        listening = [
-            (config.federation_host, config.federation_port),
-            (config.control_host, config.control_port),
-        ]
-        if _running(node_home) is None and _held(listening):
+        if _running(node_home) is None and _held(_listening(node_home.load_config())):
             taken.append(party)
     running = [party for party in parties if _running(NodeHome(root / party)) is not None]
     if taken and running:
@@ -462,6 +487,11 @@ def _ports_taken(root: Path, parties: list[str]) -> list[str]:
             "the stopped nodes then get new ports"
         )
     return taken
+
+
+def _listening(config: NodeConfig) -> list[tuple[str, int]]:
+    """Where a node listens: its federation and control addresses."""
+    return [(config.federation_host, config.federation_port), (config.control_host, config.control_port)]
 
 
 def _held(addresses: list[tuple[str, int]], grace: float = 2.0) -> bool:

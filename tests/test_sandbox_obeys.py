@@ -204,6 +204,40 @@ def test_a_node_that_stops_as_it_starts_fails_the_up_at_once_with_its_reason(fir
     assert "is for 'guest', but this node is 'host'" in str(failed.value)
 
 
+def test_a_port_another_program_takes_as_a_new_sandbox_starts_is_replaced(
+    tmp_path, monkeypatch, caplog
+) -> None:
+    """Ports are picked when a sandbox is made and held by nobody until its nodes listen: a program that takes
+    one meanwhile (played here just before the host's node starts) costs a second try on new ports."""
+    others: list[socket.socket] = []
+    spawn = sandbox._spawn
+
+    def spawn_after_another_program(node_home: NodeHome):
+        if node_home.root.name == "host" and not others:
+            other_program = socket.socket()
+            other_program.bind(("127.0.0.1", node_home.load_config().federation_port))
+            other_program.listen()
+            others.append(other_program)
+        return spawn(node_home)
+
+    monkeypatch.setattr(sandbox, "_spawn", spawn_after_another_program)
+    root = tmp_path / "sandbox"
+    try:
+        sandbox.up(root, demo_data=False)
+        taken = others[0].getsockname()[1]
+        host = NodeHome(root / "host").load_config()
+        assert host.federation_port != taken
+        assert NodeHome(root / "guest").load_config().peers == {"host": host.federation_address}
+        assert "another program took a port of host's node as it started" in caplog.text
+        workbench = fedbench.connect(home=root / "guest")
+        assert [(p.party, p.reachable) for p in workbench.peers()] == [("host", True)]
+        workbench.close()
+    finally:
+        sandbox.down(root)
+        for other_program in others:
+            other_program.close()
+
+
 @contextlib.contextmanager
 def _listening(port: int) -> Iterator[int]:
     """Another program listening on `port` for the length of the block."""
