@@ -1,7 +1,8 @@
 """The sandbox: a real federation of party nodes on this machine, with nothing to configure.
 
 `up` creates (once) a federation CA, a certificate per party, a node home per party with free loopback ports,
-starts each node as a background process, waits until it answers, and registers the demo data sets. It is
+starts the nodes in the background (forked from one process that imported the node's modules once,
+`fedbench.sandbox_zygote`), waits until each answers, and registers the demo data sets. It is
 idempotent: running it again starts only what is not running. With `arbiter=True` a new sandbox gets a third
 party, `arbiter`, that brings no data: it joins the demo project without datasets and plays the arbiter role
 of the components that have one. With `horizontal=N` a new sandbox is horizontal instead: N data parties,
@@ -82,8 +83,9 @@ fork servers) that most tests never use."""
 log = logging.getLogger("fedbench.sandbox")
 _MANIFEST = "sandbox.json"
 _STOPPED = "stopped"
-_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
-"""Nodes this process started: polled so that a node that exited is not mistaken for a live one (zombie)."""
+_ZYGOTES: list[subprocess.Popen[bytes]] = []
+"""The processes that started this process's sandbox nodes (`fedbench.sandbox_zygote`). Each stays its nodes'
+parent and reaps them; it is polled here (and so reaped) once its last node has exited."""
 
 
 @dataclass(frozen=True)
@@ -247,9 +249,7 @@ def _start_nodes(root: Path, members: list[str], timeout: float, last_try: bool)
     meanwhile. A node that stopped as it started because another program listens on its port returns False
     (unless `last_try`), once the nodes started here are stopped again: the next try gives it new ports.
     """
-    spawned = {
-        party: _spawn(NodeHome(root / party)) for party in members if not _answering(NodeHome(root / party))
-    }
+    spawned = _spawn(root, [party for party in members if not _answering(NodeHome(root / party))])
     try:
         for party in members:
             _wait_healthy(NodeHome(root / party), timeout, spawned.get(party))
@@ -257,8 +257,8 @@ def _start_nodes(root: Path, members: list[str], timeout: float, last_try: bool)
     except NodeError:
         lost = [
             party
-            for party, child in spawned.items()
-            if child.poll() is not None and _held(_listening(NodeHome(root / party).load_config()), grace=0.0)
+            for party, pid in spawned.items()
+            if not _alive(pid) and _held(_listening(NodeHome(root / party).load_config()), grace=0.0)
         ]
         if last_try or not lost:
             raise
@@ -266,9 +266,9 @@ def _start_nodes(root: Path, members: list[str], timeout: float, last_try: bool)
             "sandbox: another program took a port of %s's node as it started; trying new ports",
             ", ".join(lost),
         )
-        _terminate_all([child.pid for child in spawned.values() if child.poll() is None], timeout=15.0)
-        for party, child in spawned.items():
-            _forget_pid(NodeHome(root / party), child.pid)
+        _terminate_all(list(spawned.values()), timeout=15.0)
+        for party, pid in spawned.items():
+            _forget_pid(NodeHome(root / party), pid)
         return False
 
 
@@ -518,25 +518,15 @@ def _running(node_home: NodeHome) -> int | None:
         pid = int(node_home.pid_file.read_text().strip())
     except (FileNotFoundError, ValueError):
         return None
-    child = _CHILDREN.get(pid)
-    if child is not None and child.poll() is not None:
-        _forget_pid(node_home, pid)
-        return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        _forget_pid(node_home, pid)
-        return None
-    except PermissionError:
-        pass
-    if _zombie(pid):
+    _ZYGOTES[:] = [zygote for zygote in _ZYGOTES if zygote.poll() is None]
+    if not _alive(pid):
         _forget_pid(node_home, pid)
         return None
     return pid
 
 
 def _zombie(pid: int) -> bool:
-    """Whether `pid` has exited but its parent (e.g. the kernel whose `connect()` started it) has not reaped it."""
+    """Whether `pid` has exited but its parent has not reaped it yet."""
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except (OSError, IndexError):
@@ -568,43 +558,55 @@ def _forget_pid(node_home: NodeHome, pid: int) -> None:
             node_home.pid_file.unlink()
 
 
-def _spawn(node_home: NodeHome) -> subprocess.Popen[bytes]:
-    node_home.pid_file.unlink(missing_ok=True)
-    with open(node_home.log_file, "ab") as log:
-        child = subprocess.Popen(
-            [sys.executable, "-m", "fedbench", "node", "start", "--home", str(node_home.root)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
+def _spawn(root: Path, parties: list[str]) -> dict[str, int]:
+    """Start these parties' nodes, forked from one process that imports the node's modules once
+    (`fedbench.sandbox_zygote`); returns each node's pid."""
+    if not parties:
+        return {}
+    homes = [NodeHome(root / party) for party in parties]
+    for home in homes:
+        home.pid_file.unlink(missing_ok=True)
+    with open(homes[0].log_file, "ab") as errors:
+        zygote = subprocess.Popen(
+            [sys.executable, "-m", "fedbench.sandbox_zygote", *(str(home.root) for home in homes)],
+            stdout=subprocess.PIPE,
+            stderr=errors,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
-            cwd=node_home.root,
+            cwd=root,
         )
-    _CHILDREN[child.pid] = child
-    return child
+    _ZYGOTES.append(zygote)
+    assert zygote.stdout is not None
+    with zygote.stdout:
+        pids = [int(line) for line in zygote.stdout if line.strip().isdigit()]
+    if len(pids) != len(parties):
+        raise NodeError(f"the sandbox's nodes could not be started; log:\n{_log_tail(homes[0])}")
+    return dict(zip(parties, pids, strict=True))
 
 
-def _wait_healthy(node_home: NodeHome, timeout: float, child: subprocess.Popen[bytes] | None = None) -> None:
-    """Wait until the node answers; a node we just started that exits meanwhile fails at once, not at timeout."""
+def _wait_healthy(node_home: NodeHome, timeout: float, pid: int | None = None) -> None:
+    """Wait until the node answers; a node we just started that exits meanwhile fails at once, not at timeout.
+
+    The node is asked only once it has written its pid file (once it serves): a call to a port no one listens
+    on yet would hold the channel's next try back by gRPC's reconnect backoff, about a second.
+    """
     client = NodeClient.for_home(node_home)
     give_up = time.monotonic() + timeout
     try:
         while True:
-            try:
-                client.health(timeout=2.0)
-                if _running(node_home):
+            if _running(node_home):
+                with contextlib.suppress(FedbenchError):
+                    client.health(timeout=2.0)
                     return
-            except FedbenchError:
-                pass
-            if child is not None and child.poll() is not None:
+            if pid is not None and not _alive(pid):
                 raise NodeError(
-                    f"node {node_home.root.name} stopped as it started (exit code {child.returncode}); "
-                    f"log:\n{_log_tail(node_home)}"
+                    f"node {node_home.root.name} stopped as it started; log:\n{_log_tail(node_home)}"
                 )
             if time.monotonic() > give_up:
                 raise NodeError(
                     f"node {node_home.root.name} did not start within {timeout:g} s; log:\n{_log_tail(node_home)}"
                 )
-            time.sleep(0.2)
+            time.sleep(0.05)
     finally:
         client.close()
 
@@ -625,11 +627,9 @@ def _terminate_all(pids: list[int], timeout: float) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
     give_up = time.monotonic() + timeout
-    waiting = {pid: _CHILDREN.pop(pid, None) for pid in pids}
+    waiting = set(pids)
     while waiting and time.monotonic() < give_up:
-        for pid, child in list(waiting.items()):
-            if not _alive(pid, child):
-                del waiting[pid]
+        waiting = {pid for pid in waiting if _alive(pid)}
         if waiting:
             time.sleep(0.02)
     for pid in waiting:
@@ -637,14 +637,14 @@ def _terminate_all(pids: list[int], timeout: float) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
-def _alive(pid: int, child: subprocess.Popen[bytes] | None) -> bool:
-    """Whether `pid` still runs (our own child is reaped here; an exited one not yet reaped does not run)."""
-    if child is not None:
-        return child.poll() is None
+def _alive(pid: int) -> bool:
+    """Whether `pid` still runs (one that exited and is not reaped yet, a zombie, does not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
+    except PermissionError:
+        pass  # another user's process: alive
     return not _zombie(pid)
 
 

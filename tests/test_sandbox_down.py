@@ -40,7 +40,6 @@ def test_down_asks_every_node_to_stop_before_waiting_on_any(tmp_path: Path) -> N
     sandbox.up(root, demo_data=False)
     pids = {node.party: node.pid for node in sandbox.status(root) if node.pid is not None}
     assert set(pids) == {"guest", "host"}
-    nodes = {pid: sandbox._CHILDREN[pid] for pid in pids.values()}
     stopped: list[str] = []
     for pid in pids.values():
         os.kill(pid, signal.SIGSTOP)
@@ -65,8 +64,14 @@ def test_down_asks_every_node_to_stop_before_waiting_on_any(tmp_path: Path) -> N
     assert not down.is_alive(), "down did not return once the nodes could run again"
     assert sorted(stopped) == ["guest", "host"]
     for party, pid in pids.items():
-        assert nodes[pid].returncode == 0, f"{party} did not stop cleanly on SIGTERM (it was not killed)"
         home = NodeHome(root / party)
-        assert "stopping" in home.log_file.read_text(), party
+        ended = f"the node's process {pid} "  # written by its parent once it has reaped it
+        deadline = time.monotonic() + 30
+        while ended not in home.log_file.read_text():
+            assert time.monotonic() < deadline, f"{party}'s end was never written to its log"
+            time.sleep(0.05)
+        log = home.log_file.read_text()
+        assert f"{ended}exited with code 0" in log, f"{party} did not stop cleanly on SIGTERM: {log[-500:]}"
+        assert "stopping" in log, party
         assert not home.pid_file.exists(), party
     assert not any(node.running for node in sandbox.status(root))

@@ -212,13 +212,13 @@ def test_a_port_another_program_takes_as_a_new_sandbox_starts_is_replaced(
     others: list[socket.socket] = []
     spawn = sandbox._spawn
 
-    def spawn_after_another_program(node_home: NodeHome):
-        if node_home.root.name == "host" and not others:
+    def spawn_after_another_program(root: Path, parties: list[str]) -> dict[str, int]:
+        if "host" in parties and not others:
             other_program = socket.socket()
-            other_program.bind(("127.0.0.1", node_home.load_config().federation_port))
+            other_program.bind(("127.0.0.1", NodeHome(root / "host").load_config().federation_port))
             other_program.listen()
             others.append(other_program)
-        return spawn(node_home)
+        return spawn(root, parties)
 
     monkeypatch.setattr(sandbox, "_spawn", spawn_after_another_program)
     root = tmp_path / "sandbox"
@@ -240,8 +240,10 @@ def test_a_port_another_program_takes_as_a_new_sandbox_starts_is_replaced(
 
 @contextlib.contextmanager
 def _listening(port: int) -> Iterator[int]:
-    """Another program listening on `port` for the length of the block."""
+    """Another program listening on `port` for the length of the block (a server, so it may take a port whose
+    last connections linger in TIME_WAIT)."""
     with socket.socket() as other_program:
+        other_program.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         other_program.bind(("127.0.0.1", port))
         other_program.listen()
         yield port
