@@ -93,4 +93,6 @@ def _how_it_ended(status: int) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    code = main(sys.argv[1:])
+    sys.stderr.flush()
+    os._exit(code)  # as a node leaves: tearing down pandas, SQLAlchemy and gRPC would only cost CPU

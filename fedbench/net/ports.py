@@ -31,9 +31,8 @@ def free_port(host: str = "127.0.0.1") -> int:
 def can_listen(host: str, port: int) -> bool:
     """Whether a server could listen on `host:port` now (no other socket listens there)."""
     with socket.socket() as sock:
-        sock.setsockopt(
-            socket.SOL_SOCKET, socket.SO_REUSEADDR, 1
-        )  # as gRPC binds: a closing socket is no obstacle
+        # as gRPC binds: connections of a server that has closed (TIME_WAIT) are no obstacle
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:
