@@ -2,7 +2,8 @@
 and a stopped node is named (our node or the partner) with the command that starts it, without gRPC words.
 
 One real sandbox for the module, made by the first `connect()` on an empty home; the tests then stop its
-nodes by hand or with `fedbench sandbox down`, in file order.
+nodes by hand or with `fedbench sandbox down`, in file order. The last tests take a node's port with a socket
+of their own (another program) or break its start, and check what `sandbox up` does then.
 """
 
 from __future__ import annotations
