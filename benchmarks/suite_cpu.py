@@ -111,14 +111,27 @@ def baseline_tree(ref: str, into: Path) -> Path:
     return tree
 
 
-def run_module(module: str, extra: list[str], grace: float, root: Path = ROOT) -> ModuleCpu:
-    """Run one module's tests (as they are under `root`, with the package of `root`) in a pytest of their own
-    and count every process's CPU seconds."""
+@dataclass
+class Counted:
+    """One command's run: its exit code, wall seconds, and the CPU seconds of it and every process it started."""
+
+    exit_code: int
+    wall_s: float
+    user_s: float
+    system_s: float
+    leftovers: int
+    leftover_cpu_s: float
+
+
+def run_counted(argv: list[str], log: Path, root: Path = ROOT, grace: float = 10.0) -> Counted:
+    """Run `argv` in `root` with the package of `root` (PYTHONPATH), output to `log`, and count the CPU seconds of
+    every process it starts; processes still alive `grace` seconds after it exited are stopped and counted.
+
+    Call `become_subreaper()` first, so that orphaned descendants are reaped (and counted) here.
+    """
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    log = LOGS / (("" if root == ROOT else "baseline-") + Path(module).stem + ".log")
     log.parent.mkdir(exist_ok=True)
     start = time.monotonic()
-    argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:xdist", "-p", "no:cacheprovider", module, *extra]
     with open(log, "wb") as out:
         pid = os.fork()
         if pid == 0:
@@ -126,7 +139,7 @@ def run_module(module: str, extra: list[str], grace: float, root: Path = ROOT) -
             os.dup2(out.fileno(), 2)
             os.chdir(root)
             os.environ["PYTHONPATH"] = str(root)
-            os.execv(sys.executable, argv)
+            os.execv(argv[0], argv)
     exit_code = -1
     while exit_code < 0:
         for child, status in _reap(block=True):
@@ -151,18 +164,33 @@ def run_module(module: str, extra: list[str], grace: float, root: Path = ROOT) -
         _reap(block=False)
     _reap(block=False)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    user, system = after.ru_utime - before.ru_utime, after.ru_stime - before.ru_stime
+    return Counted(
+        exit_code=exit_code,
+        wall_s=wall,
+        user_s=after.ru_utime - before.ru_utime,
+        system_s=after.ru_stime - before.ru_stime,
+        leftovers=leftovers,
+        leftover_cpu_s=leftover_cpu,
+    )
+
+
+def run_module(module: str, extra: list[str], grace: float, root: Path = ROOT) -> ModuleCpu:
+    """Run one module's tests (as they are under `root`, with the package of `root`) in a pytest of their own
+    and count every process's CPU seconds."""
+    log = LOGS / (("" if root == ROOT else "baseline-") + Path(module).stem + ".log")
+    argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:xdist", "-p", "no:cacheprovider", module, *extra]
+    run = run_counted(argv, log, root, grace)
     lines = [line for line in log.read_text(errors="replace").splitlines() if _OUTCOME.search(line)]
     return ModuleCpu(
         module=Path(module).name,
-        wall_s=round(wall, 1),
-        cpu_s=round(user + system, 1),
-        user_s=round(user, 1),
-        system_s=round(system, 1),
-        exit_code=exit_code,
+        wall_s=round(run.wall_s, 1),
+        cpu_s=round(run.user_s + run.system_s, 1),
+        user_s=round(run.user_s, 1),
+        system_s=round(run.system_s, 1),
+        exit_code=run.exit_code,
         summary=lines[-1] if lines else "",
-        leftovers=leftovers,
-        leftover_cpu_s=round(leftover_cpu, 1),
+        leftovers=run.leftovers,
+        leftover_cpu_s=round(run.leftover_cpu_s, 1),
     )
 
 
