@@ -474,12 +474,12 @@ def _ports_taken(root: Path, parties: list[str]) -> list[str]:
     They get new ports, and their peers' node.json follows; only while no node of the sandbox runs, since a
     running node keeps its peers' addresses in memory: else a ConfigError says to restart the sandbox.
     """
-    taken = []
-    for party in parties:
-        node_home = NodeHome(root / party)
-        if _running(node_home) is None and _held(_listening(node_home.load_config())):
-            taken.append(party)
     running = [party for party in parties if _running(NodeHome(root / party)) is not None]
+    taken = [
+        party
+        for party in parties
+        if party not in running and _held(_listening(NodeHome(root / party).load_config()))
+    ]
     if taken and running:
         raise ConfigError(
             f"another program listens on a port of {', '.join(taken)}'s node, while {', '.join(running)} "
@@ -518,11 +518,16 @@ def _running(node_home: NodeHome) -> int | None:
         pid = int(node_home.pid_file.read_text().strip())
     except (FileNotFoundError, ValueError):
         return None
-    _ZYGOTES[:] = [zygote for zygote in _ZYGOTES if zygote.poll() is None]
+    _reap_zygotes()
     if not _alive(pid):
         _forget_pid(node_home, pid)
         return None
     return pid
+
+
+def _reap_zygotes() -> None:
+    """Reap the node-forking processes of this process whose nodes have all exited (each then exits too)."""
+    _ZYGOTES[:] = [zygote for zygote in _ZYGOTES if zygote.poll() is None]
 
 
 def _zombie(pid: int) -> bool:
