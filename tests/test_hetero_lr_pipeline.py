@@ -144,15 +144,24 @@ def test_scores_equal_the_centralized_model_on_the_joined_rows(trained):
     assert list(host_scores.columns) == ["id"]
 
 
-def test_changing_the_learning_rate_reruns_only_train_evaluate_and_score(fed, trained):
-    protocol, run, _ = trained
-    if protocol != CHEAPER:
-        pytest.skip("one protocol is enough to show reuse")
-    again, _ = _run(fed, _template("credit_scoring", protocol=protocol, learning_rate=0.3))
+def _full_template(**train_params) -> Pipeline:
+    """The full template with test-sized keys, FATE's Taylor loss (the steps before the training are what its
+    tests are about, and the Fourier refinement would cost a third of their CPU) and `IV_MIN`."""
+    pipeline = _template("credit_scoring_full", protocol=CHEAPER, approximation="taylor", **train_params)
+    data = pipeline.to_dict()
+    next(s for s in data["steps"] if s["name"] == "select")["params"]["iv_min"] = IV_MIN
+    return Pipeline.from_dict(data)
+
+
+def test_changing_the_learning_rate_reruns_only_train_evaluate_and_score(fed):
+    """On the full template: every step before the training is reused (the first run is itself reused when
+    `test_the_full_template_trains_on_the_selected_features` ran it already)."""
+    run, _ = _run(fed, _full_template())
+    again, _ = _run(fed, _full_template(learning_rate=0.3))
     states = dict(zip(again.steps()["step"], again.steps()["state"], strict=True))
+    before = ("psi", "split", "prep_train", "prep_validation", "prep_test", "binning", "select")
     assert states == {
-        "psi": "reused",
-        "split": "reused",
+        **dict.fromkeys(before, "reused"),
         "train": "succeeded",
         "evaluate": "succeeded",
         "score": "succeeded",
@@ -223,10 +232,7 @@ def test_the_full_template_trains_on_the_selected_features(fed, trained):
     protocol, _, _ = trained
     if protocol != CHEAPER:
         pytest.skip("the feature-engineering steps do not depend on the protocol")
-    # FATE's Taylor loss: the steps before the training are what this test is about (and a third of the CPU)
-    pipeline = _template("credit_scoring_full", protocol=CHEAPER, approximation="taylor").to_dict()
-    next(s for s in pipeline["steps"] if s["name"] == "select")["params"]["iv_min"] = IV_MIN
-    run, host_run = _run(fed, Pipeline.from_dict(pipeline))
+    run, host_run = _run(fed, _full_template())
     states = dict(zip(run.steps()["step"], run.steps()["state"], strict=True))
     assert states["psi"] == "reused" and states["split"] == "reused"
     assert {states[s] for s in ("prep_train", "binning", "select", "train", "evaluate", "score")} == {

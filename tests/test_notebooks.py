@@ -2,7 +2,8 @@
 
 Each notebook's outputs are then checked, cell by cell (by cell id), for what it is there to show
 (tests/notebook_checks.py), so a broken feature fails here even when every cell still runs. The suite runs them
-with its smaller sizes (`notebook_checks.TEST_PARAMETERS`, in place of their `parameters` cell's values).
+with its smaller sizes (`notebook_checks.TEST_PARAMETERS`, in place of their `parameters` cell's values) on its
+smaller demo data (tests/conftest.py); the checks derive the figures they expect from the demo's size.
 """
 
 from __future__ import annotations
@@ -19,10 +20,6 @@ from fedbench import sandbox
 
 NOTEBOOKS = Path(__file__).parent.parent / "notebooks"
 
-FULL_DEMO = frozenset({"psi.ipynb", "feature_engineering.ipynb"})
-"""Notebooks whose checks read the demo's own figures (24,000 matched IDs, 6,000 sampled rows): their sandbox
-registers the demo's whole credit table. The others run on the suite's smaller one (tests/conftest.py)."""
-
 RUN_BY_BINDER = frozenset({"quickstart.ipynb"})
 """Notebooks tests/test_binder.py runs and checks with their CHECKS (in the Binder setup, on the sandbox its
 `start` brought up): a second run here would prove nothing more."""
@@ -35,8 +32,6 @@ ENCRYPTING = re.compile(r"\"(hetero_lr|binning|statistics)\"|secureboost|credit_
 def test_notebook_runs_against_a_fresh_sandbox_and_shows_what_it_is_for(name, tmp_path, monkeypatch):
     home = tmp_path / "sandbox"
     monkeypatch.setenv("FEDBENCH_SANDBOX_HOME", str(home))
-    if name in FULL_DEMO:
-        monkeypatch.delenv(sandbox.DEMO_ROWS_ENV, raising=False)
     notebook = with_test_parameters(nbformat.read(NOTEBOOKS / name, as_version=4))
     try:
         NotebookClient(
