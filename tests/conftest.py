@@ -6,6 +6,7 @@ import collections
 import contextlib
 import functools
 import os
+import re
 import signal
 import time
 import uuid
@@ -327,6 +328,14 @@ def channel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JobChannel]:
     yield JobChannel(Federation(root), run.job_id, project.info["id"])
     run.cancel()
     sandbox.down(root)
+
+
+def dashboards_url(log_text: str, party: str) -> str | None:
+    """The URL (with its token) `fedbench dashboards` printed for `party` in its log, or None before it did.
+
+    The token is matched by its own characters, so a line Voila writes into the same log cannot lengthen it."""
+    found = re.search(rf"fedbench dashboards of party {party}: (http://\S+?\?token=[\w-]+)", log_text)
+    return found.group(1) if found else None
 
 
 def loopback_context(browser, *, timeout_ms: int = 30_000, **options):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import html
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -22,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import loopback_context
+from conftest import dashboards_url, loopback_context
 
 import fedbench
 from fedbench import sandbox
@@ -102,11 +101,10 @@ def _dashboards(home: Path, party: str, log: Path, preheat: tuple[str, ...] = DA
         )
     try:
         give_up = time.monotonic() + 90
-        while not (printed := re.search(rf"fedbench dashboards of party {party}: (\S+)", log.read_text())):
+        while not (url := dashboards_url(log.read_text(), party)):
             assert server.poll() is None, f"fedbench dashboards exited:\n{log.read_text()[-3000:]}"
             assert time.monotonic() < give_up, f"Voila did not answer within 90 s:\n{log.read_text()[-3000:]}"
             time.sleep(0.3)
-        url = printed.group(1)
         assert url.startswith(f"http://127.0.0.1:{port}/?token="), url
         _wait_preheated(server.pid, len(preheat))
         yield url

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import loopback_context
+from conftest import dashboards_url, loopback_context
 
 from fedbench import sandbox
 from fedbench.cli import dashboards
@@ -149,13 +149,13 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         server = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         give_up = time.monotonic() + 120
-        while not (printed := re.search(r"fedbench dashboards of party guest: (\S+)", log.read_text())):
+        while not (url := dashboards_url(log.read_text(), "guest")):
             assert server.poll() is None, f"fedbench dashboards exited:\n{log.read_text()[-3000:]}"
             assert time.monotonic() < give_up, (
                 f"Voila did not answer within 120 s:\n{log.read_text()[-3000:]}"
             )
             time.sleep(0.3)
-        served = Served(process=server, url=printed.group(1), log=log, root=root)
+        served = Served(process=server, url=url, log=log, root=root)
         served.settle(len(DASHBOARDS))
         yield served
     finally:

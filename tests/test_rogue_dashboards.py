@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from conftest import dashboards_url
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import websocket_connect
 
@@ -102,9 +103,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
             assert server.poll() is None, f"fedbench dashboards exited:\n{log.read_text()[-3000:]}"
             assert time.monotonic() < give_up, f"Voila's kernels were not ready:\n{log.read_text()[-3000:]}"
             time.sleep(0.5)
-        printed = re.search(r"fedbench dashboards of party guest: (\S+)", log.read_text())
-        assert printed, log.read_text()[-3000:]
-        query = urllib.parse.parse_qs(urllib.parse.urlsplit(printed.group(1)).query)
+        url = dashboards_url(log.read_text(), "guest")
+        assert url, log.read_text()[-3000:]
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)
         yield Served(port=port, token=query.get("token", [""])[0], log=log)
     finally:
         server.terminate()

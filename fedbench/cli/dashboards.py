@@ -385,10 +385,12 @@ def _serve(args: argparse.Namespace) -> int:
                 base = f"http://{host}:{port}/"
                 _wait_ready(base, child)
                 query = f"?token={token}"
-                print(f"fedbench dashboards of party {party}: {base}{query}", flush=True)
-                for name in DASHBOARDS:
-                    print(f"  {name:<9} {base}voila/render/{name}.ipynb{query}", flush=True)
-                print("The token is new at each start; keep it to yourself. Stop with Ctrl-C.", flush=True)
+                lines = [f"fedbench dashboards of party {party}: {base}{query}"]
+                lines += [f"  {name:<9} {base}voila/render/{name}.ipynb{query}" for name in DASHBOARDS]
+                lines.append("The token is new at each start; keep it to yourself. Stop with Ctrl-C.")
+                # one write: Voila shares this output, and its log lines must not land inside a URL
+                sys.stdout.flush()
+                os.write(sys.stdout.fileno(), ("\n".join(lines) + "\n").encode())
                 code = child.wait()
             except (KeyboardInterrupt, _Stop):
                 code = 0
