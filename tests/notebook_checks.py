@@ -7,7 +7,6 @@ quickstart notebook in the Binder setup): one run of a notebook proves both wher
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable
 from functools import cache
@@ -77,8 +76,7 @@ def _check_rerun_one_stage(notebook: NotebookNode) -> None:
 def demo_matched() -> int:
     """How many IDs of the demo's credit table the guest and the host share, in a sandbox made now: the
     demo's 24,000 at its full size, fewer under the suite's smaller demo (`sandbox.DEMO_ROWS_ENV`)."""
-    rows = int(os.environ.get(sandbox.DEMO_ROWS_ENV) or sandbox.DEMO_CREDIT_ROWS)
-    guest, host = credit_vertical(rows)
+    guest, host = credit_vertical(sandbox._demo_rows(None))  # the rows `sandbox.up` registers
     return len(set(guest["id"]) & set(host["id"]))
 
 
