@@ -12,6 +12,11 @@ bash scripts/ci/build-sidebar.sh
 python3 -m pip install --quiet --disable-pip-version-check -e '.[test,postgres,torch,dask]'
 python3 -m ruff check fedbench tests benchmarks
 python3 -m mypy
+# Bytecode is written and compiled once, ahead: the suite starts hundreds of Python processes (nodes, kernels, Voila,
+# CLI calls) that import the package, and with PYTHONDONTWRITEBYTECODE set (as on this machine) each compiled every
+# module it imported from source again, and each pytest worker rewrote every test module's asserts again.
+unset PYTHONDONTWRITEBYTECODE
+python3 -m compileall -q fedbench tests benchmarks > /dev/null
 # Three test processes (pytest-xdist) on the 2 cores: the suite's processes keep about two thirds of the cores busy
 # (measured: its tests wait on nodes, Voila, JupyterLab, the browser and pip), so a third fills the gaps. Each module
 # runs whole on one of them (tests/conftest.py makes it an xdist group, so its module-scoped sandbox is started
