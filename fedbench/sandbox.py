@@ -39,6 +39,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from fedbench import sandbox_zygote_server
 from fedbench.client.control import NodeClient
 from fedbench.errors import ConfigError, FedbenchError, NodeError
 from fedbench.net.certs import init_ca, issue_party
@@ -565,12 +566,25 @@ def _forget_pid(node_home: NodeHome, pid: int) -> None:
 
 def _spawn(root: Path, parties: list[str]) -> dict[str, int]:
     """Start these parties' nodes, forked from one process that imports the node's modules once
-    (`fedbench.sandbox_zygote`); returns each node's pid."""
+    (`fedbench.sandbox_zygote`, or a fork of the zygote server `$FEDBENCH_SANDBOX_ZYGOTE` names when it
+    answers); returns each node's pid."""
     if not parties:
         return {}
     homes = [NodeHome(root / party) for party in parties]
     for home in homes:
         home.pid_file.unlink(missing_ok=True)
+    server = os.environ.get(sandbox_zygote_server.ENV)
+    served = server and sandbox_zygote_server.request(
+        server, [str(home.root) for home in homes], root, homes[0].log_file
+    )
+    pids = served or _start_zygote(root, homes)
+    if len(pids) != len(parties):
+        raise NodeError(f"the sandbox's nodes could not be started; log:\n{_log_tail(homes[0])}")
+    return dict(zip(parties, pids, strict=True))
+
+
+def _start_zygote(root: Path, homes: list[NodeHome]) -> list[int]:
+    """Start a `fedbench.sandbox_zygote` of our own for `homes`; the pids of the nodes it forked."""
     with open(homes[0].log_file, "ab") as errors:
         zygote = subprocess.Popen(
             [sys.executable, "-m", "fedbench.sandbox_zygote", *(str(home.root) for home in homes)],
@@ -583,10 +597,7 @@ def _spawn(root: Path, parties: list[str]) -> dict[str, int]:
     _ZYGOTES.append(zygote)
     assert zygote.stdout is not None
     with zygote.stdout:
-        pids = [int(line) for line in zygote.stdout if line.strip().isdigit()]
-    if len(pids) != len(parties):
-        raise NodeError(f"the sandbox's nodes could not be started; log:\n{_log_tail(homes[0])}")
-    return dict(zip(parties, pids, strict=True))
+        return [int(line) for line in zygote.stdout if line.strip().isdigit()]
 
 
 def _wait_healthy(node_home: NodeHome, timeout: float, pid: int | None = None) -> None:

@@ -27,7 +27,7 @@ from fedbench.node.config import NodeHome
 from fedbench.node.fork_server import name_this_process
 from fedbench.node.worker_pool import WARM_MODULES
 
-__all__ = ["NAME", "main"]
+__all__ = ["NAME", "fork_nodes", "import_node_modules", "main"]
 
 NAME = "fb-sandbox"
 """This process's name as `ps` and `top` show it; each node it forks is named `fb-node`."""
@@ -36,10 +36,22 @@ NAME = "fb-sandbox"
 def main(homes: list[str]) -> int:
     """Fork a node for each home in `homes`, print their pids, then reap them; returns once all have exited."""
     name_this_process(NAME)
-    from fedbench.cli import main as cli_main
+    import_node_modules()
+    return fork_nodes(homes)
 
+
+def import_node_modules() -> None:
+    """Import what a node and its step workers' fork server need, so that each node forked afterwards has it."""
+    importlib.import_module("fedbench.cli")
     for module in ("fedbench.node.server", *WARM_MODULES):
         importlib.import_module(module)
+
+
+def fork_nodes(homes: Sequence[str]) -> int:
+    """Fork a node for each home (the modules imported already), print their pids, close standard output, then
+    reap the nodes; returns once all have exited."""
+    from fedbench.cli import main as cli_main
+
     children: dict[int, Path] = {}
     for home in homes:
         sys.stdout.flush()
