@@ -175,16 +175,18 @@ def page(browser, lab: str):
 
 
 def _search_palette(page, text: str) -> None:
-    """Open the command palette (its shortcut again if a busy page missed it) and type `text` in its search."""
+    """Open the command palette and type `text` in its search; again from its shortcut if a busy page missed the
+    key press or closed the palette before the text landed (moving the focus closes it: it failed so in CI)."""
     search = page.locator(".lm-CommandPalette-input")
-    for _ in range(3):
-        page.keyboard.press("Control+Shift+C")
+    for attempt in range(4):
+        if not search.is_visible():
+            page.keyboard.press("Control+Shift+C")
         try:
-            search.wait_for(state="visible", timeout=15_000)
-            break
-        except PlaywrightTimeout:  # the page missed the key press: press it once more
-            continue
-    search.fill(text)
+            search.fill(text, timeout=15_000)
+            return
+        except PlaywrightTimeout:
+            if attempt == 3:
+                raise
 
 
 def _run_from_palette(page, text: str, label: str) -> None:
