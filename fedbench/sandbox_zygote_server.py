@@ -6,7 +6,8 @@ quarters of a CPU second importing the node's modules before it forks the nodes.
 names the socket of a running server (`start`), `sandbox.up` sends it the node homes, its own environment and
 working directory instead; the server forks a child that takes them on, becomes a session of its own and does
 exactly what `sandbox_zygote` does (forks the nodes, sends their pids back, reaps them and logs how they ended).
-When the socket does not answer, `sandbox.up` starts its own `sandbox_zygote` as before.
+When the socket does not answer, or the caller runs another Python or fedbench, or `PYTHON*` settings that act
+only as an interpreter starts, `sandbox.up` starts its own `sandbox_zygote` as before.
 
 The server runs one Python thread and holds no channel or database connection, so every fork of it is as
 clean as a fresh `sandbox_zygote`. The socket lives in a directory only its user can enter (whoever can connect
@@ -22,6 +23,7 @@ import signal
 import socket
 import subprocess
 import sys
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +64,13 @@ def start(directory: str | os.PathLike[str]) -> tuple[subprocess.Popen[bytes], P
 def request(path: str | os.PathLike[str], homes: list[str], cwd: Path, errors: Path) -> list[int] | None:
     """Ask the server at `path` to fork nodes for `homes`, run from `cwd` with this process's environment, its
     start-up errors appended to `errors`; their pids, or None when no server answers there."""
-    message = {"homes": homes, "cwd": str(cwd), "errors": str(errors), "env": dict(os.environ)}
+    message = {
+        "homes": homes,
+        "cwd": str(cwd),
+        "errors": str(errors),
+        "env": dict(os.environ),
+        "python": _interpreter(),
+    }
     try:
         with socket.socket(socket.AF_UNIX) as connection:
             connection.settimeout(60.0)
@@ -101,9 +109,9 @@ def serve(path: Path, starter: int) -> None:
                 continue
             with connection:
                 connection.settimeout(10.0)
-                with contextlib.suppress(OSError, ValueError):
+                with contextlib.suppress(OSError, ValueError, KeyError, TypeError):  # a malformed request
                     message = json.loads(_read_line(connection))
-                    if _same_interpreter_settings(message["env"]):
+                    if message["python"] == _interpreter() and _same_interpreter_settings(message["env"]):
                         _fork_starter(listener, connection, message)
 
 
@@ -132,12 +140,18 @@ def _fork_starter(listener: socket.socket, connection: socket.socket, message: d
         connection.close()
         code = sandbox_zygote.fork_nodes(message["homes"])
     except BaseException:
-        import traceback
-
         traceback.print_exc()
     finally:
         sys.stderr.flush()
         os._exit(code)
+
+
+def _interpreter() -> list[str]:
+    """This Python and the fedbench package it imports: a caller running another (a virtual environment, another
+    checkout) gets no fork, its nodes would run our code."""
+    import fedbench
+
+    return [sys.executable, str(Path(fedbench.__file__).resolve().parent)]
 
 
 def _same_interpreter_settings(env: dict[str, str]) -> bool:

@@ -77,21 +77,29 @@ def test_a_sandbox_forks_its_nodes_from_the_server_with_the_callers_environment(
     assert server.returncode == 0
 
 
-def test_a_caller_whose_interpreter_settings_differ_starts_its_own_zygote(tmp_path, monkeypatch):
-    """`PYTHONHASHSEED` (like every `PYTHON*` variable but `PYTHONPATH`) acts only as an interpreter starts."""
+@pytest.mark.parametrize("difference", ["PYTHONHASHSEED", "another Python"])
+def test_a_caller_with_another_interpreter_or_its_settings_starts_its_own_zygote(
+    tmp_path, monkeypatch, difference
+):
+    """`PYTHONHASHSEED` (like every `PYTHON*` variable but `PYTHONPATH`) acts only as an interpreter starts; a
+    caller in a virtual environment or another checkout would get nodes running the server's code."""
     server, path = sandbox_zygote_server.start(tmp_path / "zygote")
     monkeypatch.setenv(sandbox_zygote_server.ENV, str(path))
-    monkeypatch.setenv("PYTHONHASHSEED", "12345")
+    if difference == "PYTHONHASHSEED":
+        monkeypatch.setenv("PYTHONHASHSEED", "12345")
+    else:
+        monkeypatch.setattr(sandbox_zygote_server, "_interpreter", lambda: ["/venv/bin/python", "/elsewhere"])
     try:
         statuses = sandbox.up(tmp_path / "fed", demo_data=False)
         assert all(s.running for s in statuses)
         zygote = _parent(statuses[0].pid)
-        assert _parent(zygote) != server.pid
-        assert b"PYTHONHASHSEED=12345" in Path(f"/proc/{zygote}/environ").read_bytes()
+        assert _parent(zygote) != server.pid and _comm(zygote) == "fb-sandbox"
+        assert b"fedbench.sandbox_zygote\0" in Path(f"/proc/{zygote}/cmdline").read_bytes()
     finally:
         sandbox.down(tmp_path / "fed")
         server.terminate()
         server.wait(30)
+    assert server.returncode == 0, "the server declined and kept serving"
 
 
 def test_without_an_answering_server_a_sandbox_starts_its_own_zygote(tmp_path, monkeypatch):
