@@ -574,9 +574,9 @@ def _spawn(root: Path, parties: list[str]) -> dict[str, int]:
     for home in homes:
         home.pid_file.unlink(missing_ok=True)
     server = os.environ.get(sandbox_zygote_server.ENV)
-    served = server and sandbox_zygote_server.request(
-        server, [str(home.root) for home in homes], root, homes[0].log_file
-    )
+    served = None
+    if server:
+        served = sandbox_zygote_server.request(server, [str(h.root) for h in homes], root, homes[0].log_file)
     pids = served or _start_zygote(root, homes)
     if len(pids) != len(parties):
         raise NodeError(f"the sandbox's nodes could not be started; log:\n{_log_tail(homes[0])}")

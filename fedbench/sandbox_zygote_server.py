@@ -99,6 +99,7 @@ def serve(path: Path, starter: int) -> None:
         os.chmod(path, 0o600)
         listener.listen()
         listener.settimeout(1.0)
+        ours = _interpreter()
         print(_READY, flush=True)
         _close_stdout()
         while os.getppid() == starter:
@@ -111,7 +112,7 @@ def serve(path: Path, starter: int) -> None:
                 connection.settimeout(10.0)
                 with contextlib.suppress(OSError, ValueError, KeyError, TypeError):  # a malformed request
                     message = json.loads(_read_line(connection))
-                    if message["python"] == _interpreter() and _same_interpreter_settings(message["env"]):
+                    if message["python"] == ours and _same_interpreter_settings(message["env"]):
                         _fork_starter(listener, connection, message)
 
 

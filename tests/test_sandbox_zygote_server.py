@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from fedbench import sandbox, sandbox_zygote_server
+from fedbench.node.fork_server import child_pids
 
 PROBE = "FEDBENCH_TEST_ZYGOTE_PROBE"
 
@@ -27,21 +28,10 @@ def _comm(pid: int) -> str:
 def _environment_seen_by(node: int) -> bytes:
     """The environment of the node's resource tracker: a process the node executes (a fork keeps the
     environment its first program started with in /proc, an exec shows the one it runs with)."""
-    for entry in Path("/proc").iterdir():
-        if (
-            entry.name.isdigit()
-            and _parent_or_none(int(entry.name)) == node
-            and b"resource_tracker" in (entry / "cmdline").read_bytes()
-        ):
-            return (entry / "environ").read_bytes()
+    for child in child_pids(node):
+        if b"resource_tracker" in Path(f"/proc/{child}/cmdline").read_bytes():
+            return Path(f"/proc/{child}/environ").read_bytes()
     raise AssertionError(f"node {node} runs no resource tracker")
-
-
-def _parent_or_none(pid: int) -> int | None:
-    try:
-        return _parent(pid)
-    except (OSError, IndexError, ValueError):
-        return None
 
 
 def _gone(pid: int, timeout: float) -> bool:
