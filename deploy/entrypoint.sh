@@ -96,7 +96,8 @@ voila)
     # command line, which every user of the host can read. The Host check stays off (the port is published
     # under the server's own name); the token is what protects the dashboards, XSRF cookies are on.
     # Each page holds a kernel: fedbench's kernel manager frees it once the page closed or sat unused (as
-    # `fedbench dashboards` does), so the dashboards can run for weeks.
+    # `fedbench dashboards` does), so the dashboards can run for weeks. Kernels listen on Unix sockets in Voila's
+    # private connection folder (`--KernelManager.transport=ipc`), never on TCP ports.
     idle="${FEDBENCH_CULL_IDLE:-600}"
     closed="${FEDBENCH_CULL_CLOSED:-30}"
     interval=$(((idle < closed ? idle : closed) / 3))
@@ -116,6 +117,7 @@ voila)
         --VoilaConfiguration.multi_kernel_manager_class=fedbench.cli.dashboard_kernels.DashboardKernelManager \
         --DashboardKernelManager.cull_idle_timeout="$idle" --DashboardKernelManager.cull_connected=True \
         --DashboardKernelManager.cull_interval="$interval" --DashboardKernelManager.closed_timeout="$closed" \
+        --KernelManager.transport=ipc \
         "${template[@]}" "$dashboards"
     ;;
 compute-certs)

@@ -282,6 +282,7 @@ def test_voila_is_told_to_free_kernels_with_sane_defaults(tmp_path: Path) -> Non
     culling = config["DashboardKernelManager"]
     assert culling["cull_idle_timeout"] == 600 and culling["closed_timeout"] == 30
     assert culling["cull_connected"] is True, "a page left open and idle is freed too"
+    assert config["KernelManager"] == {"transport": "ipc"}, "kernels listen on Unix sockets, not TCP ports"
     assert culling["cull_interval"] <= 10, "a closed page's kernel goes within a minute"
     assert config["VoilaKernelManager"]["preheat_denylist"] == [], "every dashboard is pre-heated by default"
     only = dashboards.voila_config("guest", token="t", preheat=("projects",))["VoilaKernelManager"]

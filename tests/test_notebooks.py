@@ -13,6 +13,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from jupyter_client import KernelManager
 from nbclient import NotebookClient
 from notebook_checks import CHECKS, parameters_cell, with_test_parameters
 
@@ -33,9 +34,14 @@ def test_notebook_runs_against_a_fresh_sandbox_and_shows_what_it_is_for(name, tm
     home = tmp_path / "sandbox"
     monkeypatch.setenv("FEDBENCH_SANDBOX_HOME", str(home))
     notebook = with_test_parameters(nbformat.read(NOTEBOOKS / name, as_version=4))
+    # The kernel listens on Unix sockets: TCP ports are picked free, then bound by the kernel a moment later,
+    # and under the suite's load another process can take one in between (the kernel then dies at start).
     try:
         NotebookClient(
-            notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+            notebook,
+            km=KernelManager(kernel_name="python3", transport="ipc", ip=str(tmp_path / "kernel")),
+            timeout=300,
+            resources={"metadata": {"path": str(tmp_path)}},
         ).execute()
     finally:
         sandbox.down(home)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import http.client
+import json
 import os
 import re
 import signal
@@ -43,6 +44,7 @@ class Served:
     port: int
     token: str
     log: Path
+    pid: int
 
     def kernels_started(self) -> int:
         """How many kernels Voila has started so far (it logs each one)."""
@@ -106,7 +108,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         url = dashboards_url(log.read_text(), "guest")
         assert url, log.read_text()[-3000:]
         query = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)
-        yield Served(port=port, token=query.get("token", [""])[0], log=log)
+        yield Served(port=port, token=query.get("token", [""])[0], log=log, pid=server.pid)
     finally:
         server.terminate()
         try:
@@ -150,6 +152,43 @@ def _voila_command_lines() -> list[bytes]:
             if b"voila" in line:
                 lines.append(line)
     return lines
+
+
+def test_kernels_listen_on_unix_sockets_in_a_private_folder_not_on_tcp_ports(served: Served) -> None:
+    """Another user of the host can connect to a kernel's TCP ports (and a port taken between Voila picking it
+    and the kernel binding it killed the kernel); a Unix socket in Voila's 0700 folder is neither."""
+    connections = []
+    for pid in _descendants(served.pid):
+        with contextlib.suppress(OSError):
+            line = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            if b"ipykernel_launcher" in b" ".join(line) and b"-f" in line:
+                connections.append(Path(line[line.index(b"-f") + 1].decode()))
+    assert connections, "the pre-heated kernel of projects.ipynb is running"
+    for path in connections:
+        info = json.loads(path.read_text())
+        assert info["transport"] == "ipc", f"{path}: a kernel listens on {info['transport']}"
+        assert Path(info["ip"]).parent.stat().st_mode & 0o077 == 0, (
+            f"{info['ip']}: in a folder others can open"
+        )
+        sockets = [Path(f"{info['ip']}-{info[f'{c}_port']}") for c in ("shell", "iopub", "control")]
+        give_up = time.monotonic() + 60
+        while not all(socket.is_socket() for socket in sockets):
+            assert time.monotonic() < give_up, f"{path}: the kernel never listened on {sockets}"
+            time.sleep(0.3)
+
+
+def _descendants(root: int) -> list[int]:
+    """The processes descending from process `root` (Linux /proc), read once."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    found, frontier = [], [root]
+    while frontier:
+        children = [pid for pid, parent in parents.items() if parent in frontier]
+        found += children
+        frontier = children
+    return found
 
 
 def test_a_request_without_the_token_opens_no_kernel(served: Served) -> None:

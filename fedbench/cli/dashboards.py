@@ -170,6 +170,11 @@ def voila_config(
     """Voila's configuration: the template's party, pre-heated kernels (for the dashboards in `preheat`),
     kernels freed when their page closed or sat idle, the token and Jupyter's request checks.
 
+    Kernels talk to Voila over Unix sockets in Voila's private (0700) connection folder, not TCP ports: a
+    TCP kernel's ports are picked free, then bound by the kernel a moment later, and a port taken in between
+    killed the kernel at start (five restarts on the same ports, then a page that never opened); any user of
+    the host could also connect to a TCP kernel's ports.
+
     Voila hard-codes `allow_remote_access=True` (no Host check) and leaves XSRF cookies off; its
     `tornado_settings` are applied after, so they turn both back on.
     """
@@ -186,6 +191,7 @@ def voila_config(
         "VoilaKernelManager": {
             "preheat_denylist": [f"{name}.ipynb" for name in DASHBOARDS if name not in preheat],
         },
+        "KernelManager": {"transport": "ipc"},
         "DashboardKernelManager": {
             "cull_idle_timeout": idle_timeout,
             "cull_connected": True,
