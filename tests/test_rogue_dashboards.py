@@ -32,6 +32,7 @@ from tornado.websocket import websocket_connect
 
 from fedbench import sandbox
 from fedbench.net.ports import free_port
+from fedbench.node.fork_server import child_pids
 
 EVIL = "http://evil.example"
 KERNEL_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -178,17 +179,9 @@ def test_kernels_listen_on_unix_sockets_in_a_private_folder_not_on_tcp_ports(ser
 
 
 def _descendants(root: int) -> list[int]:
-    """The processes descending from process `root` (Linux /proc), read once."""
-    parents = {}
-    for entry in Path("/proc").iterdir():
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-    found, frontier = [], [root]
-    while frontier:
-        children = [pid for pid, parent in parents.items() if parent in frontier]
-        found += children
-        frontier = children
-    return found
+    """The processes descending from process `root`."""
+    children = child_pids(root)
+    return children + [pid for child in children for pid in _descendants(child)]
 
 
 def test_a_request_without_the_token_opens_no_kernel(served: Served) -> None:
